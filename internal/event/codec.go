@@ -1,0 +1,119 @@
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Topics names mcpwatch's Kafka topics. Every deployment (and every integration test) derives
+// them from one prefix with [TopicNames]; the version suffix changes only with an incompatible
+// [SchemaVersion].
+type Topics struct {
+	Raw        string // events from sources, key: tenant/principal
+	Events     string // normalized events, key: tenant/principal
+	Findings   string // detector findings, key: tenant/principal
+	Scores     string // latest threat score per principal, key: tenant/principal (compacted)
+	Actions    string // response actions taken, key: tenant/principal
+	Control    string // revocations and quarantines, key: Control.Key (compacted)
+	DeadLetter string // records a stage could not process, with the reason in headers
+}
+
+// DefaultTopicPrefix is the prefix of a deployment that sets none.
+const DefaultTopicPrefix = "mcpwatch"
+
+// TopicNames returns the topic names under prefix ("" means [DefaultTopicPrefix]).
+func TopicNames(prefix string) Topics {
+	if prefix == "" {
+		prefix = DefaultTopicPrefix
+	}
+	n := func(s string) string { return prefix + "." + s + ".v1" }
+	return Topics{
+		Raw: n("raw"), Events: n("events"), Findings: n("findings"), Scores: n("scores"),
+		Actions: n("actions"), Control: n("control"), DeadLetter: n("deadletter"),
+	}
+}
+
+// ErrMalformed marks a record that cannot be decoded or misses required fields. It is permanent:
+// retrying will not help, so stages dead-letter such records.
+var ErrMalformed = errors.New("malformed record")
+
+// ErrSchema marks a record written by a newer, unknown major schema version.
+var ErrSchema = errors.New("unsupported schema version")
+
+// Record is any type that travels on an mcpwatch topic.
+type Record interface {
+	Event | Finding | Score | Action | Control
+}
+
+// Encode stamps the record with [SchemaVersion] and encodes it for the wire (JSON).
+func Encode[T Record](r *T) ([]byte, error) {
+	setSchema(r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", *r, err)
+	}
+	return b, nil
+}
+
+// Decode parses a record and checks its schema version and required fields. Errors wrap
+// [ErrMalformed] or [ErrSchema].
+func Decode[T Record](b []byte, r *T) error {
+	if err := json.Unmarshal(b, r); err != nil {
+		return fmt.Errorf("%w: %T: %v", ErrMalformed, *r, err)
+	}
+	return validate(r)
+}
+
+func setSchema(r any) {
+	switch v := r.(type) {
+	case *Event:
+		v.Schema = SchemaVersion
+	case *Finding:
+		v.Schema = SchemaVersion
+	case *Score:
+		v.Schema = SchemaVersion
+	case *Action:
+		v.Schema = SchemaVersion
+	case *Control:
+		v.Schema = SchemaVersion
+	}
+}
+
+func validate(r any) error {
+	var (
+		schema int
+		id     string
+		zero   bool
+		what   string
+	)
+	switch v := r.(type) {
+	case *Event:
+		schema, id, zero, what = v.Schema, v.ID, v.Time.IsZero(), "event"
+		if v.Source == "" {
+			return fmt.Errorf("%w: event %s: no source", ErrMalformed, v.ID)
+		}
+	case *Finding:
+		schema, id, zero, what = v.Schema, v.ID, v.Time.IsZero(), "finding"
+	case *Score:
+		schema, id, zero, what = v.Schema, v.Subject, v.Time.IsZero(), "score"
+	case *Action:
+		schema, id, zero, what = v.Schema, v.ID, v.Time.IsZero(), "action"
+	case *Control:
+		schema, id, zero, what = v.Schema, v.ID, v.Time.IsZero(), "control"
+		if v.Kind == "" || v.Scope == "" || v.Value == "" {
+			return fmt.Errorf("%w: control %s: kind, scope and value are required", ErrMalformed, v.ID)
+		}
+	}
+	switch {
+	case schema == 0:
+		return fmt.Errorf("%w: %s has no schema version", ErrMalformed, what)
+	case schema > SchemaVersion:
+		return fmt.Errorf("%w: %s schema %d, this build reads up to %d", ErrSchema, what, schema, SchemaVersion)
+	case id == "":
+		return fmt.Errorf("%w: %s has no id", ErrMalformed, what)
+	case zero:
+		return fmt.Errorf("%w: %s %s has no time", ErrMalformed, what, id)
+	}
+	return nil
+}

@@ -1,0 +1,291 @@
+// Package event is mcpwatch's canonical event model: the records that flow between stages on Kafka
+// and land in ClickHouse. Every record carries [SchemaVersion]; fields are only ever added, never
+// renamed or re-typed within a major version, so old readers keep working on new records.
+//
+// Raw data from personal or secret values never appears here: sources mask before they build an
+// [Event] and report only counts per PII kind.
+package event
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// SchemaVersion is the major version of the wire schema written by this build. A reader refuses a
+// record with a higher major version instead of misreading it (see [Decode]).
+const SchemaVersion = 1
+
+// Source names where an event was observed.
+type Source string
+
+const (
+	SourceMCP    Source = "mcp"    // the gateway or an embedded server hook
+	SourceOTel   Source = "otel"   // the OpenTelemetry collector component
+	SourceKernel Source = "kernel" // eBPF probes
+)
+
+// Direction of an MCP message relative to the client.
+type Direction string
+
+const (
+	DirRequest       Direction = "request"        // client → server
+	DirResponse      Direction = "response"       // server → client, answering a request
+	DirNotification  Direction = "notification"   // either way, no id
+	DirServerRequest Direction = "server_request" // server → client (sampling, elicitation)
+)
+
+// Result is the outcome of the observed action.
+type Result string
+
+const (
+	ResultAllowed Result = "allowed" // passed policy and succeeded (or is still in flight)
+	ResultDenied  Result = "denied"  // refused by mcpwatch (policy, revocation, auth)
+	ResultError   Result = "error"   // passed policy, failed upstream or in transport
+)
+
+// Event is one observation from any source: an MCP message, a span, a kernel event. Sources fill
+// the fields they know; processors add [Normalized].
+type Event struct {
+	Schema int       `json:"schema"`
+	ID     string    `json:"id"`   // UUIDv7 assigned at the source; the idempotency key downstream
+	Time   time.Time `json:"time"` // when the source observed it
+	Source Source    `json:"source"`
+	// Observer identifies the instance that saw the event: gateway replica, collector, node.
+	Observer string `json:"observer,omitempty"`
+	Tenant   string `json:"tenant"`
+
+	Principal   Principal   `json:"principal"`
+	Correlation Correlation `json:"correlation"`
+	MCP         *MCP        `json:"mcp,omitempty"`
+	Target      Target      `json:"target"`
+	Network     Network     `json:"network"`
+	Outcome     Outcome     `json:"outcome"`
+	Size        Size        `json:"size"`
+	// DataClasses are labels such as "pii", "finance", "phi" attached by sources or enrichment.
+	DataClasses []string `json:"data_classes,omitempty"`
+	// PII counts masked findings per kind ("email", "phone_kr", ...); never the values.
+	PII     map[string]int `json:"pii,omitempty"`
+	Process *Process       `json:"process,omitempty"`
+	Span    *Span          `json:"span,omitempty"`
+	// Severity on the CEF scale 0–10, as judged by the source; processors may raise it.
+	Severity   int               `json:"severity"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+
+	Normalized *Normalized `json:"normalized,omitempty"`
+}
+
+// Principal is who acted. Subject is the stable identity; the rest is what the credential said.
+type Principal struct {
+	Subject     string   `json:"sub,omitempty"`
+	ClientID    string   `json:"client_id,omitempty"`
+	Issuer      string   `json:"iss,omitempty"`
+	Roles       []string `json:"roles,omitempty"`
+	TokenID     string   `json:"jti,omitempty"` // never the token itself
+	AuthMethods []string `json:"amr,omitempty"`
+}
+
+// Correlation ties an event to its trace, MCP session and JSON-RPC request.
+type Correlation struct {
+	TraceID   string `json:"trace_id,omitempty"`
+	SpanID    string `json:"span_id,omitempty"`
+	SessionID string `json:"session_id,omitempty"` // Mcp-Session-Id (stateful revisions)
+	RequestID string `json:"request_id,omitempty"` // JSON-RPC id, as its JSON text
+}
+
+// MCP is the protocol-level view of an MCP message.
+type MCP struct {
+	Direction       Direction `json:"direction"`
+	Method          string    `json:"method,omitempty"` // for responses: the method answered
+	Tool            string    `json:"tool,omitempty"`
+	ResourceURI     string    `json:"resource_uri,omitempty"`
+	Prompt          string    `json:"prompt,omitempty"`
+	ProtocolVersion string    `json:"protocol_version,omitempty"`
+	Transport       string    `json:"transport,omitempty"` // "streamable-http", "stdio"
+	// ArgumentsMasked is the tool arguments after masking, possibly truncated.
+	ArgumentsMasked string  `json:"arguments_masked,omitempty"`
+	ClientName      string  `json:"client_name,omitempty"`
+	ClientVersion   string  `json:"client_version,omitempty"`
+	LatencyMS       float64 `json:"latency_ms,omitempty"` // responses: time since the request
+	ToolsHash       string  `json:"tools_hash,omitempty"` // tools/list: hash of the definitions
+}
+
+// Target is where the action was aimed.
+type Target struct {
+	Server  string `json:"server,omitempty"`  // upstream MCP server name from config
+	Route   string `json:"route,omitempty"`   // gateway route that matched
+	Sandbox string `json:"sandbox,omitempty"` // sandbox (cgroup) id running the server
+}
+
+// Network addresses of the observed connection.
+type Network struct {
+	SrcIP   string `json:"src_ip,omitempty"`
+	SrcPort int    `json:"src_port,omitempty"`
+	DstIP   string `json:"dst_ip,omitempty"`
+	DstPort int    `json:"dst_port,omitempty"`
+}
+
+// Outcome says what happened and, for decisions, which rule made them.
+type Outcome struct {
+	Result     Result `json:"result"`
+	PolicyRule string `json:"policy_rule,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	ErrorCode  int    `json:"error_code,omitempty"` // JSON-RPC error code
+	HTTPStatus int    `json:"http_status,omitempty"`
+}
+
+// Size of the observed message, in bytes.
+type Size struct {
+	Request  int `json:"request,omitempty"`
+	Response int `json:"response,omitempty"`
+}
+
+// Process describes the process behind a kernel event.
+type Process struct {
+	PID      int      `json:"pid"`
+	PPID     int      `json:"ppid,omitempty"`
+	UID      int      `json:"uid"`
+	Comm     string   `json:"comm,omitempty"`
+	Exe      string   `json:"exe,omitempty"`
+	Args     []string `json:"args,omitempty"`
+	CgroupID uint64   `json:"cgroup_id,omitempty"`
+	Syscall  string   `json:"syscall,omitempty"` // what the probe saw: execve, connect, openat, ...
+	Path     string   `json:"path,omitempty"`
+}
+
+// Span carries the OpenTelemetry view of an operation.
+type Span struct {
+	Name       string  `json:"name"`
+	Kind       string  `json:"kind,omitempty"`
+	DurationMS float64 `json:"duration_ms,omitempty"`
+	Status     string  `json:"status,omitempty"`
+	Service    string  `json:"service,omitempty"`
+}
+
+// Normalized is what the processor adds: the CEF rendering and the signature id it chose.
+type Normalized struct {
+	Time      time.Time `json:"time"`      // when the processor normalized it
+	Signature string    `json:"signature"` // e.g. MCP-1001
+	Name      string    `json:"name"`
+	CEF       string    `json:"cef"`
+	// Sensitivity of the data touched, 0–1, from enrichment.
+	Sensitivity float64 `json:"sensitivity,omitempty"`
+}
+
+// Finding is a detector's conclusion about one principal over a window of events.
+type Finding struct {
+	Schema    int       `json:"schema"`
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"` // event time at which the detector concluded
+	Tenant    string    `json:"tenant"`
+	Principal Principal `json:"principal"`
+	Detector  string    `json:"detector"` // e.g. "rate"
+	// Score is the threat score 0–100; Severity the same on the CEF 0–10 scale.
+	Score       float64            `json:"score"`
+	Severity    int                `json:"severity"`
+	Summary     string             `json:"summary"`
+	WindowStart time.Time          `json:"window_start"`
+	WindowEnd   time.Time          `json:"window_end"`
+	Features    map[string]float64 `json:"features,omitempty"`  // the numbers behind the score
+	EventIDs    []string           `json:"event_ids,omitempty"` // a sample of the evidence
+}
+
+// Score is the current threat score of a principal, published so gateways can use it in policy.
+type Score struct {
+	Schema     int                `json:"schema"`
+	Time       time.Time          `json:"time"`
+	Tenant     string             `json:"tenant"`
+	Subject    string             `json:"sub"`
+	Score      float64            `json:"score"`
+	Components map[string]float64 `json:"components,omitempty"`
+}
+
+// ActionKind names a response.
+type ActionKind string
+
+const (
+	ActionWebhook    ActionKind = "webhook"
+	ActionRevoke     ActionKind = "revoke"
+	ActionQuarantine ActionKind = "quarantine"
+)
+
+// Action records what the response worker did about a finding, and whether it worked.
+type Action struct {
+	Schema    int        `json:"schema"`
+	ID        string     `json:"id"`
+	Time      time.Time  `json:"time"`
+	Tenant    string     `json:"tenant"`
+	FindingID string     `json:"finding_id"`
+	Subject   string     `json:"sub,omitempty"`
+	Kind      ActionKind `json:"kind"`
+	Target    string     `json:"target"` // webhook URL, control key, sandbox id
+	Status    string     `json:"status"` // "succeeded", "failed"
+	Detail    string     `json:"detail,omitempty"`
+	Attempts  int        `json:"attempts"`
+	// LatencyMS from the finding's time to the action's completion.
+	LatencyMS float64 `json:"latency_ms"`
+}
+
+// ControlKind is what a control record asks every enforcement point to do.
+type ControlKind string
+
+const (
+	ControlRevoke     ControlKind = "revoke"     // refuse the credential or principal
+	ControlQuarantine ControlKind = "quarantine" // isolate the server, sandbox or tool
+)
+
+// ControlScope is what a control record applies to.
+type ControlScope string
+
+const (
+	ScopeSubject ControlScope = "subject"
+	ScopeClient  ControlScope = "client"
+	ScopeToken   ControlScope = "token"
+	ScopeServer  ControlScope = "server"
+	ScopeSandbox ControlScope = "sandbox"
+	ScopeTool    ControlScope = "tool"
+)
+
+// Control is one entry of the compacted control topic. Its record key is [Control.Key]; a
+// tombstone (nil value) under that key lifts it.
+type Control struct {
+	Schema    int          `json:"schema"`
+	ID        string       `json:"id"`
+	Time      time.Time    `json:"time"`
+	Kind      ControlKind  `json:"kind"`
+	Scope     ControlScope `json:"scope"`
+	Tenant    string       `json:"tenant"`
+	Value     string       `json:"value"` // the subject, client id, token id, server, ...
+	Reason    string       `json:"reason"`
+	FindingID string       `json:"finding_id,omitempty"`
+	// Expires, if set, ends the control without a tombstone.
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// Key is the compaction key: one live control per kind, scope, tenant and value.
+func (c Control) Key() string {
+	return string(c.Kind) + "/" + string(c.Scope) + "/" + c.Tenant + "/" + c.Value
+}
+
+// Active reports whether the control is in force at t.
+func (c Control) Active(t time.Time) bool {
+	return c.Expires == nil || t.Before(*c.Expires)
+}
+
+// NewID returns a time-ordered unique id (UUIDv7) for a new record.
+func NewID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// PrincipalKey is the Kafka record key for a principal's records: tenant and subject (or client id
+// when there is no subject), so that one principal's events stay ordered in one partition.
+func PrincipalKey(tenant string, p Principal) string {
+	id := p.Subject
+	if id == "" {
+		id = p.ClientID
+	}
+	if id == "" {
+		id = "anonymous"
+	}
+	return tenant + "/" + id
+}

@@ -1,0 +1,159 @@
+package kafkaio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mcpwatch/mcpwatch/internal/event"
+)
+
+// TopicSpec is the desired shape of one topic.
+type TopicSpec struct {
+	Name        string
+	Partitions  int32
+	Replication int16
+	Configs     map[string]string
+}
+
+// Topics returns mcpwatch's topics. Event topics are partitioned by tenant/principal and kept for
+// retentionHours; the control and score topics are compacted so that a new gateway or detector
+// rebuilds current state by reading them from the start.
+func Topics(names event.Topics, partitions int32, replication int16, retentionHours int) []TopicSpec {
+	retention := fmt.Sprint(int64(retentionHours) * 3_600_000)
+	del := func(name string) TopicSpec {
+		return TopicSpec{Name: name, Partitions: partitions, Replication: replication, Configs: map[string]string{
+			"cleanup.policy": "delete",
+			"retention.ms":   retention,
+		}}
+	}
+	minISR := "1"
+	if replication > 1 {
+		minISR = "2"
+	}
+	specs := []TopicSpec{
+		del(names.Raw),
+		del(names.Events),
+		del(names.Findings),
+		del(names.Actions),
+		{Name: names.Scores, Partitions: partitions, Replication: replication, Configs: map[string]string{
+			"cleanup.policy": "compact",
+		}},
+		// One partition: every gateway reads all of it, and one partition keeps control records
+		// in the order the responder wrote them.
+		{Name: names.Control, Partitions: 1, Replication: replication, Configs: map[string]string{
+			"cleanup.policy":        "compact",
+			"min.compaction.lag.ms": "0",
+			"delete.retention.ms":   "86400000", // tombstones stay a day so followers see lifts
+			"segment.ms":            "3600000",
+		}},
+		// Dead letters are evidence: kept four times as long as events.
+		{Name: names.DeadLetter, Partitions: partitions, Replication: replication, Configs: map[string]string{
+			"cleanup.policy": "delete",
+			"retention.ms":   fmt.Sprint(int64(retentionHours) * 4 * 3_600_000),
+		}},
+	}
+	for i := range specs {
+		specs[i].Configs["min.insync.replicas"] = minISR
+	}
+	return specs
+}
+
+// EnsureTopics creates missing topics and brings the configs of existing ones to the spec. It is
+// idempotent. It never lowers partition counts (Kafka cannot) and refuses a topic whose cleanup
+// policy differs, since silently changing compaction would lose data.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec) error {
+	adm := kadm.NewClient(cl)
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	existing, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	for _, s := range specs {
+		td, ok := existing[s.Name]
+		if ok && errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+			ok = false
+		}
+		if !ok {
+			cfg := make(map[string]*string, len(s.Configs))
+			for k, v := range s.Configs {
+				cfg[k] = kadm.StringPtr(v)
+			}
+			resp, err := adm.CreateTopic(ctx, s.Partitions, s.Replication, cfg, s.Name)
+			if err != nil {
+				return fmt.Errorf("create topic %s: %w", s.Name, err)
+			}
+			if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("create topic %s: %w (%s)", s.Name, resp.Err, resp.ErrMessage)
+			}
+			continue
+		}
+		if td.Err != nil {
+			return fmt.Errorf("describe topic %s: %w", s.Name, td.Err)
+		}
+		if err := reconcile(ctx, adm, s, int32(len(td.Partitions))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func reconcile(ctx context.Context, adm *kadm.Client, s TopicSpec, have int32) error {
+	rcs, err := adm.DescribeTopicConfigs(ctx, s.Name)
+	if err != nil {
+		return fmt.Errorf("describe configs %s: %w", s.Name, err)
+	}
+	rc, err := rcs.On(s.Name, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return fmt.Errorf("describe configs %s: %w", s.Name, err)
+	}
+	current := map[string]string{}
+	for _, c := range rc.Configs {
+		current[c.Key] = c.MaybeValue()
+	}
+	if want := s.Configs["cleanup.policy"]; want != "" && current["cleanup.policy"] != want {
+		return fmt.Errorf("topic %s has cleanup.policy=%s, mcpwatch needs %s: fix the topic by hand, it will not be changed automatically",
+			s.Name, current["cleanup.policy"], want)
+	}
+	var alter []kadm.AlterConfig
+	for k, v := range s.Configs {
+		if current[k] != v {
+			alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kadm.StringPtr(v)})
+		}
+	}
+	if len(alter) > 0 {
+		resps, err := adm.AlterTopicConfigs(ctx, alter, s.Name)
+		if err == nil {
+			var r kadm.AlterConfigsResponse
+			if r, err = resps.On(s.Name, nil); err == nil {
+				err = r.Err
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("alter configs %s: %w", s.Name, err)
+		}
+	}
+	if have < s.Partitions {
+		resps, err := adm.UpdatePartitions(ctx, int(s.Partitions), s.Name)
+		if err == nil {
+			var r kadm.CreatePartitionsResponse
+			if r, err = resps.On(s.Name, nil); err == nil {
+				err = r.Err
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("grow %s from %d to %d partitions: %w", s.Name, have, s.Partitions, err)
+		}
+	}
+	return nil
+}
