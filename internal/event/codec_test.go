@@ -1,0 +1,176 @@
+package event
+
+import (
+	stdjson "encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	json "github.com/goccy/go-json"
+)
+
+func sampleEvent() Event {
+	return Event{
+		ID:       NewID(),
+		Time:     time.Date(2026, 11, 23, 9, 6, 12, 0, time.UTC),
+		Source:   SourceMCP,
+		Observer: "gw-1",
+		Tenant:   "acme",
+		Principal: Principal{Subject: "alice", ClientID: "claude-desktop", Roles: []string{"analyst"},
+			TokenID: "tok_3f2a", AuthMethods: []string{"pwd", "hwk"}},
+		Correlation: Correlation{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SessionID: "s-1", RequestID: "7"},
+		MCP: &MCP{Direction: DirRequest, Method: "tools/call", Tool: "db_query", ProtocolVersion: "2025-11-25",
+			Transport: "streamable-http", ArgumentsMasked: `{"sql":"select * from sales where email='[EMAIL]'"}`},
+		Target:      Target{Server: "sales-db", Sandbox: "sbx-1"},
+		Network:     Network{SrcIP: "10.1.2.3", SrcPort: 51234},
+		Outcome:     Outcome{Result: ResultAllowed, PolicyRule: "analysts-read-sales"},
+		Size:        Size{Request: 312},
+		DataClasses: []string{"finance", "pii"},
+		PII:         map[string]int{"email": 1},
+		Severity:    3,
+	}
+}
+
+// A record must survive the wire unchanged, or stages would silently disagree about events.
+func TestRoundTrip(t *testing.T) {
+	in := sampleEvent()
+	b, err := Encode(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Event
+	if err := Decode(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Schema != SchemaVersion || out.ID != in.ID || !out.Time.Equal(in.Time) || out.Principal.Subject != "alice" ||
+		out.MCP.Tool != "db_query" || out.PII["email"] != 1 || out.Outcome.Result != ResultAllowed {
+		t.Fatalf("round trip changed the event:\n in=%+v\nout=%+v", in, out)
+	}
+}
+
+// Readers must refuse what they cannot read correctly instead of half-reading it.
+func TestDecodeRejects(t *testing.T) {
+	good := sampleEvent()
+	b, _ := Encode(&good)
+	cases := map[string]struct {
+		in   string
+		want error
+	}{
+		"not json":      {`{"schema":1,`, ErrMalformed},
+		"no schema":     {`{"id":"x","time":"2026-01-01T00:00:00Z","source":"mcp"}`, ErrMalformed},
+		"newer schema":  {strings.Replace(string(b), `"schema":1`, `"schema":2`, 1), ErrSchema},
+		"no id":         {`{"schema":1,"time":"2026-01-01T00:00:00Z","source":"mcp"}`, ErrMalformed},
+		"no time":       {`{"schema":1,"id":"x","source":"mcp"}`, ErrMalformed},
+		"no source":     {`{"schema":1,"id":"x","time":"2026-01-01T00:00:00Z"}`, ErrMalformed},
+		"wrong type":    {`{"schema":"1","id":"x"}`, ErrMalformed},
+		"control empty": {`{"schema":1,"id":"x","time":"2026-01-01T00:00:00Z","kind":"revoke"}`, ErrMalformed},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			var err error
+			if name == "control empty" {
+				var ctl Control
+				err = Decode([]byte(c.in), &ctl)
+			} else {
+				var e Event
+				err = Decode([]byte(c.in), &e)
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func TestControlKeyAndExpiry(t *testing.T) {
+	now := time.Now()
+	exp := now.Add(time.Minute)
+	c := Control{Kind: ControlRevoke, Scope: ScopeSubject, Tenant: "acme", Value: "mallory", Expires: &exp}
+	if got := c.Key(); got != "revoke/subject/acme/mallory" {
+		t.Fatalf("key %q", got)
+	}
+	if !c.Active(now) || c.Active(exp) {
+		t.Fatal("expiry not honoured")
+	}
+}
+
+func TestPrincipalKey(t *testing.T) {
+	if k := PrincipalKey("acme", Principal{Subject: "alice", ClientID: "c"}); k != "acme/alice" {
+		t.Fatal(k)
+	}
+	if k := PrincipalKey("acme", Principal{ClientID: "c"}); k != "acme/c" {
+		t.Fatal(k)
+	}
+	if k := PrincipalKey("acme", Principal{}); k != "acme/anonymous" {
+		t.Fatal(k)
+	}
+}
+
+func TestTopicNames(t *testing.T) {
+	if n := TopicNames(""); n.Raw != "mcpwatch.raw.v1" || n.Control != "mcpwatch.control.v1" {
+		t.Fatalf("%+v", n)
+	}
+	if n := TopicNames("x"); n.DeadLetter != "x.deadletter.v1" {
+		t.Fatalf("%+v", n)
+	}
+}
+
+// FuzzDecode: hostile bytes on a topic must yield an error, never a panic.
+func FuzzDecode(f *testing.F) {
+	e := sampleEvent()
+	b, _ := Encode(&e)
+	f.Add(b)
+	f.Add([]byte(`{"schema":1}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e Event
+		if err := Decode(b, &e); err == nil && (e.ID == "" || e.Schema == 0) {
+			t.Fatalf("accepted an invalid event: %q", b)
+		}
+		var c Control
+		_ = Decode(b, &c)
+	})
+}
+
+// BenchmarkCodec measures encode + decode of a typical audit event: the per-core ceiling the wire
+// format puts on any stage.
+func BenchmarkCodec(b *testing.B) {
+	e := sampleEvent()
+	enc, _ := Encode(&e)
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, err := Encode(&e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var out Event
+		if err := Decode(buf, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkWireFormat compares the JSON library the codec uses with encoding/json in one run.
+func BenchmarkWireFormat(b *testing.B) {
+	e := sampleEvent()
+	e.Schema = SchemaVersion
+	for _, lib := range []struct {
+		name string
+		m    func(any) ([]byte, error)
+		u    func([]byte, any) error
+	}{{"encoding-json", stdjson.Marshal, stdjson.Unmarshal}, {"go-json", json.Marshal, json.Unmarshal}} {
+		b.Run(lib.name, func(b *testing.B) {
+			for b.Loop() {
+				buf, _ := lib.m(&e)
+				var out Event
+				if err := lib.u(buf, &out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
