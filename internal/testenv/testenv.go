@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mcpwatch/mcpwatch/internal/event"
-	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 )
 
 // InCI reports whether tests run under CI (CI=true).
@@ -34,7 +33,12 @@ func Missing(t testing.TB, service, why string) {
 // Kafka returns the brokers of the real Kafka, checked reachable.
 func Kafka(t testing.TB) []string {
 	t.Helper()
-	brokers := kafkaio.ParseBrokers(os.Getenv("MCPWATCH_KAFKA_BROKERS"))
+	var brokers []string
+	for _, b := range strings.Split(os.Getenv("MCPWATCH_KAFKA_BROKERS"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			brokers = append(brokers, b)
+		}
+	}
 	if len(brokers) == 0 {
 		Missing(t, "Kafka", "MCPWATCH_KAFKA_BROKERS is empty")
 	}
