@@ -124,14 +124,21 @@ as_root() {
 
 tcp_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
+# cmdline PID: the process's command line, arguments space-separated (one short read, so a
+# `cmdline | grep -q` pipeline cannot die of SIGPIPE).
+cmdline() {
+  local c
+  c=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  printf '%s\n' "$c"
+}
+
 # pid_of PIDFILE NEEDLE -> prints the pid if it is alive and its command line contains NEEDLE.
 pid_of() {
   local pidfile=$1 needle=$2 pid
   [[ -f $pidfile ]] || return 1
   pid=$(<"$pidfile")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  [[ -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$needle" || return 1
+  cmdline "$pid" | grep -qF -- "$needle" || return 1
   printf '%s\n' "$pid"
 }
 
@@ -154,9 +161,53 @@ await_exec() {
   local pid=$1 needle=$2 i
   for ((i = 0; i < 100; i++)); do
     kill -0 "$pid" 2>/dev/null || return 0
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$needle" && return 0
+    if cmdline "$pid" | grep -qF -- "$needle"; then return 0; fi
     sleep 0.05
   done
+}
+
+# port_busy_msg PORT...: "" if all free, else who holds the first busy one.
+port_busy_msg() {
+  local port line pid cmd
+  for port in "$@"; do
+    tcp_open "$port" || continue
+    line=$(ss -Hltnp "sport = :$port" 2>/dev/null || true)
+    pid=$(sed -n 's/.*pid=\([0-9][0-9]*\).*/\1/p' <<<"$line")
+    pid=${pid%%$'\n'*}
+    cmd=""
+    if [[ -n $pid ]]; then cmd=$(cmdline "$pid" || true); fi
+    if [[ $cmd =~ (/[^ ]*)/(kafka/config/server\.properties|clickhouse/config/config\.xml) ]]; then
+      printf '%s:%s is held by another mcpwatch stack (pid %s, state dir %s): stop it with MCPWATCH_STATE_DIR=%s %s stop, or pick other ports (MCPWATCH_STACK_*_PORT)' \
+        "$HOST" "$port" "$pid" "${BASH_REMATCH[1]}" "${BASH_REMATCH[1]}" "$SELF"
+    else
+      printf '%s:%s is already in use (%s); pick other ports (MCPWATCH_STACK_*_PORT)' \
+        "$HOST" "$port" "${pid:+pid $pid: ${cmd:0:120}}"
+    fi
+    return 0
+  done
+}
+
+# pick_ports NAME VAR1 VAR2 ENV1 ENV2: make sure the two ports in VAR1/VAR2 are free. If they are
+# taken and neither was set explicitly (ENV1/ENV2), move both up by 100 until a free pair is
+# found (e.g. a developer's stack from another checkout holds the defaults while CI runs);
+# ports.env then tells env/status/stop where they went. Explicit ports are never moved.
+pick_ports() {
+  local name=$1 v1=$2 v2=$3 e1=$4 e2=$5 busy p1 p2 off
+  busy=$(port_busy_msg "${!v1}" "${!v2}")
+  [[ -n $busy ]] || return 0
+  if [[ -n ${!e1:-} || -n ${!e2:-} ]]; then die "$name: $busy"; fi
+  for ((off = 100; off <= 1000; off += 100)); do
+    p1=$((${!v1} + off))
+    p2=$((${!v2} + off))
+    if ((p1 < 65536 && p2 < 65536)) && [[ -z $(port_busy_msg "$p1" "$p2") ]]; then
+      log "$name: $busy"
+      log "$name: using free ports $p1/$p2 instead (\`env\` reports them; set $e1/$e2 to pin ports)"
+      printf -v "$v1" '%s' "$p1"
+      printf -v "$v2" '%s' "$p2"
+      return 0
+    fi
+  done
+  die "$name: $busy (and no free ports up to +1000)"
 }
 
 show_tail() {
@@ -211,25 +262,30 @@ ch_server_bin() {
 }
 ch_client_bin() { command -v clickhouse-client 2>/dev/null; }
 
-kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM" | head -n1; }
+kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM"; }
 kafka_marker_want() { printf 'kafka=%s pom_sha256=%s\n' "$(kafka_version)" "$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)"; }
 kafka_installed() { [[ -f $KAFKA_MARKER && "$(<"$KAFKA_MARKER")" == "$(kafka_marker_want)" ]]; }
 ch_installed() {
   ch_server_bin >/dev/null && ch_client_bin >/dev/null &&
-    dpkg-query -W -f='${Status}' clickhouse-server 2>/dev/null | grep -q 'install ok installed'
+    [[ $(dpkg-query -W -f='${Status}' clickhouse-server 2>/dev/null) == *"install ok installed"* ]]
 }
 
 # ----------------------------------------------------------------- install --
 
 apt_install() {
   # apt_install PKG... ; refreshes package lists if a package has no candidate or install fails.
-  local pkg need_update=0 guard=""
+  # apt's output goes to $STATE_DIR/apt.log and is shown only on failure.
+  local pkg need_update=0 guard="" rc=0 aptlog="$STATE_DIR/apt.log"
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300)
+  mkdir -p "$STATE_DIR"
+  : >"$aptlog"
   for pkg in "$@"; do
-    if ! apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [0-9]'; then need_update=1; fi
+    # (no `| grep -q` here: with pipefail, grep exiting early fails the pipeline)
+    if [[ $(apt-cache policy "$pkg" 2>/dev/null) != *"Candidate: "[0-9]* ]]; then need_update=1; fi
   done
   if ((need_update)); then
-    log "apt-get update (no candidate for: $*)"
-    as_root apt-get update -q >&2
+    log "apt-get update (no install candidate for: $*)"
+    as_root "${apt[@]}" update >>"$aptlog" 2>&1 || { show_tail "$aptlog"; return 1; }
   fi
   # Debian's clickhouse-server postinst runs `invoke-rc.d clickhouse-server start`, which would
   # start a second server with the package's /etc config on ports 9000/8123. Forbid it for the
@@ -240,15 +296,14 @@ apt_install() {
       as_root tee "$guard" >/dev/null
     as_root chmod 0755 "$guard"
   fi
-  local rc=0
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2 || rc=$?
+  as_root "${apt[@]}" install -y --no-install-recommends "$@" >>"$aptlog" 2>&1 || rc=$?
   if ((rc != 0)); then
     log "apt-get install failed (rc=$rc); refreshing package lists and retrying"
-    as_root apt-get update -q >&2 &&
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2 &&
-      rc=0
+    rc=0
+    { as_root "${apt[@]}" update && as_root "${apt[@]}" install -y --no-install-recommends "$@"; } >>"$aptlog" 2>&1 || rc=$?
   fi
   if [[ -n $guard ]]; then as_root rm -f "$guard"; fi
+  if ((rc != 0)); then show_tail "$aptlog"; fi
   return "$rc"
 }
 
@@ -274,7 +329,7 @@ install_kafka() {
   t0=$(now)
   ver=$(kafka_version)
   [[ -n $ver ]] || die "cannot read <kafka.version> from $KAFKA_POM"
-  install_java_maven
+  command -v mvn >/dev/null 2>&1 || install_java_maven
   log "fetching Apache Kafka $ver jars from Maven Central (mvn dependency:copy-dependencies)"
   mkdir -p "$KAFKA_DIR"
   tmp="$KAFKA_DIR/libs.tmp"
@@ -282,9 +337,14 @@ install_kafka() {
   local mvn_args=(-B -q -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies
     -DincludeScope=runtime -DoutputDirectory="$tmp")
   if [[ -n ${MCPWATCH_STACK_MAVEN_REPO:-} ]]; then mvn_args+=("-Dmaven.repo.local=$MCPWATCH_STACK_MAVEN_REPO"); fi
-  if ! mvn "${mvn_args[@]}" >&2 </dev/null; then
+  # Offline first: with a warm ~/.m2 this needs no network at all; else fetch.
+  if ! mvn -o "${mvn_args[@]}" >"$KAFKA_DIR/maven.log" 2>&1 </dev/null; then
     rm -rf -- "$tmp"
-    die "maven could not fetch Kafka $ver (see output above)"
+    if ! mvn "${mvn_args[@]}" >"$KAFKA_DIR/maven.log" 2>&1 </dev/null; then
+      rm -rf -- "$tmp"
+      show_tail "$KAFKA_DIR/maven.log"
+      die "maven could not fetch Kafka $ver from Maven Central"
+    fi
   fi
   [[ -f $tmp/kafka_2.13-$ver.jar && -f $tmp/kafka-tools-$ver.jar ]] ||
     die "kafka_2.13-$ver.jar / kafka-tools-$ver.jar missing after maven copy"
@@ -296,23 +356,35 @@ install_kafka() {
 
 install_clickhouse() {
   local t0
-  if ch_installed; then
+  if ch_installed && command -v kcat >/dev/null 2>&1; then
     log "clickhouse $(dpkg-query -W -f='${Version}' clickhouse-server) already installed"
     return 0
   fi
   t0=$(now)
-  log "installing clickhouse-server clickhouse-client from apt"
-  apt_install clickhouse-server clickhouse-client || die "apt-get install clickhouse-server clickhouse-client failed"
+  # kcat: tiny Kafka CLI (its librdkafka is a clickhouse-common dependency anyway); used for
+  # the fast readiness probe and handy for poking at topics.
+  log "installing clickhouse-server clickhouse-client kcat from apt"
+  apt_install clickhouse-server clickhouse-client kcat || die "apt-get install clickhouse-server clickhouse-client kcat failed"
   ch_installed || die "clickhouse binaries missing after apt-get install"
   log "clickhouse $(dpkg-query -W -f='${Version}' clickhouse-server) installed in $(since "$t0")"
+}
+
+# Both installs in parallel (Maven download vs apt), after any apt work Maven itself needs.
+install_all() {
+  local chjob rc=0
+  if ! kafka_installed; then install_java_maven; fi
+  install_clickhouse &
+  chjob=$!
+  install_kafka || rc=$?
+  wait "$chjob" || rc=$?
+  ((rc == 0)) || die "install failed"
 }
 
 cmd_install() {
   local t0
   t0=$(now)
   take_lock
-  install_kafka
-  install_clickhouse
+  install_all
   log "install done in $(since "$t0")"
 }
 
@@ -415,6 +487,8 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 
+# Dev-node sizing (2 cores): a smaller compaction dedupe buffer also starts ~1 s faster.
+log.cleaner.dedupe.buffer.size=33554432
 num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
@@ -485,9 +559,6 @@ KAFKA_LOG_OFFSET=0
 kafka_launch() {
   local java pid heap
   java=$(java_bin) || die "java not found"
-  if tcp_open "$KAFKA_PORT" || tcp_open "$KAFKA_CONTROLLER_PORT"; then
-    die "port $HOST:$KAFKA_PORT or $KAFKA_CONTROLLER_PORT is already in use by another process (set MCPWATCH_STACK_KAFKA_PORT / MCPWATCH_STACK_KAFKA_CONTROLLER_PORT)"
-  fi
   write_kafka_config
   kafka_format_if_needed
   KAFKA_LOG_OFFSET=$(stat -c %s "$KAFKA_LOGS/server.log" 2>/dev/null || echo 0)
@@ -518,26 +589,55 @@ kafka_log_since_start() {
   tail -c +"$((KAFKA_LOG_OFFSET + 1))" "$KAFKA_LOGS/server.log" 2>/dev/null || true
 }
 
+kafka_show_failure() {
+  if [[ -n $KAFKA_STARTED_AT ]]; then
+    printf 'stack: ---- %s (this start, last 40 lines) ----\n' "$KAFKA_LOGS/server.log" >&2
+    kafka_log_since_start | tail -n 40 >&2 || true
+  else
+    show_tail "$KAFKA_LOGS/server.log"
+  fi
+  printf 'stack: ---- %s (last 15 lines) ----\n' "$KAFKA_LOGS/kafka.out" >&2
+  tail -n 15 "$KAFKA_LOGS/kafka.out" >&2 2>/dev/null || true
+  if [[ -s $KAFKA_LOGS/probe.err ]]; then
+    printf 'stack: ---- last metadata probe error ----\n' >&2
+    tail -n 10 "$KAFKA_LOGS/probe.err" >&2 || true
+  fi
+  printf 'stack: ----\n' >&2
+}
+
+# Metadata round trip through the broker: kcat when installed (milliseconds), else
+# Kafka's own TopicCommand (a JVM start, ~1.5 s). Prints the number of topics.
+kafka_probe() {
+  local out
+  if command -v kcat >/dev/null 2>&1; then
+    out=$(timeout 20 kcat -b "$HOST:$KAFKA_PORT" -L -m 5 2>"$KAFKA_LOGS/probe.err") || return 1
+    grep -q "broker 1 at $HOST:$KAFKA_PORT" <<<"$out" || return 1
+    sed -n 's/^ \([0-9][0-9]*\) topics:$/\1/p' <<<"$out"
+  else
+    out=$(timeout 60 "$BASH" "$SELF" kafka topics --bootstrap-server "$HOST:$KAFKA_PORT" --list 2>"$KAFKA_LOGS/probe.err") || return 1
+    grep -c . <<<"$out" || true
+  fi
+}
+
 kafka_wait_ready() {
   local t0=${KAFKA_STARTED_AT:-$(now)} deadline=$((SECONDS + START_TIMEOUT)) pid topics
+  : >"$KAFKA_LOGS/probe.err"
   while :; do
     if ! pid=$(kafka_pid); then
-      show_tail "$KAFKA_LOGS/server.log" "$KAFKA_LOGS/kafka.out"
+      kafka_show_failure
       die "kafka exited during startup"
     fi
     if ((SECONDS >= deadline)); then
-      show_tail "$KAFKA_LOGS/server.log" "$KAFKA_LOGS/kafka.out"
+      kafka_show_failure
       die "kafka not ready after ${START_TIMEOUT}s (pid $pid)"
     fi
     if tcp_open "$KAFKA_PORT" &&
-      { [[ -z $KAFKA_STARTED_AT ]] || kafka_log_since_start | grep -q 'Kafka Server started'; }; then
-      # Real metadata round trip through the broker.
-      if topics=$(timeout 60 "$BASH" "$SELF" kafka topics --bootstrap-server "$HOST:$KAFKA_PORT" --list 2>"$KAFKA_LOGS/probe.err"); then
-        log "kafka ready in $(since "$t0") ($HOST:$KAFKA_PORT, pid $pid, $(grep -c . <<<"$topics" || true) topics)"
-        return 0
-      fi
+      { [[ -z $KAFKA_STARTED_AT ]] || grep -q 'Kafka Server started' < <(kafka_log_since_start); } &&
+      topics=$(kafka_probe); then
+      log "kafka ready in $(since "$t0") ($HOST:$KAFKA_PORT, pid $pid, ${topics:-0} topics)"
+      return 0
     fi
-    sleep 0.3
+    sleep 0.2
   done
 }
 
@@ -703,9 +803,6 @@ CH_STARTED_AT=""
 ch_launch() {
   local bin pid
   bin=$(ch_server_bin) || die "clickhouse-server not installed (run: $0 install)"
-  if tcp_open "$CH_TCP_PORT" || tcp_open "$CH_HTTP_PORT"; then
-    die "port $HOST:$CH_TCP_PORT or $CH_HTTP_PORT is already in use by another process (set MCPWATCH_STACK_CLICKHOUSE_PORT / MCPWATCH_STACK_CLICKHOUSE_HTTP_PORT)"
-  fi
   write_ch_config
   CH_STARTED_AT=$(now)
   printf '\n==== %s start ====\n' "$(date -u +%FT%TZ)" >>"$CH_LOGS/clickhouse.out"
@@ -756,15 +853,18 @@ ch_bootstrap() {
   if out=$(chq ro -d "$CH_DB" -q "CREATE TABLE $CH_DB.__stack_probe_ro (x UInt8) ENGINE = Memory" 2>&1); then
     die "SECURITY: $CH_RO_USER could CREATE TABLE"
   fi
+  grep -q 'readonly' <<<"$out" || die "unexpected error for read-only CREATE TABLE: $out"
   if out=$(chq ro -d "$CH_DB" -n -q "SET readonly = 0; INSERT INTO $probe SELECT 3" 2>&1); then
     die "SECURITY: $CH_RO_USER could lift readonly with SET"
   fi
-  if out=$(chq writer -q "CREATE DATABASE __stack_probe_db" 2>&1); then
+  grep -q 'readonly' <<<"$out" || die "unexpected error for read-only SET readonly = 0: $out"
+  if out=$(chq writer -d "$CH_DB" -q "CREATE DATABASE __stack_probe_db" 2>&1); then
     chq admin -q "DROP DATABASE IF EXISTS __stack_probe_db" || true
     die "SECURITY: $CH_WRITER_USER could create a database outside $CH_DB"
   fi
+  grep -q 'Access denied' <<<"$out" || die "unexpected error for writer CREATE DATABASE: $out"
   chq writer -d "$CH_DB" -q "DROP TABLE $probe" || die "writer user cannot DROP TABLE"
-  log "clickhouse users verified in $(since "$t0"): $CH_WRITER_USER writes $CH_DB; $CH_RO_USER refused INSERT/CREATE/SET readonly"
+  log "clickhouse users verified in $(since "$t0"): $CH_WRITER_USER writes $CH_DB; $CH_RO_USER refused INSERT/CREATE/SET readonly; writer refused CREATE DATABASE"
 }
 
 # -------------------------------------------------------------- subcommands --
@@ -773,9 +873,8 @@ cmd_start() {
   local t0 kpid cpid k_new=0 c_new=0
   t0=$(now)
   take_lock
-  if ! kafka_installed || ! ch_installed; then
-    install_kafka
-    install_clickhouse
+  if ! kafka_installed || ! ch_installed || ! command -v kcat >/dev/null 2>&1; then
+    install_all
   fi
   ensure_secrets
 
@@ -791,13 +890,33 @@ cmd_start() {
       die "clickhouse is running with other ports ($RUN_PORTS); run '$0 stop' first"
     fi
   fi
-  save_ports
 
   # Fast path: both up and answering.
   if [[ -n $kpid && -n $cpid ]] && tcp_open "$KAFKA_PORT" && chq admin -q 'SELECT 1' >/dev/null 2>&1; then
     log "already running: kafka pid $kpid ($HOST:$KAFKA_PORT), clickhouse pid $cpid ($HOST:$CH_TCP_PORT); checked in $(since "$t0")"
     return 0
   fi
+
+  # A service that is not running starts on the requested ports (explicit or default), not on
+  # wherever ports.env says it ran last time.
+  if [[ -z $kpid ]]; then
+    KAFKA_PORT=${MCPWATCH_STACK_KAFKA_PORT:-$DEFAULT_KAFKA_PORT}
+    KAFKA_CONTROLLER_PORT=${MCPWATCH_STACK_KAFKA_CONTROLLER_PORT:-$DEFAULT_KAFKA_CONTROLLER_PORT}
+  fi
+  if [[ -z $cpid ]]; then
+    CH_TCP_PORT=${MCPWATCH_STACK_CLICKHOUSE_PORT:-$DEFAULT_CH_TCP_PORT}
+    CH_HTTP_PORT=${MCPWATCH_STACK_CLICKHOUSE_HTTP_PORT:-$DEFAULT_CH_HTTP_PORT}
+  fi
+
+  # Preflight: every port we are about to bind must be free, before launching anything.
+  if [[ -z $kpid ]]; then
+    pick_ports kafka KAFKA_PORT KAFKA_CONTROLLER_PORT MCPWATCH_STACK_KAFKA_PORT MCPWATCH_STACK_KAFKA_CONTROLLER_PORT
+  fi
+  if [[ -z $cpid ]]; then
+    pick_ports clickhouse CH_TCP_PORT CH_HTTP_PORT MCPWATCH_STACK_CLICKHOUSE_PORT MCPWATCH_STACK_CLICKHOUSE_HTTP_PORT
+  fi
+  save_ports
+  ensure_secrets # client configs carry the port
 
   # Launch both before waiting on either (the JVM takes longest).
   if [[ -z $kpid ]]; then
@@ -823,19 +942,18 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local pid any=0
+  local kpid="" cpid=""
   take_lock
-  if pid=$(kafka_pid); then
-    stop_pid kafka "$pid"
-    any=1
+  kpid=$(kafka_pid) || true
+  cpid=$(ch_pid) || true
+  if [[ -z $kpid && -z $cpid ]]; then
+    log "not running"
   fi
-  rm -f "$KAFKA_PIDFILE"
-  if pid=$(ch_pid); then
-    stop_pid clickhouse "$pid"
-    any=1
-  fi
-  rm -f "$CH_PIDFILE"
-  ((any)) || log "not running"
+  # Both shut down in parallel; each gets STOP_TIMEOUT before SIGKILL.
+  if [[ -n $kpid ]]; then stop_pid kafka "$kpid" & fi
+  if [[ -n $cpid ]]; then stop_pid clickhouse "$cpid" & fi
+  wait
+  rm -f "$KAFKA_PIDFILE" "$CH_PIDFILE"
 }
 
 cmd_status() {
@@ -888,11 +1006,19 @@ EOF
 }
 
 cmd_reset() {
+  local what=${1:-}
+  case $what in "" | --secrets) ;; *) die "usage: $0 reset [--secrets]" ;; esac
   cmd_stop
-  # Keep $KAFKA_LIBS (downloaded jars) and installed packages; drop everything else.
+  # Keep $KAFKA_LIBS (downloaded jars) and installed packages, and (unless --secrets) the
+  # generated passwords, so an `eval "$(stack.sh env)"` done before the reset stays valid.
   rm -rf -- "$KAFKA_DATA" "$KAFKA_LOGS" "$KAFKA_CONF" "$KAFKA_PIDFILE" "$KAFKA_DIR/libs.tmp" \
-    "$CH_DIR" "$SECRETS_DIR" "$RUN_PORTS"
-  log "reset: removed kafka data/logs/config, clickhouse/, secrets/ under $STATE_DIR (kept $KAFKA_LIBS)"
+    "$CH_DIR" "$RUN_PORTS"
+  if [[ $what == --secrets ]]; then
+    rm -rf -- "$SECRETS_DIR"
+    log "reset: removed kafka data/logs/config, clickhouse/ and secrets/ under $STATE_DIR (kept $KAFKA_LIBS)"
+  else
+    log "reset: removed kafka data/logs/config and clickhouse/ under $STATE_DIR (kept $KAFKA_LIBS and secrets/)"
+  fi
 }
 
 cmd_kafka() {
@@ -935,9 +1061,11 @@ usage: $0 COMMAND
   restart    stop then start
   status     show both; exit 0 if both running, 3 otherwise
   env        print export lines for clients: eval "\$($0 env)"
-  reset      stop and delete all state except downloaded jars
+  reset [--secrets]  stop and delete all data (Kafka logs, ClickHouse tables); keeps downloaded
+             jars and the generated passwords (--secrets: regenerate those too)
   kafka TOOL [ARGS]                     e.g. kafka topics --bootstrap-server $HOST:$DEFAULT_KAFKA_PORT --list
   clickhouse [admin|writer|ro] [ARGS]   clickhouse-client as that user (writer by default)
+  smoke      end-to-end check of the running stack with Kafka's and ClickHouse's own tools
 state dir: $STATE_DIR (MCPWATCH_STATE_DIR)
 EOF
 }
@@ -953,9 +1081,10 @@ main() {
     restart) cmd_stop; cmd_start ;;
     status) cmd_status ;;
     env) cmd_env ;;
-    reset) cmd_reset ;;
+    reset) cmd_reset "$@" ;;
     kafka) cmd_kafka "$@" ;;
     clickhouse) cmd_clickhouse "$@" ;;
+    smoke) exec "$BASH" "$SCRIPT_DIR/smoke.sh" ;;
     -h | --help | help) usage ;;
     *) usage; exit 2 ;;
   esac
