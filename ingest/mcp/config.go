@@ -1,0 +1,79 @@
+package mcp
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+)
+
+// Defaults for [Config].
+const (
+	DefaultMaxBodyBytes = 4 << 20
+	DefaultMaxPending   = 65536
+	DefaultTenant       = "default"
+)
+
+// Config configures a [Gateway] in front of one upstream MCP server.
+type Config struct {
+	// Listen is the address the gateway serves on; used by the command, not by the handler.
+	Listen string
+	// Upstream is the URL of the upstream server's Streamable HTTP endpoint. Every request is
+	// forwarded to exactly this URL whatever path the client used.
+	Upstream string
+	// ServerName names the upstream in events and in server and tool quarantines.
+	ServerName string
+	// Tenant the gateway's principals belong to. Default [DefaultTenant].
+	Tenant string
+	// Observer identifies this gateway replica in events. Default: the host name.
+	Observer string
+	// MaxBodyBytes bounds a POST body and the part of any single response message the gateway
+	// inspects. Default [DefaultMaxBodyBytes].
+	MaxBodyBytes int64
+	// MaxPending bounds the requests awaiting a response (and the sessions) the gateway tracks
+	// to pair responses with requests. Default [DefaultMaxPending].
+	MaxPending int
+	// Tokens are the static bearer tokens, for [NewStaticTokens].
+	Tokens []StaticToken
+	// Transport carries requests to the upstream; nil means a dedicated [http.Transport].
+	Transport http.RoundTripper
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Upstream == "" {
+		errs = append(errs, errors.New("upstream URL is required"))
+	} else if u, err := url.Parse(c.Upstream); err != nil {
+		errs = append(errs, fmt.Errorf("upstream URL: %w", err))
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("upstream URL %q: want http(s)://host[:port]/path", u.Redacted()))
+	}
+	if c.ServerName == "" {
+		errs = append(errs, errors.New("server name is required: quarantines and events name the upstream by it"))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("max body bytes must not be negative"))
+	}
+	if c.MaxPending < 0 {
+		errs = append(errs, errors.New("max pending must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Tenant == "" {
+		c.Tenant = DefaultTenant
+	}
+	if c.Observer == "" {
+		c.Observer, _ = os.Hostname()
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	return c
+}

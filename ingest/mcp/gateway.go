@@ -1,0 +1,510 @@
+// Package mcp is mcpwatch's MCP gateway: a Streamable HTTP reverse proxy in front of one upstream
+// MCP server that authenticates every client, enforces the revocations and quarantines of the
+// control topic on every call, and publishes one audit event per JSON-RPC message in either
+// direction.
+//
+// The gateway never forwards what it could not parse, never forwards the client's credentials
+// (no token passthrough), and streams server-sent events through as they arrive, holding back
+// only the event being parsed so that a revocation can stop a stream before its next message.
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpwatch/mcpwatch/internal/control"
+	"github.com/mcpwatch/mcpwatch/internal/event"
+)
+
+// Transport is the value of [event.MCP.Transport] for this gateway.
+const Transport = "streamable-http"
+
+// MCP Streamable HTTP headers.
+const (
+	headerSessionID       = "Mcp-Session-Id"
+	headerProtocolVersion = "Mcp-Protocol-Version"
+	headerMethod          = "Mcp-Method"
+	headerName            = "Mcp-Name"
+)
+
+// Gateway is the audit and enforcement proxy. It is an [http.Handler] for the MCP endpoint.
+type Gateway struct {
+	cfg      Config
+	upstream *url.URL
+	auth     Authenticator
+	pub      Publisher
+	ctl      *control.Store
+	log      *slog.Logger
+	m        *metrics
+	proxy    *httputil.ReverseProxy
+
+	// pending pairs responses that arrive on another HTTP exchange (a resumed GET stream) with
+	// their requests, and client responses with the server requests they answer.
+	pending *boundedMap[pendingKey, pendingReq]
+	// sessions remembers who opened each stateful session and with which client (which only
+	// initialize names).
+	sessions *boundedMap[string, sessionInfo]
+}
+
+type pendingKey struct {
+	principal  string
+	session    string
+	fromServer bool // a server→client request, answered by the client
+	id         string
+}
+
+type pendingReq struct {
+	method          string
+	tool            string
+	start           time.Time
+	traceID, spanID string
+}
+
+type sessionInfo struct {
+	owner                     string // event.PrincipalKey of the principal that opened it
+	clientName, clientVersion string
+}
+
+// New returns a gateway for cfg. Every request is authenticated by auth, checked against ctl and
+// audited to pub. reg and log may be nil.
+func New(cfg Config, auth Authenticator, pub Publisher, ctl *control.Store, reg prometheus.Registerer, log *slog.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("mcp gateway config: %w", err)
+	}
+	if auth == nil || pub == nil || ctl == nil {
+		return nil, errors.New("mcp gateway: authenticator, publisher and control store are required")
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	u, _ := url.Parse(cfg.Upstream) // validated above
+	g := &Gateway{
+		cfg: cfg, upstream: u, auth: auth, pub: pub, ctl: ctl,
+		log:      log.With("component", "mcp-gateway", "server", cfg.ServerName),
+		m:        newMetrics(reg),
+		pending:  newBoundedMap[pendingKey, pendingReq](cfg.MaxPending),
+		sessions: newBoundedMap[string, sessionInfo](cfg.MaxPending),
+	}
+	if reg != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcpwatch_gateway_pending",
+			Help: "Requests forwarded on stateful sessions and still awaiting their response."},
+			func() float64 { return float64(g.pending.Len()) }))
+	}
+	transport := cfg.Transport
+	if transport == nil {
+		transport = &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   256, // one upstream host takes them all
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			// No ResponseHeaderTimeout: a tool call answered as JSON sends its headers only when
+			// the tool finishes, which may take minutes. Client cancellation ends it instead.
+		}
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      transport,
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
+		// Copy errors (mostly clients going away mid-stream) are routine for a proxy of streams.
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	return g, nil
+}
+
+// call is what the gateway knows about one HTTP request.
+type call struct {
+	r               *http.Request
+	principal       event.Principal
+	pkey            string // event.PrincipalKey of the principal
+	session         string // Mcp-Session-Id, from the request or assigned by the upstream's answer
+	protocolVersion string // Mcp-Protocol-Version header
+	client          sessionInfo
+	// foreign: the session was opened by another principal. Session ids are bearer capabilities
+	// upstream; binding them to the principal stops a leaked id being used with other credentials.
+	foreign         bool
+	traceID, spanID string // traceparent header
+	net             event.Network
+}
+
+func (g *Gateway) newCall(r *http.Request, p event.Principal) *call {
+	c := &call{
+		r: r, principal: p, pkey: event.PrincipalKey(g.cfg.Tenant, p),
+		session:         clip(r.Header.Get(headerSessionID), maxIDLen),
+		protocolVersion: clip(r.Header.Get(headerProtocolVersion), 64),
+	}
+	c.traceID, c.spanID = parseTraceparent(r.Header.Get("Traceparent"))
+	c.net.SrcIP, c.net.SrcPort = splitAddr(r.RemoteAddr)
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && a != nil {
+		c.net.DstIP, c.net.DstPort = splitAddr(a.String())
+	}
+	if c.session != "" {
+		if info, ok := g.sessions.Get(c.session); ok {
+			c.foreign = info.owner != c.pkey
+			if !c.foreign {
+				c.client = info
+			}
+		}
+	}
+	return c
+}
+
+func splitAddr(addr string) (string, int) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0
+	}
+	n, _ := strconv.Atoi(port)
+	return host, n
+}
+
+// ServeHTTP authenticates, checks, audits and forwards one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, err := g.auth.Authenticate(r)
+	c := g.newCall(r, p)
+	if err != nil {
+		g.unauthenticated(w, c, err)
+		return
+	}
+	if c.foreign {
+		// 404 is what the upstream says of an unknown session: the caller learns nothing, the
+		// audit record says what happened.
+		e := g.event(c, event.DirRequest, nil)
+		e.Attributes = map[string]string{"http.method": clip(r.Method, 32)}
+		e.Outcome.Reason = "session belongs to another principal"
+		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusNotFound, denySession, CodeInvalidRequest,
+			"session not found", "")
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		g.servePost(w, c)
+	case http.MethodGet, http.MethodDelete:
+		g.serveStream(w, c)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		e := g.event(c, event.DirRequest, nil)
+		e.Attributes = map[string]string{"http.method": clip(r.Method, 32)}
+		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusMethodNotAllowed, denyMethod, CodeInvalidRequest,
+			"method "+clip(r.Method, 32)+" not allowed", "")
+	}
+}
+
+// event starts an audit event for c; m, when given, fills in the message's fields.
+func (g *Gateway) event(c *call, dir event.Direction, m *message) *event.Event {
+	e := &event.Event{
+		ID:        event.NewID(),
+		Time:      time.Now(),
+		Source:    event.SourceMCP,
+		Observer:  g.cfg.Observer,
+		Tenant:    g.cfg.Tenant,
+		Principal: c.principal,
+		Correlation: event.Correlation{
+			TraceID: c.traceID, SpanID: c.spanID, SessionID: c.session,
+		},
+		MCP: &event.MCP{
+			Direction: dir, Transport: Transport, ProtocolVersion: c.protocolVersion,
+			ClientName: c.client.clientName, ClientVersion: c.client.clientVersion,
+		},
+		Target:  event.Target{Server: g.cfg.ServerName},
+		Network: c.net,
+		Outcome: event.Outcome{Result: event.ResultAllowed},
+	}
+	if m == nil {
+		return e
+	}
+	if m.id != "" {
+		e.Correlation.RequestID = m.id
+	}
+	if m.traceID != "" {
+		e.Correlation.TraceID, e.Correlation.SpanID = m.traceID, m.spanID
+	}
+	mc := e.MCP
+	mc.Method = m.method
+	mc.Tool = m.tool
+	mc.ResourceURI = clip(m.resourceURI, 2*maxFieldLen)
+	mc.Prompt = clip(m.prompt, maxFieldLen)
+	if m.protocolVersion != "" {
+		mc.ProtocolVersion = clip(m.protocolVersion, 64)
+	}
+	if m.clientName != "" {
+		mc.ClientName, mc.ClientVersion = clip(m.clientName, 256), clip(m.clientVersion, 256)
+	}
+	if dir == event.DirResponse {
+		e.Size.Response = m.size
+	} else {
+		e.Size.Request = m.size
+	}
+	if m.method == "tools/call" && m.kind == kindRequest {
+		e.Attributes = map[string]string{"mcp.tool.arguments_bytes": strconv.Itoa(m.argBytes)}
+	}
+	return e
+}
+
+func (g *Gateway) publish(ctx context.Context, e *event.Event) {
+	g.m.count(e)
+	g.pub.Publish(ctx, e)
+}
+
+func (g *Gateway) unauthenticated(w http.ResponseWriter, c *call, err error) {
+	challenge := `Bearer realm="mcpwatch"`
+	if !errors.Is(err, ErrNoCredentials) {
+		challenge += `, error="invalid_token"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	e := g.event(c, event.DirRequest, nil)
+	e.Attributes = map[string]string{"http.method": clip(c.r.Method, 32)}
+	g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusUnauthorized, denyUnauthenticated, CodeUnauthenticated,
+		"authentication required: "+err.Error(), "")
+}
+
+// refuse answers a request the gateway will not forward, with a JSON-RPC error for each request
+// among msgs (see [errorResponse]), and publishes its events as denied. The audit reason is text
+// unless an event already carries one meant for the audit only.
+func (g *Gateway) refuse(w http.ResponseWriter, c *call, events []*event.Event, msgs []message, batch bool, status int, reason string, code int, text, rule string) {
+	g.m.denied.WithLabelValues(reason).Inc()
+	for _, e := range events {
+		why := text
+		if e.Outcome.Reason != "" {
+			why = e.Outcome.Reason
+		}
+		e.Outcome = event.Outcome{Result: event.ResultDenied, Reason: why, PolicyRule: rule, ErrorCode: code, HTTPStatus: status}
+		g.publish(c.r.Context(), e)
+	}
+	var ids []string
+	for _, m := range msgs {
+		if m.kind == kindRequest {
+			ids = append(ids, m.id)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(errorResponse(ids, batch, code, text))
+}
+
+func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
+	r := c.r
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	if err != nil {
+		e := g.event(c, event.DirRequest, nil)
+		e.Size.Request = len(body)
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusRequestEntityTooLarge, denyTooLarge, CodeInvalidRequest,
+				fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), "")
+			return
+		}
+		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusBadRequest, denyParse, CodeParseError,
+			"reading request body: "+err.Error(), "")
+		return
+	}
+	msgs, batch, perr := parseBody(body)
+	if perr != nil {
+		e := g.event(c, event.DirRequest, nil)
+		e.Size.Request = len(body)
+		reason := denyInvalid
+		if perr.code == CodeParseError {
+			reason = denyParse
+		}
+		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusBadRequest, reason, perr.code, perr.msg, "")
+		return
+	}
+
+	events := make([]*event.Event, len(msgs))
+	for i := range msgs {
+		events[i] = g.messageEvent(c, &msgs[i])
+	}
+	if !batch {
+		if text := headerMismatch(r.Header, &msgs[0]); text != "" {
+			g.refuse(w, c, events, msgs, batch, http.StatusBadRequest, denyHeaderMismatch, CodeHeaderMismatch, text, "")
+			return
+		}
+	}
+	// Enforcement: every message is checked, on every request, so a control applies from the
+	// next call on. One refused message refuses the whole body.
+	for i := range msgs {
+		if ctl, ok := g.ctl.Check(g.cfg.Tenant, c.principal, g.cfg.ServerName, msgs[i].tool, time.Now()); ok {
+			g.refuse(w, c, events, msgs, batch, http.StatusForbidden, denyControl, CodeDenied,
+				"access revoked by mcpwatch: "+ctl.Reason, "control:"+ctl.Key())
+			return
+		}
+	}
+
+	x := &exchange{g: g, c: c, forwarded: time.Now(), batch: batch}
+	for i := range msgs {
+		m := &msgs[i]
+		switch m.kind {
+		case kindRequest:
+			x.track(m)
+			if m.method == "initialize" && m.clientName != "" {
+				x.initClient = sessionInfo{clientName: clip(m.clientName, 256), clientVersion: clip(m.clientVersion, 256)}
+			}
+		case kindResponse:
+			// The client answering a server request (sampling, elicitation, roots).
+			if sr, ok := g.pending.Take(pendingKey{c.pkey, c.session, true, m.id}); ok {
+				events[i].MCP.Method = sr.method
+				events[i].MCP.LatencyMS = ms(time.Since(sr.start))
+			}
+		}
+		// Audit before the upstream acts on it.
+		g.publish(r.Context(), events[i])
+	}
+	if len(x.reqs) == 1 && msgs[0].kind == kindRequest && msgs[0].method == "tools/call" {
+		x.tool = msgs[0].tool
+	}
+	r2 := r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	r2.Body = io.NopCloser(bytes.NewReader(body))
+	r2.ContentLength = int64(len(body))
+	r2.TransferEncoding = nil
+	g.proxy.ServeHTTP(w, r2)
+}
+
+// messageEvent is the audit event of one message the client sent.
+func (g *Gateway) messageEvent(c *call, m *message) *event.Event {
+	dir := event.DirRequest
+	switch m.kind {
+	case kindNotification:
+		dir = event.DirNotification
+	case kindResponse:
+		dir = event.DirResponse
+	}
+	e := g.event(c, dir, m)
+	if m.kind != kindRequest {
+		e.Attributes = map[string]string{"mcp.sender": "client"}
+	}
+	if m.kind == kindResponse {
+		// A client's answer is audited as what it is, a request-sized message from the client.
+		e.Size = event.Size{Request: m.size}
+		if m.isError {
+			e.Outcome = event.Outcome{Result: event.ResultError, ErrorCode: m.errorCode}
+		}
+	}
+	return e
+}
+
+// headerMismatch checks the 2026-07-28 Mcp-Method and Mcp-Name headers against the body. Proxies,
+// load balancers and WAFs route and filter on these headers, so a request whose headers claim one
+// call while its body makes another is refused rather than passed on.
+func headerMismatch(h http.Header, m *message) string {
+	if m.kind == kindResponse {
+		return ""
+	}
+	if v := h.Get(headerMethod); v != "" && v != m.method {
+		return "header mismatch: " + headerMethod + " does not match the body's method"
+	}
+	v := h.Get(headerName)
+	if v == "" {
+		return ""
+	}
+	var name string
+	switch m.method {
+	case "tools/call":
+		name = m.tool
+	case "prompts/get":
+		name = m.prompt
+	case "resources/read":
+		name = m.resourceURI
+	default:
+		return ""
+	}
+	if decodeHeaderValue(v) != name {
+		return "header mismatch: " + headerName + " does not match the body's name"
+	}
+	return ""
+}
+
+// decodeHeaderValue undoes the "=?base64?...?=" form MCP uses for header values that are not
+// plain ASCII.
+func decodeHeaderValue(v string) string {
+	if s, ok := strings.CutPrefix(v, "=?base64?"); ok {
+		if s, ok = strings.CutSuffix(s, "?="); ok {
+			if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+				return string(b)
+			}
+		}
+	}
+	return v
+}
+
+// serveStream forwards GET (the standalone server stream, or a resumed one) and DELETE (session
+// end). Neither carries a message, but both are audited. GET is refused to a revoked principal,
+// which must not keep receiving server messages; DELETE is not, since ending a session only takes
+// from what a revoked principal holds, and frees the upstream's resources.
+func (g *Gateway) serveStream(w http.ResponseWriter, c *call) {
+	r := c.r
+	e := g.event(c, event.DirRequest, nil)
+	e.Attributes = map[string]string{"http.method": r.Method}
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		e.Attributes["sse.last_event_id"] = clip(id, maxIDLen)
+	}
+	if ctl, ok := g.ctl.Check(g.cfg.Tenant, c.principal, g.cfg.ServerName, "", time.Now()); ok && r.Method == http.MethodGet {
+		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusForbidden, denyControl, CodeDenied,
+			"access revoked by mcpwatch: "+ctl.Reason, "control:"+ctl.Key())
+		return
+	}
+	g.publish(r.Context(), e)
+	x := &exchange{g: g, c: c, forwarded: time.Now()}
+	r2 := r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	r2.Body, r2.ContentLength = http.NoBody, 0
+	g.proxy.ServeHTTP(w, r2)
+}
+
+// forwardedHeaders are the request headers passed upstream: what Streamable HTTP and tracing
+// need. Everything else stays at the gateway, Authorization and cookies above all: the upstream
+// gets no client credential (MCP forbids token passthrough).
+var forwardedHeaders = map[string]bool{
+	"Accept": true, "Content-Type": true, "Last-Event-Id": true, "User-Agent": true,
+	headerSessionID: true, headerProtocolVersion: true, headerMethod: true, headerName: true,
+	"Traceparent": true, "Tracestate": true, "Baggage": true,
+}
+
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	u := *g.upstream
+	pr.Out.URL = &u
+	pr.Out.Host = ""
+	h := make(http.Header, len(forwardedHeaders)+3)
+	for k, v := range pr.In.Header {
+		if forwardedHeaders[k] || strings.HasPrefix(k, "Mcp-Param-") {
+			h[k] = v
+		}
+	}
+	// Identity encoding keeps what the gateway inspects byte-identical to what it forwards, and
+	// keeps event streams free of compression buffering.
+	h.Set("Accept-Encoding", "identity")
+	if ip, _ := splitAddr(pr.In.RemoteAddr); ip != "" {
+		h.Set("X-Forwarded-For", ip)
+	}
+	proto := "http"
+	if pr.In.TLS != nil {
+		proto = "https"
+	}
+	h.Set("X-Forwarded-Proto", proto)
+	pr.Out.Header = h
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Close releases the gateway's idle upstream connections. Stop the HTTP server first: requests in
+// flight keep theirs.
+func (g *Gateway) Close() {
+	if t, ok := g.proxy.Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
