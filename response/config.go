@@ -1,0 +1,154 @@
+package response
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config configures the responder. Start from [DefaultConfig].
+type Config struct {
+	// Threshold is the lowest finding score (0–100) that is acted on.
+	Threshold float64
+	// WebhookURL receives a signed POST for every finding acted on. Empty disables webhooks.
+	WebhookURL string
+	// WebhookSecret is the Standard Webhooks signing secret, "whsec_" and base64 of 24–64 random
+	// bytes. Required with WebhookURL. Never logged.
+	WebhookSecret string
+	// WebhookTimeout bounds one delivery attempt.
+	WebhookTimeout time.Duration
+	// MaxAttempts bounds the delivery attempts of one webhook, the first included.
+	MaxAttempts int
+	// WebhookConcurrency is how many webhooks are delivered at once.
+	WebhookConcurrency int
+	// RevokeFor is how long a revocation lasts from the finding's time; 0 means until an
+	// operator lifts it.
+	RevokeFor time.Duration
+	// MaxAge skips findings older than this when they reach the responder (a replay, a reset
+	// consumer group, a long outage): re-revoking a principal an operator has since reinstated,
+	// or paging someone about last week, does more harm than good. The skip is recorded as an
+	// action. 0 acts on findings of any age.
+	MaxAge time.Duration
+}
+
+// DefaultConfig returns the defaults: act on scores from 80, revoke until lifted, webhook
+// attempts of 5s, at most 5 of them, 8 at once, findings older than an hour skipped.
+func DefaultConfig() Config {
+	return Config{
+		Threshold:          80,
+		WebhookTimeout:     5 * time.Second,
+		MaxAttempts:        5,
+		WebhookConcurrency: 8,
+		MaxAge:             time.Hour,
+	}
+}
+
+// Standard Webhooks secrets: "whsec_" + base64; the specification asks for 24 to 64 bytes.
+const (
+	secretPrefix   = "whsec_"
+	minSecretBytes = 24
+	maxSecretBytes = 64
+	maxAttempts    = 20
+)
+
+// Validate reports a config the responder cannot work with.
+//
+// A webhook URL must be https unless its host is a loopback address. The body carries who did
+// what (principals, summaries, event ids), and the Standard Webhooks signature protects only its
+// integrity and origin: over plain HTTP anyone on the path reads the findings and learns which
+// principals are being watched, and can drop alerts selectively. Loopback traffic never leaves
+// the host, which is what a local receiver, a sidecar relay or a test uses.
+func (c Config) Validate() error {
+	var errs []error
+	if math.IsNaN(c.Threshold) || c.Threshold < 0 || c.Threshold > 100 {
+		errs = append(errs, fmt.Errorf("response: threshold must be in [0, 100], got %v", c.Threshold))
+	}
+	if c.RevokeFor < 0 {
+		errs = append(errs, fmt.Errorf("response: revoke duration must not be negative, got %s", c.RevokeFor))
+	}
+	if c.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("response: max age must not be negative, got %s", c.MaxAge))
+	}
+	if c.WebhookURL != "" {
+		if err := validateWebhookURL(c.WebhookURL); err != nil {
+			errs = append(errs, err)
+		}
+		if err := validateSecret(c.WebhookSecret); err != nil {
+			errs = append(errs, err)
+		}
+		if c.WebhookTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("response: webhook timeout must be positive, got %s", c.WebhookTimeout))
+		}
+		if c.MaxAttempts < 1 || c.MaxAttempts > maxAttempts {
+			errs = append(errs, fmt.Errorf("response: webhook attempts must be in [1, %d], got %d", maxAttempts, c.MaxAttempts))
+		}
+		if c.WebhookConcurrency < 1 {
+			errs = append(errs, fmt.Errorf("response: webhook concurrency must be at least 1, got %d", c.WebhookConcurrency))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validateWebhookURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error quotes the URL, which may carry credentials: report only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("response: webhook URL does not parse: %w", err)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("response: webhook URL %s has no host", redactURL(u))
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("response: webhook URL %s is plain http to a non-loopback host: use https (findings are confidential)", redactURL(u))
+	}
+	return fmt.Errorf("response: webhook URL scheme %q: want https (or http to loopback)", u.Scheme)
+}
+
+// isLoopback reports whether host is "localhost" (RFC 6761 reserves it for loopback) or a
+// loopback IP. Other names are not resolved: what they resolve to can change.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validateSecret(s string) error {
+	if s == "" {
+		return errors.New("response: a webhook secret is required with a webhook URL (set it from the environment, not a flag)")
+	}
+	if !strings.HasPrefix(s, secretPrefix) {
+		return errors.New(`response: webhook secret must start with "whsec_"`)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, secretPrefix))
+	if err != nil {
+		return errors.New(`response: webhook secret is not "whsec_" followed by standard base64`)
+	}
+	if len(key) < minSecretBytes || len(key) > maxSecretBytes {
+		return fmt.Errorf("response: webhook secret has %d bytes, Standard Webhooks wants %d to %d", len(key), minSecretBytes, maxSecretBytes)
+	}
+	return nil
+}
+
+// redactURL is the URL without credentials, query or fragment, which may hold tokens: fit for
+// logs and action records.
+func redactURL(u *url.URL) string {
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	return r.String()
+}
