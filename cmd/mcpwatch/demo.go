@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/internal/demo"
+	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/internal/pipeline"
+	"github.com/mcpwatch/mcpwatch/response"
+	"github.com/mcpwatch/mcpwatch/storage"
+)
+
+const demoTenant = "acme"
+
+type demoOptions struct {
+	normal  []string
+	scraper string
+	calls   int
+	gap     time.Duration
+	timeout time.Duration
+}
+
+func demoCmd(g *globals) *cobra.Command {
+	sf := &stageFlags{}
+	o := &demoOptions{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole pipeline with a demo MCP server and demo traffic, then show what it saw and did",
+		Long: `demo migrates ClickHouse, starts every stage, the gateway in front of a demo MCP server and a
+webhook receiver, then drives traffic through the gateway: a few analysts working normally and one
+principal that starts scraping the sales database. It waits until mcpwatch has detected the
+scraper, sent a signed webhook, revoked the principal and refused its next call, prints the
+forensic SQL it runs as the read-only user with the results, and exits non-zero if any of that did
+not happen.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return g.runDemo(cmd, sf, o) },
+	}
+	sf.registerStages(cmd)
+	f := cmd.Flags()
+	f.StringSliceVar(&o.normal, "users", []string{"alice", "bob", "carol"}, "well-behaved demo principals")
+	f.StringVar(&o.scraper, "scraper", "mallory", "the misbehaving demo principal")
+	f.IntVar(&o.calls, "calls", 8, "tool calls per well-behaved principal")
+	f.DurationVar(&o.gap, "gap", 700*time.Millisecond, "pause between a well-behaved principal's calls")
+	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up if the demo has not completed by then")
+	return cmd
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// serve runs h on a fresh loopback port until ctx ends and returns its base URL.
+func serve(ctx context.Context, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String(), nil
+}
+
+func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) error {
+	out := cmd.OutOrStdout()
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	began := time.Now().UTC().Truncate(time.Second)
+	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+
+	say("== 1. ClickHouse schema")
+	if err := g.migrate(ctx, out); err != nil {
+		return err
+	}
+
+	say("\n== 2. Demo MCP server, webhook receiver, pipeline and gateway")
+	upstream, err := serve(ctx, demo.Handler())
+	if err != nil {
+		return err
+	}
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte(randomHex(16)))
+	webhooks := make(chan response.Delivery, 64)
+	rc, err := response.NewReceiver(secret, func(_ context.Context, d response.Delivery) error {
+		select {
+		case webhooks <- d:
+		default:
+		}
+		return nil
+	}, g.log)
+	if err != nil {
+		return err
+	}
+	hookURL, err := serve(ctx, rc)
+	if err != nil {
+		return err
+	}
+	users := map[string]demo.User{}
+	var tokens []mcp.StaticToken
+	for _, name := range append(append([]string{}, o.normal...), o.scraper) {
+		u := demo.User{Name: name, Token: "demo_" + randomHex(20)}
+		users[name] = u
+		tokens = append(tokens, mcp.StaticToken{Token: u.Token,
+			Principal: event.Principal{Subject: name, ClientID: "demo-agent", Roles: []string{"analyst"}}})
+	}
+	if err := g.liftDemoRevocation(ctx, o.scraper); err != nil {
+		return err
+	}
+
+	cfg := g.pipelineConfig(sf, pipeline.AllStages)
+	cfg.Respond.WebhookURL, cfg.Respond.WebhookSecret = hookURL+"/webhook", secret
+	cfg.Gateway = &mcp.Config{Listen: "127.0.0.1:0", Upstream: upstream + "/mcp", ServerName: "acme-data",
+		Tenant: demoTenant, Tokens: tokens}
+	p, err := pipeline.Build(ctx, cfg, g.reg, g.hl, g.log)
+	if err != nil {
+		return err
+	}
+	pctx, stopPipeline := context.WithCancel(context.WithoutCancel(ctx))
+	pdone := make(chan error, 1)
+	go func() { pdone <- p.Run(pctx) }()
+	defer func() { stopPipeline(); <-pdone }()
+	for g.hl.Ready() != nil {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pipeline not ready: %w", g.hl.Ready())
+		case err := <-pdone:
+			pdone <- err
+			return fmt.Errorf("pipeline stopped: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	say("upstream MCP server  %s/mcp (official Go SDK)", upstream)
+	say("mcpwatch gateway     %s  (tenant %s, %d principals)", p.GatewayURL(), demoTenant, len(users))
+	say("webhook receiver     %s/webhook (verifies Standard Webhooks signatures)", hookURL)
+	say("kafka                %s  topics %s.*", g.kafka, g.topicPrefix)
+	say("clickhouse           %s  database %s", g.chAddr, g.chDatabase)
+
+	say("\n== 3. Traffic: %v work normally, %s starts scraping", o.normal, o.scraper)
+	rep := &demo.Report{Calls: map[string]int{}, Refused: map[string]int{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, len(users))
+	for _, name := range o.normal {
+		wg.Go(func() {
+			if err := demo.Normal(ctx, p.GatewayURL(), users[name], o.calls, o.gap, rep, &mu); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * o.gap):
+		}
+		if err := demo.Scraper(ctx, p.GatewayURL(), users[o.scraper], 5000, rep, &mu); err != nil {
+			errs <- err
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	for _, name := range append(append([]string{}, o.normal...), o.scraper) {
+		say("%-8s %4d calls answered, %d refused", name, rep.Calls[name], rep.Refused[name])
+	}
+	say("%s's client was told: %s", o.scraper, rep.RefusalError)
+
+	say("\n== 4. Alert webhook")
+	var hook response.Delivery
+	select {
+	case hook = <-webhooks:
+	case <-ctx.Done():
+		return errors.New("no webhook arrived")
+	}
+	f := hook.Payload.Data.Finding
+	say("received webhook %s, signature verified", hook.ID)
+	say("finding: score %.0f/100 severity %d: %s", f.Score, f.Severity, f.Summary)
+	for _, a := range hook.Payload.Data.Actions {
+		say("action:  %s %s %s", a.Kind, a.Status, a.Target)
+	}
+	say("finding → first refused call: %s (measured at the client)", rep.FirstRefusal.Sub(f.Time).Round(time.Millisecond))
+
+	say("\n== 5. Forensic SQL (as the read-only user %s; paste into `bin/mcpwatch query`)", g.clickhouseRO().User)
+	since := began.Format("2006-01-02 15:04:05")
+	if err := g.waitForRows(ctx, fmt.Sprintf(
+		"SELECT count() FROM %s.actions FINAL WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC') AND kind = 'revoke'",
+		g.chDatabase, demoTenant, since)); err != nil {
+		return err
+	}
+	if err := g.waitForRows(ctx, fmt.Sprintf(
+		"SELECT count() FROM %s.events FINAL WHERE tenant = '%s' AND subject = '%s' AND result = 'denied' AND time >= toDateTime('%s', 'UTC')",
+		g.chDatabase, demoTenant, o.scraper, since)); err != nil {
+		return err
+	}
+	db := g.chDatabase
+	queries := []string{
+		fmt.Sprintf(`SELECT subject, countIf(direction = 'request') AS requests, countIf(result = 'denied') AS denied,
+       countIf(result = 'error') AS errors, groupUniqArray(tool) AS tools, min(time) AS first_seen, max(time) AS last_seen
+FROM %s.events FINAL
+WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
+GROUP BY subject ORDER BY requests DESC`, db, demoTenant, since),
+		fmt.Sprintf(`SELECT time, subject, detector, round(score) AS score, summary
+FROM %s.findings FINAL
+WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
+ORDER BY time LIMIT 5`, db, demoTenant, since),
+		fmt.Sprintf(`SELECT time, kind, status, target, attempts, round(latency_ms) AS latency_ms
+FROM %s.actions FINAL
+WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
+ORDER BY time LIMIT 5`, db, demoTenant, since),
+		fmt.Sprintf(`SELECT time, method, tool, result, policy_rule, cef
+FROM %s.events FINAL
+WHERE tenant = '%s' AND subject = '%s' AND result = 'denied' AND time >= toDateTime('%s', 'UTC')
+ORDER BY time_ms LIMIT 3`, db, demoTenant, o.scraper, since),
+	}
+	for _, q := range queries {
+		say("\n%s;", q)
+		if err := g.query(ctx, out, q, "table"); err != nil {
+			return err
+		}
+	}
+	say("\n== Done. The data stays in ClickHouse; explore it with:")
+	say(`  bin/mcpwatch query "SELECT signature, count() FROM %s.events GROUP BY signature"`, db)
+	say("  deploy/local/stack.sh clickhouse ro        # interactive client as the read-only user")
+	say("  deploy/local/stack.sh stop                 # when finished")
+	return nil
+}
+
+// liftDemoRevocation publishes a tombstone for the scraper's revocation from an earlier demo run,
+// so every run shows detection and enforcement from the start.
+func (g *globals) liftDemoRevocation(ctx context.Context, subject string) error {
+	cl, err := kafkaio.NewClient(g.kafkaConfig("mcpwatch-demo"))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := g.ensureTopicsCtx(ctx); err != nil {
+		return err
+	}
+	key := event.Control{Kind: event.ControlRevoke, Scope: event.ScopeSubject, Tenant: demoTenant, Value: subject}.Key()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: g.topics().Control, Key: []byte(key)}).FirstErr(); err != nil {
+		return fmt.Errorf("lift earlier demo revocation: %w", err)
+	}
+	return nil
+}
+
+// waitForRows polls a count() query as the read-only user until it is positive.
+func (g *globals) waitForRows(ctx context.Context, sql string) error {
+	conn, err := storage.Open(ctx, g.clickhouseRO())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	for {
+		_, rows, err := storage.QueryTable(ctx, conn, sql)
+		if err == nil && len(rows) == 1 {
+			if n, _ := strconv.Atoi(rows[0][0]); n > 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %q: %w (last error: %v)", sql, ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,290 @@
+// Package pipeline wires mcpwatch's stages into one process: any subset of the Kafka stages
+// (process, sink, detect, respond) and, optionally, the MCP gateway with its control-topic
+// follower. The stages still talk only through Kafka; this package only starts and stops them,
+// so `mcpwatch run` and a deployment with one stage per process behave the same.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mcpwatch/mcpwatch/detectors"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/internal/control"
+	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/internal/obs"
+	"github.com/mcpwatch/mcpwatch/processors"
+	"github.com/mcpwatch/mcpwatch/response"
+	"github.com/mcpwatch/mcpwatch/storage"
+)
+
+// Stage names.
+const (
+	StageProcess = "process"
+	StageSink    = "sink"
+	StageDetect  = "detect"
+	StageRespond = "respond"
+)
+
+// AllStages are the Kafka stages in data-flow order.
+var AllStages = []string{StageProcess, StageSink, StageDetect, StageRespond}
+
+// Config is what the pipeline needs.
+type Config struct {
+	Kafka          kafkaio.Config
+	Topics         event.Topics
+	Partitions     int32
+	Replication    int16
+	RetentionHours int
+
+	ClickHouse storage.Options // the writer; used by the sink
+	Rate       detectors.RateConfig
+	Respond    response.Config
+
+	// GroupPrefix prefixes the consumer groups ("<prefix>-<stage>"). Default "mcpwatch". Two
+	// pipelines on one cluster with different topics need different prefixes.
+	GroupPrefix string
+
+	Stages []string // subset of AllStages
+	// Gateway, when set, runs an MCP gateway on Gateway.Listen.
+	Gateway *mcp.Config
+}
+
+// Pipeline is a built, not yet running, set of stages.
+type Pipeline struct {
+	cfg    Config
+	log    *slog.Logger
+	health *obs.Health
+	stages []*kafkaio.Stage
+	closes []func() error
+
+	gw       *mcp.Gateway
+	gwLn     net.Listener
+	gwURL    string
+	follower *control.Follower
+	pubCl    interface{ Close() }
+	flush    func(context.Context) error
+}
+
+// Build bootstraps the topics and constructs every requested stage; nothing consumes until
+// [Pipeline.Run]. On error everything built so far is released.
+func Build(ctx context.Context, cfg Config, reg prometheus.Registerer, health *obs.Health, log *slog.Logger) (p *Pipeline, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if health == nil {
+		health = obs.NewHealth()
+	}
+	if cfg.GroupPrefix == "" {
+		cfg.GroupPrefix = "mcpwatch"
+	}
+	p = &Pipeline{cfg: cfg, log: log, health: health}
+	defer func() {
+		if err != nil {
+			for _, st := range p.stages {
+				st.Client().Close() // built, never run
+			}
+			p.release()
+		}
+	}()
+	if err := bootstrap(ctx, cfg); err != nil {
+		return nil, err
+	}
+	for _, name := range cfg.Stages {
+		if err := p.addStage(ctx, name, reg); err != nil {
+			return nil, fmt.Errorf("stage %s: %w", name, err)
+		}
+	}
+	if cfg.Gateway != nil {
+		if err := p.addGateway(*cfg.Gateway, reg); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func bootstrap(ctx context.Context, cfg Config) error {
+	kc := cfg.Kafka
+	kc.ClientID = "mcpwatch-bootstrap"
+	cl, err := kafkaio.NewClient(kc)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := kafkaio.EnsureTopics(ctx, cl, kafkaio.Topics(cfg.Topics, cfg.Partitions, cfg.Replication, cfg.RetentionHours)); err != nil {
+		return fmt.Errorf("bootstrap topics: %w", err)
+	}
+	return nil
+}
+
+func (p *Pipeline) kafka(name string) kafkaio.Config {
+	kc := p.cfg.Kafka
+	kc.ClientID = "mcpwatch-" + name
+	return kc
+}
+
+func (p *Pipeline) group(stage string) string { return p.cfg.GroupPrefix + "-" + stage }
+
+func (p *Pipeline) addStage(ctx context.Context, name string, reg prometheus.Registerer) error {
+	t := p.cfg.Topics
+	plain := func(topic string, h kafkaio.Handler) error {
+		st, err := kafkaio.NewStage(p.kafka(name), kafkaio.StageConfig{Name: name, Group: p.group(name),
+			Topics: []string{topic}, DeadLetterTopic: t.DeadLetter}, h, reg, p.log)
+		if err == nil {
+			p.stages = append(p.stages, st)
+		}
+		return err
+	}
+	switch name {
+	case StageProcess:
+		return plain(t.Raw, processors.Handler(t, p.log))
+	case StageDetect:
+		h, err := detectors.Handler(t, p.cfg.Rate, reg, p.log)
+		if err != nil {
+			return err
+		}
+		return plain(t.Events, h)
+	case StageSink:
+		conn, err := storage.Open(ctx, p.cfg.ClickHouse)
+		if err != nil {
+			return err
+		}
+		sink, err := storage.NewSink(ctx, conn, storage.SinkConfig{Database: p.cfg.ClickHouse.Database, Topics: t,
+			Logger: p.log, Registerer: reg})
+		if err != nil {
+			_ = conn.Close()
+			return err
+		}
+		p.closes = append(p.closes, sink.Close)
+		st, err := kafkaio.NewStage(p.kafka(name), kafkaio.StageConfig{Name: name, Group: p.group(name),
+			Topics: sink.Topics(), DeadLetterTopic: t.DeadLetter}, sink, reg, p.log)
+		if err == nil {
+			p.stages = append(p.stages, st)
+		}
+		return err
+	case StageRespond:
+		r, err := response.New(t, p.cfg.Respond, reg, p.log)
+		if err != nil {
+			return err
+		}
+		p.closes = append(p.closes, func() error { r.Close(); return nil })
+		sts, err := r.Stages(p.kafka(name), p.cfg.GroupPrefix, reg)
+		if err == nil {
+			p.stages = append(p.stages, sts...)
+		}
+		return err
+	}
+	return fmt.Errorf("unknown stage %q (want one of %v)", name, AllStages)
+}
+
+func (p *Pipeline) addGateway(cfg mcp.Config, reg prometheus.Registerer) error {
+	store := control.NewStore()
+	f, err := control.NewFollower(p.kafka("gateway-control"), p.cfg.Topics.Control, store, reg, p.log)
+	if err != nil {
+		return err
+	}
+	p.follower = f
+	cl, err := kafkaio.NewClient(p.kafka("gateway"))
+	if err != nil {
+		return err
+	}
+	p.pubCl = cl
+	p.flush = cl.Flush
+	auth, err := mcp.NewStaticTokens(cfg.Tokens)
+	if err != nil {
+		return err
+	}
+	gw, err := mcp.New(cfg, auth, mcp.NewKafkaPublisher(cl, p.cfg.Topics.Raw, p.log, reg), store, reg, p.log)
+	if err != nil {
+		return err
+	}
+	p.gw = gw
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	p.gwLn = ln
+	p.gwURL = "http://" + ln.Addr().String() + "/mcp"
+	p.health.NotReady("control-topic")
+	return nil
+}
+
+// GatewayURL is the gateway's MCP endpoint, or "" without a gateway.
+func (p *Pipeline) GatewayURL() string { return p.gwURL }
+
+// Run runs everything until ctx ends or a part fails, then shuts down in order: the gateway stops
+// taking calls, its audit events are flushed, the stages finish their batches and commit.
+func (p *Pipeline) Run(ctx context.Context) error {
+	eg, gctx := errgroup.WithContext(ctx)
+	for _, st := range p.stages {
+		eg.Go(func() error { return st.Run(gctx) })
+	}
+	if p.gw != nil {
+		eg.Go(func() error { return p.runGateway(gctx) })
+	}
+	err := eg.Wait()
+	p.release()
+	return err
+}
+
+func (p *Pipeline) runGateway(ctx context.Context) error {
+	fctx, stopFollower := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- p.follower.Run(fctx) }()
+	defer func() { stopFollower(); <-done }()
+	// Serving before the control topic is rebuilt would let revoked principals back in.
+	if err := p.follower.WaitReady(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	p.health.Set("control-topic", nil)
+	srv := &http.Server{Handler: p.gw, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	p.log.Info("gateway serving", "url", p.GatewayURL(), "upstream", p.cfg.Gateway.Upstream)
+	err := srv.Serve(p.gwLn) // Serve closes the listener
+	p.gw.Close()
+	fctx2, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ferr := p.flush(fctx2); ferr != nil {
+		p.log.Error("audit events not flushed at shutdown", "err", ferr)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// release closes what Build opened; safe to call twice.
+func (p *Pipeline) release() {
+	for _, c := range p.closes {
+		if err := c(); err != nil {
+			p.log.Warn("close", "err", err)
+		}
+	}
+	p.closes = nil
+	if p.gwLn != nil {
+		_ = p.gwLn.Close() // no-op error once Serve closed it
+	}
+	if p.pubCl != nil {
+		p.pubCl.Close()
+		p.pubCl = nil
+	}
+}
