@@ -214,22 +214,26 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 	db := g.chDatabase
 	queries := []string{
 		fmt.Sprintf(`SELECT subject, countIf(direction = 'request') AS requests, countIf(result = 'denied') AS denied,
-       countIf(result = 'error') AS errors, groupUniqArray(tool) AS tools, min(time) AS first_seen, max(time) AS last_seen
+       countIf(result = 'error') AS errors, groupUniqArrayIf(tool, tool != '') AS tools, min(time) AS first_seen, max(time) AS last_seen
 FROM %s.events FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
 GROUP BY subject ORDER BY requests DESC`, db, demoTenant, since),
 		fmt.Sprintf(`SELECT time, subject, detector, round(score) AS score, summary
 FROM %s.findings FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
-ORDER BY time LIMIT 5`, db, demoTenant, since),
+ORDER BY time_ms LIMIT 5`, db, demoTenant, since),
 		fmt.Sprintf(`SELECT time, kind, status, target, attempts, round(latency_ms) AS latency_ms
 FROM %s.actions FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
 ORDER BY time LIMIT 5`, db, demoTenant, since),
-		fmt.Sprintf(`SELECT time, method, tool, result, policy_rule, cef
+		fmt.Sprintf(`SELECT time, direction, method, tool, result, policy_rule, error_code
+FROM %s.events FINAL
+WHERE tenant = '%s' AND subject = '%s' AND time >= toDateTime('%s', 'UTC')
+ORDER BY time_ms DESC LIMIT 6`, db, demoTenant, o.scraper, since),
+		fmt.Sprintf(`SELECT cef
 FROM %s.events FINAL
 WHERE tenant = '%s' AND subject = '%s' AND result = 'denied' AND time >= toDateTime('%s', 'UTC')
-ORDER BY time_ms LIMIT 3`, db, demoTenant, o.scraper, since),
+ORDER BY time_ms LIMIT 1`, db, demoTenant, o.scraper, since),
 	}
 	for _, q := range queries {
 		say("\n%s;", q)

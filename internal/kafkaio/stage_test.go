@@ -201,7 +201,7 @@ func testStageDelivers(t *testing.T, b broker) {
 	}
 }
 
-func TestStageDeliversFake(t *testing.T) { testStageDelivers(t, fakeBroker(t)) }
+func TestStageDeliversFake(t *testing.T)  { testStageDelivers(t, fakeBroker(t)) }
 func TestStageDeliversKafka(t *testing.T) { testStageDelivers(t, realBroker(t)) }
 
 // A transient handler error must retry the batch, not drop it or dead-letter it.

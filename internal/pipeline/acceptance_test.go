@@ -82,7 +82,7 @@ func TestAcceptance(t *testing.T) {
 		Kafka: kafkaio.Config{Brokers: brokers}, Topics: names, Partitions: 3, Replication: 1, RetentionHours: 24,
 		ClickHouse: storage.Options{Addr: che.Addr, Database: db, User: che.AdminUser, Password: che.AdminPassword},
 		Rate:       detectors.DefaultRateConfig(), Respond: respond, GroupPrefix: "test-" + testenv.Unique(t),
-		Stages:     AllStages,
+		Stages: AllStages,
 		Gateway: &mcp.Config{Listen: "127.0.0.1:0", Upstream: upstream.URL, ServerName: "acme-data", Tenant: "acme",
 			Tokens: tokens},
 	}
