@@ -225,7 +225,7 @@ ORDER BY time_ms LIMIT 5`, db, demoTenant, since),
 		fmt.Sprintf(`SELECT time, kind, status, target, attempts, round(latency_ms) AS latency_ms
 FROM %s.actions FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
-ORDER BY time LIMIT 5`, db, demoTenant, since),
+ORDER BY time_ms LIMIT 5`, db, demoTenant, since),
 		fmt.Sprintf(`SELECT time, direction, method, tool, result, policy_rule, error_code
 FROM %s.events FINAL
 WHERE tenant = '%s' AND subject = '%s' AND time >= toDateTime('%s', 'UTC')
