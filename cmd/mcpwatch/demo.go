@@ -7,13 +7,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/demo"
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/internal/obs"
 	"github.com/mcpwatch/mcpwatch/internal/pipeline"
 	"github.com/mcpwatch/mcpwatch/response"
 	"github.com/mcpwatch/mcpwatch/storage"
@@ -136,6 +138,10 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 	pdone := make(chan error, 1)
 	go func() { pdone <- p.Run(pctx) }()
 	defer func() { stopPipeline(); <-pdone }()
+	metricsAddr, err := obs.Serve(ctx, g.metricsAddr, g.reg, g.hl, g.log)
+	if err != nil {
+		return err
+	}
 	for g.hl.Ready() != nil {
 		select {
 		case <-ctx.Done():
@@ -151,6 +157,9 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 	say("webhook receiver     %s/webhook (verifies Standard Webhooks signatures)", hookURL)
 	say("kafka                %s  topics %s.*", g.kafka, g.topicPrefix)
 	say("clickhouse           %s  database %s", g.chAddr, g.chDatabase)
+	if metricsAddr != "" {
+		say("metrics              http://%s/metrics  (while the demo runs)", metricsAddr)
+	}
 
 	say("\n== 3. Traffic: %v work normally, %s starts scraping", o.normal, o.scraper)
 	rep := &demo.Report{Calls: map[string]int{}, Refused: map[string]int{}}
@@ -241,6 +250,11 @@ ORDER BY time_ms LIMIT 1`, db, demoTenant, o.scraper, since),
 			return err
 		}
 	}
+	say("\n== 6. Pipeline metrics (from /metrics)")
+	if err := printStageMetrics(out, g.reg); err != nil {
+		return err
+	}
+
 	say("\n== Done. The data stays in ClickHouse; explore it with:")
 	say(`  bin/mcpwatch query "SELECT signature, count() FROM %s.events GROUP BY signature"`, db)
 	say("  deploy/local/stack.sh clickhouse ro        # interactive client as the read-only user")
@@ -286,4 +300,51 @@ func (g *globals) waitForRows(ctx context.Context, sql string) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// printStageMetrics prints each stage's record counters and the gateway's audit counters.
+func printStageMetrics(out io.Writer, reg prometheus.Gatherer) error {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return err
+	}
+	type row struct{ in, out, dead float64 }
+	stages := map[string]*row{}
+	get := func(stage string) *row {
+		if stages[stage] == nil {
+			stages[stage] = &row{}
+		}
+		return stages[stage]
+	}
+	var produced, failed float64
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			stage := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stage" {
+					stage = l.GetValue()
+				}
+			}
+			v := m.GetCounter().GetValue()
+			switch mf.GetName() {
+			case "mcpwatch_stage_records_in_total":
+				get(stage).in += v
+			case "mcpwatch_stage_records_out_total":
+				get(stage).out += v
+			case "mcpwatch_stage_dead_letters_total":
+				get(stage).dead += v
+			case "mcpwatch_gateway_audit_produced_total":
+				produced += v
+			case "mcpwatch_gateway_audit_failed_total":
+				failed += v
+			}
+		}
+	}
+	rows := [][]string{{"gateway", "-", fmt.Sprint(produced), "-", fmt.Sprint(failed)}}
+	for _, name := range []string{pipeline.StageProcess, pipeline.StageSink, pipeline.StageDetect, pipeline.StageRespond, response.StageNotify} {
+		if r := stages[name]; r != nil {
+			rows = append(rows, []string{name, fmt.Sprint(r.in), fmt.Sprint(r.out), fmt.Sprint(r.dead), "0"})
+		}
+	}
+	return printTable(out, "table", []string{"stage", "records_in", "records_out", "dead_lettered", "audit_lost"}, rows)
 }

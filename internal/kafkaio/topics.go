@@ -87,13 +87,22 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec) error 
 				cfg[k] = kadm.StringPtr(v)
 			}
 			resp, err := adm.CreateTopic(ctx, s.Partitions, s.Replication, cfg, s.Name)
-			if err != nil {
-				return fmt.Errorf("create topic %s: %w", s.Name, err)
+			if err == nil {
+				err = resp.Err
 			}
-			if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-				return fmt.Errorf("create topic %s: %w (%s)", s.Name, resp.Err, resp.ErrMessage)
+			switch {
+			case err == nil:
+				continue
+			case errors.Is(err, kerr.TopicAlreadyExists):
+				// Created since we listed (another stage bootstrapping, or metadata that had not
+				// caught up): check it like any existing topic.
+				if err := reconcile(ctx, adm, s, s.Partitions); err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+					return err
+				}
+				continue
+			default:
+				return fmt.Errorf("create topic %s: %w (%s)", s.Name, err, resp.ErrMessage)
 			}
-			continue
 		}
 		if td.Err != nil {
 			return fmt.Errorf("describe topic %s: %w", s.Name, td.Err)

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpwatch/mcpwatch/internal/testenv"
+)
+
+// TestDemo runs `mcpwatch demo` — the README's main job — against the real Kafka and ClickHouse
+// and checks that it tells the story it promises: detection, a verified webhook, enforcement and
+// forensic SQL with results, with no audit event lost on the way.
+func TestDemo(t *testing.T) {
+	testenv.Kafka(t)
+	testenv.ClickHouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	root := newRoot()
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"demo", "--topic-prefix", "test-" + testenv.Unique(t), "--metrics-addr", "127.0.0.1:0",
+		"--log-level", "error", "--calls", "3", "--gap", "300ms"})
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	for _, want := range []string{
+		"signature verified",
+		"action:  revoke issued revoke/subject/acme/mallory",
+		"access revoked by mcpwatch",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if !regexp.MustCompile(`alice\s+3 calls answered, 0 refused`).MatchString(s) {
+		t.Error("alice was not served normally")
+	}
+	if m := regexp.MustCompile(`finding → first refused call: (\S+)`).FindStringSubmatch(s); m == nil {
+		t.Error("demo did not report the time from finding to refusal")
+	} else if d, err := time.ParseDuration(m[1]); err != nil || d > 5*time.Second {
+		t.Errorf("finding → refusal %s", m[1])
+	}
+	if n := len(regexp.MustCompile(`\(\d+ rows\)`).FindAllString(s, -1)); n != 6 {
+		t.Errorf("demo printed %d tables, want 5 query results and the metrics", n)
+	}
+	if regexp.MustCompile(`\(0 rows\)`).MatchString(s) {
+		t.Error("a forensic query came back empty")
+	}
+	if !regexp.MustCompile(`gateway\s+-\s+[1-9]\d*\s+-\s+0\b`).MatchString(s) {
+		t.Error("gateway metrics missing or audit events lost")
+	}
+	if t.Failed() {
+		t.Log(s)
+	}
+}
