@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -76,6 +77,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec) error 
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
 	}
+	var created []string
 	for _, s := range specs {
 		td, ok := existing[s.Name]
 		if ok && errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
@@ -92,6 +94,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec) error 
 			}
 			switch {
 			case err == nil:
+				created = append(created, s.Name)
 				continue
 			case errors.Is(err, kerr.TopicAlreadyExists):
 				// Created since we listed (another stage bootstrapping, or metadata that had not
@@ -109,6 +112,41 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec) error 
 		}
 		if err := reconcile(ctx, adm, s, int32(len(td.Partitions))); err != nil {
 			return err
+		}
+	}
+	return waitVisible(ctx, adm, created)
+}
+
+// waitVisible returns once every topic in names has leaders for all its partitions. A broker
+// acknowledges CreateTopics before its metadata shows the topic, and stages that start right
+// after bootstrap should not begin with unknown-topic errors.
+func waitVisible(ctx context.Context, adm *kadm.Client, names []string) error {
+	for len(names) > 0 {
+		details, err := adm.ListTopics(ctx, names...)
+		if err == nil {
+			var missing []string
+			for _, n := range names {
+				td, ok := details[n]
+				if !ok || td.Err != nil || len(td.Partitions) == 0 {
+					missing = append(missing, n)
+					continue
+				}
+				for _, p := range td.Partitions {
+					if p.Err != nil || p.Leader < 0 {
+						missing = append(missing, n)
+						break
+					}
+				}
+			}
+			names = missing
+		}
+		if len(names) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics created but not visible in metadata: %v: %w", names, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return nil
