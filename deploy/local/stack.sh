@@ -156,6 +156,18 @@ find_pid_by_arg() {
   return 1
 }
 
+# settle_pid FN: FN's pid, allowing up to 3s for a server that was just launched to show up.
+# setsid forks when its caller leads a process group (shells with job control), so the pid the
+# launcher saw may be gone before the real server has exec'd.
+settle_pid() {
+  local fn=$1 i
+  for ((i = 0; i < 60; i++)); do
+    "$fn" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # await_exec PID NEEDLE: wait (max 5s) until a just-forked launcher has exec'd the server.
 await_exec() {
   local pid=$1 needle=$2 i
@@ -623,7 +635,7 @@ kafka_wait_ready() {
   local t0=${KAFKA_STARTED_AT:-$(now)} deadline=$((SECONDS + START_TIMEOUT)) pid topics
   : >"$KAFKA_LOGS/probe.err"
   while :; do
-    if ! pid=$(kafka_pid); then
+    if ! pid=$(settle_pid kafka_pid); then
       kafka_show_failure
       die "kafka exited during startup"
     fi
@@ -820,7 +832,7 @@ ch_launch() {
 ch_wait_ready() {
   local t0=${CH_STARTED_AT:-$(now)} deadline=$((SECONDS + START_TIMEOUT)) pid ver
   while :; do
-    if ! pid=$(ch_pid); then
+    if ! pid=$(settle_pid ch_pid); then
       show_tail "$CH_LOGS/clickhouse-server.err.log" "$CH_LOGS/clickhouse.out"
       die "clickhouse exited during startup"
     fi
