@@ -17,7 +17,8 @@ import (
 
 // Handler turns one polled batch of records into outputs. A returned error is transient: the
 // whole batch is retried with backoff. Records that can never be processed belong in
-// [Result.Dead], not in the error.
+// [Result.Dead], not in the error. A handler that keeps state or acts on the world (counts
+// events, sends webhooks) must not return an error after it has acted, or the retry acts twice.
 type Handler interface {
 	Handle(ctx context.Context, recs []*kgo.Record) (Result, error)
 }
