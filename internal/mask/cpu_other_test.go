@@ -1,0 +1,7 @@
+//go:build !linux
+
+package mask
+
+import "testing"
+
+func cpuThroughput(*testing.B, int) func() { return func() {} }
