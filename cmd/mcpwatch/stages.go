@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcpwatch/mcpwatch/detectors"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
 	"github.com/mcpwatch/mcpwatch/internal/pipeline"
@@ -22,6 +24,15 @@ type stageFlags struct {
 	respond response.Config
 	gateway mcp.Config
 	tokens  string
+	oauth   oauthFlags
+}
+
+// oauthFlags configure the gateway as an OAuth 2.1 resource server. Secrets come from the
+// environment only.
+type oauthFlags struct {
+	issuer, resource, jwksURL, roleClaim string
+	scopes, requireAMR, requireACR       []string
+	introspectionClientID                string
 }
 
 func (s *stageFlags) registerStages(cmd *cobra.Command) {
@@ -43,7 +54,86 @@ func (s *stageFlags) registerGateway(cmd *cobra.Command) {
 	f.StringVar(&s.gateway.Upstream, "upstream", env("MCPWATCH_GATEWAY_UPSTREAM", ""), "gateway: upstream MCP server's Streamable HTTP URL")
 	f.StringVar(&s.gateway.ServerName, "server-name", env("MCPWATCH_GATEWAY_SERVER", "default"), "gateway: name of the upstream in events and quarantines")
 	f.StringVar(&s.gateway.Tenant, "tenant", env("MCPWATCH_TENANT", mcp.DefaultTenant), "gateway: tenant of its principals")
-	f.StringVar(&s.tokens, "tokens-file", env("MCPWATCH_GATEWAY_TOKENS", ""), "gateway: YAML list of bearer tokens (sha256 or token) and their principals")
+	f.StringVar(&s.tokens, "tokens-file", env("MCPWATCH_GATEWAY_TOKENS", ""), "gateway: YAML list of bearer tokens (sha256 or token) and their principals (development; exclusive with --oauth-issuer)")
+	o := &s.oauth
+	f.StringVar(&o.issuer, "oauth-issuer", env("MCPWATCH_OAUTH_ISSUER", ""), "gateway: OAuth 2.1 authorization server issuer; makes the gateway a resource server instead of using --tokens-file")
+	f.StringVar(&o.resource, "oauth-resource", env("MCPWATCH_OAUTH_RESOURCE", ""), "gateway: this gateway's canonical URI (RFC 8707), the audience tokens must name, e.g. https://mcp.example.com/mcp")
+	f.StringSliceVar(&o.scopes, "oauth-scopes", splitEnv("MCPWATCH_OAUTH_SCOPES"), "gateway: scopes per tool or MCP method, key=scope pairs (repeat a key for several scopes; key * for anything else), e.g. '*=mcp:read,tools/call=mcp:tools,db_query=mcp:db'")
+	f.StringSliceVar(&o.requireAMR, "oauth-require-amr", splitEnv("MCPWATCH_OAUTH_REQUIRE_AMR"), "gateway: refuse tokens whose amr has none of these (e.g. mfa,hwk,otp)")
+	f.StringSliceVar(&o.requireACR, "oauth-require-acr", splitEnv("MCPWATCH_OAUTH_REQUIRE_ACR"), "gateway: refuse tokens whose acr is none of these")
+	f.StringVar(&o.roleClaim, "oauth-role-claim", env("MCPWATCH_OAUTH_ROLE_CLAIM", ""), "gateway: claim holding the principal's roles (dotted path allowed, e.g. realm_access.roles)")
+	f.StringVar(&o.jwksURL, "oauth-jwks-url", env("MCPWATCH_OAUTH_JWKS_URL", ""), "gateway: JWKS URL (default: from the issuer's discovery metadata)")
+	f.StringVar(&o.introspectionClientID, "oauth-introspection-client-id", env("MCPWATCH_OAUTH_INTROSPECTION_CLIENT_ID", ""), "gateway: client id for RFC 7662 introspection of opaque tokens (secret from $"+introspectionSecretEnv+")")
+}
+
+// introspectionSecretEnv holds the introspection client's secret: never a flag, which would show
+// in process listings.
+const introspectionSecretEnv = "MCPWATCH_OAUTH_INTROSPECTION_SECRET"
+
+func splitEnv(name string) []string {
+	v := os.Getenv(name)
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+// parseScopes reads --oauth-scopes: key=scope pairs, a repeated key adding scopes.
+func parseScopes(pairs []string) (map[string][]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	m := map[string][]string{}
+	for _, p := range pairs {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(p, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("--oauth-scopes: %q is not key=scope", p)
+		}
+		m[k] = append(m[k], strings.Fields(v)...)
+	}
+	return m, nil
+}
+
+// gatewayConfig is the gateway's configuration from the flags: OAuth when --oauth-issuer is set,
+// static tokens from --tokens-file otherwise.
+func (s *stageFlags) gatewayConfig() (*mcp.Config, error) {
+	gw := s.gateway
+	o := s.oauth
+	if o.issuer == "" {
+		if o.resource != "" || len(o.scopes) > 0 || len(o.requireAMR) > 0 || len(o.requireACR) > 0 {
+			return nil, fmt.Errorf("gateway: --oauth-* flags need --oauth-issuer")
+		}
+		tokens, err := loadTokens(s.tokens)
+		if err != nil {
+			return nil, err
+		}
+		gw.Tokens = tokens
+		return &gw, nil
+	}
+	if s.tokens != "" {
+		return nil, fmt.Errorf("gateway: --tokens-file and --oauth-issuer are exclusive")
+	}
+	scopes, err := parseScopes(o.scopes)
+	if err != nil {
+		return nil, err
+	}
+	oc := &oauth.Config{
+		Issuer: o.issuer, Resource: o.resource, JWKSURL: o.jwksURL, RoleClaim: o.roleClaim,
+		RequiredScopes: scopes, RequireAMR: o.requireAMR, RequireACR: o.requireACR,
+	}
+	if o.introspectionClientID != "" {
+		oc.Introspection = oauth.Introspection{ClientID: o.introspectionClientID, ClientSecretEnv: introspectionSecretEnv}
+	}
+	if err := oc.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway oauth: %w", err)
+	}
+	gw.OAuth = oc
+	return &gw, nil
 }
 
 // tokenFile is one entry of --tokens-file.
@@ -127,14 +217,12 @@ func gatewayCmd(g *globals) *cobra.Command {
 		Short: "Run the MCP audit gateway in front of one upstream Streamable HTTP server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tokens, err := loadTokens(sf.tokens)
+			gw, err := sf.gatewayConfig()
 			if err != nil {
 				return err
 			}
 			cfg := g.pipelineConfig(nil, nil)
-			gw := sf.gateway
-			gw.Tokens = tokens
-			cfg.Gateway = &gw
+			cfg.Gateway = gw
 			return g.runPipeline(cmd, cfg)
 		},
 	}
@@ -151,13 +239,11 @@ func runCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := g.pipelineConfig(sf, pipeline.AllStages)
 			if sf.gateway.Upstream != "" {
-				tokens, err := loadTokens(sf.tokens)
+				gw, err := sf.gatewayConfig()
 				if err != nil {
 					return err
 				}
-				gw := sf.gateway
-				gw.Tokens = tokens
-				cfg.Gateway = &gw
+				cfg.Gateway = gw
 			}
 			return g.runPipeline(cmd, cfg)
 		},

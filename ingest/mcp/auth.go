@@ -13,12 +13,39 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
-// Authenticator establishes who sent a request. It is the seam for the OAuth 2.1 resource server
-// (JWT validation, introspection) that will replace [StaticTokens].
+// Authenticator establishes who sent a request: [StaticTokens] for development and demos, [OAuth]
+// (an OAuth 2.1 resource server) in production. An Authenticator may also implement [Authorizer],
+// [Challenger] and [WellKnown].
 type Authenticator interface {
-	// Authenticate returns the request's principal, or an error wrapping [ErrNoCredentials] or
-	// [ErrInvalidCredentials].
+	// Authenticate returns the request's principal, or an error: for [StaticTokens] one wrapping
+	// [ErrNoCredentials] or [ErrInvalidCredentials]. With an error the principal may still be
+	// set, when the credential is genuine but refused (too weak an authentication), so that the
+	// refusal is audited under its name.
 	Authenticate(r *http.Request) (event.Principal, error)
+}
+
+// Authorizer is implemented by an [Authenticator] whose credentials carry their own grant, such as
+// OAuth scopes. The gateway calls it for every message a client sends, once the message is parsed,
+// with the message's method and, for tools/call, its tool; and for GET streams with neither. An
+// error refuses the request: 403, or what the authenticator's [Challenger] says.
+type Authorizer interface {
+	Authorize(p event.Principal, method, tool string) error
+}
+
+// Challenger is implemented by an [Authenticator] that answers its own refusals, such as an OAuth
+// resource server naming its metadata in WWW-Authenticate. Given an error from Authenticate or
+// Authorize, Challenge sets the response headers (the challenge) and returns the HTTP status and
+// a description of the refusal safe to show the client and to audit: never the credential, never
+// the internals of an authorization server. The gateway writes the status and a JSON-RPC body.
+type Challenger interface {
+	Challenge(w http.ResponseWriter, err error) (status int, reason string)
+}
+
+// WellKnown is implemented by an [Authenticator] that publishes documents clients read before they
+// hold a credential (RFC 9728 protected resource metadata). The gateway serves each handler on its
+// path without authentication, and never forwards those paths upstream.
+type WellKnown interface {
+	WellKnown() map[string]http.Handler
 }
 
 // AuthenticatorFunc adapts a function to [Authenticator].

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+
+	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 )
 
 // Defaults for [Config].
@@ -15,12 +17,15 @@ const (
 	DefaultTenant       = "default"
 )
 
+var errConflictingAuth = errors.New("give static tokens or OAuth, not both")
+
 // Config configures a [Gateway] in front of one upstream MCP server.
 type Config struct {
 	// Listen is the address the gateway serves on; used by the command, not by the handler.
 	Listen string
 	// Upstream is the URL of the upstream server's Streamable HTTP endpoint. Every request is
-	// forwarded to exactly this URL whatever path the client used.
+	// forwarded to exactly this URL whatever path the client used, except the paths the
+	// authenticator publishes itself ([WellKnown], e.g. RFC 9728 metadata), which never go upstream.
 	Upstream string
 	// ServerName names the upstream in events and in server and tool quarantines.
 	ServerName string
@@ -34,8 +39,11 @@ type Config struct {
 	// MaxPending bounds the requests awaiting a response (and the sessions) the gateway tracks
 	// to pair responses with requests. Default [DefaultMaxPending].
 	MaxPending int
-	// Tokens are the static bearer tokens, for [NewStaticTokens].
+	// Tokens are the static bearer tokens, for [NewStaticTokens]: development and demos.
 	Tokens []StaticToken
+	// OAuth, when set, makes the gateway an OAuth 2.1 resource server ([NewOAuth]). Exclusive
+	// with Tokens. See [NewAuthenticator].
+	OAuth *oauth.Config
 	// Transport carries requests to the upstream; nil means a dedicated [http.Transport].
 	Transport http.RoundTripper
 }
@@ -58,6 +66,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPending < 0 {
 		errs = append(errs, errors.New("max pending must not be negative"))
+	}
+	if c.OAuth != nil {
+		if len(c.Tokens) > 0 {
+			errs = append(errs, errConflictingAuth)
+		}
+		if err := c.OAuth.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("oauth: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/event"
 )
@@ -46,6 +47,9 @@ type Gateway struct {
 	cfg      Config
 	upstream *url.URL
 	auth     Authenticator
+	authz    Authorizer              // nil: the credential carries no grant to check per call
+	chal     Challenger              // nil: the gateway's own Bearer challenge
+	public   map[string]http.Handler // paths served without authentication (RFC 9728 metadata)
 	pub      Publisher
 	ctl      *control.Store
 	log      *slog.Logger
@@ -80,7 +84,9 @@ type sessionInfo struct {
 }
 
 // New returns a gateway for cfg. Every request is authenticated by auth, checked against ctl and
-// audited to pub. reg and log may be nil.
+// audited to pub. If auth is also an [Authorizer], every message is authorized with it; if a
+// [Challenger], it answers the refusals; if a [WellKnown], its documents are served without
+// authentication. reg and log may be nil.
 func New(cfg Config, auth Authenticator, pub Publisher, ctl *control.Store, reg prometheus.Registerer, log *slog.Logger) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("mcp gateway config: %w", err)
@@ -99,6 +105,11 @@ func New(cfg Config, auth Authenticator, pub Publisher, ctl *control.Store, reg 
 		m:        newMetrics(reg),
 		pending:  newBoundedMap[pendingKey, pendingReq](cfg.MaxPending),
 		sessions: newBoundedMap[string, sessionInfo](cfg.MaxPending),
+	}
+	g.authz, _ = auth.(Authorizer)
+	g.chal, _ = auth.(Challenger)
+	if wk, ok := auth.(WellKnown); ok {
+		g.public = wk.WellKnown()
 	}
 	if reg != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcpwatch_gateway_pending",
@@ -178,6 +189,10 @@ func splitAddr(addr string) (string, int) {
 
 // ServeHTTP authenticates, checks, audits and forwards one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, ok := g.public[r.URL.Path]; ok {
+		h.ServeHTTP(w, r)
+		return
+	}
 	p, err := g.auth.Authenticate(r)
 	c := g.newCall(r, p)
 	if err != nil {
@@ -265,15 +280,66 @@ func (g *Gateway) publish(ctx context.Context, e *event.Event) {
 }
 
 func (g *Gateway) unauthenticated(w http.ResponseWriter, c *call, err error) {
-	challenge := `Bearer realm="mcpwatch"`
-	if !errors.Is(err, ErrNoCredentials) {
-		challenge += `, error="invalid_token"`
-	}
-	w.Header().Set("WWW-Authenticate", challenge)
 	e := g.event(c, event.DirRequest, nil)
 	e.Attributes = map[string]string{"http.method": clip(c.r.Method, 32)}
-	g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusUnauthorized, denyUnauthenticated, CodeUnauthenticated,
-		"authentication required: "+err.Error(), "")
+	if g.chal == nil {
+		challenge := `Bearer realm="mcpwatch"`
+		if !errors.Is(err, ErrNoCredentials) {
+			challenge += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusUnauthorized, denyUnauthenticated, CodeUnauthenticated,
+			"authentication required: "+err.Error(), "")
+		return
+	}
+	// The underlying error may describe the authorization server: logs only, never the client.
+	g.log.Debug("authentication refused", "err", err, "src", c.net.SrcIP)
+	status, text := g.chal.Challenge(w, err)
+	reason := denyUnauthenticated
+	switch {
+	case status == http.StatusServiceUnavailable:
+		reason = denyAuthUnavailable
+	case c.principal.Subject != "" || c.principal.ClientID != "":
+		// A genuine credential refused for how its holder authenticated (MFA).
+		reason = denyWeakAuth
+	}
+	g.refuse(w, c, []*event.Event{e}, nil, false, status, reason, CodeUnauthenticated,
+		"authentication required: "+text, "")
+}
+
+// authorize checks each message a client sent against its credential's grant (OAuth scopes).
+// It returns false, having answered, when one is refused: 403 insufficient_scope with the scopes
+// the call needs, so that the client can step up, and every message audited as denied under the
+// rule "scope:<required scopes>".
+func (g *Gateway) authorize(w http.ResponseWriter, c *call, events []*event.Event, msgs []message, batch bool) bool {
+	if g.authz == nil {
+		return true
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.kind == kindResponse {
+			continue // answers a server request: no method of its own
+		}
+		err := g.authz.Authorize(c.principal, m.method, m.tool)
+		if err == nil {
+			continue
+		}
+		g.forbidden(w, c, events, msgs, batch, err)
+		return false
+	}
+	return true
+}
+
+func (g *Gateway) forbidden(w http.ResponseWriter, c *call, events []*event.Event, msgs []message, batch bool, err error) {
+	status, text := http.StatusForbidden, "forbidden: "+err.Error()
+	if g.chal != nil {
+		status, text = g.chal.Challenge(w, err)
+	}
+	rule := ""
+	if se := (*oauth.ErrInsufficientScope)(nil); errors.As(err, &se) {
+		rule = "scope:" + strings.Join(se.Required, " ")
+	}
+	g.refuse(w, c, events, msgs, batch, status, denyScope, CodeDenied, text, rule)
 }
 
 // refuse answers a request the gateway will not forward, with a JSON-RPC error for each request
@@ -345,6 +411,9 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 				"access revoked by mcpwatch: "+ctl.Reason, "control:"+ctl.Key())
 			return
 		}
+	}
+	if !g.authorize(w, c, events, msgs, batch) {
+		return
 	}
 
 	x := &exchange{g: g, c: c, forwarded: time.Now(), batch: batch}
@@ -458,6 +527,13 @@ func (g *Gateway) serveStream(w http.ResponseWriter, c *call) {
 		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusForbidden, denyControl, CodeDenied,
 			"access revoked by mcpwatch: "+ctl.Reason, "control:"+ctl.Key())
 		return
+	}
+	// A GET stream delivers server messages: it needs the credential's baseline grant.
+	if r.Method == http.MethodGet && g.authz != nil {
+		if err := g.authz.Authorize(c.principal, "", ""); err != nil {
+			g.forbidden(w, c, []*event.Event{e}, nil, false, err)
+			return
+		}
 	}
 	g.publish(r.Context(), e)
 	x := &exchange{g: g, c: c, forwarded: time.Now()}

@@ -26,7 +26,12 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The embedded authorization server of the OAuth tests logs every request through the default
+	// logger.
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	goleak.VerifyTestMain(m)
+}
 
 const (
 	aliceToken = "alice-secret-token-0123456789"
@@ -197,15 +202,20 @@ func newFixture(t *testing.T, up *upstream, mutate ...func(*Config)) *fixture {
 	return f
 }
 
-// bearer adds a token to every request, as an MCP host does.
+// bearer adds a token to every request, as an MCP host does, and a cookie when set (a browser-based
+// host may send one).
 type bearerTransport struct {
-	token string
-	base  http.RoundTripper
+	token  string
+	base   http.RoundTripper
+	cookie string
 }
 
 func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
+	if b.cookie != "" {
+		r.Header.Set("Cookie", b.cookie)
+	}
 	return b.base.RoundTrip(r)
 }
 
@@ -213,7 +223,8 @@ type clientOpts struct {
 	token    string
 	version  string // protocol version to ask for; "" is the SDK's latest
 	progress chan string
-	sampling bool // answer sampling requests with "4"
+	sampling bool   // answer sampling requests with "4"
+	cookie   string // sent with every request besides the token
 }
 
 // connect opens an MCP session through the gateway with the official SDK client.
@@ -237,7 +248,7 @@ func (f *fixture) connect(t *testing.T, o clientOpts) *sdk.ClientSession {
 	defer cancel()
 	cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{
 		Endpoint:   f.srv.URL + "/mcp",
-		HTTPClient: &http.Client{Transport: bearerTransport{o.token, tr}},
+		HTTPClient: &http.Client{Transport: bearerTransport{o.token, tr, o.cookie}},
 		MaxRetries: -1,
 	}, &sdk.ClientSessionOptions{ProtocolVersion: o.version})
 	if err != nil {
@@ -666,7 +677,7 @@ func TestUnauthenticated(t *testing.T) {
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	if _, err := c.Connect(callCtx(t), &sdk.StreamableClientTransport{Endpoint: f.srv.URL,
-		HTTPClient: &http.Client{Transport: bearerTransport{"wrong-token-0123456789", tr}}, MaxRetries: -1}, nil); err == nil {
+		HTTPClient: &http.Client{Transport: bearerTransport{token: "wrong-token-0123456789", base: tr}}, MaxRetries: -1}, nil); err == nil {
 		t.Fatal("connected with a wrong token")
 	}
 }

@@ -23,6 +23,9 @@ const (
 	denyHeaderMismatch  = "header_mismatch"
 	denyMethod          = "http_method"
 	denySession         = "foreign_session"
+	denyScope           = "insufficient_scope"
+	denyWeakAuth        = "insufficient_user_authentication"
+	denyAuthUnavailable = "auth_unavailable"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {

@@ -83,6 +83,11 @@ type Principal struct {
 	Roles       []string `json:"roles,omitempty"`
 	TokenID     string   `json:"jti,omitempty"` // never the token itself
 	AuthMethods []string `json:"amr,omitempty"`
+	// Scopes are the OAuth scopes the credential granted (the token's "scope"), as presented on
+	// this request; empty for credentials without scopes (static tokens).
+	Scopes []string `json:"scope,omitempty"`
+	// ACR is the OAuth/OpenID authentication context class the credential states ("acr").
+	ACR string `json:"acr,omitempty"`
 }
 
 // Correlation ties an event to its trace, MCP session and JSON-RPC request.

@@ -105,7 +105,7 @@ func Build(ctx context.Context, cfg Config, reg prometheus.Registerer, health *o
 		}
 	}
 	if cfg.Gateway != nil {
-		if err := p.addGateway(*cfg.Gateway, reg); err != nil {
+		if err := p.addGateway(ctx, *cfg.Gateway, reg); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
@@ -188,7 +188,7 @@ func (p *Pipeline) addStage(ctx context.Context, name string, reg prometheus.Reg
 	return fmt.Errorf("unknown stage %q (want one of %v)", name, AllStages)
 }
 
-func (p *Pipeline) addGateway(cfg mcp.Config, reg prometheus.Registerer) error {
+func (p *Pipeline) addGateway(ctx context.Context, cfg mcp.Config, reg prometheus.Registerer) error {
 	store := control.NewStore()
 	f, err := control.NewFollower(p.kafka("gateway-control"), p.cfg.Topics.Control, store, reg, p.log)
 	if err != nil {
@@ -201,9 +201,14 @@ func (p *Pipeline) addGateway(cfg mcp.Config, reg prometheus.Registerer) error {
 	}
 	p.pubCl = cl
 	p.flush = cl.Flush
-	auth, err := mcp.NewStaticTokens(cfg.Tokens)
+	// Static tokens or the OAuth resource server; the latter discovers the authorization server
+	// and fetches its keys now, so that a wrong issuer fails the start, not the first call.
+	auth, err := mcp.NewAuthenticator(ctx, cfg, p.log)
 	if err != nil {
 		return err
+	}
+	if c, ok := auth.(interface{ Close() }); ok {
+		p.closes = append(p.closes, func() error { c.Close(); return nil })
 	}
 	gw, err := mcp.New(cfg, auth, mcp.NewKafkaPublisher(cl, p.cfg.Topics.Raw, p.log, reg), store, reg, p.log)
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth/oauthtest"
 	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
@@ -72,8 +73,8 @@ func wantReason(t *testing.T, err error, reason string) {
 // issues. If it failed, tokens from a standard provider would not be accepted, or the principal
 // recorded in audit events would be wrong.
 func TestRealAuthorizationServer(t *testing.T) {
-	as := startAS(t)
-	if got := as.discovery["code_challenge_methods_supported"]; !slices.Contains(toStrings(got), "S256") {
+	as := oauthtest.Start(t)
+	if got := as.Discovery["code_challenge_methods_supported"]; !slices.Contains(toStrings(got), "S256") {
 		t.Fatalf("provider does not advertise S256: %v", got)
 	}
 	v, err := oauth.New(context.Background(), oauth.Config{
@@ -85,7 +86,7 @@ func TestRealAuthorizationServer(t *testing.T) {
 	}
 	defer v.Close()
 
-	tok := as.login(t, resource, "mcp:tools")
+	tok := as.Login(t, resource, "mcp:tools")
 	if strings.Count(tok.AccessToken, ".") != 2 {
 		t.Fatalf("access token is not a JWT")
 	}
@@ -94,8 +95,8 @@ func TestRealAuthorizationServer(t *testing.T) {
 		t.Fatalf("verify: %v", err)
 	}
 	p := g.Principal
-	if p.Subject != "id1" || p.ClientID != asClientID || p.Issuer != as.URL {
-		t.Errorf("principal %+v: want sub id1, client %s, iss %s", p, asClientID, as.URL)
+	if p.Subject != "id1" || p.ClientID != oauthtest.ClientID || p.Issuer != as.URL {
+		t.Errorf("principal %+v: want sub id1, client %s, iss %s", p, oauthtest.ClientID, as.URL)
 	}
 	if !slices.Equal(p.Roles, []string{"analyst"}) || !slices.Equal(p.AuthMethods, []string{"pwd"}) {
 		t.Errorf("roles %v amr %v: want [analyst] [pwd]", p.Roles, p.AuthMethods)
@@ -124,7 +125,7 @@ func TestRealAuthorizationServer(t *testing.T) {
 		t.Errorf("authorize db_query: %v, want insufficient scope [mcp:db mcp:tools]", err)
 	}
 	// Step up: a token with the extra scope passes.
-	tok2 := as.login(t, resource, "mcp:tools", "mcp:db")
+	tok2 := as.Login(t, resource, "mcp:tools", "mcp:db")
 	g2, err := v.Verify(bearerRequest(tok2.AccessToken))
 	if err != nil {
 		t.Fatal(err)
@@ -151,18 +152,18 @@ func TestRealAuthorizationServer(t *testing.T) {
 // no resource (audience = the client), and its ID token are refused. If it failed, the gateway
 // would accept tokens meant for other services (token passthrough, confused deputy).
 func TestRealAuthorizationServerAudience(t *testing.T) {
-	as := startAS(t)
+	as := oauthtest.Start(t)
 	v, err := oauth.New(context.Background(), oauth.Config{Issuer: as.URL, Resource: resource}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
 
-	other := as.login(t, "https://other.example/api")
+	other := as.Login(t, "https://other.example/api")
 	_, err = v.Verify(bearerRequest(other.AccessToken))
 	wantReason(t, err, oauth.ReasonWrongAudience)
 
-	none := as.login(t, "")
+	none := as.Login(t, "")
 	_, err = v.Verify(bearerRequest(none.AccessToken))
 	wantReason(t, err, oauth.ReasonWrongAudience)
 
@@ -191,20 +192,20 @@ func TestRealAuthorizationServerAudience(t *testing.T) {
 // still published, keep verifying. If it failed, every key rotation at the authorization server
 // would lock all clients out until a gateway restart.
 func TestKeyRotation(t *testing.T) {
-	as := startAS(t)
+	as := oauthtest.Start(t)
 	v, err := oauth.New(context.Background(), oauth.Config{Issuer: as.URL, Resource: resource}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	old := as.login(t, resource)
+	old := as.Login(t, resource)
 	if _, err := v.Verify(bearerRequest(old.AccessToken)); err != nil {
 		t.Fatal(err)
 	}
-	hits := as.jwksHits.Load()
+	hits := as.JWKSHits()
 
-	kid := as.store.rotate(t)
-	fresh := as.login(t, resource)
+	kid := as.Rotate(t)
+	fresh := as.Login(t, resource)
 	hdr, _, err := jwt.NewParser().ParseUnverified(fresh.AccessToken, jwt.MapClaims{})
 	if err != nil || hdr.Header["kid"] != kid || hdr.Header["alg"] != "ES256" {
 		t.Fatalf("rotated token header %v (%v), want kid %s ES256", hdr.Header, err, kid)
@@ -212,7 +213,7 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := v.Verify(bearerRequest(fresh.AccessToken)); err != nil {
 		t.Fatalf("token signed with the rotated key: %v", err)
 	}
-	if got := as.jwksHits.Load() - hits; got != 1 {
+	if got := as.JWKSHits() - hits; got != 1 {
 		t.Errorf("JWKS fetched %d times for the new kid, want 1", got)
 	}
 	if _, err := v.Verify(bearerRequest(old.AccessToken)); err != nil {

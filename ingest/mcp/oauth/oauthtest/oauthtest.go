@@ -1,0 +1,331 @@
+// Package oauthtest is test support, not production code: a real OpenID Provider (zitadel/oidc's
+// op package with the library's own example storage and login) run in-process on loopback, and a
+// client that obtains access tokens from it through the authorization-code flow with PKCE S256, as
+// an MCP host does. Tests of the oauth package and of the gateway share it.
+//
+// The provider's storage is wrapped for what the example leaves out: JWT access tokens carrying
+// the granted scopes, a role and the login's amr; RFC 8707 resource indicators (the resource
+// parameter of the authorization request becomes the token's audience); and signing-key rotation.
+//
+// The example logs every request through the default slog logger; tests that want quiet output
+// set a discarding default.
+package oauthtest
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/example/server/exampleop"
+	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/oauth2"
+)
+
+const (
+	// ClientID is the provider's one registered client: a public (native) client issuing JWT
+	// access tokens, allowed the mcp:* scopes besides the OpenID ones.
+	ClientID = "mcp-client"
+	// RedirectURI is the client's registered redirect URI; nothing listens there, the login
+	// stops at the redirect and reads the code from it.
+	RedirectURI = "http://127.0.0.1/callback"
+	// Password is the example user store's test password.
+	Password = "verysecure"
+	// Subject is the "sub" of the example's test user, whom [Server.Login] logs in.
+	Subject = "id1"
+)
+
+type resourceKey struct{}
+
+// signingKey is one signing key of the provider.
+type signingKey struct {
+	id  string
+	alg jose.SignatureAlgorithm
+	key crypto.Signer
+}
+
+func (k *signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return k.alg }
+func (k *signingKey) Key() any                                    { return k.key }
+func (k *signingKey) ID() string                                  { return k.id }
+
+type publicKey struct{ *signingKey }
+
+func (k publicKey) Algorithm() jose.SignatureAlgorithm { return k.alg }
+func (k publicKey) Use() string                        { return "sig" }
+func (k publicKey) Key() any                           { return k.key.Public() }
+
+// store is the example storage with JWT access tokens, resource indicators and rotation.
+type store struct {
+	*storage.Storage
+	mu        sync.Mutex
+	keys      []*signingKey     // keys[0] signs; all are published
+	resources map[string]string // auth request id → requested resource
+	amr       []string          // overrides the login's amr when set
+}
+
+func (s *store) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, userID string) (op.AuthRequest, error) {
+	ar, err := s.Storage.CreateAuthRequest(ctx, req, userID)
+	if err != nil {
+		return nil, err
+	}
+	if res, _ := ctx.Value(resourceKey{}).(string); res != "" {
+		s.mu.Lock()
+		s.resources[ar.GetID()] = res
+		s.mu.Unlock()
+	}
+	return ar, nil
+}
+
+// resourceAuthRequest makes the requested resource the audience (RFC 8707 §2.2).
+type resourceAuthRequest struct {
+	op.AuthRequest
+	resource string
+}
+
+func (r resourceAuthRequest) GetAudience() []string { return []string{r.resource} }
+
+func (s *store) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
+	ar, err := s.Storage.AuthRequestByCode(ctx, code)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	res := s.resources[ar.GetID()]
+	s.mu.Unlock()
+	if res == "" {
+		return ar, nil
+	}
+	return resourceAuthRequest{AuthRequest: ar, resource: res}, nil
+}
+
+// jwtClient is the example's native client issuing JWT access tokens, allowed mcp:* scopes.
+type jwtClient struct{ *storage.Client }
+
+func (c jwtClient) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeJWT }
+func (c jwtClient) IsScopeAllowed(scope string) bool {
+	return strings.HasPrefix(scope, "mcp:") || c.Client.IsScopeAllowed(scope)
+}
+
+func (s *store) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Storage.GetClientByClientID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return jwtClient{c.(*storage.Client)}, nil
+}
+
+// GetPrivateClaimsFromRequest puts the granted scopes, a role and the login's amr in the access
+// token, as production authorization servers do.
+func (s *store) GetPrivateClaimsFromRequest(_ context.Context, req op.TokenRequest, scopes []string) (map[string]any, error) {
+	claims := map[string]any{"scope": strings.Join(scopes, " "), "roles": []string{"analyst"}}
+	if r, ok := req.(interface{ GetAMR() []string }); ok {
+		claims["amr"] = r.GetAMR()
+	}
+	s.mu.Lock()
+	if s.amr != nil {
+		claims["amr"] = slices.Clone(s.amr)
+	}
+	s.mu.Unlock()
+	return claims, nil
+}
+
+func (s *store) SigningKey(context.Context) (op.SigningKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[0], nil
+}
+
+func (s *store) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var algs []jose.SignatureAlgorithm
+	for _, k := range s.keys {
+		algs = append(algs, k.alg)
+	}
+	return algs, nil
+}
+
+func (s *store) KeySet(context.Context) ([]op.Key, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []op.Key
+	for _, k := range s.keys {
+		keys = append(keys, publicKey{k})
+	}
+	return keys, nil
+}
+
+// Server is the running provider. Its issuer is URL.
+type Server struct {
+	URL string
+	// Discovery is the provider's OpenID Connect discovery document.
+	Discovery map[string]any
+	store     *store
+	jwksHits  atomic.Int64
+}
+
+// Start runs a provider on loopback until the test ends. It signs with an RS256 key.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := &Server{}
+	var handler http.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/keys" {
+			as.jwksHits.Add(1)
+		}
+		if res := r.URL.Query().Get("resource"); res != "" {
+			r = r.WithContext(context.WithValue(r.Context(), resourceKey{}, res))
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	as.URL = srv.URL
+	clients := map[string]*storage.Client{ClientID: storage.NativeClient(ClientID, RedirectURI)}
+	as.store = &store{
+		Storage:   storage.NewStorageWithClients(storage.NewUserStore(srv.URL), clients),
+		keys:      []*signingKey{{id: "rs256-0", alg: jose.RS256, key: rsaKey}},
+		resources: map[string]string{},
+	}
+	handler = exampleop.SetupServer(srv.URL, as.store, nil, false)
+
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(srv.URL + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if err := json.NewDecoder(resp.Body).Decode(&as.Discovery); err != nil {
+		t.Fatal(err)
+	}
+	return as
+}
+
+// JWKSHits is how many times the provider's JWKS has been fetched.
+func (as *Server) JWKSHits() int64 { return as.jwksHits.Load() }
+
+// Rotate makes a new ES256 key the signing key and returns its kid; the old keys stay published
+// for tokens in flight.
+func (as *Server) Rotate(t testing.TB) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := as.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := fmt.Sprintf("es256-%d", len(s.keys))
+	s.keys = append([]*signingKey{{id: id, alg: jose.ES256, key: k}}, s.keys...)
+	return id
+}
+
+// SetAMR makes access tokens issued from now on carry amr instead of the login's ("pwd"), as if
+// the user had authenticated with those methods (e.g. "mfa", "hwk"). No arguments restores the
+// login's amr.
+func (as *Server) SetAMR(amr ...string) {
+	as.store.mu.Lock()
+	defer as.store.mu.Unlock()
+	if len(amr) == 0 {
+		as.store.amr = nil
+		return
+	}
+	as.store.amr = slices.Clone(amr)
+}
+
+// Login runs the authorization-code flow with PKCE S256 through the example's login page, as a
+// browser would, logging in as the test user ([Subject]), and exchanges the code. resource, if
+// set, is sent as an RFC 8707 indicator in both the authorization and the token request.
+func (as *Server) Login(t testing.TB, resource string, scopes ...string) *oauth2.Token {
+	t.Helper()
+	conf := &oauth2.Config{
+		ClientID: ClientID,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   as.Discovery["authorization_endpoint"].(string),
+			TokenURL:  as.Discovery["token_endpoint"].(string),
+			AuthStyle: oauth2.AuthStyleInParams,
+		},
+		RedirectURL: RedirectURI,
+		Scopes:      append([]string{"openid"}, scopes...),
+	}
+	verifier := oauth2.GenerateVerifier()
+	state := oauth2.GenerateVerifier()
+	authOpts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	exOpts := []oauth2.AuthCodeOption{oauth2.VerifierOption(verifier)}
+	if resource != "" {
+		authOpts = append(authOpts, oauth2.SetAuthURLParam("resource", resource))
+		exOpts = append(exOpts, oauth2.SetAuthURLParam("resource", resource))
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	browser := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(method, u string, form url.Values) *url.URL {
+		t.Helper()
+		var resp *http.Response
+		var err error
+		if method == http.MethodPost {
+			resp, err = browser.PostForm(u, form)
+		} else {
+			resp, err = browser.Get(u)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("%s %s: status %d, want 302", method, u, resp.StatusCode)
+		}
+		loc, err := resp.Location()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loc
+	}
+	// Authorization request → the login page of the example.
+	loginURL := get(http.MethodGet, conf.AuthCodeURL(state, authOpts...), nil)
+	id := loginURL.Query().Get("authRequestID")
+	if id == "" {
+		t.Fatalf("authorize redirected to %s, want the login page", loginURL)
+	}
+	// Log in as the example's test user → back to the provider's callback.
+	host := strings.Split(strings.Split(as.URL, "://")[1], ":")[0]
+	callback := get(http.MethodPost, as.URL+"/login/username",
+		url.Values{"username": {"test-user@" + host}, "password": {Password}, "id": {id}})
+	// Callback → the client's redirect URI with the code.
+	final := get(http.MethodGet, callback.String(), nil)
+	if got := final.Scheme + "://" + final.Host + final.Path; got != RedirectURI {
+		t.Fatalf("redirected to %s, want %s", final, RedirectURI)
+	}
+	if final.Query().Get("state") != state {
+		t.Fatalf("state %q, want %q", final.Query().Get("state"), state)
+	}
+	code := final.Query().Get("code")
+	if code == "" {
+		t.Fatalf("no code in %s", final)
+	}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: tr})
+	tok, err := conf.Exchange(ctx, code, exOpts...)
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	return tok
+}
