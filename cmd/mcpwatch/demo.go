@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -29,6 +32,12 @@ import (
 )
 
 const demoTenant = "acme"
+
+// demoPolicy is deploy/local/demo-policy.yaml (a test keeps the copies identical): analysts may
+// query and list acme-data, and e-mail only what carries no personal data.
+//
+//go:embed demo-policy.yaml
+var demoPolicy []byte
 
 type demoOptions struct {
 	normal  []string
@@ -128,6 +137,15 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 
 	cfg := g.pipelineConfig(sf, pipeline.AllStages)
 	cfg.Respond.WebhookURL, cfg.Respond.WebhookSecret = hookURL+"/webhook", secret
+	policyDir, err := os.MkdirTemp("", "mcpwatch-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(policyDir)
+	cfg.PolicyFile = filepath.Join(policyDir, "demo-policy.yaml")
+	if err := os.WriteFile(cfg.PolicyFile, demoPolicy, 0o600); err != nil {
+		return err
+	}
 	cfg.Gateway = &mcp.Config{Listen: "127.0.0.1:0", Upstream: upstream + "/mcp", ServerName: "acme-data",
 		Tenant: demoTenant, Tokens: tokens}
 	p, err := pipeline.Build(ctx, cfg, g.reg, g.hl, g.log)
@@ -153,7 +171,7 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 		}
 	}
 	say("upstream MCP server  %s/mcp (official Go SDK)", upstream)
-	say("mcpwatch gateway     %s  (tenant %s, %d principals)", p.GatewayURL(), demoTenant, len(users))
+	say("mcpwatch gateway     %s  (tenant %s, %d principals, policy deploy/local/demo-policy.yaml, masking on)", p.GatewayURL(), demoTenant, len(users))
 	say("webhook receiver     %s/webhook (verifies Standard Webhooks signatures)", hookURL)
 	say("kafka                %s  topics %s.*", g.kafka, g.topicPrefix)
 	say("clickhouse           %s  database %s", g.chAddr, g.chDatabase)
@@ -192,6 +210,9 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 		say("%-8s %4d calls answered, %d refused", name, rep.Calls[name], rep.Refused[name])
 	}
 	say("%s's client was told: %s", o.scraper, rep.RefusalError)
+	if rep.PolicyDenied > 0 {
+		say("%s's %d attempts to e-mail data out were denied by policy: %s", o.scraper, rep.PolicyDenied, rep.PolicyError)
+	}
 
 	say("\n== 4. Alert webhook")
 	var hook response.Delivery
@@ -235,7 +256,7 @@ ORDER BY time_ms LIMIT 5`, db, demoTenant, since),
 FROM %s.actions FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
 ORDER BY time_ms LIMIT 5`, db, demoTenant, since),
-		fmt.Sprintf(`SELECT time, direction, method, tool, result, policy_rule, error_code
+		fmt.Sprintf(`SELECT time, direction, method, tool, result, policy_rule, error_code, arguments_masked
 FROM %s.events FINAL
 WHERE tenant = '%s' AND subject = '%s' AND time >= toDateTime('%s', 'UTC')
 ORDER BY time_ms DESC LIMIT 6`, db, demoTenant, o.scraper, since),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -25,6 +26,12 @@ type stageFlags struct {
 	gateway mcp.Config
 	tokens  string
 	oauth   oauthFlags
+
+	policyFile         string
+	policyReload       time.Duration
+	noPolicy           bool
+	noMasking          bool
+	deviceHealthHeader string
 }
 
 // oauthFlags configure the gateway as an OAuth 2.1 resource server. Secrets come from the
@@ -55,6 +62,11 @@ func (s *stageFlags) registerGateway(cmd *cobra.Command) {
 	f.StringVar(&s.gateway.ServerName, "server-name", env("MCPWATCH_GATEWAY_SERVER", "default"), "gateway: name of the upstream in events and quarantines")
 	f.StringVar(&s.gateway.Tenant, "tenant", env("MCPWATCH_TENANT", mcp.DefaultTenant), "gateway: tenant of its principals")
 	f.StringVar(&s.tokens, "tokens-file", env("MCPWATCH_GATEWAY_TOKENS", ""), "gateway: YAML list of bearer tokens (sha256 or token) and their principals (development; exclusive with --oauth-issuer)")
+	f.StringVar(&s.policyFile, "policy-file", env("MCPWATCH_POLICY_FILE", ""), "gateway: access policy (YAML, default deny; see `mcpwatch policy check`), reloaded when it changes; required unless --no-policy")
+	f.DurationVar(&s.policyReload, "policy-reload", 2*time.Second, "gateway: how often to check the policy file for changes")
+	f.BoolVar(&s.noPolicy, "no-policy", false, "gateway: run WITHOUT an access policy (authentication and revocations only); for development, never in production")
+	f.BoolVar(&s.noMasking, "no-masking", false, "gateway: do not mask personal data and secrets; events then carry no tool arguments (debugging only)")
+	f.StringVar(&s.deviceHealthHeader, "device-health-header", env("MCPWATCH_DEVICE_HEALTH_HEADER", ""), "gateway: request header trusted to carry device health (only behind a proxy that sets it and strips it from clients); default: device health unknown")
 	o := &s.oauth
 	f.StringVar(&o.issuer, "oauth-issuer", env("MCPWATCH_OAUTH_ISSUER", ""), "gateway: OAuth 2.1 authorization server issuer; makes the gateway a resource server instead of using --tokens-file")
 	f.StringVar(&o.resource, "oauth-resource", env("MCPWATCH_OAUTH_RESOURCE", ""), "gateway: this gateway's canonical URI (RFC 8707), the audience tokens must name, e.g. https://mcp.example.com/mcp")
@@ -103,6 +115,8 @@ func parseScopes(pairs []string) (map[string][]string, error) {
 // static tokens from --tokens-file otherwise.
 func (s *stageFlags) gatewayConfig() (*mcp.Config, error) {
 	gw := s.gateway
+	gw.NoMasking = s.noMasking
+	gw.DeviceHealthHeader = s.deviceHealthHeader
 	o := s.oauth
 	if o.issuer == "" {
 		if o.resource != "" || len(o.scopes) > 0 || len(o.requireAMR) > 0 || len(o.requireACR) > 0 {
@@ -134,6 +148,27 @@ func (s *stageFlags) gatewayConfig() (*mcp.Config, error) {
 	}
 	gw.OAuth = oc
 	return &gw, nil
+}
+
+// applyPolicy puts the gateway's policy into cfg. The gateway is zero-trust: without
+// --policy-file it refuses to start unless --no-policy says so explicitly, and then warns loudly.
+func (s *stageFlags) applyPolicy(g *globals, cfg *pipeline.Config) error {
+	switch {
+	case s.policyFile != "" && s.noPolicy:
+		return fmt.Errorf("gateway: --policy-file and --no-policy are exclusive")
+	case s.policyFile != "":
+		cfg.PolicyFile, cfg.PolicyReload = s.policyFile, s.policyReload
+	case s.noPolicy:
+		g.log.Warn("GATEWAY RUNNING WITHOUT AN ACCESS POLICY (--no-policy): every authenticated principal may call every tool; " +
+			"only revocations and scopes are enforced. Never do this in production.")
+	default:
+		return fmt.Errorf("gateway: --policy-file is required (zero trust: every call is denied unless a policy allows it); " +
+			"pass --no-policy to run without one for development")
+	}
+	if s.noMasking {
+		g.log.Warn("gateway masking disabled (--no-masking): events carry no tool arguments")
+	}
+	return nil
 }
 
 // tokenFile is one entry of --tokens-file.
@@ -223,6 +258,9 @@ func gatewayCmd(g *globals) *cobra.Command {
 			}
 			cfg := g.pipelineConfig(nil, nil)
 			cfg.Gateway = gw
+			if err := sf.applyPolicy(g, &cfg); err != nil {
+				return err
+			}
 			return g.runPipeline(cmd, cfg)
 		},
 	}
@@ -244,6 +282,9 @@ func runCmd(g *globals) *cobra.Command {
 					return err
 				}
 				cfg.Gateway = gw
+				if err := sf.applyPolicy(g, &cfg); err != nil {
+					return err
+				}
 			}
 			return g.runPipeline(cmd, cfg)
 		},

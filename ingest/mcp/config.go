@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
+	"github.com/mcpwatch/mcpwatch/internal/mask"
 )
 
 // Defaults for [Config].
@@ -46,6 +47,27 @@ type Config struct {
 	OAuth *oauth.Config
 	// Transport carries requests to the upstream; nil means a dedicated [http.Transport].
 	Transport http.RoundTripper
+
+	// Policy decides every governed request (tools/call, resources/*, prompts/get, the lists)
+	// once authentication, revocations and scopes have passed: usually a [*policy.Store]. Nil
+	// means no policy evaluation (authentication and revocations only); the command refuses to
+	// run a gateway without one unless told so explicitly.
+	Policy Decider
+	// Scores gives the principal's live threat score, the policy's risk. Nil: risk unknown.
+	Scores RiskLookup
+	// DeviceHealthHeader names a request header the gateway trusts to carry the client device's
+	// health (set by a device-posture proxy in front of it, which must strip it from clients).
+	// Empty: device health is unknown, which fails device_health conditions closed.
+	DeviceHealthHeader string
+	// DataClasses labels targets for the policy's data_class conditions and the events, keyed by
+	// "tool:<name>", "resource:<uri>" or "prompt:<name>". Masking adds "pii" and "secret" when it
+	// finds personal data or credentials in a request's arguments.
+	DataClasses map[string][]string
+	// Mask configures the masking of arguments and reasons before events leave the gateway.
+	// Nil means [mask.Config]'s defaults.
+	Mask *mask.Config
+	// NoMasking turns masking off: events then carry no arguments at all. For debugging only.
+	NoMasking bool
 }
 
 // Validate reports a configuration that cannot work.

@@ -29,6 +29,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/internal/mask"
 )
 
 // Transport is the value of [event.MCP.Transport] for this gateway.
@@ -52,6 +53,7 @@ type Gateway struct {
 	public   map[string]http.Handler // paths served without authentication (RFC 9728 metadata)
 	pub      Publisher
 	ctl      *control.Store
+	masker   *mask.Masker // nil: masking off ([Config.NoMasking])
 	log      *slog.Logger
 	m        *metrics
 	proxy    *httputil.ReverseProxy
@@ -99,8 +101,12 @@ func New(cfg Config, auth Authenticator, pub Publisher, ctl *control.Store, reg 
 		log = slog.Default()
 	}
 	u, _ := url.Parse(cfg.Upstream) // validated above
+	masker, err := newMasker(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mcp gateway config: %w", err)
+	}
 	g := &Gateway{
-		cfg: cfg, upstream: u, auth: auth, pub: pub, ctl: ctl,
+		cfg: cfg, upstream: u, auth: auth, pub: pub, ctl: ctl, masker: masker,
 		log:      log.With("component", "mcp-gateway", "server", cfg.ServerName),
 		m:        newMetrics(reg),
 		pending:  newBoundedMap[pendingKey, pendingReq](cfg.MaxPending),
@@ -275,6 +281,7 @@ func (g *Gateway) event(c *call, dir event.Direction, m *message) *event.Event {
 }
 
 func (g *Gateway) publish(ctx context.Context, e *event.Event) {
+	g.maskReason(e)
 	g.m.count(e)
 	g.pub.Publish(ctx, e)
 }
@@ -415,6 +422,9 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 	if !g.authorize(w, c, events, msgs, batch) {
 		return
 	}
+	if !g.enforce(w, c, events, msgs, batch) {
+		return
+	}
 
 	x := &exchange{g: g, c: c, forwarded: time.Now(), batch: batch}
 	for i := range msgs {
@@ -458,6 +468,7 @@ func (g *Gateway) messageEvent(c *call, m *message) *event.Event {
 	if m.kind != kindRequest {
 		e.Attributes = map[string]string{"mcp.sender": "client"}
 	}
+	g.classify(e, m)
 	if m.kind == kindResponse {
 		// A client's answer is audited as what it is, a request-sized message from the client.
 		e.Size = event.Size{Request: m.size}

