@@ -146,6 +146,8 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 	if err := os.WriteFile(cfg.PolicyFile, demoPolicy, 0o600); err != nil {
 		return err
 	}
+	// The demo's audit spool lives beside its policy: durable delivery as in production.
+	cfg.Spool = pipeline.SpoolConfig{Dir: filepath.Join(policyDir, "spool")}
 	cfg.Gateway = &mcp.Config{Listen: "127.0.0.1:0", Upstream: upstream + "/mcp", ServerName: "acme-data",
 		Tenant: demoTenant, Tokens: tokens}
 	p, err := pipeline.Build(ctx, cfg, g.reg, g.hl, g.log)
@@ -171,7 +173,7 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 		}
 	}
 	say("upstream MCP server  %s/mcp (official Go SDK)", upstream)
-	say("mcpwatch gateway     %s  (tenant %s, %d principals, policy deploy/local/demo-policy.yaml, masking on)", p.GatewayURL(), demoTenant, len(users))
+	say("mcpwatch gateway     %s  (tenant %s, %d principals, policy deploy/local/demo-policy.yaml, masking on, audit spool)", p.GatewayURL(), demoTenant, len(users))
 	say("webhook receiver     %s/webhook (verifies Standard Webhooks signatures)", hookURL)
 	say("kafka                %s  topics %s.*", g.kafka, g.topicPrefix)
 	say("clickhouse           %s  database %s", g.chAddr, g.chDatabase)
@@ -354,9 +356,9 @@ func printStageMetrics(out io.Writer, reg prometheus.Gatherer) error {
 				get(stage).out += v
 			case "mcpwatch_stage_dead_letters_total":
 				get(stage).dead += v
-			case "mcpwatch_gateway_audit_produced_total":
+			case "mcpwatch_gateway_audit_produced_total", "mcpwatch_gateway_audit_replayed_total":
 				produced += v
-			case "mcpwatch_gateway_audit_failed_total":
+			case "mcpwatch_gateway_audit_failed_total", "mcpwatch_gateway_audit_dropped_total":
 				failed += v
 			}
 		}

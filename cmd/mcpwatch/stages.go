@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ type stageFlags struct {
 	noPolicy           bool
 	noMasking          bool
 	deviceHealthHeader string
+	spool              pipeline.SpoolConfig
 }
 
 // oauthFlags configure the gateway as an OAuth 2.1 resource server. Secrets come from the
@@ -67,6 +69,10 @@ func (s *stageFlags) registerGateway(cmd *cobra.Command) {
 	f.BoolVar(&s.noPolicy, "no-policy", false, "gateway: run WITHOUT an access policy (authentication and revocations only); for development, never in production")
 	f.BoolVar(&s.noMasking, "no-masking", false, "gateway: do not mask personal data and secrets; events then carry no tool arguments (debugging only)")
 	f.StringVar(&s.deviceHealthHeader, "device-health-header", env("MCPWATCH_DEVICE_HEALTH_HEADER", ""), "gateway: request header trusted to carry device health (only behind a proxy that sets it and strips it from clients); default: device health unknown")
+	f.StringVar(&s.spool.Dir, "spool-dir", env("MCPWATCH_SPOOL_DIR", defaultSpoolDir()), "gateway: directory of the disk spool that keeps audit events while Kafka is unreachable (empty: no spool)")
+	f.Int64Var(&s.spool.MaxBytes, "spool-max-bytes", 1<<30, "gateway: spool size limit; when full the gateway refuses calls (or drops events with --spool-full=fail_open)")
+	f.StringVar(&s.spool.Sync, "spool-sync", "interval", "gateway: spool fsync policy: always, interval (every 100 ms) or none")
+	f.StringVar(&s.spool.FullMode, "spool-full", "fail_closed", "gateway: when the spool is full: fail_closed (refuse calls) or fail_open (drop and count events)")
 	o := &s.oauth
 	f.StringVar(&o.issuer, "oauth-issuer", env("MCPWATCH_OAUTH_ISSUER", ""), "gateway: OAuth 2.1 authorization server issuer; makes the gateway a resource server instead of using --tokens-file")
 	f.StringVar(&o.resource, "oauth-resource", env("MCPWATCH_OAUTH_RESOURCE", ""), "gateway: this gateway's canonical URI (RFC 8707), the audience tokens must name, e.g. https://mcp.example.com/mcp")
@@ -164,6 +170,10 @@ func (s *stageFlags) applyPolicy(g *globals, cfg *pipeline.Config) error {
 	default:
 		return fmt.Errorf("gateway: --policy-file is required (zero trust: every call is denied unless a policy allows it); " +
 			"pass --no-policy to run without one for development")
+	}
+	cfg.Spool = s.spool
+	if s.spool.Dir == "" {
+		g.log.Warn("gateway without an audit spool (--spool-dir empty): events are dropped and counted if Kafka stays unreachable")
 	}
 	if s.noMasking {
 		g.log.Warn("gateway masking disabled (--no-masking): events carry no tool arguments")
@@ -305,4 +315,14 @@ func addStageCommands(root *cobra.Command, g *globals) {
 		demoCmd(g),
 		queryCmd(g),
 	)
+}
+
+// defaultSpoolDir is a per-user cache directory, so a gateway started without flags keeps its
+// audit spool across restarts.
+func defaultSpoolDir() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "mcpwatch", "spool")
 }

@@ -425,6 +425,15 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 	if !g.enforce(w, c, events, msgs, batch) {
 		return
 	}
+	// Fail closed when the audit trail cannot take the call: a call that cannot be audited is
+	// not served. The refusal itself is still handed to the publisher (it may yet spool it).
+	if h, ok := g.pub.(interface{ Healthy() error }); ok {
+		if err := h.Healthy(); err != nil {
+			g.refuse(w, c, events, msgs, batch, http.StatusServiceUnavailable, denyAuditDown, CodeAuditUnavailable,
+				"audit trail unavailable, call refused: "+err.Error(), "audit:fail_closed")
+			return
+		}
+	}
 
 	x := &exchange{g: g, c: c, forwarded: time.Now(), batch: batch}
 	for i := range msgs {

@@ -29,6 +29,9 @@ const (
 	CodeUnauthenticated = -32082
 	// CodeUpstreamUnavailable answers a call the upstream server could not be reached for (HTTP 502).
 	CodeUpstreamUnavailable = -32084
+	// CodeAuditUnavailable: the audit trail cannot take the call (Kafka unreachable and the spool
+	// full) and the gateway fails closed rather than serve unaudited.
+	CodeAuditUnavailable = -32083
 )
 
 // Limits on identifiers. Ids are kept per pending request and methods become metric labels, so an

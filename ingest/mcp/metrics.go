@@ -28,6 +28,7 @@ const (
 	denyAuthUnavailable = "auth_unavailable"
 	denyPolicy          = "policy"
 	denyStepUp          = "step_up"
+	denyAuditDown       = "audit_unavailable"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {

@@ -83,6 +83,7 @@ func TestAcceptance(t *testing.T) {
 		ClickHouse: storage.Options{Addr: che.Addr, Database: db, User: che.AdminUser, Password: che.AdminPassword},
 		Rate:       detectors.DefaultRateConfig(), Respond: respond, GroupPrefix: "test-" + testenv.Unique(t),
 		Stages: AllStages,
+		Spool:  SpoolConfig{Dir: t.TempDir()},
 		Gateway: &mcp.Config{Listen: "127.0.0.1:0", Upstream: upstream.URL, ServerName: "acme-data", Tenant: "acme",
 			Tokens: tokens},
 	}

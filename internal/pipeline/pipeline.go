@@ -23,6 +23,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
 	"github.com/mcpwatch/mcpwatch/internal/scores"
+	"github.com/mcpwatch/mcpwatch/internal/spool"
 	"github.com/mcpwatch/mcpwatch/policy"
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
@@ -64,6 +65,18 @@ type Config struct {
 	// with an explicit --no-policy).
 	PolicyFile   string
 	PolicyReload time.Duration
+	// Spool, when Dir is set, makes the gateway's audit delivery durable: while Kafka is not
+	// acknowledging, events go to a bounded disk spool and are replayed in order later; when the
+	// spool is full the gateway refuses calls (fail closed) unless FullMode is "fail_open".
+	Spool SpoolConfig
+}
+
+// SpoolConfig configures the gateway's audit spool.
+type SpoolConfig struct {
+	Dir      string
+	MaxBytes int64  // default spool.DefaultMaxBytes
+	Sync     string // always, interval (default) or none
+	FullMode string // fail_closed (default) or fail_open
 }
 
 // Pipeline is a built, not yet running, set of stages.
@@ -82,6 +95,8 @@ type Pipeline struct {
 	policy   *policy.Store
 	pubCl    interface{ Close() }
 	flush    func(context.Context) error
+	sp       *spool.Spool
+	dp       *mcp.DurablePublisher
 }
 
 // Build bootstraps the topics and constructs every requested stage; nothing consumes until
@@ -240,7 +255,40 @@ func (p *Pipeline) addGateway(ctx context.Context, cfg mcp.Config, reg prometheu
 	if c, ok := auth.(interface{ Close() }); ok {
 		p.closes = append(p.closes, func() error { c.Close(); return nil })
 	}
-	gw, err := mcp.New(cfg, auth, mcp.NewKafkaPublisher(cl, p.cfg.Topics.Raw, p.log, reg), store, reg, p.log)
+	var pub mcp.Publisher
+	if sc := p.cfg.Spool; sc.Dir == "" {
+		pub = mcp.NewKafkaPublisher(cl, p.cfg.Topics.Raw, p.log, reg)
+	} else {
+		sync, err := spool.ParseSyncPolicy(sc.Sync)
+		if err != nil {
+			return err
+		}
+		mode := mcp.FailClosed
+		switch sc.FullMode {
+		case "", string(mcp.FailClosed):
+		case string(mcp.FailOpen):
+			mode = mcp.FailOpen
+		default:
+			return fmt.Errorf("spool full mode %q: want fail_closed or fail_open", sc.FullMode)
+		}
+		opts := []spool.Option{spool.WithSync(sync, spool.DefaultSyncInterval)}
+		if sc.MaxBytes > 0 {
+			opts = append(opts, spool.WithMaxBytes(sc.MaxBytes))
+		}
+		sp, err := spool.Open(sc.Dir, opts...)
+		if err != nil {
+			return fmt.Errorf("audit spool: %w", err)
+		}
+		p.sp = sp
+		dp, err := mcp.NewDurablePublisher(cl, sp, p.cfg.Topics.Raw, mcp.WithSpoolFullMode(mode),
+			mcp.WithDurableRegisterer(reg), mcp.WithDurableLogger(p.log))
+		if err != nil {
+			return err
+		}
+		pub, p.dp = dp, dp
+		p.flush = dp.Close // hands what Kafka has not acknowledged to the spool
+	}
+	gw, err := mcp.New(cfg, auth, pub, store, reg, p.log)
 	if err != nil {
 		return err
 	}
@@ -335,6 +383,20 @@ func (p *Pipeline) release() {
 	p.closes = nil
 	if p.gwLn != nil {
 		_ = p.gwLn.Close() // no-op error once Serve closed it
+	}
+	if p.dp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := p.dp.Close(ctx); err != nil { // no-op after a clean shutdown
+			p.log.Warn("close audit publisher", "err", err)
+		}
+		cancel()
+		p.dp = nil
+	}
+	if p.sp != nil {
+		if err := p.sp.Close(); err != nil {
+			p.log.Warn("close audit spool", "err", err)
+		}
+		p.sp = nil
 	}
 	if p.pubCl != nil {
 		p.pubCl.Close()
