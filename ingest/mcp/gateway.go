@@ -168,7 +168,7 @@ func (g *Gateway) newCall(r *http.Request, p event.Principal) *call {
 		session:         clip(r.Header.Get(headerSessionID), maxIDLen),
 		protocolVersion: clip(r.Header.Get(headerProtocolVersion), 64),
 	}
-	c.traceID, c.spanID = parseTraceparent(r.Header.Get("Traceparent"))
+	c.traceID, c.spanID = event.ParseTraceparent(r.Header.Get("Traceparent"))
 	c.net.SrcIP, c.net.SrcPort = splitAddr(r.RemoteAddr)
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && a != nil {
 		c.net.DstIP, c.net.DstPort = splitAddr(a.String())

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
 // JSON-RPC error codes the gateway answers with. The standard ones come from JSON-RPC 2.0;
@@ -250,7 +252,7 @@ func (m *message) readParams(params json.RawMessage) *rpcError {
 		}
 		var tp string
 		if jsonString(mf[0], &tp) == nil {
-			m.traceID, m.spanID = parseTraceparent(tp)
+			m.traceID, m.spanID = event.ParseTraceparent(tp)
 		}
 		if m.protocolVersion == "" {
 			_ = jsonString(mf[1], &m.protocolVersion)
@@ -555,30 +557,6 @@ func errorCode(raw json.RawMessage) int {
 		return 0
 	}
 	return code
-}
-
-// parseTraceparent returns the trace and parent span ids of a W3C traceparent, or empties when it
-// is malformed.
-func parseTraceparent(s string) (traceID, spanID string) {
-	// version "-" trace-id(32) "-" parent-id(16) "-" flags(2)
-	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' || s[:2] == "ff" {
-		return "", ""
-	}
-	tid, sid := s[3:35], s[36:52]
-	if !isLowerHex(s[:2]) || !isLowerHex(tid) || !isLowerHex(sid) || !isLowerHex(s[53:55]) ||
-		tid == strings.Repeat("0", 32) || sid == strings.Repeat("0", 16) {
-		return "", ""
-	}
-	return tid, sid
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // clip shortens s to at most n bytes without splitting a UTF-8 sequence.

@@ -288,10 +288,10 @@ func (h *Hook) newCall(ctx context.Context, method string, req sdk.Request) *cal
 	c.protocolVersion = clip(c.protocolVersion, maxVersionLen)
 	c.clientName, c.clientVersion = clip(c.clientName, maxClientLen), clip(c.clientVersion, maxClientLen)
 	// As the gateway: the HTTP header, overridden by the message's own _meta.traceparent.
-	c.traceID, c.spanID = parseTraceparent(header)
+	c.traceID, c.spanID = event.ParseTraceparent(header)
 	if !isNil(params) {
 		if tp, ok := params.GetMeta()["traceparent"].(string); ok {
-			if t, s := parseTraceparent(tp); t != "" {
+			if t, s := event.ParseTraceparent(tp); t != "" {
 				c.traceID, c.spanID = t, s
 			}
 		}
@@ -599,30 +599,6 @@ func (t *sessionTable) len() int {
 	n := 0
 	t.m.Range(func(any, any) bool { n++; return true })
 	return n
-}
-
-// parseTraceparent returns the trace and parent span ids of a W3C traceparent, or empties when it
-// is malformed (the gateway's rules).
-func parseTraceparent(s string) (traceID, spanID string) {
-	// version "-" trace-id(32) "-" parent-id(16) "-" flags(2)
-	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' || s[:2] == "ff" {
-		return "", ""
-	}
-	tid, sid := s[3:35], s[36:52]
-	if !isLowerHex(s[:2]) || !isLowerHex(tid) || !isLowerHex(sid) || !isLowerHex(s[53:55]) ||
-		tid == strings.Repeat("0", 32) || sid == strings.Repeat("0", 16) {
-		return "", ""
-	}
-	return tid, sid
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // clip shortens s to at most n bytes without splitting a UTF-8 sequence.

@@ -832,7 +832,7 @@ func TestParseTraceparent(t *testing.T) {
 		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01": "",
 		"garbage": "",
 	} {
-		if got, _ := parseTraceparent(in); got != want {
+		if got, _ := event.ParseTraceparent(in); got != want {
 			t.Errorf("%q: %q, want %q", in, got, want)
 		}
 	}

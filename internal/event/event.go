@@ -294,3 +294,28 @@ func PrincipalKey(tenant string, p Principal) string {
 	}
 	return tenant + "/" + id
 }
+
+// ParseTraceparent returns the trace and parent span ids of a W3C traceparent header value, or
+// empties when it is malformed (wrong lengths, upper-case or non-hex digits, version ff, all-zero
+// ids), so a hostile header never lands in events as a trace id.
+func ParseTraceparent(s string) (traceID, spanID string) {
+	// version "-" trace-id(32) "-" parent-id(16) "-" flags(2)
+	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' || s[:2] == "ff" {
+		return "", ""
+	}
+	tid, sid := s[3:35], s[36:52]
+	if !isLowerHex(s[:2]) || !isLowerHex(tid) || !isLowerHex(sid) || !isLowerHex(s[53:55]) ||
+		tid == "00000000000000000000000000000000" || sid == "0000000000000000" {
+		return "", ""
+	}
+	return tid, sid
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
