@@ -19,5 +19,6 @@ fi
 eval "$("$stack" env)"
 
 scripts/lint.sh
+scripts/peers.sh # the MCP peers of ingest/mcp/interop_test.go
 go test -race -count=1 -timeout 25m ${GOTESTFLAGS:-} ./...
 echo "test: done in $(( $(date +%s) - start ))s"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the independent MCP implementations the gateway's interop tests run against
+# (ingest/mcp/interop_test.go): the TypeScript SDK and reference server from npm into
+# test/peers/node_modules (exact versions from test/peers/package-lock.json), and the Python SDK
+# from PyPI into .local/peers-venv (test/peers/requirements.txt). Idempotent: a step whose inputs
+# have not changed since it last succeeded is skipped, so a warm run takes well under a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+peers=test/peers
+venv=.local/peers-venv
+start=$(date +%s%N)
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+# npm: reinstall only when the lockfile differs from the one the last install used.
+t=$(date +%s%N)
+if [[ -f $peers/node_modules/.package-lock.json ]] && cmp -s $peers/package-lock.json $peers/node_modules/.mcpwatch-lock; then
+  echo "peers: npm up to date ($(ms "$t") ms)"
+else
+  command -v npm >/dev/null || { echo "peers: npm not found (Node.js 20+ needed)" >&2; exit 1; }
+  npm ci --prefix $peers --no-audit --no-fund --loglevel=error
+  cp $peers/package-lock.json $peers/node_modules/.mcpwatch-lock
+  echo "peers: npm ci done ($(ms "$t") ms)"
+fi
+
+# Python: a venv, reinstalled only when requirements.txt changed.
+t=$(date +%s%N)
+if [[ -x $venv/bin/python ]] && cmp -s $peers/requirements.txt $venv/.mcpwatch-requirements; then
+  echo "peers: python venv up to date ($(ms "$t") ms)"
+else
+  command -v python3 >/dev/null || { echo "peers: python3 not found (3.10+ needed)" >&2; exit 1; }
+  python3 -m venv $venv
+  $venv/bin/pip install --quiet --disable-pip-version-check --no-input -r $peers/requirements.txt
+  cp $peers/requirements.txt $venv/.mcpwatch-requirements
+  echo "peers: pip install done ($(ms "$t") ms)"
+fi
+echo "peers: ready in $(ms "$start") ms"
