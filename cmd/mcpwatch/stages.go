@@ -16,6 +16,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
+	"github.com/mcpwatch/mcpwatch/internal/pins"
 	"github.com/mcpwatch/mcpwatch/internal/pipeline"
 	"github.com/mcpwatch/mcpwatch/response"
 )
@@ -34,6 +35,9 @@ type stageFlags struct {
 	noMasking          bool
 	deviceHealthHeader string
 	spool              pipeline.SpoolConfig
+	toolPins           string
+	toolPinning        string
+	toolPinsReload     time.Duration
 }
 
 // oauthFlags configure the gateway as an OAuth 2.1 resource server. Secrets come from the
@@ -66,6 +70,9 @@ func (s *stageFlags) registerGateway(cmd *cobra.Command) {
 	f.StringVar(&s.tokens, "tokens-file", env("MCPWATCH_GATEWAY_TOKENS", ""), "gateway: YAML list of bearer tokens (sha256 or token) and their principals (development; exclusive with --oauth-issuer)")
 	f.StringVar(&s.policyFile, "policy-file", env("MCPWATCH_POLICY_FILE", ""), "gateway: access policy (YAML, default deny; see `mcpwatch policy check`), reloaded when it changes; required unless --no-policy")
 	f.DurationVar(&s.policyReload, "policy-reload", 2*time.Second, "gateway: how often to check the policy file for changes")
+	f.StringVar(&s.toolPins, "tool-pins", env("MCPWATCH_TOOL_PINS", ""), "gateway: tool pin file (JSON; see `mcpwatch tools`): pins each tool definition's SHA-256, reloaded when it changes; empty: no tool pinning")
+	f.StringVar(&s.toolPinning, "tool-pinning", env("MCPWATCH_TOOL_PINNING", string(pins.TOFU)), "gateway: with --tool-pins: off, audit (audit changed tools), tofu (pin on first use, block changed tools until approved) or strict (block every tool not approved)")
+	f.DurationVar(&s.toolPinsReload, "tool-pins-reload", 2*time.Second, "gateway: how often to check the tool pin file for approvals")
 	f.BoolVar(&s.noPolicy, "no-policy", false, "gateway: run WITHOUT an access policy (authentication and revocations only); for development, never in production")
 	f.BoolVar(&s.noMasking, "no-masking", false, "gateway: do not mask personal data and secrets; events then carry no tool arguments (debugging only)")
 	f.StringVar(&s.deviceHealthHeader, "device-health-header", env("MCPWATCH_DEVICE_HEALTH_HEADER", ""), "gateway: request header trusted to carry device health (only behind a proxy that sets it and strips it from clients); default: device health unknown")
@@ -170,6 +177,19 @@ func (s *stageFlags) applyPolicy(g *globals, cfg *pipeline.Config) error {
 	default:
 		return fmt.Errorf("gateway: --policy-file is required (zero trust: every call is denied unless a policy allows it); " +
 			"pass --no-policy to run without one for development")
+	}
+	mode := pins.Off // without the flags (library callers): no pinning
+	if s.toolPinning != "" {
+		m, err := pins.ParseMode(s.toolPinning)
+		if err != nil {
+			return fmt.Errorf("gateway: --tool-pinning: %w", err)
+		}
+		mode = m
+	}
+	if s.toolPins != "" && mode != pins.Off {
+		cfg.ToolPinsFile, cfg.ToolPinning, cfg.ToolPinsReload = s.toolPins, mode, s.toolPinsReload
+	} else if mode == pins.Strict {
+		return fmt.Errorf("gateway: --tool-pinning strict needs --tool-pins FILE")
 	}
 	cfg.Spool = s.spool
 	if s.spool.Dir == "" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/internal/mask"
+	"github.com/mcpwatch/mcpwatch/internal/pins"
 )
 
 // Defaults for [Config].
@@ -68,6 +69,10 @@ type Config struct {
 	Mask *mask.Config
 	// NoMasking turns masking off: events then carry no arguments at all. For debugging only.
 	NoMasking bool
+	// ToolPins, when set, pins the upstream's tool definitions: every tools/list result is
+	// checked against it, a changed definition is audited, and (per its mode) calls to a tool
+	// whose definition is not approved are refused. See pins.go. Nil: no pinning.
+	ToolPins *pins.Store
 }
 
 // Validate reports a configuration that cannot work.

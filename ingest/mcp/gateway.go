@@ -419,6 +419,9 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 			return
 		}
 	}
+	if !g.checkPins(w, c, events, msgs, batch) {
+		return
+	}
 	if !g.authorize(w, c, events, msgs, batch) {
 		return
 	}

@@ -29,6 +29,7 @@ const (
 	denyPolicy          = "policy"
 	denyStepUp          = "step_up"
 	denyAuditDown       = "audit_unavailable"
+	denyPin             = "tool_pin"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {

@@ -173,6 +173,9 @@ func (x *exchange) upstreamEvent(m *message) *event.Event {
 		e.MCP.ProtocolVersion = ri.protocolVersion
 	}
 	e.MCP.ToolsHash = ri.toolsHash
+	if pr.method == "tools/list" && g.cfg.ToolPins != nil {
+		x.observeTools(e, m.result)
+	}
 	return e
 }
 

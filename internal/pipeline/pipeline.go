@@ -22,6 +22,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
+	"github.com/mcpwatch/mcpwatch/internal/pins"
 	"github.com/mcpwatch/mcpwatch/internal/scores"
 	"github.com/mcpwatch/mcpwatch/internal/spool"
 	"github.com/mcpwatch/mcpwatch/policy"
@@ -65,6 +66,11 @@ type Config struct {
 	// with an explicit --no-policy).
 	PolicyFile   string
 	PolicyReload time.Duration
+	// ToolPinsFile is the gateway's tool pin file (see internal/pins), reloaded every
+	// ToolPinsReload (default 2s); ToolPinning its mode. Empty file or mode off: no pinning.
+	ToolPinsFile   string
+	ToolPinning    pins.Mode
+	ToolPinsReload time.Duration
 	// Spool, when Dir is set, makes the gateway's audit delivery durable: while Kafka is not
 	// acknowledging, events go to a bounded disk spool and are replayed in order later; when the
 	// spool is full the gateway refuses calls (fail closed) unless FullMode is "fail_open".
@@ -93,6 +99,7 @@ type Pipeline struct {
 	follower *control.Follower
 	scoresF  *scores.Follower
 	policy   *policy.Store
+	pins     *pins.Store
 	pubCl    interface{ Close() }
 	flush    func(context.Context) error
 	sp       *spool.Spool
@@ -240,6 +247,15 @@ func (p *Pipeline) addGateway(ctx context.Context, cfg mcp.Config, reg prometheu
 		cfg.Policy = ps
 		p.log.Info("gateway policy loaded", "path", p.cfg.PolicyFile, "rules", ps.Policy().Len())
 	}
+	if p.cfg.ToolPinsFile != "" && p.cfg.ToolPinning != "" && p.cfg.ToolPinning != pins.Off {
+		ts, err := pins.Open(p.cfg.ToolPinsFile, p.cfg.ToolPinning, p.log.With("component", "tool-pins"))
+		if err != nil {
+			return err
+		}
+		p.pins = ts
+		cfg.ToolPins = ts
+		p.log.Info("gateway tool pins loaded", "path", p.cfg.ToolPinsFile, "mode", p.cfg.ToolPinning)
+	}
 	cl, err := kafkaio.NewClient(p.kafka("gateway"))
 	if err != nil {
 		return err
@@ -323,7 +339,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 func (p *Pipeline) runGateway(ctx context.Context) error {
 	fctx, stopFollower := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 3)
+	done := make(chan error, 4)
 	go func() { done <- p.follower.Run(fctx) }()
 	go func() { done <- p.scoresF.Run(fctx) }()
 	running := 2
@@ -334,6 +350,14 @@ func (p *Pipeline) runGateway(ctx context.Context) error {
 		}
 		running++
 		go func() { done <- p.policy.Run(fctx, interval) }()
+	}
+	if p.pins != nil {
+		interval := p.cfg.ToolPinsReload
+		if interval <= 0 {
+			interval = 2 * time.Second
+		}
+		running++
+		go func() { done <- p.pins.Run(fctx, interval) }()
 	}
 	defer func() {
 		stopFollower()

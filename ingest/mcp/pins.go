@@ -1,0 +1,127 @@
+package mcp
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+
+	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/internal/pins"
+)
+
+// Tool integrity: with [Config.ToolPins] the gateway hashes every tool definition of every
+// tools/list result it relays ([pins.Hash]) and checks it against the pin file. A definition that
+// differs from its pin (or, in strict mode, a tool without an approved pin) is audited once per
+// distinct definition as a high-severity event, and calls to the tool are refused (403, rule
+// "pin:<server>/<tool>") until `mcpwatch tools approve` pins the new hash. The tools/list result
+// itself is relayed unchanged: the client still sees the tool, but cannot call it.
+
+// Attribute keys of tool-pinning events.
+const (
+	attrToolChanged    = "mcp.tool.changed"    // the tool whose definition differs from its pin
+	attrToolUnapproved = "mcp.tool.unapproved" // strict mode: the tool has no approved pin
+	attrPinnedSHA256   = "mcp.tool.pinned_sha256"
+	attrSeenSHA256     = "mcp.tool.seen_sha256"
+	attrPinning        = "mcp.tool.pinning" // the pinning mode
+)
+
+// SeverityToolChanged is the CEF severity of a changed or unapproved tool definition: a tool
+// rewritten under a client that trusted it is how tool poisoning ("rug pull") attacks work.
+const SeverityToolChanged = 8
+
+// toolHashes returns the [pins.Hash] of each tool in a tools/list result, by name. A name listed
+// twice gets one hash over both definitions, which matches no pin. Tools without a readable name
+// cannot be called by name either and are left out.
+func toolHashes(result json.RawMessage) map[string]string {
+	if len(result) == 0 || result[0] != '{' {
+		return nil
+	}
+	f, err := members(result, "tools")
+	if err != nil || f[0] == nil {
+		return nil
+	}
+	var defs []json.RawMessage
+	if json.Unmarshal(f[0], &defs) != nil {
+		return nil
+	}
+	out := make(map[string]string, len(defs))
+	for _, def := range defs {
+		if len(def) == 0 || def[0] != '{' {
+			continue
+		}
+		nf, err := members(def, "name")
+		if err != nil {
+			continue
+		}
+		var name string
+		if jsonString(nf[0], &name) != nil || name == "" {
+			continue
+		}
+		h, herr := pins.Hash(def)
+		if herr != nil {
+			continue
+		}
+		if prev, dup := out[name]; dup {
+			sum := sha256.Sum256([]byte(prev + h))
+			h = hex.EncodeToString(sum[:])
+		}
+		out[name] = h
+	}
+	return out
+}
+
+// observeTools checks the tool definitions of a tools/list result against the pins and audits
+// the changes, each as its own event next to the response's (e).
+func (x *exchange) observeTools(e *event.Event, result json.RawMessage) {
+	g := x.g
+	seen := toolHashes(result)
+	for _, ch := range g.cfg.ToolPins.Observe(g.cfg.ServerName, seen) {
+		ce := g.event(x.c, event.DirResponse, nil)
+		ce.Correlation = e.Correlation
+		ce.MCP.Method, ce.MCP.Tool = "tools/list", clip(ch.Tool, maxFieldLen)
+		ce.Severity = SeverityToolChanged
+		key, reason := attrToolChanged, pins.ReasonChanged
+		if ch.Pinned == "" {
+			key, reason = attrToolUnapproved, pins.ReasonNotApprove
+		}
+		ce.Attributes = map[string]string{key: ce.MCP.Tool, attrPinnedSHA256: ch.Pinned, attrSeenSHA256: ch.Seen,
+			attrPinning: string(g.cfg.ToolPins.Mode())}
+		ce.Outcome = event.Outcome{Result: event.ResultAllowed, Reason: reason, HTTPStatus: x.status}
+		if ch.Blocked {
+			ce.Outcome.Result, ce.Outcome.PolicyRule = event.ResultDenied, pinRule(g.cfg.ServerName, ch.Tool)
+		}
+		g.log.Warn("tool definition not approved", "tool", ch.Tool, "pinned_sha256", ch.Pinned,
+			"seen_sha256", ch.Seen, "blocked", ch.Blocked)
+		g.publish(x.c.r.Context(), ce)
+	}
+}
+
+func pinRule(server, tool string) string { return "pin:" + server + "/" + clip(tool, maxFieldLen) }
+
+// checkPins refuses a body with a tools/call of a tool the pins block. It returns false, having
+// answered, on refusal.
+func (g *Gateway) checkPins(w http.ResponseWriter, c *call, events []*event.Event, msgs []message, batch bool) bool {
+	if g.cfg.ToolPins == nil {
+		return true
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.kind != kindRequest || m.method != "tools/call" {
+			continue
+		}
+		pin, reason, blocked := g.cfg.ToolPins.Blocked(g.cfg.ServerName, m.tool)
+		if !blocked {
+			continue
+		}
+		e := events[i]
+		setAttr(e, attrPinnedSHA256, pin.SHA256)
+		setAttr(e, attrSeenSHA256, pin.SeenSHA256)
+		setAttr(e, attrPinning, string(g.cfg.ToolPins.Mode()))
+		rule := pinRule(g.cfg.ServerName, m.tool)
+		g.refuse(w, c, events, msgs, batch, http.StatusForbidden, denyPin, CodeDenied,
+			"tool blocked by mcpwatch: "+reason+", awaiting approval (rule "+rule+")", rule)
+		return false
+	}
+	return true
+}
