@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -143,6 +144,9 @@ func New(cfg Config, auth Authenticator, pub Publisher, ctl *control.Store, reg 
 		ErrorHandler:   g.proxyError,
 		// Copy errors (mostly clients going away mid-stream) are routine for a proxy of streams.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		// Without a pool every response allocates a fresh 32 KiB copy buffer (measured with
+		// `mcpwatch bench gateway --cpuprofile`).
+		BufferPool: copyBuffers{},
 	}
 	return g, nil
 }
@@ -605,5 +609,18 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func (g *Gateway) Close() {
 	if t, ok := g.proxy.Transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
+	}
+}
+
+// copyBuffers is the reverse proxy's pool of response copy buffers.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
+
+func (copyBuffers) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		copyBufferPool.Put(&b)
 	}
 }
