@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/stdio"
+	"github.com/mcpwatch/mcpwatch/internal/control"
+	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/internal/spool"
+)
+
+// osExit ends the process with the wrapped server's exit status; tests replace it.
+var osExit = os.Exit
+
+// wrapCmd is `mcpwatch wrap -- cmd args...`: the stdio counterpart of the gateway, run by an MCP
+// client in place of the server command. Standard output is the MCP channel, so everything
+// mcpwatch says goes to standard error.
+func wrapCmd(g *globals) *cobra.Command {
+	var (
+		cfg       stdio.Config
+		subject   string
+		spoolDir  string
+		bootstrap time.Duration
+		noEnforce bool
+	)
+	cmd := &cobra.Command{
+		Use:   "wrap [flags] -- command [args...]",
+		Short: "Run a stdio MCP server behind mcpwatch, auditing every message both ways to Kafka",
+		Long: `wrap starts the command as a stdio MCP server and passes the MCP client's messages to it
+and its answers back unchanged, publishing an audit event for each to the raw topic. Configure
+the MCP client to launch "mcpwatch wrap -- <server command>" instead of the server command.
+The principal is the OS user running wrap (or --subject); the client id comes from initialize.
+Standard output carries MCP only: logs go to standard error.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 0 {
+				return errors.New("wrap: put the server command after --, e.g. mcpwatch wrap -- npx server")
+			}
+			cfg.Principal.Subject = subject
+			if host, err := os.Hostname(); err == nil {
+				cfg.Observer = host
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			if cfg.ServerName == "" {
+				cfg.ServerName = filepath.Base(args[0])
+			}
+			code, err := runWrap(cmd, g, cfg, spoolDir, bootstrap, !noEnforce, args)
+			if err == nil && code != 0 {
+				osExit(code) // after runWrap's deferred flushes and closes
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ServerName, "server-name", env("MCPWATCH_WRAP_SERVER", ""), "name of the server in events and quarantines (default: the command's base name)")
+	f.StringVar(&cfg.Tenant, "tenant", env("MCPWATCH_TENANT", mcp.DefaultTenant), "tenant of the principal")
+	f.StringVar(&subject, "subject", env("MCPWATCH_WRAP_SUBJECT", ""), "principal subject (default: the OS user running wrap)")
+	f.BoolVar(&cfg.NoMasking, "no-masking", false, "do not mask personal data and secrets; events then carry no tool arguments (debugging only)")
+	f.IntVar(&cfg.MaxLineBytes, "max-line-bytes", stdio.DefaultMaxLineBytes, "longest message audited; longer ones are passed on and audited as uninspected")
+	f.DurationVar(&cfg.Grace, "grace", stdio.DefaultGrace, "how long the server gets to exit after its input ends, and again after SIGTERM")
+	f.StringVar(&spoolDir, "spool-dir", env("MCPWATCH_WRAP_SPOOL_DIR", ""), "disk spool keeping audit events while Kafka is unreachable (one directory per running wrap; empty: none, events are buffered in memory and dropped when the buffer is full)")
+	f.DurationVar(&bootstrap, "bootstrap-timeout", 5*time.Second, "how long to try creating the topics and loading the control topic at start; the server is started either way")
+	f.BoolVar(&noEnforce, "no-enforce", false, "do not follow the control topic: revocations and quarantines are not applied (by default every client message is checked, and refused until the control topic is loaded)")
+	return cmd
+}
+
+// runWrap runs the server behind the wrapper and returns its exit status (128+n when killed by
+// signal n), once the audit events are flushed.
+func runWrap(cmd *cobra.Command, g *globals, cfg stdio.Config, spoolDir string, bootstrap time.Duration, enforce bool, args []string) (int, error) {
+	log := g.log.With("component", "wrap")
+	// Signals are forwarded to the server, which decides when to stop; wrap follows its exit.
+	ctx := context.WithoutCancel(cmd.Context())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	cfg.Signals = sigs
+
+	// A wrap started without Kafka still runs the server: an MCP client cannot do without it.
+	bctx, cancel := context.WithTimeout(ctx, bootstrap)
+	if err := g.ensureTopicsCtx(bctx); err != nil {
+		log.Warn("audit topics not verified; events are buffered until Kafka answers", "err", err)
+	}
+	cancel()
+	cl, err := kafkaio.NewClient(g.kafkaConfig("mcpwatch-wrap"))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	topic := g.topics().Raw
+	var pub mcp.Publisher = mcp.NewKafkaPublisher(cl, topic, log, g.reg)
+	flush := cl.Flush
+	if spoolDir != "" {
+		sp, err := spool.Open(spoolDir, spool.WithSync(spool.SyncInterval, spool.DefaultSyncInterval))
+		if err != nil {
+			return 0, fmt.Errorf("audit spool: %w", err)
+		}
+		defer func() { _ = sp.Close() }()
+		dp, err := mcp.NewDurablePublisher(cl, sp, topic, mcp.WithSpoolFullMode(mcp.FailOpen),
+			mcp.WithDurableLogger(log), mcp.WithDurableRegisterer(g.reg))
+		if err != nil {
+			return 0, err
+		}
+		pub, flush = dp, dp.Close
+	}
+
+	if enforce {
+		stop, err := followControls(ctx, g, &cfg, bootstrap, log)
+		if err != nil {
+			return 0, err
+		}
+		defer stop()
+	}
+
+	server := exec.Command(args[0], args[1:]...)
+	server.Stderr = cmd.ErrOrStderr()
+	werr := stdio.Wrap(ctx, cfg, cmd.InOrStdin(), cmd.OutOrStdout(), server, pub, g.log)
+
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := flush(fctx); err != nil {
+		log.Warn("audit events not all delivered", "err", err)
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		code := ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		log.Info("wrapped server exited", "status", code)
+		return code, nil
+	}
+	return 0, werr
+}
+
+// followControls follows the control topic into a store and makes cfg.Check refuse what the
+// store's revocations and quarantines cover, as the gateway does. Until the topic is loaded every
+// message is refused (a revoked principal must not slip in while it loads); the wait at start is
+// bounded by timeout so that the server still starts when Kafka is slow.
+func followControls(ctx context.Context, g *globals, cfg *stdio.Config, timeout time.Duration, log *slog.Logger) (stop func(), err error) {
+	store := control.NewStore()
+	f, err := control.NewFollower(g.kafkaConfig("mcpwatch-wrap-control"), g.topics().Control, store, g.reg, log)
+	if err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(fctx) }()
+	wctx, wcancel := context.WithTimeout(ctx, timeout)
+	if err := f.WaitReady(wctx); err != nil {
+		log.Warn("control topic not loaded yet: client messages are refused until it is", "err", err)
+	}
+	wcancel()
+	tenant, server := cfg.Tenant, cfg.ServerName
+	cfg.Check = func(p event.Principal, _, tool string) error {
+		select {
+		case <-f.Ready():
+		default:
+			return &stdio.Refusal{Rule: "control:not_loaded", Reason: "revocations not loaded yet (control topic unreachable)"}
+		}
+		if ctl, ok := store.Check(tenant, p, server, tool, time.Now()); ok {
+			return &stdio.Refusal{Rule: "control:" + ctl.Key(), Reason: "access revoked: " + ctl.Reason}
+		}
+		return nil
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("control follower", "err", err)
+		}
+	}, nil
+}
