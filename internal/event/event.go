@@ -7,6 +7,7 @@
 package event
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -88,6 +89,10 @@ type Principal struct {
 	Scopes []string `json:"scope,omitempty"`
 	// ACR is the OAuth/OpenID authentication context class the credential states ("acr").
 	ACR string `json:"acr,omitempty"`
+	// Department and PeerGroup come from the directory during enrichment (never from the
+	// credential), so detectors can compare a principal with its peers.
+	Department string `json:"department,omitempty"`
+	PeerGroup  string `json:"peer_group,omitempty"`
 }
 
 // Correlation ties an event to its trace, MCP session and JSON-RPC request.
@@ -175,6 +180,9 @@ type Normalized struct {
 	CEF       string    `json:"cef"`
 	// Sensitivity of the data touched, 0–1, from enrichment.
 	Sensitivity float64 `json:"sensitivity,omitempty"`
+	// OCSF is the same event as an OCSF 1.x object (API Activity, Authentication, Process or
+	// Network Activity), for consumers that speak OCSF rather than CEF.
+	OCSF json.RawMessage `json:"ocsf,omitempty"`
 }
 
 // Finding is a detector's conclusion about one principal over a window of events.
