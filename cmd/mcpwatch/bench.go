@@ -38,7 +38,7 @@ import (
 // fail on timing, only on errors (performance targets do not belong in timed unit tests).
 func benchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Performance benchmarks against real servers (print figures)"}
-	cmd.AddCommand(benchGatewayCmd(g))
+	cmd.AddCommand(benchGatewayCmd(g), benchPipelineCmd(g))
 	return cmd
 }
 

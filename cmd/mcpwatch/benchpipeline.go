@@ -1,0 +1,587 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/internal/pipeline"
+	"github.com/mcpwatch/mcpwatch/processors"
+	"github.com/mcpwatch/mcpwatch/storage"
+)
+
+// pipelineBench configures `mcpwatch bench pipeline`.
+type pipelineBench struct {
+	events      int
+	rounds      int
+	lagRate     int
+	lagDuration time.Duration
+	lagSample   int
+	poll        time.Duration
+	keep        bool
+}
+
+func benchPipelineCmd(g *globals) *cobra.Command {
+	b := &pipelineBench{}
+	cmd := &cobra.Command{
+		Use:   "pipeline",
+		Short: "Kafka → ClickHouse throughput (raw copy vs sink vs normalize+sink) and end-to-end lag",
+		Long: `Measures, side by side in one run, against the real Kafka and ClickHouse:
+
+  copy      the raw copy rate: a bare franz-go consumer inserting each raw record's bytes into a
+            one-column MergeTree table with columnar batches, no decoding (the machine's limit);
+  sink      the storage stage alone: normalized events from a Kafka topic into the events table;
+  pipeline  the normalizer and the sink: raw events → normalized topic → events table;
+
+each over --events pre-produced gateway-shaped tools/call events, repeated --rounds times in
+the order copy, sink, pipeline so that drift on a shared machine shows. Throughput is counted
+from the first row visible in ClickHouse to the last (polling count()), the same way for all
+three, so consumer-group joins do not count against the stages.
+
+Then lag: the normalizer and the sink run while events are produced open-loop at --lag-rate
+for --lag-duration; every --lag-sample-th event is timed from its production to the moment a
+SELECT as the benchmark sees it in the events table. Finally every produced event must be in
+ClickHouse, or the run fails.
+
+Everything runs in a fresh database (created and dropped with the admin user) and fresh topics.`,
+		RunE: func(cmd *cobra.Command, _ []string) error { return b.run(cmd.Context(), g) },
+	}
+	f := cmd.Flags()
+	f.IntVar(&b.events, "events", 200_000, "events per throughput pass")
+	f.IntVar(&b.rounds, "rounds", 2, "throughput rounds (each runs copy, sink, pipeline)")
+	f.IntVar(&b.lagRate, "lag-rate", 10_000, "events per second for the lag measurement (0 skips it)")
+	f.DurationVar(&b.lagDuration, "lag-duration", 30*time.Second, "how long to produce at --lag-rate")
+	f.IntVar(&b.lagSample, "lag-sample", 50, "time every n-th event of the lag run")
+	f.DurationVar(&b.poll, "poll", 20*time.Millisecond, "how often the benchmark queries ClickHouse for arrivals")
+	f.BoolVar(&b.keep, "keep", false, "keep the benchmark database and topics")
+	return cmd
+}
+
+type passResult struct {
+	name    string
+	round   int
+	rows    int
+	elapsed time.Duration
+}
+
+func (r passResult) rate() float64 { return float64(r.rows) / r.elapsed.Seconds() }
+
+func (b *pipelineBench) run(ctx context.Context, g *globals) error {
+	if b.events < 1000 || b.rounds < 1 || b.lagSample < 1 {
+		return errors.New("bench pipeline: want --events >= 1000, --rounds >= 1, --lag-sample >= 1")
+	}
+	log := g.log
+	stamp := time.Now().UnixNano()
+	opts := g.clickhouseAdmin()
+	opts.Database = fmt.Sprintf("mcpwatch_bench_%d", stamp)
+	admin, err := storage.Open(ctx, storage.Options{Addr: opts.Addr, Database: "default", User: opts.User, Password: opts.Password})
+	if err != nil {
+		return fmt.Errorf("bench pipeline: clickhouse admin: %w", err)
+	}
+	defer admin.Close()
+	if err := storage.CreateDatabase(ctx, admin, opts.Database); err != nil {
+		return fmt.Errorf("bench pipeline: %w", err)
+	}
+	if !b.keep {
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := storage.DropDatabase(dctx, admin, opts.Database); err != nil {
+				log.Warn("bench: drop database", "err", err)
+			}
+		}()
+	}
+	conn, err := storage.Open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := storage.Migrate(ctx, conn, opts.Database); err != nil {
+		return fmt.Errorf("bench pipeline: migrate: %w", err)
+	}
+	if err := conn.Exec(ctx, "CREATE TABLE "+opts.Database+".raw_copy (v String) ENGINE = MergeTree ORDER BY tuple()"); err != nil {
+		return fmt.Errorf("bench pipeline: create raw_copy: %w", err)
+	}
+
+	cl, err := kafkaio.NewClient(g.kafkaConfig("mcpwatch-bench-pipeline"), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var created []event.Topics
+	if !b.keep {
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var names []string
+			for _, t := range created {
+				names = append(names, t.Raw, t.Events, t.Findings, t.Scores, t.Actions, t.Control, t.DeadLetter)
+			}
+			if _, err := kadm.NewClient(cl).DeleteTopics(dctx, names...); err != nil {
+				log.Warn("bench: delete topics", "err", err)
+			}
+		}()
+	}
+	newTopics := func(name string) (event.Topics, error) {
+		t := event.TopicNames(fmt.Sprintf("mcpwatch-bench-%d-%s", stamp, name))
+		created = append(created, t)
+		return t, kafkaio.EnsureTopics(ctx, cl, kafkaio.Topics(t, g.partitions, g.replication, 1))
+	}
+
+	env := &pipeEnv{g: g, b: b, cl: cl, conn: conn, opts: opts, log: log, newTopics: newTopics}
+	var results []passResult
+	for round := 1; round <= b.rounds; round++ {
+		for _, pass := range []string{"copy", "sink", "pipeline"} {
+			r, err := env.throughput(ctx, pass, round)
+			if err != nil {
+				return fmt.Errorf("bench pipeline: %s round %d: %w", pass, round, err)
+			}
+			log.Info("bench pass", "pass", pass, "round", round, "rows", r.rows, "rows_per_s", int(r.rate()))
+			results = append(results, r)
+		}
+	}
+	var lag *lagResult
+	if b.lagRate > 0 {
+		if lag, err = env.lag(ctx); err != nil {
+			return fmt.Errorf("bench pipeline: lag: %w", err)
+		}
+	}
+	printPipelineBench(os.Stdout, b, results, lag)
+	if lag != nil && lag.missing > 0 {
+		return fmt.Errorf("bench pipeline: %d of %d events produced in the lag run are not in ClickHouse", lag.missing, lag.produced)
+	}
+	return nil
+}
+
+type pipeEnv struct {
+	g         *globals
+	b         *pipelineBench
+	cl        *kgo.Client
+	conn      driver.Conn
+	opts      storage.Options
+	log       *slog.Logger
+	newTopics func(string) (event.Topics, error)
+}
+
+// benchEvent is a gateway-shaped tools/call request event as the gateway publishes it.
+func benchEvent(tenant string, i int, now time.Time) event.Event {
+	return event.Event{
+		Schema: event.SchemaVersion, ID: event.NewID(), Time: now, Source: event.SourceMCP,
+		Observer: "bench-gateway", Tenant: tenant,
+		Principal: event.Principal{Subject: fmt.Sprintf("user-%d", i%200), ClientID: "bench-agent",
+			Issuer: "https://idp.example", Roles: []string{"analyst"}, TokenID: fmt.Sprintf("tok-%d", i%200),
+			AuthMethods: []string{"pwd", "hwk"}, Scopes: []string{"mcp:tools"}},
+		Correlation: event.Correlation{SessionID: "s-" + fmt.Sprint(i%500), RequestID: fmt.Sprint(i),
+			TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7"},
+		MCP: &event.MCP{Direction: event.DirRequest, Method: "tools/call", Tool: "db_query",
+			ProtocolVersion: "2025-11-25", Transport: "streamable-http",
+			ArgumentsMasked: `{"sql":"SELECT region, sum(amount) FROM sales WHERE owner = '[EMAIL]' GROUP BY region"}`,
+			ClientName:      "bench-agent", ClientVersion: "1.0.0"},
+		Target:      event.Target{Server: "acme-data", Route: "/mcp"},
+		Network:     event.Network{SrcIP: "10.1.2.3", SrcPort: 40000 + i%20000, DstIP: "127.0.0.1", DstPort: 8080},
+		Outcome:     event.Outcome{Result: event.ResultAllowed, PolicyRule: "analysts-read-sales"},
+		Size:        event.Size{Request: 180},
+		DataClasses: []string{"internal"},
+		PII:         map[string]int{"email": 1},
+		Severity:    1,
+	}
+}
+
+// produce writes n events to topic, normalized when normalize is set, and waits for the acks.
+func (e *pipeEnv) produce(ctx context.Context, topic, tenant string, n int, normalize bool) error {
+	var wg sync.WaitGroup
+	var perr atomic.Value
+	now := time.Now().UTC()
+	for i := range n {
+		ev := benchEvent(tenant, i, now.Add(time.Duration(i)*time.Microsecond))
+		if normalize {
+			var err error
+			if ev, err = processors.Normalize(ev, now); err != nil {
+				return err
+			}
+		}
+		rec, err := kafkaio.RecordOf(topic, event.PrincipalKey(ev.Tenant, ev.Principal), &ev)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		e.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				perr.CompareAndSwap(nil, err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if err, _ := perr.Load().(error); err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	return nil
+}
+
+// throughput runs one pass over a fresh backlog of e.b.events records.
+func (e *pipeEnv) throughput(ctx context.Context, pass string, round int) (passResult, error) {
+	name := fmt.Sprintf("%s-%d", pass, round)
+	t, err := e.newTopics(name)
+	if err != nil {
+		return passResult{}, err
+	}
+	tenant := "bench-" + name
+	n := e.b.events
+	src := t.Raw
+	if pass == "sink" {
+		src = t.Events
+	}
+	if err := e.produce(ctx, src, tenant, n, pass == "sink"); err != nil {
+		return passResult{}, err
+	}
+
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var runErr error
+	done := make(chan struct{})
+	var countSQL string
+	var args []any
+	switch pass {
+	case "copy":
+		countSQL = "SELECT count() FROM " + e.opts.Database + ".raw_copy"
+		before, err := e.count(ctx, countSQL)
+		if err != nil {
+			return passResult{}, err
+		}
+		go func() { defer close(done); runErr = e.rawCopy(rctx, src, n) }()
+		n += before
+	default:
+		countSQL = "SELECT count() FROM " + e.opts.Database + ".events WHERE tenant = ?"
+		args = []any{tenant}
+		stages := []string{pipeline.StageSink}
+		if pass == "pipeline" {
+			stages = []string{pipeline.StageProcess, pipeline.StageSink}
+		}
+		p, err := pipeline.Build(rctx, pipeline.Config{Kafka: e.g.kafkaConfig("mcpwatch-bench"), Topics: t,
+			Partitions: e.g.partitions, Replication: e.g.replication, RetentionHours: 1, ClickHouse: e.opts,
+			GroupPrefix: "mcpwatch-bench-" + name, Stages: stages}, nil, nil, e.log)
+		if err != nil {
+			return passResult{}, err
+		}
+		go func() { defer close(done); runErr = p.Run(rctx) }()
+	}
+	first, last, err := e.waitRows(ctx, countSQL, args, n, done)
+	cancel()
+	<-done
+	if err != nil {
+		return passResult{}, err
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return passResult{}, runErr
+	}
+	return passResult{name: pass, round: round, rows: n - first.rows, elapsed: last.Sub(first.at)}, nil
+}
+
+type firstSeen struct {
+	rows int
+	at   time.Time
+}
+
+// waitRows polls countSQL until it reaches want, returning when rows first appeared and when the
+// last arrived.
+func (e *pipeEnv) waitRows(ctx context.Context, countSQL string, args []any, want int, done <-chan struct{}) (firstSeen, time.Time, error) {
+	var first firstSeen
+	start, err := e.count(ctx, countSQL, args...)
+	if err != nil {
+		return first, time.Time{}, err
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		c, err := e.count(ctx, countSQL, args...)
+		if err != nil {
+			return first, time.Time{}, err
+		}
+		now := time.Now()
+		if first.at.IsZero() && c > start {
+			first = firstSeen{rows: c, at: now}
+		}
+		if c >= want {
+			if first.rows == want { // everything landed between two polls: no rate to tell
+				return first, now, errors.New("all rows arrived in one poll; raise --events")
+			}
+			return first, now, nil
+		}
+		select {
+		case <-done:
+			// The stages stopped (a copy pass ends by itself): one more look decides.
+			if c, err = e.count(ctx, countSQL, args...); err == nil && c >= want {
+				return first, time.Now(), nil
+			}
+			return first, now, fmt.Errorf("stages stopped with %d of %d rows", c, want)
+		case <-ctx.Done():
+			return first, now, ctx.Err()
+		case <-time.After(e.b.poll):
+		}
+	}
+	return first, time.Time{}, errors.New("timed out waiting for rows")
+}
+
+func (e *pipeEnv) count(ctx context.Context, q string, args ...any) (int, error) {
+	var c uint64
+	if err := e.conn.QueryRow(ctx, q, args...).Scan(&c); err != nil {
+		return 0, fmt.Errorf("count: %w", err)
+	}
+	return int(c), nil
+}
+
+// rawCopy is the reference: consume records and insert their bytes, columnar, one INSERT per
+// poll, committing nothing (it reads from the start of a fresh topic).
+func (e *pipeEnv) rawCopy(ctx context.Context, topic string, n int) error {
+	cl, err := kafkaio.NewClient(e.g.kafkaConfig("mcpwatch-bench-copy"), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	vals := make([]string, 0, 16384)
+	for copied := 0; copied < n; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fs.Err(); err != nil {
+			return err
+		}
+		vals = vals[:0]
+		fs.EachRecord(func(r *kgo.Record) { vals = append(vals, string(r.Value)) })
+		if len(vals) == 0 {
+			continue
+		}
+		batch, err := e.conn.PrepareBatch(ctx, "INSERT INTO "+e.opts.Database+".raw_copy (v)")
+		if err != nil {
+			return err
+		}
+		if err := batch.Column(0).Append(vals); err != nil {
+			return err
+		}
+		if err := batch.Send(); err != nil {
+			return err
+		}
+		copied += len(vals)
+	}
+	return nil
+}
+
+type lagResult struct {
+	rate, produced, sampled, seen, missing int
+	achieved                               float64
+	p50, p90, p99, max                     time.Duration
+}
+
+// lag runs the normalizer and the sink while producing open-loop at lagRate.
+func (e *pipeEnv) lag(ctx context.Context) (*lagResult, error) {
+	t, err := e.newTopics("lag")
+	if err != nil {
+		return nil, err
+	}
+	tenant := "bench-lag"
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p, err := pipeline.Build(rctx, pipeline.Config{Kafka: e.g.kafkaConfig("mcpwatch-bench"), Topics: t,
+		Partitions: e.g.partitions, Replication: e.g.replication, RetentionHours: 1, ClickHouse: e.opts,
+		GroupPrefix: "mcpwatch-bench-lag", Stages: []string{pipeline.StageProcess, pipeline.StageSink}}, nil, nil, e.log)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	var runErr error
+	go func() { defer close(done); runErr = p.Run(rctx) }()
+
+	// Warm up: the stages must have joined their groups before the clock runs.
+	countSQL := "SELECT count() FROM " + e.opts.Database + ".events WHERE tenant = ?"
+	if err := e.produce(ctx, t.Raw, tenant+"-warmup", 1, false); err != nil {
+		return nil, err
+	}
+	if _, _, err := e.waitRowsAtLeast(ctx, countSQL, "bench-lag-warmup", 1, done); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+
+	var mu sync.Mutex
+	pending := map[string]time.Time{}
+	var lats []time.Duration
+	stopPoll := make(chan struct{})
+	pollDone := make(chan error, 1)
+	go func() { pollDone <- e.pollSamples(ctx, tenant, &mu, pending, &lats, stopPoll) }()
+
+	res := &lagResult{rate: e.b.lagRate}
+	var wg sync.WaitGroup
+	var perr atomic.Value
+	interval := time.Second / time.Duration(e.b.lagRate)
+	start := time.Now()
+	end := start.Add(e.b.lagDuration)
+	for i := 0; ; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if !due.Before(end) {
+			break
+		}
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		now := time.Now().UTC()
+		ev := benchEvent(tenant, i, now)
+		rec, err := kafkaio.RecordOf(t.Raw, event.PrincipalKey(ev.Tenant, ev.Principal), &ev)
+		if err != nil {
+			return nil, err
+		}
+		if i%e.b.lagSample == 0 {
+			mu.Lock()
+			pending[ev.ID] = now
+			mu.Unlock()
+			res.sampled++
+		}
+		wg.Add(1)
+		e.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				perr.CompareAndSwap(nil, err)
+			}
+			wg.Done()
+		})
+		res.produced++
+	}
+	res.achieved = float64(res.produced) / time.Since(start).Seconds()
+	wg.Wait()
+	if err, _ := perr.Load().(error); err != nil {
+		return nil, fmt.Errorf("produce: %w", err)
+	}
+	// Everything produced must arrive; then stop polling.
+	if _, _, err := e.waitRowsAtLeast(ctx, countSQL, tenant, res.produced, done); err != nil {
+		return nil, err
+	}
+	close(stopPoll)
+	if err := <-pollDone; err != nil {
+		return nil, err
+	}
+	c, err := e.count(ctx, "SELECT count() FROM (SELECT id FROM "+e.opts.Database+".events WHERE tenant = ? GROUP BY id)", tenant)
+	if err != nil {
+		return nil, err
+	}
+	res.missing = res.produced - c
+	cancel()
+	<-done
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return nil, runErr
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(lats)
+	res.seen = len(lats)
+	if len(lats) > 0 {
+		res.p50, res.p90, res.p99, res.max = percentile(lats, 50), percentile(lats, 90), percentile(lats, 99), lats[len(lats)-1]
+	}
+	return res, nil
+}
+
+func (e *pipeEnv) waitRowsAtLeast(ctx context.Context, countSQL, tenant string, want int, done <-chan struct{}) (int, time.Time, error) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		c, err := e.count(ctx, countSQL, tenant)
+		if err != nil {
+			return 0, time.Time{}, err
+		}
+		if c >= want {
+			return c, time.Now(), nil
+		}
+		select {
+		case <-done:
+			return c, time.Time{}, fmt.Errorf("stages stopped with %d of %d rows", c, want)
+		case <-ctx.Done():
+			return c, time.Time{}, ctx.Err()
+		case <-time.After(e.b.poll):
+		}
+	}
+	return 0, time.Time{}, fmt.Errorf("timed out waiting for %d rows", want)
+}
+
+// pollSamples queries ClickHouse for the pending sampled ids every poll interval and records
+// each one's lag when it first shows up.
+func (e *pipeEnv) pollSamples(ctx context.Context, tenant string, mu *sync.Mutex, pending map[string]time.Time, lats *[]time.Duration, stop <-chan struct{}) error {
+	q := "SELECT id FROM " + e.opts.Database + ".events WHERE tenant = ? AND has(?, id)"
+	for {
+		mu.Lock()
+		ids := make([]string, 0, len(pending))
+		for id := range pending {
+			ids = append(ids, id)
+		}
+		mu.Unlock()
+		if len(ids) > 0 {
+			rows, err := e.conn.Query(ctx, q, tenant, ids)
+			if err != nil {
+				return fmt.Errorf("poll samples: %w", err)
+			}
+			seenAt := time.Now()
+			mu.Lock()
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					mu.Unlock()
+					rows.Close()
+					return err
+				}
+				if sent, ok := pending[id]; ok {
+					*lats = append(*lats, seenAt.Sub(sent))
+					delete(pending, id)
+				}
+			}
+			mu.Unlock()
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-stop:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(e.b.poll):
+		}
+	}
+}
+
+func printPipelineBench(w *os.File, b *pipelineBench, results []passResult, lag *lagResult) {
+	fmt.Fprintf(w, "\nKafka → ClickHouse throughput, %d events per pass, rows/s from first to last row visible:\n", b.events)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "round\tcopy\tsink\tpipeline\tsink/copy\tpipeline/copy\t")
+	byRound := map[int]map[string]float64{}
+	for _, r := range results {
+		if byRound[r.round] == nil {
+			byRound[r.round] = map[string]float64{}
+		}
+		byRound[r.round][r.name] = r.rate()
+	}
+	for round := 1; round <= b.rounds; round++ {
+		m := byRound[round]
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.0f%%\t%.0f%%\t\n", round, m["copy"], m["sink"], m["pipeline"],
+			100*m["sink"]/m["copy"], 100*m["pipeline"]/m["copy"])
+	}
+	_ = tw.Flush()
+	if lag == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nEnd-to-end lag (raw event produced → row visible to a SELECT), normalizer + sink:\n")
+	fmt.Fprintf(w, "  target %d ev/s, achieved %.0f ev/s over %s; %d produced, %d missing; %d sampled, %d timed\n",
+		lag.rate, lag.achieved, b.lagDuration, lag.produced, lag.missing, lag.sampled, lag.seen)
+	fmt.Fprintf(w, "  p50 %s  p90 %s  p99 %s  max %s (poll interval %s)\n",
+		lag.p50.Round(time.Millisecond), lag.p90.Round(time.Millisecond), lag.p99.Round(time.Millisecond),
+		lag.max.Round(time.Millisecond), b.poll)
+}
