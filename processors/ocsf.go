@@ -101,6 +101,7 @@ type ocsfMetadata struct {
 	CorrelationUID string      `json:"correlation_uid,omitempty"`
 	LogProvider    string      `json:"log_provider,omitempty"`
 	ProcessedTime  int64       `json:"processed_time,omitempty"`
+	Profiles       []string    `json:"profiles,omitempty"`
 }
 
 type ocsfProduct struct {
@@ -483,6 +484,16 @@ func renderOCSF(e *event.Event, sig Signature) ([]byte, error) {
 		}
 	}
 	o.Observables = observables(e, o)
+	// Attributes that OCSF defines in profiles are valid only with the profile declared.
+	if o.ActionID != 0 {
+		o.Metadata.Profiles = append(o.Metadata.Profiles, "security_control")
+	}
+	if class == ocsfClassNetwork {
+		o.Metadata.Profiles = append(o.Metadata.Profiles, "host") // actor and device
+	}
+	if o.Trace != nil {
+		o.Metadata.Profiles = append(o.Metadata.Profiles, "trace")
+	}
 	if len(um) > 0 {
 		o.Unmapped = um
 	}

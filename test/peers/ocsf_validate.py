@@ -4,8 +4,8 @@ processors/ocsf_schema_test.go.
 
 Usage: ocsf_validate.py VERSION < objects.jsonl
 Input: one OCSF object per line. Output: one JSON line per object: {"ok": true} or
-{"errors": ["path: message", ...]}. Profiles are not applied: an attribute that only a profile
-defines (cloud, container, ...) is reported as not allowed.
+{"errors": ["path: message", ...]}. The profiles an object declares in metadata.profiles are
+applied; an attribute of any other profile is reported as not allowed.
 """
 import json
 import sys
@@ -24,12 +24,16 @@ def main():
             continue
         obj = json.loads(raw)
         uid = obj.get("class_uid")
-        if uid not in validators:
+        profiles = sorted(obj.get("metadata", {}).get("profiles", []))
+        key = (uid, tuple(profiles))
+        if key not in validators:
             name = schema.lookup_class_name_from_uid(class_uid=uid)
-            validators[uid] = Draft202012Validator(schema.get_class_schema(class_name=name, profiles=[]))
+            validators[key] = Draft202012Validator(
+                schema.get_class_schema(class_name=name, profiles=profiles)
+            )
         errs = sorted(
             "/".join(str(p) for p in e.absolute_path) + ": " + e.message
-            for e in validators[uid].iter_errors(obj)
+            for e in validators[key].iter_errors(obj)
         )
         sys.stdout.write(json.dumps({"errors": errs} if errs else {"ok": True}) + "\n")
     sys.stdout.flush()
