@@ -2,9 +2,7 @@ package processors
 
 import (
 	"fmt"
-	"maps"
 	"math"
-	"slices"
 	"strings"
 
 	json "github.com/goccy/go-json"
@@ -164,9 +162,9 @@ func FindingOCSF(f event.Finding) ([]byte, error) {
 		um["principal.client_id"] = f.Principal.ClientID
 	}
 	if len(f.Features) > 0 {
-		feat := make(map[string]float64, len(f.Features))
-		for _, k := range slices.Sorted(maps.Keys(f.Features)) {
-			if v := f.Features[k]; finite(v) {
+		feat := make(map[string]float64, len(f.Features)) // encoded with sorted keys
+		for k, v := range f.Features {
+			if finite(v) {
 				feat[k] = v
 			}
 		}

@@ -113,7 +113,7 @@ func goldenEvents() map[string]event.Event {
 		},
 		"unknown_source": {
 			Schema: event.SchemaVersion, ID: "0193a5c4-7e1f-7cc3-b5d2-6a1f0e9d3e01",
-			Time:   time.Date(2026, 11, 23, 9, 6, 13, 0, time.UTC), Source: "syslog", Tenant: "acme",
+			Time: time.Date(2026, 11, 23, 9, 6, 13, 0, time.UTC), Source: "syslog", Tenant: "acme",
 			Outcome: event.Outcome{Result: event.ResultAllowed},
 		},
 	}
