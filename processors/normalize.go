@@ -1,8 +1,8 @@
 // Package processors turns raw events into normalized ones: it validates them, classifies each
 // under a stable signature id, settles its severity and renders it as a CEF line and an OCSF
-// object (docs/events.md has the field maps); it also renders detector findings for SIEMs. Everything here
-// is a pure function of the event; [Handler] wraps [Normalize] as a Kafka stage from the raw topic
-// to the normalized events topic.
+// object (docs/events.md has the field maps); it also renders detector findings for SIEMs.
+// Everything here is a pure function of the event; [Handler] wraps [Normalize] as a Kafka stage
+// from the raw topic to the normalized events topic.
 package processors
 
 import (
