@@ -1,6 +1,7 @@
 package processors
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -87,6 +88,24 @@ func (c *CEF) LabeledInt(key, label string, value int64) *CEF {
 		return c
 	}
 	return c.Ext(key+"Label", label).Ext(key, strconv.FormatInt(value, 10))
+}
+
+// Float adds a floating-point value (cfp fields) in its shortest exact decimal form unless it
+// is zero or not finite (NaN and ±Inf have no CEF form).
+func (c *CEF) Float(key string, value float64) *CEF {
+	if value == 0 || math.IsNaN(value) || math.IsInf(value, 0) {
+		return c
+	}
+	return c.Ext(key, strconv.FormatFloat(value, 'f', -1, 64))
+}
+
+// LabeledFloat adds a custom floating-point field with its label (`cfp1Label=threatScore
+// cfp1=72.5`) unless value is zero or not finite.
+func (c *CEF) LabeledFloat(key, label string, value float64) *CEF {
+	if value == 0 || math.IsNaN(value) || math.IsInf(value, 0) {
+		return c
+	}
+	return c.Ext(key+"Label", label).Float(key, value)
 }
 
 // String returns the line.

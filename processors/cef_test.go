@@ -1,6 +1,7 @@
 package processors
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -278,8 +279,8 @@ func FuzzCEF(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, h, v string) {
 		line := NewCEF("mcpwatch", h, "1", "MCP-1001", h, 4).Ext("suser", v).Ext("act", v).String()
-		if !utf8.ValidString(line) {
-			t.Fatalf("invalid UTF-8 in %q", line)
+		if err := checkCEFSpec(line); err != nil {
+			t.Fatalf("%v: %q", err, line)
 		}
 		p, err := parseCEF(line)
 		if err != nil {
@@ -317,5 +318,109 @@ func TestParseCEFRejects(t *testing.T) {
 		if _, err := parseCEF(bad); err == nil {
 			t.Errorf("parser accepted %q", bad)
 		}
+	}
+}
+
+// checkCEFSpec is a spec-level checker of one CEF line, separate from parseCEF's field logic:
+// one line of valid UTF-8 with no control characters but TAB; a header of exactly seven
+// unescaped pipes after "CEF:"; in the extension, every `=` that is not a key separator and
+// every `\` escaped.
+func checkCEFSpec(line string) error {
+	if !utf8.ValidString(line) {
+		return errors.New("invalid UTF-8")
+	}
+	for _, r := range line {
+		if r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0 || r == '\u2028' || r == '\u2029' {
+			return fmt.Errorf("control character %U", r)
+		}
+	}
+	pipes, i := 0, len("CEF:")
+	for ; i < len(line) && pipes < 7; i++ {
+		switch line[i] {
+		case '\\':
+			i++
+		case '|':
+			pipes++
+		}
+	}
+	if pipes != 7 {
+		return fmt.Errorf("header has %d unescaped pipes, want 7", pipes)
+	}
+	ext := line[i:]
+	for j := 0; j < len(ext); j++ {
+		switch ext[j] {
+		case '\\':
+			if j+1 >= len(ext) || !strings.ContainsRune(`\=nr`, rune(ext[j+1])) {
+				return fmt.Errorf("bad escape at %d", j)
+			}
+			j++
+		case '=':
+			// An unescaped '=' must end a key: [A-Za-z0-9]+ at the start or after a space.
+			k := j
+			for k > 0 && (ext[k-1] >= 'a' && ext[k-1] <= 'z' || ext[k-1] >= 'A' && ext[k-1] <= 'Z' || ext[k-1] >= '0' && ext[k-1] <= '9') {
+				k--
+			}
+			if k == j || (k > 0 && ext[k-1] != ' ') {
+				return fmt.Errorf("unescaped '=' in a value at %d", j)
+			}
+		}
+	}
+	return nil
+}
+
+// FuzzNormalize fills every string field an attacker can reach with fuzzed text and checks all
+// three renderings: the CEF line passes the spec-level checker and the strict parser with the
+// values intact, the OCSF object is valid UTF-8 JSON, and the audit line stays one line.
+func FuzzNormalize(f *testing.F) {
+	for _, v := range hostile {
+		f.Add(v, v, v, "tools/call")
+	}
+	f.Add("alice", "db_query", "file:///x", "resources/read")
+	f.Fuzz(func(t *testing.T, sub, tool, uri, method string) {
+		e := toolCall()
+		e.Principal.Subject, e.MCP.Tool, e.MCP.ResourceURI, e.MCP.Method = sub, tool, uri, method
+		e.Outcome.Reason, e.Target.Server = uri, tool
+		n, err := Normalize(e, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := n.Normalized.CEF
+		if err := checkCEFSpec(line); err != nil {
+			t.Fatalf("%v: %q", err, line)
+		}
+		p, err := parseCEF(line)
+		if err != nil {
+			t.Fatalf("unparsable %q: %v", line, err)
+		}
+		for k, want := range map[string]string{"suser": sub, "cs1": tool, "request": uri, "act": method, "reason": uri} {
+			if got := p.Ext[k]; got != sanitized(want, false) {
+				t.Fatalf("%s = %q, want %q", k, got, sanitized(want, false))
+			}
+		}
+		if !utf8.Valid(n.Normalized.OCSF) || !json.Valid(n.Normalized.OCSF) {
+			t.Fatalf("OCSF not valid UTF-8 JSON: %q", n.Normalized.OCSF)
+		}
+		if l := Line(n); strings.ContainsAny(l, "\r\n") || !utf8.ValidString(l) {
+			t.Fatalf("audit line %q", l)
+		}
+	})
+}
+
+// The checker must refuse what the renderer must never produce.
+func TestCheckCEFSpecRejects(t *testing.T) {
+	for _, bad := range []string{
+		"CEF:0|a|b|c|d|e|1",           // six pipes
+		"CEF:0|a|b|c|d|e|1|x=a\nb",    // raw newline
+		"CEF:0|a|b|c|d|e|1|x=a=b",     // unescaped '=' in a value
+		"CEF:0|a|b|c|d|e|1|x=a \\t",   // unknown escape
+		"CEF:0|a|b|c|d|e|1|x=\x1b[2J", // terminal escape
+		"CEF:0|a|b|c|d|e|1|x=\xff",    // invalid UTF-8
+	} {
+		if checkCEFSpec(bad) == nil {
+			t.Errorf("checker accepted %q", bad)
+		}
+	}
+	if err := checkCEFSpec(`CEF:0|a\|b|c|d|e|f|1|x=a\=b y=\\ z=c|d`); err != nil {
+		t.Errorf("checker refused a valid line: %v", err)
 	}
 }

@@ -1,13 +1,15 @@
 // Package processors turns raw events into normalized ones: it validates them, classifies each
-// under a stable signature id, settles its severity and renders it as a CEF line. Everything here
-// is a pure function of the event; [Handler] wraps [Normalize] as a Kafka stage from the raw topic
-// to the normalized events topic.
+// under a stable signature id, settles its severity and renders it as a CEF line and an OCSF
+// object (docs/events.md has the field maps); it also renders detector findings for SIEMs.
+// Everything here is a pure function of the event; [Handler] wraps [Normalize] as a Kafka stage
+// from the raw topic to the normalized events topic.
 package processors
 
 import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -162,7 +164,8 @@ var (
 )
 
 // Normalize validates e, classifies it and returns it with [event.Normalized] filled in: the
-// signature, its name, the CEF line, and now as the normalization time. The severity is raised to
+// signature, its name, the CEF line, the OCSF object ([OCSFVersion]), and now as the
+// normalization time. The severity is raised to
 // the signature's floor and clamped to 0–10.
 //
 // An event that cannot be normalized — no id, tenant, source or time, a time outside
@@ -181,6 +184,11 @@ func Normalize(e event.Event, now time.Time) (event.Event, error) {
 	}
 	e.Normalized = n
 	n.CEF = renderCEF(&e, sig)
+	ocsf, err := renderOCSF(&e, sig)
+	if err != nil {
+		return event.Event{}, fmt.Errorf("%w: %w", event.ErrMalformed, err)
+	}
+	n.OCSF = ocsf
 	return e, nil
 }
 
@@ -237,16 +245,18 @@ const (
 	LabelTenant      = "tenant"           // cs3
 	LabelPolicyRule  = "policyRule"       // cs4
 	LabelTrace       = "traceId"          // cs5
-	LabelServer      = "server"           // cs6
+	LabelSandbox     = "sandbox"          // cs6
 	LabelErrorCode   = "jsonrpcErrorCode" // cn1
 	LabelPIIFindings = "piiFindings"      // cn2
 	LabelLatency     = "latencyMs"        // cn3
+	LabelSensitivity = "dataSensitivity"  // cfp1
 	LabelToken       = "tokenId"          // flexString1
 	LabelPrompt      = "prompt"           // flexString2
 )
 
 // renderCEF maps the event onto standard CEF keys where they exist and labeled custom fields
-// where they do not. Field order is fixed, so equal events render to equal lines.
+// where they do not (docs/events.md has the field map). Field order is fixed, so equal events
+// render to equal lines.
 func renderCEF(e *event.Event, sig Signature) string {
 	c := NewCEF(Vendor, Product, ProductVersion, sig.ID, sig.Name, e.Severity)
 	c.Int("rt", e.Time.UnixMilli())
@@ -271,14 +281,22 @@ func renderCEF(e *event.Event, sig Signature) string {
 	c.Int("spt", int64(e.Network.SrcPort))
 	c.Ext("dst", e.Network.DstIP)
 	c.Int("dpt", int64(e.Network.DstPort))
-	var tool, prompt, session string
+	service := e.Target.Server
+	if service == "" && e.Span != nil {
+		service = e.Span.Service
+	}
+	c.Ext("destinationServiceName", service)
+	var tool, prompt string
+	latency := 0.0
 	if m := e.MCP; m != nil {
 		c.Ext("app", m.Transport)
 		c.Ext("act", m.Method)
 		c.Ext("request", m.ResourceURI)
-		tool, prompt = m.Tool, m.Prompt
+		tool, prompt, latency = m.Tool, m.Prompt, m.LatencyMS
+	} else if s := e.Span; s != nil {
+		c.Ext("act", s.Name)
+		latency = s.DurationMS
 	}
-	session = e.Correlation.SessionID
 	c.Ext("outcome", string(e.Outcome.Result))
 	c.Ext("reason", e.Outcome.Reason)
 	c.Int("in", int64(e.Size.Request))
@@ -286,27 +304,34 @@ func renderCEF(e *event.Event, sig Signature) string {
 	if p := e.Process; p != nil {
 		c.Int("spid", int64(p.PID))
 		c.Ext("sproc", p.Comm)
-		c.Ext("suid", strconv.Itoa(p.UID))
+		c.Ext("suid", strconv.Itoa(p.UID)) // uid 0 is root, not "unknown"
 		path := p.Path
 		if path == "" {
 			path = p.Exe
 		}
 		c.Ext("filePath", path)
+		if p.Path != "" {
+			c.Ext("fname", filepath.Base(p.Path))
+		}
+		c.Ext("msg", strings.Join(p.Args, " "))
 	}
 	c.Labeled("cs1", LabelTool, tool)
-	c.Labeled("cs2", LabelSession, session)
+	c.Labeled("cs2", LabelSession, e.Correlation.SessionID)
 	c.Labeled("cs3", LabelTenant, e.Tenant)
 	c.Labeled("cs4", LabelPolicyRule, e.Outcome.PolicyRule)
 	c.Labeled("cs5", LabelTrace, e.Correlation.TraceID)
-	c.Labeled("cs6", LabelServer, e.Target.Server)
+	c.Labeled("cs6", LabelSandbox, e.Target.Sandbox)
 	c.LabeledInt("cn1", LabelErrorCode, int64(e.Outcome.ErrorCode))
 	pii := 0
 	for _, n := range e.PII {
 		pii += n
 	}
 	c.LabeledInt("cn2", LabelPIIFindings, int64(pii))
-	if e.MCP != nil {
-		c.LabeledInt("cn3", LabelLatency, int64(math.Round(e.MCP.LatencyMS)))
+	if finite(latency) {
+		c.LabeledInt("cn3", LabelLatency, int64(math.Round(latency)))
+	}
+	if e.Normalized != nil {
+		c.LabeledFloat("cfp1", LabelSensitivity, e.Normalized.Sensitivity)
 	}
 	c.Labeled("flexString1", LabelToken, e.Principal.TokenID)
 	c.Labeled("flexString2", LabelPrompt, prompt)

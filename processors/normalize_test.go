@@ -2,6 +2,8 @@ package processors
 
 import (
 	"errors"
+	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -41,10 +43,10 @@ func TestNormalizeToolCallGolden(t *testing.T) {
 	}
 	want := "CEF:0|mcpwatch|mcpwatch|" + ProductVersion + "|MCP-1001|Tool call|1|" +
 		"rt=1795424772345 cat=mcp/request externalId=0193a5c4-7e1f-7cc3-b5d2-6a1f0e9d3b21 dvchost=gw-1 suser=alice " +
-		"spriv=analyst,sales requestClientApplication=claude-desktop src=10.1.2.3 spt=51234 app=streamable-http " +
+		"spriv=analyst,sales requestClientApplication=claude-desktop src=10.1.2.3 spt=51234 destinationServiceName=sales-db app=streamable-http " +
 		"act=tools/call outcome=allowed in=312 out=2048 cs1Label=tool cs1=db_query cs2Label=mcpSessionId cs2=s-1 " +
 		"cs3Label=tenant cs3=acme cs4Label=policyRule cs4=analysts-read-sales " +
-		"cs5Label=traceId cs5=4bf92f3577b34da6a3ce929d0e0e4736 cs6Label=server cs6=sales-db " +
+		"cs5Label=traceId cs5=4bf92f3577b34da6a3ce929d0e0e4736 cs6Label=sandbox cs6=sbx-1 " +
 		"cn2Label=piiFindings cn2=3 cn3Label=latencyMs cn3=13 flexString1Label=tokenId flexString1=tok_3f2a"
 	if e.Normalized.CEF != want {
 		t.Fatalf("CEF\n got %s\nwant %s", e.Normalized.CEF, want)
@@ -222,13 +224,14 @@ func TestNormalizeRejects(t *testing.T) {
 // Normalize must not write through to maps and slices shared with the caller's event.
 func TestNormalizeDoesNotMutateInput(t *testing.T) {
 	in := toolCall()
-	in.Normalized = &event.Normalized{Sensitivity: 0.7, Signature: "OLD"}
+	in.Normalized = &event.Normalized{Sensitivity: 0.7, Signature: "OLD", OCSF: []byte(`{"old":1}`)}
 	orig := *in.Normalized
+	orig.OCSF = slices.Clone(orig.OCSF)
 	out, err := Normalize(in, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *in.Normalized != orig || in.Severity != 0 {
+	if !reflect.DeepEqual(*in.Normalized, orig) || in.Severity != 0 {
 		t.Fatalf("input changed: %+v severity %d", in.Normalized, in.Severity)
 	}
 	if out.Normalized.Sensitivity != 0.7 || out.Normalized.Signature != "MCP-1001" {

@@ -2,7 +2,8 @@
 # Installs the independent MCP implementations the gateway's interop tests run against
 # (ingest/mcp/interop_test.go): the TypeScript SDK and reference server from npm into
 # test/peers/node_modules (exact versions from test/peers/package-lock.json), and the Python SDK
-# from PyPI into .local/peers-venv (test/peers/requirements.txt). Idempotent: a step whose inputs
+# from PyPI into .local/peers-venv (test/peers/requirements.txt), and the independent CEF and OCSF
+# checkers into .local/formats-venv (test/peers/requirements-formats.txt). Idempotent: a step whose inputs
 # have not changed since it last succeeded is skipped, so a warm run takes well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,5 +33,19 @@ else
   $venv/bin/pip install --quiet --disable-pip-version-check --no-input -r $peers/requirements.txt
   cp $peers/requirements.txt $venv/.mcpwatch-requirements
   echo "peers: pip install done ($(ms "$t") ms)"
+fi
+
+# Independent checkers of mcpwatch's CEF and OCSF output (processors/*_peer_test.go,
+# processors/ocsf_schema_test.go): their own venv, reinstalled only when their pins changed.
+t=$(date +%s%N)
+fvenv=.local/formats-venv
+if [[ -x $fvenv/bin/python ]] && cmp -s $peers/requirements-formats.txt $fvenv/.mcpwatch-requirements; then
+  echo "peers: format checkers up to date ($(ms "$t") ms)"
+else
+  command -v python3 >/dev/null || { echo "peers: python3 not found (3.10+ needed)" >&2; exit 1; }
+  python3 -m venv $fvenv
+  $fvenv/bin/pip install --quiet --disable-pip-version-check --no-input -r $peers/requirements-formats.txt
+  cp $peers/requirements-formats.txt $fvenv/.mcpwatch-requirements
+  echo "peers: format checkers installed ($(ms "$t") ms)"
 fi
 echo "peers: ready in $(ms "$start") ms"
