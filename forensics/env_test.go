@@ -100,4 +100,3 @@ func (d *testDB) store(t *testing.T, s seedData) {
 		}
 	}
 }
-
