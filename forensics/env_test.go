@@ -2,6 +2,8 @@ package forensics
 
 import (
 	"context"
+	"iter"
+	"maps"
 	"testing"
 	"time"
 
@@ -100,3 +102,9 @@ func (d *testDB) store(t *testing.T, s seedData) {
 		}
 	}
 }
+
+func storageQuery(ctx context.Context, d *testDB, sql string, args ...any) ([]string, [][]string, error) {
+	return storage.QueryTable(ctx, d.reader, sql, args...)
+}
+
+func mapsKeys[V any](m map[string]V) iter.Seq[string] { return maps.Keys(m) }

@@ -23,6 +23,7 @@ import (
 //   - sandbox sbx-7 kernel events: 02:01:00 execve /bin/sh by python3, 02:01:05 connect to
 //     198.51.100.9:4444, 02:01:10 openat /etc/shadow.
 //   - globex/alice: 10:00, one allowed tools/call db_query (a different tenant's alice).
+//   - the day before, 10:00: one db_query call each by acme's alice and mallory.
 var seedDay = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 
 func at(hms string) time.Time {
@@ -113,6 +114,11 @@ func seed() seedData {
 			Severity:   7,
 			Normalized: &event.Normalized{Time: at(k.t), Signature: "KRN-" + k.syscall, Name: "Kernel " + k.syscall},
 		})
+	}
+	// The day before: alice and mallory already used db_query, so only bob's search and
+	// mallory's export_csv are new tools on the seed day.
+	for _, sub := range []string{"alice", "mallory"} {
+		d.events = append(d.events, call("acme", sub, "10.1.0.9", "s-prev-"+sub, at("10:00:00").Add(-24*time.Hour), "db_query", "db://sales/orders", event.ResultAllowed, "analysts-read-sales"))
 	}
 	d.events = append(d.events, call("globex", "alice", "192.0.2.10", "s-globex", at("10:00:00"), "db_query", "db://crm/leads", event.ResultAllowed, "all"))
 
