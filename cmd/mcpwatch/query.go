@@ -113,6 +113,9 @@ func (g *globals) dpQuery(ctx context.Context, out io.Writer, filter, format str
 		}
 		req.Since, req.Until = w.Since, w.Until
 	}
+	if _, err := privacy.ParseFilter(filter); err != nil {
+		return err // before connecting: a bad filter needs no database to be refused
+	}
 	ro, err := storage.Open(ctx, g.clickhouseRO())
 	if err != nil {
 		return err
