@@ -334,6 +334,7 @@ func addStageCommands(root *cobra.Command, g *globals) {
 		runCmd(g),
 		demoCmd(g),
 		queryCmd(g),
+		investigateCmd(g),
 		wrapCmd(g),
 	)
 }

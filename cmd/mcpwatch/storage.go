@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,63 +47,4 @@ func migrateCmd(g *globals) *cobra.Command {
 			return g.migrate(cmd.Context(), cmd.OutOrStdout())
 		},
 	}
-}
-
-// query runs sql as the read-only user and prints the result.
-func (g *globals) query(ctx context.Context, out io.Writer, sql, format string) error {
-	conn, err := storage.Open(ctx, g.clickhouseRO())
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	cols, rows, err := storage.QueryTable(ctx, conn, sql)
-	if err != nil {
-		return err
-	}
-	return printTable(out, format, cols, rows)
-}
-
-func printTable(out io.Writer, format string, cols []string, rows [][]string) error {
-	switch format {
-	case "csv":
-		w := csv.NewWriter(out)
-		_ = w.Write(cols)
-		_ = w.WriteAll(rows)
-		return w.Error()
-	case "json":
-		enc := json.NewEncoder(out)
-		for _, r := range rows {
-			m := make(map[string]string, len(cols))
-			for i, c := range cols {
-				m[c] = r[i]
-			}
-			if err := enc.Encode(m); err != nil {
-				return err
-			}
-		}
-		return nil
-	case "table", "":
-		w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, strings.Join(cols, "\t"))
-		for _, r := range rows {
-			fmt.Fprintln(w, strings.Join(r, "\t"))
-		}
-		fmt.Fprintf(w, "(%d rows)\n", len(rows))
-		return w.Flush()
-	}
-	return fmt.Errorf("unknown format %q: want table, csv or json", format)
-}
-
-func queryCmd(g *globals) *cobra.Command {
-	var format string
-	cmd := &cobra.Command{
-		Use:   "query SQL",
-		Short: "Run forensic SQL as the read-only ClickHouse user (writes are refused by the server)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.query(cmd.Context(), cmd.OutOrStdout(), args[0], format)
-		},
-	}
-	cmd.Flags().StringVar(&format, "format", "table", "output: table, csv or json")
-	return cmd
 }

@@ -1,0 +1,105 @@
+package forensics
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Write prints the timeline as "table" (a summary header, then one line per entry), "csv" (the
+// entries with a header row) or "json" (one object with query, summary and entries).
+func (t *Timeline) Write(w io.Writer, format string) error {
+	switch format {
+	case "table", "":
+		return t.writeTable(w)
+	case "csv":
+		cw := csv.NewWriter(w)
+		_ = cw.Write(csvHeader)
+		for _, e := range t.Entries {
+			_ = cw.Write(e.row())
+		}
+		cw.Flush()
+		return cw.Error()
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Subject Subject `json:"subject"`
+			Value   string  `json:"value"`
+			Tenant  string  `json:"tenant,omitempty"`
+			Since   string  `json:"since"`
+			Until   string  `json:"until"`
+			*Timeline
+		}{t.Query.Subject, t.Query.Value, t.Query.Tenant, stamp(t.Query.Window.Since), stamp(t.Query.Window.Until), t})
+	}
+	return fmt.Errorf("unknown format %q: want table, csv or json", format)
+}
+
+var csvHeader = []string{"time", "kind", "tenant", "principal", "signature", "name", "what", "outcome", "score", "detail", "src_ip", "session", "sandbox", "id"}
+
+func (e Entry) row() []string {
+	score := ""
+	if e.Score != nil {
+		score = strconv.FormatFloat(*e.Score, 'f', 1, 64)
+	}
+	return []string{e.Time.Format("2006-01-02 15:04:05.000"), e.Kind, e.Tenant, e.Principal, e.Signature, e.Name,
+		e.What, e.Outcome, score, e.Detail, e.SrcIP, e.Session, e.Sandbox, e.ID}
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.DateTime)
+}
+
+func list(l []string) string {
+	if len(l) == 0 {
+		return "-"
+	}
+	if len(l) > 10 {
+		return strings.Join(l[:10], ", ") + fmt.Sprintf(" (+%d more)", len(l)-10)
+	}
+	return strings.Join(l, ", ")
+}
+
+func (t *Timeline) writeTable(w io.Writer) error {
+	q, s := t.Query, t.Summary
+	tenant := q.Tenant
+	if tenant == "" {
+		tenant = "all tenants"
+	}
+	fmt.Fprintf(w, "Investigation: %s %q, %s, %s .. %s UTC\n", q.Subject, q.Value, tenant, stamp(q.Window.Since), stamp(q.Window.Until))
+	fmt.Fprintf(w, "  events %d (denied %d, errors %d, kernel %d), findings %d (highest score %.1f), actions %d\n",
+		s.Events, s.Denials, s.Errors, s.KernelEvents, s.Findings, s.HighestScore, s.Actions)
+	fmt.Fprintf(w, "  first seen %s, last seen %s, sessions %d\n", stamp(s.FirstSeen), stamp(s.LastSeen), s.Sessions)
+	fmt.Fprintf(w, "  principals: %s\n  tools: %s\n  source IPs: %s\n\n", list(s.Principals), list(s.Tools), list(s.SrcIPs))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tKIND\tPRINCIPAL\tSIGNATURE\tWHAT\tOUTCOME\tSCORE\tDETAIL")
+	for _, e := range t.Entries {
+		r := e.row()
+		fmt.Fprintln(tw, strings.Join([]string{r[0], e.Kind, dash(e.Principal), dash(e.Signature), dash(short(e.What, 60)),
+			dash(e.Outcome), dash(r[8]), short(e.Detail, 100)}, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	more := ""
+	if t.Truncated {
+		more = fmt.Sprintf(" (truncated at %d per kind; narrow the window or raise --limit)", q.Limit)
+	}
+	_, err := fmt.Fprintf(w, "(%d entries%s)\n", len(t.Entries), more)
+	return err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.ReplaceAll(s, "\t", " ")
+}

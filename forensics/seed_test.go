@@ -1,0 +1,140 @@
+package forensics
+
+import (
+	"time"
+
+	"github.com/mcpwatch/mcpwatch/internal/event"
+)
+
+// The seed is one realistic day of tenant acme (and a little of tenant globex), the data every
+// investigation test and every cookbook query in docs/forensics.md runs against:
+//
+//   - alice (analyst, 10.1.0.5, session s-alice): 09:00–09:19, 20 allowed tools/call db_query on
+//     db://sales/orders, one a minute; the call at 09:10 carried 2 masked e-mails.
+//   - bob (analyst, 10.1.0.6, session s-bob): 14:00–14:09, 10 allowed tools/call search; a
+//     tools/list at 14:00 (tools hash h1) and at 14:05 (h2): the tool definitions changed
+//     mid-session.
+//   - mallory (203.0.113.7, session s-mall, sandbox sbx-7): 02:00:00–02:04:50, 30 tools/call every
+//     10 s, db_query on db://sales/customers; every third (10) denied by rule no-bulk-export,
+//     each call with 1 masked phone_kr; at 02:03:10 her only export_csv call (allowed). Her
+//     events were delivered twice (a replay). A rate finding (score 92.5) at 02:05:00 cites three
+//     of her events; a revoke (412 ms) and a webhook (380 ms) follow at 02:05:00.4, a quarantine
+//     of sbx-7 at 02:05:01 (failed once, then succeeded: 2 attempts, 1250 ms).
+//   - sandbox sbx-7 kernel events: 02:01:00 execve /bin/sh by python3, 02:01:05 connect to
+//     198.51.100.9:4444, 02:01:10 openat /etc/shadow.
+//   - globex/alice: 10:00, one allowed tools/call db_query (a different tenant's alice).
+//   - the day before, 10:00: one db_query call each by acme's alice and mallory.
+var seedDay = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+
+func at(hms string) time.Time {
+	t, err := time.Parse("15:04:05", hms)
+	if err != nil {
+		panic(err)
+	}
+	return seedDay.Add(time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute + time.Duration(t.Second())*time.Second)
+}
+
+type seedData struct {
+	events   []event.Event
+	findings []event.Finding
+	actions  []event.Action
+	// mallory's events, for evidence ids and replay
+	mallory []event.Event
+}
+
+func call(tenant, sub, ip, session string, t time.Time, tool, uri string, res event.Result, rule string) event.Event {
+	sig, name := "MCP-1001", "Tool call"
+	if res == event.ResultDenied {
+		sig, name = "MCP-4001", "Request denied by policy"
+	}
+	return event.Event{
+		ID: event.NewID(), Time: t, Source: event.SourceMCP, Observer: "gw-1", Tenant: tenant,
+		Principal:   event.Principal{Subject: sub, ClientID: "claude-desktop", Roles: []string{"analyst"}},
+		Correlation: event.Correlation{SessionID: session, RequestID: "1"},
+		MCP: &event.MCP{Direction: event.DirRequest, Method: "tools/call", Tool: tool, ResourceURI: uri,
+			ProtocolVersion: "2025-11-25", Transport: "streamable-http"},
+		Target:     event.Target{Server: "sales-db"},
+		Network:    event.Network{SrcIP: ip, SrcPort: 50000},
+		Outcome:    event.Outcome{Result: res, PolicyRule: rule},
+		Size:       event.Size{Request: 300, Response: 2000},
+		Severity:   3,
+		Normalized: &event.Normalized{Time: t, Signature: sig, Name: name},
+	}
+}
+
+func seed() seedData {
+	var d seedData
+	for i := range 20 {
+		e := call("acme", "alice", "10.1.0.5", "s-alice", at("09:00:00").Add(time.Duration(i)*time.Minute), "db_query", "db://sales/orders", event.ResultAllowed, "analysts-read-sales")
+		if i == 10 {
+			e.PII = map[string]int{"email": 2}
+			e.DataClasses = []string{"pii"}
+		}
+		d.events = append(d.events, e)
+	}
+	for i := range 10 {
+		d.events = append(d.events, call("acme", "bob", "10.1.0.6", "s-bob", at("14:00:00").Add(time.Duration(i)*time.Minute+30*time.Second), "search", "", event.ResultAllowed, "analysts-search"))
+	}
+	for i, h := range []string{"h1", "h2"} {
+		e := call("acme", "bob", "10.1.0.6", "s-bob", at("14:00:00").Add(time.Duration(i)*5*time.Minute), "", "", event.ResultAllowed, "analysts-search")
+		e.MCP.Method, e.MCP.Direction, e.MCP.ToolsHash = "tools/list", event.DirResponse, h
+		e.Normalized.Signature, e.Normalized.Name = "MCP-1002", "Tools listed"
+		d.events = append(d.events, e)
+	}
+	for i := range 30 {
+		tool, res, rule := "db_query", event.ResultAllowed, "analysts-read-sales"
+		if i%3 == 0 {
+			res, rule = event.ResultDenied, "no-bulk-export"
+		}
+		if i == 19 {
+			tool = "export_csv"
+		}
+		e := call("acme", "mallory", "203.0.113.7", "s-mall", at("02:00:00").Add(time.Duration(i)*10*time.Second), tool, "db://sales/customers", res, rule)
+		e.Target.Sandbox = "sbx-7"
+		e.PII = map[string]int{"phone_kr": 1}
+		e.DataClasses = []string{"pii", "finance"}
+		if res == event.ResultDenied {
+			e.Outcome.Reason, e.Outcome.HTTPStatus, e.Outcome.ErrorCode = "bulk export of customer data", 403, -32001
+		}
+		d.mallory = append(d.mallory, e)
+	}
+	d.events = append(d.events, d.mallory...)
+	for _, k := range []struct {
+		t, syscall, path, reason string
+	}{
+		{"02:01:00", "execve", "/bin/sh", "shell spawned by MCP server"},
+		{"02:01:05", "connect", "198.51.100.9:4444", "egress to unknown host"},
+		{"02:01:10", "openat", "/etc/shadow", "sensitive file read"},
+	} {
+		d.events = append(d.events, event.Event{
+			ID: event.NewID(), Time: at(k.t), Source: event.SourceKernel, Observer: "node-1", Tenant: "acme",
+			Target:     event.Target{Server: "sales-db", Sandbox: "sbx-7"},
+			Process:    &event.Process{PID: 4242, PPID: 4200, UID: 1000, Comm: "python3", Syscall: k.syscall, Path: k.path, CgroupID: 77},
+			Outcome:    event.Outcome{Result: event.ResultAllowed, Reason: k.reason},
+			Severity:   7,
+			Normalized: &event.Normalized{Time: at(k.t), Signature: "KRN-" + k.syscall, Name: "Kernel " + k.syscall},
+		})
+	}
+	// The day before: alice and mallory already used db_query, so only bob's search and
+	// mallory's export_csv are new tools on the seed day.
+	for _, sub := range []string{"alice", "mallory"} {
+		d.events = append(d.events, call("acme", sub, "10.1.0.9", "s-prev-"+sub, at("10:00:00").Add(-24*time.Hour), "db_query", "db://sales/orders", event.ResultAllowed, "analysts-read-sales"))
+	}
+	d.events = append(d.events, call("globex", "alice", "192.0.2.10", "s-globex", at("10:00:00"), "db_query", "db://crm/leads", event.ResultAllowed, "all"))
+
+	f := event.Finding{ID: event.NewID(), Time: at("02:05:00"), Tenant: "acme",
+		Principal: event.Principal{Subject: "mallory", ClientID: "claude-desktop"}, Detector: "rate", Score: 92.5, Severity: 9,
+		Summary: "tool calls 12x above baseline", WindowStart: at("02:00:00"), WindowEnd: at("02:05:00"),
+		Features: map[string]float64{"frequency": 0.95}, EventIDs: []string{d.mallory[0].ID, d.mallory[3].ID, d.mallory[19].ID}}
+	d.findings = append(d.findings, f)
+	d.actions = append(d.actions,
+		event.Action{ID: event.NewID(), Time: at("02:05:00").Add(400 * time.Millisecond), Tenant: "acme", FindingID: f.ID, Subject: "mallory",
+			Kind: event.ActionRevoke, Target: "revoke/subject/acme/mallory", Status: "succeeded", Attempts: 1, LatencyMS: 412},
+		event.Action{ID: event.NewID(), Time: at("02:05:00").Add(400 * time.Millisecond), Tenant: "acme", FindingID: f.ID, Subject: "mallory",
+			Kind: event.ActionWebhook, Target: "https://soc.example/hook", Status: "succeeded", Attempts: 1, LatencyMS: 380},
+		event.Action{ID: event.NewID(), Time: at("02:05:01"), Tenant: "acme", FindingID: f.ID,
+			Kind: event.ActionQuarantine, Target: "quarantine/sandbox/acme/sbx-7", Status: "succeeded", Attempts: 2, LatencyMS: 1250,
+			Detail: "cgroup frozen"},
+	)
+	return d
+}
