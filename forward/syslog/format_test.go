@@ -12,7 +12,7 @@ import (
 
 // header is a parsed RFC 5424 HEADER plus STRUCTURED-DATA and MSG.
 type header struct {
-	pri                                           int
+	pri                                            int
 	version, ts, host, app, procID, msgID, sd, msg string
 }
 

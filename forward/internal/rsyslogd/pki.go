@@ -18,7 +18,7 @@ import (
 // PKI is a throw-away certificate authority with a server certificate for localhost/127.0.0.1
 // and a client certificate, written as PEM files.
 type PKI struct {
-	CAFile               string
+	CAFile                string
 	ServerCert, ServerKey string
 	ClientCert, ClientKey string
 }
