@@ -77,9 +77,11 @@ type Client struct {
 	m    *metrics
 	tlsc *tls.Config // without the client certificate, which is loaded per connection
 
-	mu    sync.Mutex
-	conn  net.Conn
-	state *tls.ConnectionState
+	state func(error)
+
+	mu   sync.Mutex
+	conn net.Conn
+	tlsS *tls.ConnectionState
 }
 
 // Option configures a [Client].
@@ -87,6 +89,10 @@ type Option func(*Client)
 
 // WithLogger logs reconnects and errors to l.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
+
+// WithState calls fn after every connection attempt and write: nil once the collector took a
+// batch, the error when it did not (for readiness checks).
+func WithState(fn func(error)) Option { return func(c *Client) { c.state = fn } }
 
 // WithRegisterer registers the client's metrics with reg.
 func WithRegisterer(reg prometheus.Registerer) Option {
@@ -123,6 +129,9 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 	}
 	if c.m == nil {
 		c.m = newMetrics(nil)
+	}
+	if c.state == nil {
+		c.state = func(error) {}
 	}
 	if cfg.Transport == TransportTLS {
 		tc, err := tlsConfig(cfg)
@@ -190,6 +199,9 @@ func (c *Client) Send(ctx context.Context, frames []byte) error {
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		attempt++
 		err := c.send(ctx, frames)
+		if !errors.Is(err, errStale) {
+			c.state(err)
+		}
 		if err != nil {
 			last = err
 			if attempt > 1 || !errors.Is(err, errStale) {
@@ -293,7 +305,7 @@ func (c *Client) connectLocked(ctx context.Context) error {
 		state = &s
 		conn = tconn
 	}
-	c.conn, c.state = conn, state
+	c.conn, c.tlsS = conn, state
 	c.m.connects.Inc()
 	c.m.connected.Set(1)
 	attrs := []any{"collector", c.cfg.Address, "transport", c.cfg.Transport}
@@ -307,7 +319,7 @@ func (c *Client) connectLocked(ctx context.Context) error {
 func (c *Client) dropLocked() {
 	if c.conn != nil {
 		_ = c.conn.Close()
-		c.conn, c.state = nil, nil
+		c.conn, c.tlsS = nil, nil
 		c.m.connected.Set(0)
 	}
 }
@@ -316,10 +328,10 @@ func (c *Client) dropLocked() {
 func (c *Client) TLSState() (tls.ConnectionState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state == nil {
+	if c.tlsS == nil {
 		return tls.ConnectionState{}, false
 	}
-	return *c.state, true
+	return *c.tlsS, true
 }
 
 // Close closes the connection. The client may be used again; it reconnects.

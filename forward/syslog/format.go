@@ -108,6 +108,7 @@ type Formatter struct {
 
 // FormatterConfig configures a [Formatter].
 type FormatterConfig struct {
+	// Facility of every message. Its zero value is kern (0): set [DefaultFacility] or another.
 	Facility Facility
 	// Hostname is HOSTNAME: 1–255 printable US-ASCII characters. Empty means "-" (unknown).
 	Hostname string
