@@ -219,10 +219,10 @@ func TestConfigValidate(t *testing.T) {
 func TestSignature(t *testing.T) {
 	for cef, want := range map[string]string{
 		"CEF:0|v|p|1|MCP-1001|Tool call|3|k=v": "MCP-1001",
-		`CEF:0|v\|x|p|1|A\|B|n|3|`:              "A|B",
-		`CEF:0|v|p|1|a\\b|n|3|`:                 `a\b`,
-		"CEF:0|v|p|1":                           "",
-		"":                                      "",
+		`CEF:0|v\|x|p|1|A\|B|n|3|`:             "A|B",
+		`CEF:0|v|p|1|a\\b|n|3|`:                `a\b`,
+		"CEF:0|v|p|1":                          "",
+		"":                                     "",
 	} {
 		if got := forward.Signature(cef); got != want {
 			t.Errorf("Signature(%q) = %q, want %q", cef, got, want)
