@@ -204,7 +204,9 @@ func (c *Client) Send(ctx context.Context, frames []byte) error {
 		}
 		if err != nil {
 			last = err
-			if attempt > 1 || !errors.Is(err, errStale) {
+			// The first failure and then every tenth: a collector down for an hour must not
+			// flood the log.
+			if (attempt == 1 && !errors.Is(err, errStale)) || attempt%10 == 2 {
 				c.log.Warn("syslog send failed; reconnecting", "collector", c.cfg.Address, "attempt", attempt, "err", err)
 			}
 		}
