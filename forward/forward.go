@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -163,37 +164,60 @@ func (h *Handler) message(r *kgo.Record) (m syslog.Message, kind string, skip bo
 		if err := event.Decode(r.Value, &f); err != nil {
 			return m, "", false, fmt.Errorf("decode finding at %s: %w", where, err)
 		}
-		if f.Severity < h.cfg.MinSeverity {
-			return m, "", true, nil
-		}
 		line := h.cfg.FindingCEF(f)
 		if line == "" {
 			return m, "", false, fmt.Errorf("finding %s at %s renders no CEF line", f.ID, where)
 		}
-		return syslog.Message{Time: f.Time, Severity: f.Severity, MsgID: Signature(line), ID: f.ID, CEF: line},
-			"finding", false, nil
+		// The renderer decides the finding's CEF severity (from its score); the syslog severity
+		// and the filter follow the line, so the two never disagree.
+		sig, sev, ok := Header(line)
+		if !ok {
+			sev = f.Severity
+		}
+		if sev < h.cfg.MinSeverity {
+			return m, "", true, nil
+		}
+		return syslog.Message{Time: f.Time, Severity: sev, MsgID: sig, ID: f.ID, CEF: line}, "finding", false, nil
 	}
 	return m, "", false, fmt.Errorf("record at %s: topic is not forwarded", where)
 }
 
-// Signature returns the Signature ID, the fifth header field, of a CEF line, or "" when the
-// line has fewer fields. Escaped pipes (`\|`) inside fields are honoured.
-func Signature(cef string) string {
-	field, start := 0, 0
-	for i := 0; i < len(cef); i++ {
+// Header returns the Signature ID (fifth header field) and the severity (seventh) of a CEF
+// line, honouring escaped pipes and backslashes. ok is false when the header is incomplete or
+// the severity is not a number 0–10.
+func Header(cef string) (signature string, severity int, ok bool) {
+	var pipes []int // positions of the unescaped pipes that end the header fields
+	for i := 0; i < len(cef) && len(pipes) < 7; i++ {
 		switch cef[i] {
 		case '\\':
 			i++
 		case '|':
-			field++
-			if field == 4 {
-				start = i + 1
-			} else if field == 5 {
-				return strings.ReplaceAll(strings.ReplaceAll(cef[start:i], `\|`, "|"), `\\`, `\`)
-			}
+			pipes = append(pipes, i)
 		}
 	}
-	return ""
+	if len(pipes) < 7 {
+		return "", 0, false
+	}
+	signature = unescapeHeader(cef[pipes[3]+1 : pipes[4]])
+	sev, err := strconv.Atoi(cef[pipes[5]+1 : pipes[6]])
+	if err != nil || sev < 0 || sev > 10 {
+		return signature, 0, false
+	}
+	return signature, sev, true
+}
+
+func unescapeHeader(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // StageName names the stage in logs, metrics, dead-letter headers and its consumer group.

@@ -216,16 +216,23 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestSignature(t *testing.T) {
-	for cef, want := range map[string]string{
-		"CEF:0|v|p|1|MCP-1001|Tool call|3|k=v": "MCP-1001",
-		`CEF:0|v\|x|p|1|A\|B|n|3|`:             "A|B",
-		`CEF:0|v|p|1|a\\b|n|3|`:                `a\b`,
-		"CEF:0|v|p|1":                          "",
-		"":                                     "",
+func TestHeader(t *testing.T) {
+	for cef, want := range map[string]struct {
+		sig string
+		sev int
+		ok  bool
+	}{
+		"CEF:0|v|p|1|MCP-1001|Tool call|3|k=v": {"MCP-1001", 3, true},
+		`CEF:0|v\|x|p|1|A\|B|n|10|`:            {"A|B", 10, true},
+		`CEF:0|v|p|1|a\\b|n|0|`:                {`a\b`, 0, true},
+		"CEF:0|v|p|1|s|n|High|":                {"s", 0, false},
+		"CEF:0|v|p|1|s|n|11|":                  {"s", 0, false},
+		"CEF:0|v|p|1|s|n|7":                    {"", 0, false},
+		"":                                     {"", 0, false},
 	} {
-		if got := forward.Signature(cef); got != want {
-			t.Errorf("Signature(%q) = %q, want %q", cef, got, want)
+		sig, sev, ok := forward.Header(cef)
+		if sig != want.sig || sev != want.sev || ok != want.ok {
+			t.Errorf("Header(%q) = %q, %d, %v; want %+v", cef, sig, sev, ok, want)
 		}
 	}
 }
