@@ -905,7 +905,7 @@ cmd_start() {
   local t0 kpid cpid k_new=0 c_new=0
   t0=$(now)
   take_lock
-  if ! kafka_installed || ! ch_installed || ! command -v kcat >/dev/null 2>&1; then
+  if ! kafka_installed || ! ch_installed || ! command -v kcat >/dev/null 2>&1 || ! rsyslog_installed; then
     install_all
   fi
   ensure_secrets

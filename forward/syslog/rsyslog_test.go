@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,6 +93,15 @@ func TestRsyslogTLSByteExact(t *testing.T) {
 	st, ok := c.TLSState()
 	if !ok || st.Version != tls.VersionTLS13 {
 		t.Fatalf("negotiated %s, want TLS 1.3", tls.VersionName(st.Version))
+	}
+	// The collector is configured TLS 1.3-only (MinProtocol=TLSv1.3, as docs/siem.md shows): a
+	// TLS 1.2 client is refused, so the documented receiver config really enforces it.
+	pool := x509.NewCertPool()
+	ca, _ := os.ReadFile(p.CAFile)
+	pool.AppendCertsFromPEM(ca)
+	if c12, err := tls.Dial("tcp", d.Addr, &tls.Config{RootCAs: pool, ServerName: "localhost", MaxVersion: tls.VersionTLS12}); err == nil {
+		c12.Close()
+		t.Error("the TLS 1.3-only collector accepted TLS 1.2")
 	}
 	raw := d.WaitLines(d.Raw, len(msgs), 30*time.Second)
 	for i, m := range msgs {

@@ -93,7 +93,9 @@ global(
 {{- end}}
 )
 {{- if .PKI}}
-module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="{{.AuthMode}}")
+# TLS 1.3 only, as docs/siem.md recommends (the ossl driver takes OpenSSL configuration commands here)
+module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="{{.AuthMode}}"
+       gnutlsPriorityString="MinProtocol=TLSv1.3")
 {{- else}}
 module(load="imtcp")
 {{- end}}
