@@ -262,8 +262,10 @@ func (c *Client) send(ctx context.Context, frames []byte) error {
 // probe reports whether the peer closed the connection. A syslog collector never sends
 // application data, so a read that does not time out at once means EOF, a reset or a TLS
 // close_notify. A read timeout leaves both net.TCPConn and tls.Conn usable.
-func probe(conn net.Conn) error {
-	if err := conn.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
+func probe(conn net.Conn) error { return probeFor(conn, time.Millisecond) }
+
+func probeFor(conn net.Conn, wait time.Duration) error {
+	if err := conn.SetReadDeadline(time.Now().Add(wait)); err != nil {
 		return err
 	}
 	var buf [64]byte
@@ -298,10 +300,21 @@ func (c *Client) connectLocked(ctx context.Context) error {
 		tc := c.tlsc.Clone()
 		tc.GetClientCertificate = c.clientCert
 		tconn := tls.Client(raw, tc)
+		start := time.Now()
 		if err := tconn.HandshakeContext(dctx); err != nil {
 			_ = raw.Close()
 			c.m.errors.WithLabelValues("handshake").Inc()
 			return fmt.Errorf("TLS handshake with %s: %w", c.cfg.Address, err)
+		}
+		// In TLS 1.3 the server checks the client certificate after the client's handshake
+		// has completed and answers a refusal with an alert. Waiting a couple of round trips
+		// for it keeps a refused forwarder from writing a batch into a connection the
+		// collector is closing, and makes the refusal an error here, with its reason.
+		settle := min(max(2*time.Since(start), 50*time.Millisecond), 2*time.Second)
+		if err := probeFor(tconn, settle); err != nil {
+			_ = raw.Close()
+			c.m.errors.WithLabelValues("handshake").Inc()
+			return fmt.Errorf("TLS handshake with %s: collector closed the connection (client certificate refused?): %w", c.cfg.Address, err)
 		}
 		s := tconn.ConnectionState()
 		state = &s
