@@ -84,7 +84,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.logLevel, "log-level", env("MCPWATCH_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	f.StringVar(&g.metricsAddr, "metrics-addr", env("MCPWATCH_METRICS_ADDR", "127.0.0.1:9464"), "address for /metrics, /healthz, /readyz (empty disables)")
 
-	root.AddCommand(topicsCmd(g), migrateCmd(g), policyCmd(), benchCmd(g), toolsCmd())
+	root.AddCommand(topicsCmd(g), migrateCmd(g), policyCmd(), benchCmd(g), toolsCmd(), forwardCmd(g))
 	addStageCommands(root, g)
 	return root
 }

@@ -381,6 +381,25 @@ install_clickhouse() {
   log "clickhouse $(dpkg-query -W -f='${Version}' clickhouse-server) installed in $(since "$t0")"
 }
 
+# rsyslogd with its OpenSSL TLS stream driver: the real syslog collector the SIEM forwarder's
+# tests start (each test runs its own rsyslogd on a loopback port; the system syslog is never
+# configured or started: apt_install's policy-rc.d guard keeps the package from starting it).
+rsyslog_installed() {
+  { [[ -x /usr/sbin/rsyslogd ]] || command -v rsyslogd >/dev/null 2>&1; } &&
+    [[ $(dpkg-query -W -f='${Status}' rsyslog-openssl 2>/dev/null) == *"install ok installed"* ]]
+}
+
+install_rsyslog() {
+  if rsyslog_installed; then
+    log "rsyslog $(dpkg-query -W -f='${Version}' rsyslog) already installed"
+    return 0
+  fi
+  log "installing rsyslog rsyslog-openssl from apt"
+  apt_install rsyslog rsyslog-openssl || die "apt-get install rsyslog rsyslog-openssl failed"
+  rsyslog_installed || die "rsyslogd missing after apt-get install"
+  log "rsyslog $(dpkg-query -W -f='${Version}' rsyslog) installed"
+}
+
 # Both installs in parallel (Maven download vs apt), after any apt work Maven itself needs.
 install_all() {
   local chjob rc=0
@@ -390,6 +409,7 @@ install_all() {
   install_kafka || rc=$?
   wait "$chjob" || rc=$?
   ((rc == 0)) || die "install failed"
+  install_rsyslog # after the ClickHouse apt run: both write apt.log
 }
 
 cmd_install() {
@@ -885,7 +905,7 @@ cmd_start() {
   local t0 kpid cpid k_new=0 c_new=0
   t0=$(now)
   take_lock
-  if ! kafka_installed || ! ch_installed || ! command -v kcat >/dev/null 2>&1; then
+  if ! kafka_installed || ! ch_installed || ! command -v kcat >/dev/null 2>&1 || ! rsyslog_installed; then
     install_all
   fi
   ensure_secrets
@@ -1067,7 +1087,7 @@ cmd_clickhouse() {
 usage() {
   cat >&2 <<EOF
 usage: $0 COMMAND
-  install    fetch Kafka jars (Maven Central) and apt-install ClickHouse; instant when present
+  install    fetch Kafka jars (Maven Central), apt-install ClickHouse and rsyslog; instant when present
   start      start Kafka (KRaft) and ClickHouse on $HOST, wait until ready; idempotent
   stop       stop both (SIGTERM, SIGKILL after ${STOP_TIMEOUT}s); idempotent
   restart    stop then start
