@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -90,7 +88,7 @@ func (ff *forwardFlags) config(topics event.Topics) (forward.Config, error) {
 	}
 	cfg := forward.Config{Topics: topics, Formatter: fm, MinSeverity: ff.minSeverity, Sources: srcs}
 	if ff.findings {
-		cfg.FindingCEF = findingCEF
+		cfg.FindingCEF = processors.FindingCEF
 	}
 	if err := cfg.Validate(); err != nil {
 		return forward.Config{}, err
@@ -143,34 +141,4 @@ func runForward(cmd *cobra.Command, g *globals, ff *forwardFlags) error {
 	g.log.Info("forwarding to syslog", "collector", ff.client.Address, "transport", ff.client.Transport,
 		"topics", cfg.InputTopics(), "min_severity", cfg.MinSeverity)
 	return st.Run(ctx)
-}
-
-// findingCEF renders a finding as CEF for the SIEM: signature MCP-6001 for the rate detector and
-// MCP-6099 for any other, severity from the threat score (score/10, rounded).
-func findingCEF(f event.Finding) string {
-	sig, name := "MCP-6099", "Threat finding"
-	if f.Detector == "rate" {
-		sig, name = "MCP-6001", "Unusual call rate"
-	}
-	sev := 0
-	if !math.IsNaN(f.Score) {
-		sev = int(math.Round(min(max(f.Score, 0), 100) / 10))
-	}
-	c := processors.NewCEF(processors.Vendor, processors.Product, processors.ProductVersion, sig, name, sev)
-	c.Int("rt", f.Time.UnixMilli())
-	c.Ext("cat", "finding/"+f.Detector)
-	c.Ext("externalId", f.ID)
-	c.Ext("suser", f.Principal.Subject)
-	if !f.WindowStart.IsZero() {
-		c.Int("start", f.WindowStart.UnixMilli())
-	}
-	if !f.WindowEnd.IsZero() {
-		c.Int("end", f.WindowEnd.UnixMilli())
-	}
-	c.Ext("msg", f.Summary)
-	c.Labeled("cs1", "detector", f.Detector)
-	c.Labeled("cs2", "evidenceEventIds", strings.Join(f.EventIDs, ","))
-	c.Labeled("cs3", processors.LabelTenant, f.Tenant)
-	c.Labeled("cfp1", "threatScore", strconv.FormatFloat(f.Score, 'f', -1, 64))
-	return c.String()
 }

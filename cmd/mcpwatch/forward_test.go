@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/forward"
 	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/processors"
 )
 
 // The forward command refuses configurations that would send nowhere, weaken TLS silently or
@@ -58,10 +59,10 @@ func flagsOf(t *testing.T, args []string) *forwardFlags {
 	return ff
 }
 
-// The interim finding renderer agrees with the forward stage's header reader: signature and
+// The finding renderer agrees with the forward stage's header reader: signature and
 // severity (from the score) come back out of the line.
 func TestFindingCEF(t *testing.T) {
-	line := findingCEF(event.Finding{ID: "f1", Time: time.Unix(1737536772, 0), Detector: "rate", Score: 86,
+	line := processors.FindingCEF(event.Finding{ID: "f1", Time: time.Unix(1737536772, 0), Detector: "rate", Score: 86,
 		Summary: "burst | x=y", Tenant: "acme", Principal: event.Principal{Subject: "mallory"}})
 	sig, sev, ok := forward.Header(line)
 	if !ok || sig != "MCP-6001" || sev != 9 {
