@@ -252,15 +252,10 @@ func (c *Catalog) Apply(e *event.Event) {
 	}
 	scrub(e.Attributes, "catalog.")
 	s := -1.0
-	var ids strings.Builder
-	for i, r := range m {
+	for _, r := range m {
 		cr := &c.rules[r]
 		e.DataClasses = addClasses(e.DataClasses, cr.classes)
 		s = max(s, cr.sensitivity)
-		if i > 0 {
-			ids.WriteByte(',')
-		}
-		ids.WriteString(cr.id)
 	}
 	if len(c.classW) > 0 {
 		for _, cls := range e.DataClasses {
@@ -284,8 +279,16 @@ func (c *Catalog) Apply(e *event.Event) {
 		cur = s
 	}
 	e.Normalized.Sensitivity = min(cur, 1)
-	if len(m) > 0 {
-		setAttr(e, AttrCatalogRules, ids.String())
+	switch len(m) {
+	case 0:
+	case 1:
+		setAttr(e, AttrCatalogRules, c.rules[m[0]].id)
+	default:
+		ids := make([]string, len(m))
+		for i, r := range m {
+			ids[i] = c.rules[r].id
+		}
+		setAttr(e, AttrCatalogRules, strings.Join(ids, ","))
 	}
 }
 

@@ -218,6 +218,9 @@ func (s *source[T]) entries() int {
 
 // reload loads the file now; identical content is a no-op.
 func (s *source[T]) reload(e *Enricher) error {
+	if s.path == "" {
+		return nil // fixed data (New)
+	}
 	st, _ := s.stat()
 	src, err := readFile(s.path, s.limit)
 	if err != nil {
@@ -257,6 +260,9 @@ func (s *source[T]) failed(e *Enricher, err error) error {
 
 // poll is one step of Run for this file.
 func (s *source[T]) poll(e *Enricher, full bool) {
+	if s.path == "" {
+		return
+	}
 	st, err := s.stat()
 	if err == nil && st == s.stamp && s.pending == ([32]byte{}) && !full {
 		return
