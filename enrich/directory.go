@@ -261,14 +261,15 @@ func newDirBuilder(name string, src []byte) *dirBuilder {
 
 func (b *dirBuilder) add(lineOf func() int, p directoryEntry) {
 	b.n++
-	label := fmt.Sprintf("principal #%d", b.n)
-	switch {
-	case p.Subject != "":
-		label = fmt.Sprintf("principal %.80q", p.Subject)
-	case p.ClientID != "":
-		label = fmt.Sprintf("client %.80q", p.ClientID)
-	}
+	n := b.n
 	bad := func(format string, args ...any) {
+		label := fmt.Sprintf("principal #%d", n)
+		switch {
+		case p.Subject != "":
+			label = fmt.Sprintf("principal %.80q", p.Subject)
+		case p.ClientID != "":
+			label = fmt.Sprintf("client %.80q", p.ClientID)
+		}
 		b.errs.add(lineOf(), "%s: %s", label, fmt.Sprintf(format, args...))
 	}
 	if p.Subject == "" && p.ClientID == "" {
