@@ -66,7 +66,7 @@ type entry struct {
 	rolesAttr                 string
 	department, peerGroup     string
 	attrs                     []kv // keys already carry attrPrefix, sorted
-	line                      int
+	ord                       int  // 1-based position in the file, for error messages
 }
 
 type kv struct{ k, v string }
@@ -130,9 +130,10 @@ func parseDirectoryYAML(src []byte, name string) (*Directory, error) {
 		b.errs.add(pos.line("principals"), "%d principals: at most %d", len(f.Principals), maxDirectoryEntries)
 		return nil, b.errs.err()
 	}
-	for i, p := range f.Principals {
-		// Positions are looked up only for entries with a problem (see positions).
-		b.add(func() int { return pos.line("principals", i) }, p)
+	// Positions are looked up only for entries with a problem (see positions).
+	b.lineOf = func(ord int) int { return pos.line("principals", ord-1) }
+	for _, p := range f.Principals {
+		b.add(p)
 	}
 	return b.done()
 }
@@ -184,6 +185,8 @@ func parseDirectoryCSV(src []byte, name string) (*Directory, error) {
 	if err := b.errs.err(); err != nil {
 		return nil, err
 	}
+	var lines []int // of each entry
+	b.lineOf = func(ord int) int { return lines[ord-1] }
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -231,7 +234,8 @@ func parseDirectoryCSV(src []byte, name string) (*Directory, error) {
 				}
 			}
 		}
-		b.add(func() int { return line }, p)
+		lines = append(lines, line)
+		b.add(p)
 	}
 	return b.done()
 }
@@ -246,9 +250,10 @@ func csvError(name string, err error) error {
 
 // dirBuilder validates entries and indexes them.
 type dirBuilder struct {
-	d    *Directory
-	errs *errList
-	n    int
+	d      *Directory
+	errs   *errList
+	n      int
+	lineOf func(ord int) int // line of the ord-th entry (1-based)
 }
 
 func newDirBuilder(name string, src []byte) *dirBuilder {
@@ -259,7 +264,7 @@ func newDirBuilder(name string, src []byte) *dirBuilder {
 	}
 }
 
-func (b *dirBuilder) add(lineOf func() int, p directoryEntry) {
+func (b *dirBuilder) add(p directoryEntry) {
 	b.n++
 	n := b.n
 	bad := func(format string, args ...any) {
@@ -270,7 +275,7 @@ func (b *dirBuilder) add(lineOf func() int, p directoryEntry) {
 		case p.ClientID != "":
 			label = fmt.Sprintf("client %.80q", p.ClientID)
 		}
-		b.errs.add(lineOf(), "%s: %s", label, fmt.Sprintf(format, args...))
+		b.errs.add(b.lineOf(n), "%s: %s", label, fmt.Sprintf(format, args...))
 	}
 	if p.Subject == "" && p.ClientID == "" {
 		bad("no subject or client_id")
@@ -315,7 +320,7 @@ func (b *dirBuilder) add(lineOf func() int, p directoryEntry) {
 			bad("attribute %s given twice (attribute names are case-insensitive)", strings.TrimPrefix(e.attrs[i].k, attrPrefix))
 		}
 	}
-	e.line = lineOf()
+	e.ord = n
 	index := func(m map[dirKey]*entry, what, id string) {
 		if id == "" {
 			return
@@ -326,7 +331,7 @@ func (b *dirBuilder) add(lineOf func() int, p directoryEntry) {
 			if p.Tenant != "" {
 				in = " in tenant " + p.Tenant
 			}
-			bad("%s %q listed twice%s (first at line %d)", what, id, in, first.line)
+			bad("%s %q listed twice%s (first at line %d)", what, id, in, b.lineOf(first.ord))
 			return
 		}
 		m[k] = e
