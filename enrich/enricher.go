@@ -92,8 +92,11 @@ func New(c *Catalog, d *Directory) *Enricher {
 
 // Enrich labels e from the catalog and fills in its principal from the directory (see
 // [Catalog.Apply] and [Directory.Apply]). It never fails: what the files do not know is left as
-// it is or marked unknown. It modifies e in place.
+// it is or marked unknown. It modifies e in place. A nil Enricher does nothing.
 func (e *Enricher) Enrich(ev *event.Event) {
+	if e == nil {
+		return
+	}
 	if e.dir != nil {
 		e.dir.cur.Load().Apply(ev)
 	}
