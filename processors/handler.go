@@ -18,18 +18,46 @@ import (
 // is dead-lettered with the reason; nothing in this handler is worth a retry. log may be nil.
 //
 // Wire it with [kafkaio.NewStage] reading topics.Raw.
-func Handler(topics event.Topics, log *slog.Logger) kafkaio.Handler {
-	return handler(topics, log, time.Now)
+func Handler(topics event.Topics, log *slog.Logger, opts ...HandlerOption) kafkaio.Handler {
+	return handler(topics, log, time.Now, opts...)
 }
 
-func handler(topics event.Topics, log *slog.Logger, now func() time.Time) kafkaio.Handler {
+// Enricher adds what sources cannot know to an event in place — data classes, sensitivity, the
+// principal's department and peer group (package enrich implements it). It must be safe for
+// concurrent use and must never fail an event.
+type Enricher interface {
+	Enrich(*event.Event)
+}
+
+// HandlerOption configures [Handler].
+type HandlerOption func(*handlerConfig)
+
+type handlerConfig struct {
+	enricher Enricher
+}
+
+// WithEnricher enriches every decoded event just before it is normalized, so that the CEF and
+// OCSF renderings carry the enrichment as well (Normalize keeps the classes, the principal and
+// the sensitivity it is given). A nil en is no enrichment.
+func WithEnricher(en Enricher) HandlerOption {
+	return func(c *handlerConfig) { c.enricher = en }
+}
+
+func handler(topics event.Topics, log *slog.Logger, now func() time.Time, opts ...HandlerOption) kafkaio.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	var cfg handlerConfig
+	for _, o := range opts {
+		o(&cfg)
 	}
 	return kafkaio.PerRecord(func(_ context.Context, r *kgo.Record) ([]*kgo.Record, error) {
 		var raw event.Event
 		if err := event.Decode(r.Value, &raw); err != nil {
 			return nil, fmt.Errorf("decode raw event at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		if cfg.enricher != nil {
+			cfg.enricher.Enrich(&raw) // raw was decoded for this record alone: safe to change
 		}
 		e, err := Normalize(raw, now())
 		if err != nil {

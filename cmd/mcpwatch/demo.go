@@ -39,6 +39,16 @@ const demoTenant = "acme"
 //go:embed demo-policy.yaml
 var demoPolicy []byte
 
+// demoCatalog and demoDirectory are deploy/local/catalog.yaml and directory.yaml (a test keeps
+// the copies identical): the data classes and sensitivity of acme-data's tools, and the
+// directory entries of the well-behaved principals (the scraper is not listed).
+var (
+	//go:embed demo-catalog.yaml
+	demoCatalog []byte
+	//go:embed demo-directory.yaml
+	demoDirectory []byte
+)
+
 type demoOptions struct {
 	normal  []string
 	scraper string
@@ -146,6 +156,13 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 	if err := os.WriteFile(cfg.PolicyFile, demoPolicy, 0o600); err != nil {
 		return err
 	}
+	cfg.CatalogFile = filepath.Join(policyDir, "catalog.yaml")
+	cfg.DirectoryFile = filepath.Join(policyDir, "directory.yaml")
+	for path, b := range map[string][]byte{cfg.CatalogFile: demoCatalog, cfg.DirectoryFile: demoDirectory} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return err
+		}
+	}
 	// The demo's audit spool lives beside its policy: durable delivery as in production.
 	cfg.Spool = pipeline.SpoolConfig{Dir: filepath.Join(policyDir, "spool")}
 	cfg.Gateway = &mcp.Config{Listen: "127.0.0.1:0", Upstream: upstream + "/mcp", ServerName: "acme-data",
@@ -174,6 +191,7 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 	}
 	say("upstream MCP server  %s/mcp (official Go SDK)", upstream)
 	say("mcpwatch gateway     %s  (tenant %s, %d principals, policy deploy/local/demo-policy.yaml, masking on, audit spool)", p.GatewayURL(), demoTenant, len(users))
+	say("enrichment           catalog deploy/local/catalog.yaml, directory deploy/local/directory.yaml")
 	say("webhook receiver     %s/webhook (verifies Standard Webhooks signatures)", hookURL)
 	say("kafka                %s  topics %s.*", g.kafka, g.topicPrefix)
 	say("clickhouse           %s  database %s", g.chAddr, g.chDatabase)
@@ -250,6 +268,12 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 FROM %s.events FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
 GROUP BY subject ORDER BY requests DESC`, db, demoTenant, since),
+		fmt.Sprintf(`SELECT subject, visitParamExtractString(raw, 'department') AS department,
+       attr_values[indexOf(attr_keys, 'directory.status')] AS directory, groupUniqArrayArray(data_classes) AS classes,
+       round(max(sensitivity), 2) AS max_sensitivity, count() AS events
+FROM %s.events FINAL
+WHERE tenant = '%s' AND method = 'tools/call' AND time >= toDateTime('%s', 'UTC')
+GROUP BY subject, department, directory ORDER BY subject`, db, demoTenant, since),
 		fmt.Sprintf(`SELECT time, subject, detector, round(score) AS score, summary
 FROM %s.findings FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')

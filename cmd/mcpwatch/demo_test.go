@@ -38,6 +38,10 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
+	if !regexp.MustCompile(`alice\s+finance\s+known\s+\["finance","pii"\]\s+0\.7`).MatchString(s) ||
+		!regexp.MustCompile(`mallory\s+unknown`).MatchString(s) {
+		t.Error("events were not enriched from deploy/local/catalog.yaml and directory.yaml")
+	}
 	if !regexp.MustCompile(`alice\s+3 calls answered, 0 refused`).MatchString(s) {
 		t.Error("alice was not served normally")
 	}
@@ -46,8 +50,8 @@ func TestDemo(t *testing.T) {
 	} else if d, err := time.ParseDuration(m[1]); err != nil || d > 5*time.Second {
 		t.Errorf("finding → refusal %s", m[1])
 	}
-	if n := len(regexp.MustCompile(`\(\d+ rows\)`).FindAllString(s, -1)); n != 6 {
-		t.Errorf("demo printed %d tables, want 5 query results and the metrics", n)
+	if n := len(regexp.MustCompile(`\(\d+ rows\)`).FindAllString(s, -1)); n != 7 {
+		t.Errorf("demo printed %d tables, want 6 query results and the metrics", n)
 	}
 	if regexp.MustCompile(`\(0 rows\)`).MatchString(s) {
 		t.Error("a forensic query came back empty")

@@ -38,6 +38,20 @@ type stageFlags struct {
 	toolPins           string
 	toolPinning        string
 	toolPinsReload     time.Duration
+	enrich             enrichFlags
+}
+
+// enrichFlags are the process stage's enrichment files (see docs/enrichment.md).
+type enrichFlags struct {
+	catalog, directory string
+	reload             time.Duration
+}
+
+func (s *stageFlags) registerEnrich(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&s.enrich.catalog, "catalog-file", env("MCPWATCH_CATALOG_FILE", ""), "process: data catalog (YAML): data classes and sensitivity of resources, tools, prompts and servers, reloaded when it changes")
+	f.StringVar(&s.enrich.directory, "directory-file", env("MCPWATCH_DIRECTORY_FILE", ""), "process: principal directory (.csv or .yaml): department, peer group, roles and attributes by subject or client id, reloaded when it changes")
+	f.DurationVar(&s.enrich.reload, "enrich-reload", 2*time.Second, "process: how often to check the catalog and directory files for changes")
 }
 
 // oauthFlags configure the gateway as an OAuth 2.1 resource server. Secrets come from the
@@ -239,6 +253,7 @@ func (g *globals) pipelineConfig(sf *stageFlags, stages []string) pipeline.Confi
 	}
 	if sf != nil {
 		cfg.Rate, cfg.Respond = sf.rate, sf.respond
+		cfg.CatalogFile, cfg.DirectoryFile, cfg.EnrichReload = sf.enrich.catalog, sf.enrich.directory, sf.enrich.reload
 		cfg.Respond.WebhookSecret = os.Getenv("MCPWATCH_WEBHOOK_SECRET")
 	}
 	return cfg
@@ -272,6 +287,9 @@ func stageCmd(g *globals, name, short string) *cobra.Command {
 		},
 	}
 	sf.registerStages(cmd)
+	if name == pipeline.StageProcess {
+		sf.registerEnrich(cmd)
+	}
 	return cmd
 }
 
@@ -320,6 +338,7 @@ func runCmd(g *globals) *cobra.Command {
 		},
 	}
 	sf.registerStages(cmd)
+	sf.registerEnrich(cmd)
 	sf.registerGateway(cmd)
 	return cmd
 }

@@ -84,6 +84,8 @@ func TestAcceptance(t *testing.T) {
 		Rate:       detectors.DefaultRateConfig(), Respond: respond, GroupPrefix: "test-" + testenv.Unique(t),
 		Stages: AllStages,
 		Spool:  SpoolConfig{Dir: t.TempDir()},
+		// The demo's enrichment files: mallory is not in the directory.
+		CatalogFile: "../../deploy/local/catalog.yaml", DirectoryFile: "../../deploy/local/directory.yaml",
 		Gateway: &mcp.Config{Listen: "127.0.0.1:0", Upstream: upstream.URL, ServerName: "acme-data", Tenant: "acme",
 			Tokens: tokens},
 	}
@@ -142,6 +144,22 @@ func TestAcceptance(t *testing.T) {
 		}
 	}
 
+	// Every stored call is enriched: the catalog's classes and sensitivity, the directory's
+	// department and status. If this fails, detectors and dashboards lose the data weights.
+	_, rows, err := storage.QueryTable(ctx, admin, fmt.Sprintf(`SELECT tool, arrayStringConcat(data_classes, ','),
+		toString(sensitivity), attr_values[indexOf(attr_keys, 'directory.status')], visitParamExtractString(raw, 'department')
+		FROM %s.events FINAL WHERE subject = 'alice' AND method = 'tools/call'`, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]string{"db_query": {"finance,pii", "0.7"}, "file_read": {"finance", "0.6"}}
+	for _, r := range rows {
+		w := want[r[0]]
+		if r[1] != w[0] || r[2] != w[1] || r[3] != "known" || r[4] != "finance" {
+			t.Errorf("stored event not enriched: got %v, want classes %s sensitivity %s, known, finance", r, w[0], w[1])
+		}
+	}
+
 	// The burst.
 	if err := demo.Scraper(ctx, p.GatewayURL(), users["mallory"], 5000, rep, &mu); err != nil {
 		t.Fatal(err)
@@ -177,6 +195,8 @@ func TestAcceptance(t *testing.T) {
 	waitCount(ctx, t, admin, fmt.Sprintf(`SELECT count() FROM %s.events FINAL WHERE subject = 'mallory'
 		AND result = 'denied' AND policy_rule LIKE 'control:%%'`, db), 1)
 	waitCount(ctx, t, admin, fmt.Sprintf(`SELECT count() FROM %s.findings FINAL WHERE subject = 'mallory'`, db), 1)
+	waitCount(ctx, t, admin, fmt.Sprintf(`SELECT count() FROM %s.events FINAL WHERE subject = 'mallory'
+		AND attr_values[indexOf(attr_keys, 'directory.status')] = 'unknown'`, db), 1)
 	waitCount(ctx, t, admin, fmt.Sprintf(`SELECT count() FROM %s.actions FINAL WHERE subject = 'mallory' AND kind = 'revoke' AND status = 'succeeded'`, db), 1)
 	waitCount(ctx, t, admin, fmt.Sprintf(`SELECT count() FROM %s.actions FINAL WHERE subject = 'mallory' AND kind = 'webhook' AND status = 'succeeded'`, db), 1)
 	if err := demo.Normal(ctx, p.GatewayURL(), users["alice"], 1, 0, rep, &mu); err != nil || rep.Calls["alice"] != 5 {

@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mcpwatch/mcpwatch/detectors"
+	"github.com/mcpwatch/mcpwatch/enrich"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/event"
@@ -71,6 +73,13 @@ type Config struct {
 	ToolPinsFile   string
 	ToolPinning    pins.Mode
 	ToolPinsReload time.Duration
+	// CatalogFile and DirectoryFile enrich events in the process stage (see package enrich):
+	// data classes and sensitivity from the catalog; department, peer group and roles from the
+	// directory. Both are reloaded every EnrichReload (default 2s) when they change. Empty: that
+	// part is not applied. A broken file fails Build.
+	CatalogFile   string
+	DirectoryFile string
+	EnrichReload  time.Duration
 	// Spool, when Dir is set, makes the gateway's audit delivery durable: while Kafka is not
 	// acknowledging, events go to a bounded disk spool and are replayed in order later; when the
 	// spool is full the gateway refuses calls (fail closed) unless FullMode is "fail_open".
@@ -100,6 +109,7 @@ type Pipeline struct {
 	scoresF  *scores.Follower
 	policy   *policy.Store
 	pins     *pins.Store
+	enricher *enrich.Enricher
 	pubCl    interface{ Close() }
 	flush    func(context.Context) error
 	sp       *spool.Spool
@@ -119,14 +129,24 @@ func Build(ctx context.Context, cfg Config, reg prometheus.Registerer, health *o
 		cfg.GroupPrefix = "mcpwatch"
 	}
 	p = &Pipeline{cfg: cfg, log: log, health: health}
+	built := p // the error returns below set p to nil
 	defer func() {
 		if err != nil {
-			for _, st := range p.stages {
+			for _, st := range built.stages {
 				st.Client().Close() // built, never run
 			}
-			p.release()
+			built.release()
 		}
 	}()
+	// Enrichment files are checked before anything touches Kafka: a broken file stops the start.
+	if slices.Contains(cfg.Stages, StageProcess) && (cfg.CatalogFile != "" || cfg.DirectoryFile != "") {
+		en, err := enrich.Open(cfg.CatalogFile, cfg.DirectoryFile, enrich.WithLogger(log.With("component", "enrich")))
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: %w", StageProcess, err)
+		}
+		p.enricher = en
+		log.Info("enrichment loaded", "catalog", cfg.CatalogFile, "directory", cfg.DirectoryFile)
+	}
 	if err := bootstrap(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -179,7 +199,11 @@ func (p *Pipeline) addStage(ctx context.Context, name string, reg prometheus.Reg
 	}
 	switch name {
 	case StageProcess:
-		return plain(t.Raw, processors.Handler(t, p.log))
+		var opts []processors.HandlerOption
+		if p.enricher != nil {
+			opts = append(opts, processors.WithEnricher(p.enricher))
+		}
+		return plain(t.Raw, processors.Handler(t, p.log, opts...))
 	case StageDetect:
 		h, err := detectors.Handler(t, p.cfg.Rate, reg, p.log)
 		if err != nil {
@@ -331,6 +355,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	if p.gw != nil {
 		eg.Go(func() error { return p.runGateway(gctx) })
+	}
+	if p.enricher != nil {
+		interval := p.cfg.EnrichReload
+		if interval <= 0 {
+			interval = 2 * time.Second
+		}
+		eg.Go(func() error { return p.enricher.Run(gctx, interval) })
 	}
 	err := eg.Wait()
 	p.release()
