@@ -76,6 +76,8 @@ type pendingKey struct {
 
 type pendingReq struct {
 	method, tool    string
+	resourceURI     string
+	prompt          string
 	start           time.Time
 	traceID, spanID string
 }
@@ -227,7 +229,8 @@ func (r *relay) fromClient(ctx context.Context, line []byte, toServer *lineWrite
 		m := &msgs[i]
 		switch m.Kind {
 		case mcp.KindRequest:
-			r.track(pendingKey{false, m.ID}, pendingReq{method: m.Method, tool: m.Tool, start: time.Now(),
+			r.track(pendingKey{false, m.ID}, pendingReq{method: m.Method, tool: m.Tool, resourceURI: m.ResourceURI,
+				prompt: m.Prompt, start: time.Now(),
 				traceID: m.TraceID, spanID: m.SpanID})
 		case mcp.KindResponse:
 			if sr, ok := r.take(pendingKey{true, m.ID}); ok {
@@ -490,6 +493,7 @@ func (r *relay) publish(ctx context.Context, e *event.Event) {
 // paired fills in a response event from the request it answers.
 func paired(e *event.Event, pr pendingReq) {
 	e.MCP.Method, e.MCP.Tool, e.MCP.LatencyMS = pr.method, pr.tool, ms(time.Since(pr.start))
+	e.MCP.ResourceURI, e.MCP.Prompt = pr.resourceURI, pr.prompt
 	if e.Correlation.TraceID == "" {
 		e.Correlation.TraceID, e.Correlation.SpanID = pr.traceID, pr.spanID
 	}
