@@ -14,8 +14,9 @@ import (
 // tools/list result it relays ([pins.Hash]) and checks it against the pin file. A definition that
 // differs from its pin (or, in strict mode, a tool without an approved pin) is audited once per
 // distinct definition as a high-severity event, and calls to the tool are refused (403, rule
-// "pin:<server>/<tool>") until `mcpwatch tools approve` pins the new hash. The tools/list result
-// itself is relayed unchanged: the client still sees the tool, but cannot call it.
+// "pin:<server>/<tool>") until `mcpwatch tools approve` pins the new hash. A blocked tool is also
+// removed from the tools/list results the client gets (toolfilter.go), unless
+// [Config.ShowDeniedTools].
 
 // Attribute keys of tool-pinning events.
 const (
