@@ -169,6 +169,7 @@ type call struct {
 	foreign         bool
 	traceID, spanID string // traceparent header
 	net             event.Network
+	authTime        time.Time // when the principal last authenticated; zero: unknown
 }
 
 func (g *Gateway) newCall(r *http.Request, p event.Principal) *call {
@@ -208,8 +209,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
 		return
 	}
-	p, err := g.auth.Authenticate(r)
+	var (
+		p        event.Principal
+		authTime time.Time
+		err      error
+	)
+	if ta, ok := g.auth.(TimedAuthenticator); ok {
+		p, authTime, err = ta.AuthenticateTimed(r)
+	} else {
+		p, err = g.auth.Authenticate(r)
+	}
 	c := g.newCall(r, p)
+	c.authTime = authTime
 	if err != nil {
 		g.unauthenticated(w, c, err)
 		return
