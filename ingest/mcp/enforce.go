@@ -32,6 +32,10 @@ type RiskLookup interface {
 // before, so that no finding is split by the cut and escapes its detector.
 const MaxArgumentsMasked = 2 << 10
 
+// AttrPolicyEffect is the attribute of request events that says what the policy decided: allow,
+// deny, step_up, ungoverned (a method the policy does not govern) or not_evaluated.
+const AttrPolicyEffect = attrPolicyEffect
+
 // Attribute keys of the policy decision on request events.
 const (
 	attrPolicyEffect = "policy.effect" // allow, deny, step_up, or ungoverned (the gateway decides)
