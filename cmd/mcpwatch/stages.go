@@ -79,6 +79,7 @@ func (s *stageFlags) registerGateway(cmd *cobra.Command) {
 	f.BoolVar(&s.noMasking, "no-masking", false, "gateway: do not mask personal data and secrets; events then carry no tool arguments (debugging only)")
 	f.StringArrayVar(&s.redact, "redact", nil, "gateway: redact tool results before they reach the client, TOOL=CLASS[,CLASS] (repeatable; TOOL may be * or SERVER/TOOL; classes pii, secret or masking kinds such as email, card), e.g. --redact '*=pii' --redact 'db_query=pii,secret'")
 	f.StringVar(&s.redactOversize, "redact-oversize", string(mcp.OversizeBlock), "gateway: a result to redact that is larger than the inspection limit: block (withhold it, answer a JSON-RPC error) or pass (relay it unredacted, audited)")
+	f.Int64Var(&s.gateway.MaxBodyBytes, "max-body-bytes", mcp.DefaultMaxBodyBytes, "gateway: largest request body accepted and largest response message inspected (and redacted)")
 	f.BoolVar(&s.gateway.ShowDeniedTools, "show-denied-tools", false, "gateway: relay tools/list unfiltered (by default tools the caller may not call are removed)")
 	f.Float64Var(&s.gateway.Unauthenticated.Rate, "unauth-rate", mcp.DefaultUnauthRate, "gateway: refused (unauthenticated) requests per second a source address may sustain before 429; negative: no limit")
 	f.IntVar(&s.gateway.Unauthenticated.Burst, "unauth-burst", mcp.DefaultUnauthBurst, "gateway: refused requests a source address may send at once before 429")
