@@ -206,17 +206,19 @@ func redactResult(mk *mask.Masker, e *event.Event, result []byte) []byte {
 }
 
 // replaceMember returns the JSON object obj with the value of its member name replaced by val,
-// every other byte kept; false when obj has no such member. obj must be valid JSON.
+// every other byte kept; false when obj has no such member, or has it twice (parsers disagree on
+// which one counts). obj must be valid JSON.
 func replaceMember(obj []byte, name string, val []byte) ([]byte, bool) {
 	s := scan{b: obj}
 	s.ws()
 	if !s.eat('{') {
 		return nil, false
 	}
+	start, end := -1, -1
 	for {
 		s.ws()
 		if s.eat('}') {
-			return nil, false
+			break
 		}
 		key, ok := s.key()
 		if !ok {
@@ -227,20 +229,27 @@ func replaceMember(obj []byte, name string, val []byte) ([]byte, bool) {
 			return nil, false
 		}
 		s.ws()
-		start := s.i
+		vs := s.i
 		if !s.value() {
 			return nil, false
 		}
 		if key == name {
-			out := make([]byte, 0, len(obj)-(s.i-start)+len(val))
-			out = append(append(append(out, obj[:start]...), val...), obj[s.i:]...)
-			return out, true
+			if start >= 0 {
+				return nil, false
+			}
+			start, end = vs, s.i
 		}
 		s.ws()
-		if !s.eat(',') && s.i < len(obj) && obj[s.i] != '}' {
+		if !s.eat(',') && (s.i >= len(obj) || obj[s.i] != '}') {
 			return nil, false
 		}
 	}
+	if start < 0 {
+		return nil, false
+	}
+	out := make([]byte, 0, len(obj)-(end-start)+len(val))
+	out = append(append(append(out, obj[:start]...), val...), obj[end:]...)
+	return out, true
 }
 
 // ruleRedactOversize is the rule of a result withheld because it was too large to redact.

@@ -248,6 +248,7 @@ func TestReplaceMember(t *testing.T) {
 		{`{"a":1,"result":{"x":[1,2]},"z":"}"}`, "result", `"r"`, `{"a":1,"result":"r","z":"}"}`},
 		{` { "result" : [ ] } `, "result", `{}`, ` { "result" : {} } `},
 		{`{"a":{"result":1},"b":2}`, "result", `0`, ``}, // only top-level members
+		{`{"result":1,"result":2}`, "result", `0`, ``},  // twice: ambiguous
 	}
 	for _, tc := range cases {
 		out, ok := replaceMember([]byte(tc.in), tc.name, []byte(tc.val))
@@ -276,4 +277,42 @@ func TestRedactConfig(t *testing.T) {
 	if _, err := ParseRedactRule("x=unknown"); err == nil {
 		t.Fatal("unknown class accepted")
 	}
+}
+
+// FuzzReplaceMember: on any JSON object from an upstream, replacing a member yields valid JSON
+// whose member is the new value and whose other members are unchanged; a missing member is
+// reported, never invented. If it failed, a rewritten response could be corrupt or carry the
+// unredacted value.
+func FuzzReplaceMember(f *testing.F) {
+	for _, s := range []string{`{"result":{"a":1}}`, ` {"x":"}","result" : [1,{"b":"\"}"}] ,"y":null} `,
+		`{"a":{"result":1}}`, `{}`, `{"result":"\u0041"}`} {
+		f.Add(s)
+	}
+	f.Add(`{"result":1,"result":2}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		if !json.Valid([]byte(in)) {
+			return
+		}
+		var before map[string]json.RawMessage
+		if json.Unmarshal([]byte(in), &before) != nil {
+			return
+		}
+		out, ok := replaceMember([]byte(in), "result", []byte(`"R"`))
+		if strings.Count(in, `"result"`) > 1 && !ok {
+			return // possibly the member twice, which is refused
+		}
+		if _, has := before["result"]; has != ok {
+			t.Fatalf("replaceMember(%s) ok=%v, member present=%v", in, ok, has)
+		}
+		if !ok {
+			return
+		}
+		var after map[string]json.RawMessage
+		if err := json.Unmarshal(out, &after); err != nil {
+			t.Fatalf("output %s is not a JSON object: %v", out, err)
+		}
+		if string(after["result"]) != `"R"` || len(after) != len(before) {
+			t.Fatalf("replaceMember(%s) = %s", in, out)
+		}
+	})
 }
