@@ -27,6 +27,7 @@
 //	      - step_up_risk: 50                    # above 50: step_up
 //	        step_up_auth: [mfa]                 # default [mfa]
 //	        step_up_max_age: 5m                 # default 5m
+//	      - max_auth_age: 10m                   # authenticated over 10m ago (or unknown): step_up
 //
 // Unknown fields, duplicate keys, a condition given twice, and invalid values are errors with
 // file:line:column, e.g. `policy.yaml:12:9: rule "x": ip_range "10.0.0.0/33": invalid CIDR`.
@@ -63,8 +64,10 @@
 //  3. Allow rules in file order: the first whose scope and conditions all match decides, by its
 //     risk thresholds: risk above max_risk (or unknown while max_risk is set) → deny by that
 //     rule; else risk above step_up_risk (or unknown) → step_up, unless the principal has
-//     authenticated with one of step_up_auth within step_up_max_age → allow; else allow. The
-//     first matching allow rule is final: a risk denial does not fall through to later rules.
+//     authenticated with one of step_up_auth within step_up_max_age → allow; else, with
+//     max_auth_age, an authentication older than it (or of unknown time) → step_up; else allow.
+//     The first matching allow rule is final: a risk denial or a step-up does not fall through
+//     to later rules.
 //  4. Otherwise deny (rule "default-deny"); the reason names the first allow rule whose action
 //     and target matched and the check it failed, e.g. "rule finance-read requires ip in
 //     192.168.1.0/24, got 10.0.0.5".

@@ -399,6 +399,50 @@ func TestStepUpHint(t *testing.T) {
 	}
 }
 
+// max_auth_age: an authentication older than it, or of unknown time, gets step_up with the age as
+// the hint's MaxAge (the gateway's RFC 9470 max_age); a recent one is allowed; with step_up_risk
+// as well, the step-up must meet the stricter age. If this failed, a token from a login of last
+// week would reach the tools an operator reserved for fresh logins.
+func TestMaxAuthAge(t *testing.T) {
+	p := mustLoad(t, `version: 1
+rules:
+  - id: payroll
+    resource: "tool:hr/payroll_*"
+    actions: [call]
+    conditions:
+      max_auth_age: 10m
+  - id: both
+    resource: "tool:hr/fire"
+    actions: [call]
+    conditions:
+      - max_auth_age: 2m
+      - step_up_risk: 50
+        step_up_max_age: 5m
+`)
+	base := func() Request {
+		return Request{Tenant: "acme", Principal: event.Principal{Subject: "alice", AuthMethods: []string{"mfa"}},
+			Time: kst(22, 9, 0), Method: "tools/call", Server: "hr", Tool: "payroll_run", Risk: 10, RiskKnown: true}
+	}
+	ago := func(d time.Duration) func(*Request) { return func(r *Request) { r.AuthTime = r.Time.Add(-d) } }
+	runEval(t, p, base, []evalCase{
+		{"fresh", ago(time.Minute), Allow, "payroll", ""},
+		{"stale", ago(11 * time.Minute), StepUp, "payroll", "requires an authentication within 10m0s, the principal authenticated 11m0s ago"},
+		{"unknown", nil, StepUp, "payroll", "authentication time is unknown"},
+		{"future beyond skew", ago(-2 * time.Minute), StepUp, "payroll", ""},
+		{"risk step-up, then age", func(r *Request) { r.Tool, r.Risk, r.AuthTime = "fire", 60, r.Time.Add(-3*time.Minute) }, StepUp, "both", "within 2m0s"},
+		{"both satisfied", func(r *Request) { r.Tool, r.Risk, r.AuthTime = "fire", 60, r.Time.Add(-time.Minute) }, Allow, "both", ""},
+	})
+	r := base()
+	r.AuthTime = r.Time.Add(-time.Hour)
+	if d := p.Evaluate(r); d.StepUp == nil || d.StepUp.MaxAge != 10*time.Minute || len(d.StepUp.AuthMethods) != 0 {
+		t.Fatalf("hint %+v", d.StepUp)
+	}
+	r.Tool, r.Risk = "fire", 70
+	if d := p.Evaluate(r); d.StepUp == nil || d.StepUp.MaxAge != 2*time.Minute {
+		t.Fatalf("risk step-up hint %+v: want the stricter max age", d.StepUp)
+	}
+}
+
 // unindexed returns a copy of p that tries every rule, the reference for the index.
 func unindexed(p *Policy) *Policy {
 	q := *p

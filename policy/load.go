@@ -511,7 +511,7 @@ func (l *loader) patterns(r *rule, n *yaml.Node, what string) {
 }
 
 var condFields = []string{"ip_range", "time", "timezone", "days", "roles", "device_health", "data_class", "auth_methods",
-	"max_risk", "step_up_risk", "step_up_auth", "step_up_max_age"}
+	"max_risk", "step_up_risk", "step_up_auth", "step_up_max_age", "max_auth_age"}
 
 // conditions accepts a mapping, or the source document's list of one-key mappings; all the keys
 // together form one set (each at most once) and all conditions must hold.
@@ -569,6 +569,12 @@ func (l *loader) conditions(r *rule, n *yaml.Node) {
 			c := &setCond{key: k, get: getAMR}
 			c.anyOf, c.allOf, c.noneOf = l.setValues(f.val, k, "any_of", "all_of")
 			r.conds = append(r.conds, c)
+		case "max_auth_age":
+			if r.effect != Allow {
+				l.errf(f.key, "%s: applies to allow rules only", k)
+				continue
+			}
+			r.maxAuthAge = l.duration(f.val, k)
 		case "max_risk", "step_up_risk", "step_up_auth", "step_up_max_age":
 			if r.effect != Allow {
 				l.errf(f.key, "%s: applies to allow rules only (a deny rule denies at any risk)", k)
@@ -602,17 +608,22 @@ func (l *loader) risk(r *rule, f field, get map[string]field) {
 			r.risk.stepUpAuth, _ = l.strs(f.val, k)
 			return
 		}
-		s, ok := l.str(f.val, k)
-		if !ok {
-			return
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 || d > 24*time.Hour {
-			l.errf(f.val, "%s: %q: want a duration from 1s to 24h, e.g. 5m", k, s)
-			return
-		}
-		r.risk.stepUpMaxAge = d
+		r.risk.stepUpMaxAge = l.duration(f.val, k)
 	}
+}
+
+// duration reads a duration from 1s to 24h; 0 after an error.
+func (l *loader) duration(n *yaml.Node, what string) time.Duration {
+	s, ok := l.str(n, what)
+	if !ok {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Second || d > 24*time.Hour {
+		l.errf(n, "%s: %q: want a duration from 1s to 24h, e.g. 5m", what, s)
+		return 0
+	}
+	return d
 }
 
 // setValues reads a string or list (meaning any_of) or a mapping of {any_of | all_of, none_of}.

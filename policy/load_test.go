@@ -47,6 +47,8 @@ func TestLoadErrors(t *testing.T) {
 		"tool_without_name.yaml":         {`tool_without_name.yaml:4:15: rule "server-only": resource "tool:sales-db": want <kind>:<server>/<name>`},
 		"reserved_id.yaml":               {`reserved_id.yaml:3:9: rule "default-deny": id "default-deny" is reserved`},
 		"rules_not_list.yaml":            {`rules_not_list.yaml:3:3: rules: want a list, got a mapping`},
+		"bad_auth_age.yaml":              {`bad_auth_age.yaml:7:21: rule "fresh": max_auth_age: "10": want a duration from 1s to 24h`},
+		"auth_age_on_deny.yaml":          {`auth_age_on_deny.yaml:8:7: rule "stale-deny": max_auth_age: applies to allow rules only`},
 	}
 	files, err := filepath.Glob("testdata/invalid/*.yaml")
 	if err != nil || len(files) == 0 {

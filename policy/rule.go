@@ -21,6 +21,9 @@ type rule struct {
 	patterns    []*glob
 	conds       []cond // all must hold, in file order
 	risk        riskTiers
+	// maxAuthAge, when set, allows only principals who authenticated at most this long ago; an
+	// older or unknown authentication gets step_up (an allow rule's, applied after it matched).
+	maxAuthAge time.Duration
 }
 
 // riskTiers are an allow rule's risk thresholds, applied after it matched.
@@ -214,29 +217,50 @@ func (r *rule) decide(t *target) Decision {
 		if req.RiskKnown {
 			risk = fmt.Sprintf("%g", req.Risk)
 		}
-		if r.stepUpDone(req) {
+		if r.stepUpDone(req) && (r.maxAuthAge == 0 || authWithin(req, r.maxAuthAge)) {
 			d.Effect, d.Reason = Allow, fmt.Sprintf("rule %s allows %s on %s (risk %s above step_up_risk %g, recent step-up authentication)", r.id, t.m.action, t.str, risk, r.risk.stepUp)
 			return d
 		}
+		maxAge := r.risk.stepUpMaxAge
+		if r.maxAuthAge > 0 {
+			maxAge = min(maxAge, r.maxAuthAge)
+		}
 		d.Effect = StepUp
-		d.Reason = fmt.Sprintf("rule %s requires step-up authentication (%s) within %s: risk %s above step_up_risk %g", r.id, strings.Join(r.risk.stepUpAuth, " or "), r.risk.stepUpMaxAge, risk, r.risk.stepUp)
-		d.StepUp = &StepUpHint{AuthMethods: slices.Clone(r.risk.stepUpAuth), MaxAge: r.risk.stepUpMaxAge}
+		d.Reason = fmt.Sprintf("rule %s requires step-up authentication (%s) within %s: risk %s above step_up_risk %g", r.id, strings.Join(r.risk.stepUpAuth, " or "), maxAge, risk, r.risk.stepUp)
+		d.StepUp = &StepUpHint{AuthMethods: slices.Clone(r.risk.stepUpAuth), MaxAge: maxAge}
+		return d
+	}
+	if r.maxAuthAge > 0 && !authWithin(req, r.maxAuthAge) {
+		d.Effect = StepUp
+		d.Reason = fmt.Sprintf("rule %s requires an authentication within %s, %s", r.id, r.maxAuthAge, authAge(req))
+		d.StepUp = &StepUpHint{MaxAge: r.maxAuthAge}
 		return d
 	}
 	d.Effect, d.Reason = Allow, "rule "+r.id+" allows "+string(t.m.action)+" on "+t.str
 	return d
 }
 
-// stepUpDone: the principal authenticated with a step-up method recently enough.
-func (r *rule) stepUpDone(req *Request) bool {
+// authWithin: the principal authenticated at most maxAge before the request (a minute of clock
+// skew the other way is tolerated).
+func authWithin(req *Request, maxAge time.Duration) bool {
 	if req.AuthTime.IsZero() || req.Time.IsZero() {
 		return false
 	}
 	age := req.Time.Sub(req.AuthTime)
-	if age < -time.Minute || age > r.risk.stepUpMaxAge { // allow a minute of clock skew, no more
-		return false
+	return age >= -time.Minute && age <= maxAge
+}
+
+// authAge describes how long ago the principal authenticated, for reasons.
+func authAge(req *Request) string {
+	if req.AuthTime.IsZero() || req.Time.IsZero() {
+		return "the principal's authentication time is unknown"
 	}
-	return anyFold(req.Principal.AuthMethods, r.risk.stepUpAuth)
+	return "the principal authenticated " + req.Time.Sub(req.AuthTime).Round(time.Second).String() + " ago"
+}
+
+// stepUpDone: the principal authenticated with a step-up method recently enough.
+func (r *rule) stepUpDone(req *Request) bool {
+	return authWithin(req, r.risk.stepUpMaxAge) && anyFold(req.Principal.AuthMethods, r.risk.stepUpAuth)
 }
 
 // anyFold reports whether have and want share an element, ignoring case.

@@ -4,6 +4,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 )
 
 // The OAuth flags build the gateway's resource-server config, exclusive with the tokens file. If
@@ -41,5 +45,31 @@ func TestGatewayOAuthFlags(t *testing.T) {
 	sf.oauth = oauthFlags{resource: "https://gw.example/mcp"}
 	if _, err := sf.gatewayConfig(); err == nil || !strings.Contains(err.Error(), "--oauth-issuer") {
 		t.Fatalf("oauth flags without issuer: %v", err)
+	}
+}
+
+// The redaction and rate-limit flags reach the gateway's config; a bad class is refused at start.
+func TestGatewayRedactFlags(t *testing.T) {
+	sf := &stageFlags{tokens: "testdata-none"}
+	cmd := &cobra.Command{}
+	sf.registerGateway(cmd)
+	if err := cmd.ParseFlags([]string{"--redact", "*=pii", "--redact", "crm/db_query=pii,secret", "--redact-oversize", "pass",
+		"--show-denied-tools", "--unauth-rate", "-1"}); err != nil {
+		t.Fatal(err)
+	}
+	sf.tokens = ""
+	sf.oauth = oauthFlags{issuer: "https://as.example", resource: "https://gw.example/mcp"}
+	gw, err := sf.gatewayConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gw.Redact) != 2 || gw.Redact[0].Tool != "*" || gw.Redact[1].Server != "crm" || gw.Redact[1].Tool != "db_query" ||
+		!slices.Equal(gw.Redact[1].Redact, []string{"pii", "secret"}) || gw.RedactOversize != mcp.OversizePass ||
+		!gw.ShowDeniedTools || gw.Unauthenticated.Rate != -1 || gw.Unauthenticated.Burst != mcp.DefaultUnauthBurst {
+		t.Fatalf("config %+v", gw)
+	}
+	sf.redact = []string{"*=pii,nonsense"}
+	if _, err := sf.gatewayConfig(); err == nil || !strings.Contains(err.Error(), "nonsense") {
+		t.Fatalf("unknown class: %v", err)
 	}
 }

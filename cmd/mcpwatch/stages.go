@@ -39,6 +39,8 @@ type stageFlags struct {
 	toolPinning        string
 	toolPinsReload     time.Duration
 	enrich             enrichFlags
+	redact             []string
+	redactOversize     string
 }
 
 // enrichFlags are the process stage's enrichment files (see docs/enrichment.md).
@@ -89,6 +91,12 @@ func (s *stageFlags) registerGateway(cmd *cobra.Command) {
 	f.DurationVar(&s.toolPinsReload, "tool-pins-reload", 2*time.Second, "gateway: how often to check the tool pin file for approvals")
 	f.BoolVar(&s.noPolicy, "no-policy", false, "gateway: run WITHOUT an access policy (authentication and revocations only); for development, never in production")
 	f.BoolVar(&s.noMasking, "no-masking", false, "gateway: do not mask personal data and secrets; events then carry no tool arguments (debugging only)")
+	f.StringArrayVar(&s.redact, "redact", nil, "gateway: redact tool results before they reach the client, TOOL=CLASS[,CLASS] (repeatable; TOOL may be * or SERVER/TOOL; classes pii, secret or masking kinds such as email, card), e.g. --redact '*=pii' --redact 'db_query=pii,secret'")
+	f.StringVar(&s.redactOversize, "redact-oversize", string(mcp.OversizeBlock), "gateway: a result to redact that is larger than the inspection limit: block (withhold it, answer a JSON-RPC error) or pass (relay it unredacted, audited)")
+	f.Int64Var(&s.gateway.MaxBodyBytes, "max-body-bytes", mcp.DefaultMaxBodyBytes, "gateway: largest request body accepted and largest response message inspected (and redacted)")
+	f.BoolVar(&s.gateway.ShowDeniedTools, "show-denied-tools", false, "gateway: relay tools/list unfiltered (by default tools the caller may not call are removed)")
+	f.Float64Var(&s.gateway.Unauthenticated.Rate, "unauth-rate", mcp.DefaultUnauthRate, "gateway: refused (unauthenticated) requests per second a source address may sustain before 429; negative: no limit")
+	f.IntVar(&s.gateway.Unauthenticated.Burst, "unauth-burst", mcp.DefaultUnauthBurst, "gateway: refused requests a source address may send at once before 429")
 	f.StringVar(&s.deviceHealthHeader, "device-health-header", env("MCPWATCH_DEVICE_HEALTH_HEADER", ""), "gateway: request header trusted to carry device health (only behind a proxy that sets it and strips it from clients); default: device health unknown")
 	f.StringVar(&s.spool.Dir, "spool-dir", env("MCPWATCH_SPOOL_DIR", defaultSpoolDir()), "gateway: directory of the disk spool that keeps audit events while Kafka is unreachable (empty: no spool)")
 	f.Int64Var(&s.spool.MaxBytes, "spool-max-bytes", 1<<30, "gateway: spool size limit; when full the gateway refuses calls (or drops events with --spool-full=fail_open)")
@@ -144,6 +152,14 @@ func (s *stageFlags) gatewayConfig() (*mcp.Config, error) {
 	gw := s.gateway
 	gw.NoMasking = s.noMasking
 	gw.DeviceHealthHeader = s.deviceHealthHeader
+	for _, r := range s.redact {
+		rule, err := mcp.ParseRedactRule(r)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: --redact: %w", err)
+		}
+		gw.Redact = append(gw.Redact, rule)
+	}
+	gw.RedactOversize = mcp.OversizeAction(s.redactOversize)
 	o := s.oauth
 	if o.issuer == "" {
 		if o.resource != "" || len(o.scopes) > 0 || len(o.requireAMR) > 0 || len(o.requireACR) > 0 {

@@ -19,7 +19,10 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/internal/pins"
+	"github.com/mcpwatch/mcpwatch/internal/scores"
 	"github.com/mcpwatch/mcpwatch/internal/spool"
+	"github.com/mcpwatch/mcpwatch/policy"
 )
 
 // osExit ends the process with the wrapped server's exit status; tests replace it.
@@ -33,8 +36,10 @@ func wrapCmd(g *globals) *cobra.Command {
 		cfg       stdio.Config
 		subject   string
 		spoolDir  string
+		spoolFull string
 		bootstrap time.Duration
 		noEnforce bool
+		guard     wrapGuard
 	)
 	cmd := &cobra.Command{
 		Use:   "wrap [flags] -- command [args...]",
@@ -43,6 +48,10 @@ func wrapCmd(g *globals) *cobra.Command {
 and its answers back unchanged, publishing an audit event for each to the raw topic. Configure
 the MCP client to launch "mcpwatch wrap -- <server command>" instead of the server command.
 The principal is the OS user running wrap (or --subject); the client id comes from initialize.
+Revocations and quarantines from the control topic, the access policy (--policy-file) and tool
+pins (--tool-pins) are enforced as by the gateway: refused requests are answered by wrap with a
+JSON-RPC error and never reach the server. With --spool-dir and --spool-full=fail_closed (the
+default) requests are refused while the audit trail cannot take them.
 Standard output carries MCP only: logs go to standard error.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -59,7 +68,7 @@ Standard output carries MCP only: logs go to standard error.`,
 			if cfg.ServerName == "" {
 				cfg.ServerName = filepath.Base(args[0])
 			}
-			code, err := runWrap(cmd, g, cfg, spoolDir, bootstrap, !noEnforce, args)
+			code, err := runWrap(cmd, g, cfg, spoolDir, spoolFull, bootstrap, !noEnforce, guard, args)
 			if err == nil && code != 0 {
 				osExit(code) // after runWrap's deferred flushes and closes
 			}
@@ -74,15 +83,61 @@ Standard output carries MCP only: logs go to standard error.`,
 	f.IntVar(&cfg.MaxLineBytes, "max-line-bytes", stdio.DefaultMaxLineBytes, "longest message audited; longer ones are passed on and audited as uninspected")
 	f.DurationVar(&cfg.Grace, "grace", stdio.DefaultGrace, "how long the server gets to exit after its input ends, and again after SIGTERM")
 	f.StringVar(&spoolDir, "spool-dir", env("MCPWATCH_WRAP_SPOOL_DIR", ""), "disk spool keeping audit events while Kafka is unreachable (one directory per running wrap; empty: none, events are buffered in memory and dropped when the buffer is full)")
+	f.StringVar(&spoolFull, "spool-full", "fail_closed", "with --spool-dir, when the spool is full: fail_closed (refuse requests that cannot be audited) or fail_open (drop and count events)")
+	f.StringVar(&guard.policyFile, "policy-file", env("MCPWATCH_POLICY_FILE", ""), "access policy (YAML, as the gateway's) deciding the client's tools/call, resources/read, prompts/get and lists; reloaded when it changes; empty: no policy")
+	f.DurationVar(&guard.policyReload, "policy-reload", 2*time.Second, "how often to check the policy file for changes")
+	f.StringVar(&guard.toolPins, "tool-pins", env("MCPWATCH_TOOL_PINS", ""), "tool pin file (JSON, as the gateway's; see `mcpwatch tools`); empty: no tool pinning")
+	f.StringVar(&guard.toolPinning, "tool-pinning", env("MCPWATCH_TOOL_PINNING", string(pins.TOFU)), "with --tool-pins: off, audit, tofu or strict (see the gateway's --tool-pinning)")
 	f.DurationVar(&bootstrap, "bootstrap-timeout", 5*time.Second, "how long to try creating the topics and loading the control topic at start; the server is started either way")
 	f.BoolVar(&noEnforce, "no-enforce", false, "do not follow the control topic: revocations and quarantines are not applied (by default every client message is checked, and refused until the control topic is loaded)")
 	return cmd
 }
 
+// wrapGuard is what wrap enforces besides the control topic: the gateway's policy and tool pins.
+type wrapGuard struct {
+	policyFile   string
+	policyReload time.Duration
+	toolPins     string
+	toolPinning  string
+}
+
+// load opens the policy and the pins into cfg and returns the loops that keep them current.
+func (w wrapGuard) load(cfg *stdio.Config, log *slog.Logger) ([]func(context.Context) error, error) {
+	var loops []func(context.Context) error
+	if w.policyFile != "" {
+		ps, err := policy.NewStore(w.policyFile, policy.WithLogger(log.With("component", "policy")))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Policy = ps
+		loops = append(loops, func(ctx context.Context) error { return ps.Run(ctx, w.policyReload) })
+		log.Info("policy loaded", "path", w.policyFile, "rules", ps.Policy().Len())
+	}
+	if w.toolPins != "" {
+		mode, err := pins.ParseMode(w.toolPinning)
+		if err != nil {
+			return nil, fmt.Errorf("--tool-pinning: %w", err)
+		}
+		if mode != pins.Off {
+			st, err := pins.Open(w.toolPins, mode, log.With("component", "tool-pins"))
+			if err != nil {
+				return nil, err
+			}
+			cfg.ToolPins = st
+			loops = append(loops, func(ctx context.Context) error { return st.Run(ctx, 2*time.Second) })
+		}
+	}
+	return loops, nil
+}
+
 // runWrap runs the server behind the wrapper and returns its exit status (128+n when killed by
 // signal n), once the audit events are flushed.
-func runWrap(cmd *cobra.Command, g *globals, cfg stdio.Config, spoolDir string, bootstrap time.Duration, enforce bool, args []string) (int, error) {
+func runWrap(cmd *cobra.Command, g *globals, cfg stdio.Config, spoolDir, spoolFull string, bootstrap time.Duration, enforce bool, guard wrapGuard, args []string) (int, error) {
 	log := g.log.With("component", "wrap")
+	loops, err := guard.load(&cfg, log)
+	if err != nil {
+		return 0, err
+	}
 	// Signals are forwarded to the server, which decides when to stop; wrap follows its exit.
 	ctx := context.WithoutCancel(cmd.Context())
 	sigs := make(chan os.Signal, 4)
@@ -110,7 +165,14 @@ func runWrap(cmd *cobra.Command, g *globals, cfg stdio.Config, spoolDir string, 
 			return 0, fmt.Errorf("audit spool: %w", err)
 		}
 		defer func() { _ = sp.Close() }()
-		dp, err := mcp.NewDurablePublisher(cl, sp, topic, mcp.WithSpoolFullMode(mcp.FailOpen),
+		var mode mcp.SpoolFullMode
+		switch spoolFull {
+		case string(mcp.FailClosed), string(mcp.FailOpen):
+			mode = mcp.SpoolFullMode(spoolFull)
+		default:
+			return 0, fmt.Errorf("--spool-full %q: want fail_closed or fail_open", spoolFull)
+		}
+		dp, err := mcp.NewDurablePublisher(cl, sp, topic, mcp.WithSpoolFullMode(mode),
 			mcp.WithDurableLogger(log), mcp.WithDurableRegisterer(g.reg))
 		if err != nil {
 			return 0, err
@@ -124,6 +186,22 @@ func runWrap(cmd *cobra.Command, g *globals, cfg stdio.Config, spoolDir string, 
 			return 0, err
 		}
 		defer stop()
+		if cfg.Policy != nil {
+			stop, err := followScores(ctx, g, &cfg, log)
+			if err != nil {
+				return 0, err
+			}
+			defer stop()
+		}
+	}
+	lctx, lcancel := context.WithCancel(ctx)
+	defer lcancel()
+	for _, loop := range loops {
+		go func() {
+			if err := loop(lctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Warn("reload loop", "err", err)
+			}
+		}()
 	}
 
 	server := exec.Command(args[0], args[1:]...)
@@ -145,6 +223,41 @@ func runWrap(cmd *cobra.Command, g *globals, cfg stdio.Config, spoolDir string, 
 		return code, nil
 	}
 	return 0, werr
+}
+
+// followScores follows the detectors' scores topic for the policy's risk: unknown until the topic
+// is loaded (max_risk and step_up_risk rules then refuse), 0 for a principal never scored after.
+func followScores(ctx context.Context, g *globals, cfg *stdio.Config, log *slog.Logger) (stop func(), err error) {
+	store := scores.NewStore()
+	f, err := scores.NewFollower(g.kafkaConfig("mcpwatch-wrap-scores"), g.topics().Scores, store, g.reg, log)
+	if err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(fctx) }()
+	cfg.Scores = readyScores{ready: f.Ready(), z: scores.ZeroWhenAbsent{Store: store}}
+	return func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("scores follower", "err", err)
+		}
+	}, nil
+}
+
+// readyScores is risk unknown until the scores topic is loaded, then the store's (0 when none).
+type readyScores struct {
+	ready <-chan struct{}
+	z     scores.ZeroWhenAbsent
+}
+
+func (r readyScores) Risk(tenant, subject string) (float64, bool) {
+	select {
+	case <-r.ready:
+		return r.z.Risk(tenant, subject)
+	default:
+		return 0, false
+	}
 }
 
 // followControls follows the control topic into a store and makes cfg.Check refuse what the

@@ -168,3 +168,35 @@ func TestWrapCommandEnforces(t *testing.T) {
 		t.Errorf("answer %+v", answer)
 	}
 }
+
+// TestWrapCommandPolicy: --policy-file makes wrap decide the client's calls by the gateway's
+// policy: the call no rule allows is answered by wrap with the denial code and never reaches the
+// server (cat would echo it), the allowed one passes byte for byte. If it failed, the flag would
+// be accepted and ignored.
+func TestWrapCommandPolicy(t *testing.T) {
+	brokers := fakeKafka(t, "wrappol")
+	path := t.TempDir() + "/policy.yaml"
+	if err := os.WriteFile(path, []byte("version: 1\nrules:\n  - id: ls\n    resource: \"tool:echo/ls\"\n    actions: [call]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rm := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm"}}` + "\n"
+	ls := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ls"}}` + "\n"
+	out, code := runWrapCommand(t, brokers, "wrappol", rm+ls, "--server-name", "echo", "--subject", "alice",
+		"--policy-file", path, "--", "cat")
+	lines := strings.SplitAfter(out, "\n")
+	if code != 0 || len(lines) != 3 || lines[2] != "" {
+		t.Fatalf("stdout %q (exit %d)", out, code)
+	}
+	var answer struct {
+		ID    int `json:"id"`
+		Error struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &answer); err != nil || answer.ID != 1 || answer.Error.Code != mcp.CodeDenied {
+		t.Fatalf("answer to the denied call %q: %v", lines[0], err)
+	}
+	if lines[1] != ls {
+		t.Fatalf("allowed call echoed as %q, want %q", lines[1], ls)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mcpwatch/mcpwatch/internal/event"
 )
@@ -22,6 +23,14 @@ type Authenticator interface {
 	// set, when the credential is genuine but refused (too weak an authentication), so that the
 	// refusal is audited under its name.
 	Authenticate(r *http.Request) (event.Principal, error)
+}
+
+// TimedAuthenticator is implemented by an [Authenticator] whose credentials say when the user
+// last authenticated (OpenID Connect auth_time), such as [OAuth]. The gateway then calls it
+// instead of Authenticate, and gives the time to the policy: max_auth_age and risk step-ups are
+// satisfied only by a recent enough authentication. A zero time is unknown.
+type TimedAuthenticator interface {
+	AuthenticateTimed(r *http.Request) (event.Principal, time.Time, error)
 }
 
 // Authorizer is implemented by an [Authenticator] whose credentials carry their own grant, such as

@@ -69,6 +69,23 @@ type Config struct {
 	Mask *mask.Config
 	// NoMasking turns masking off: events then carry no arguments at all. For debugging only.
 	NoMasking bool
+	// Redact names the data to redact from tool results before they reach the client (see
+	// redact.go): the tools/call results of the tools a rule names are rewritten with their
+	// personal data or secrets replaced, and the response's event counts what was replaced.
+	// Empty: results are relayed as the upstream sent them.
+	Redact []RedactRule
+	// RedactOversize says what happens to a result that must be redacted but is larger than
+	// MaxBodyBytes, too large to scan: [OversizeBlock] (the default) withholds it and answers the
+	// call with a JSON-RPC error, [OversizePass] relays it unredacted. Both are audited.
+	RedactOversize OversizeAction
+	// ShowDeniedTools relays tools/list results unfiltered. By default the gateway removes the
+	// tools the caller may not call (the policy denies it, a pin blocks it, a quarantine covers
+	// it), so that agents are not offered tools they cannot use.
+	ShowDeniedTools bool
+	// Unauthenticated limits requests that fail authentication or carry none, per source
+	// address. The zero value means [DefaultUnauthRate] and [DefaultUnauthBurst].
+	Unauthenticated UnauthLimit
+
 	// ToolPins, when set, pins the upstream's tool definitions: every tools/list result is
 	// checked against it, a changed definition is audited, and (per its mode) calls to a tool
 	// whose definition is not approved are refused. See pins.go. Nil: no pinning.
@@ -93,6 +110,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPending < 0 {
 		errs = append(errs, errors.New("max pending must not be negative"))
+	}
+	if err := validateRedact(c.Redact, c.RedactOversize); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Unauthenticated.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.OAuth != nil {
 		if len(c.Tokens) > 0 {

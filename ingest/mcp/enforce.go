@@ -32,6 +32,10 @@ type RiskLookup interface {
 // before, so that no finding is split by the cut and escapes its detector.
 const MaxArgumentsMasked = 2 << 10
 
+// AttrPolicyEffect is the attribute of request events that says what the policy decided: allow,
+// deny, step_up, ungoverned (a method the policy does not govern) or not_evaluated.
+const AttrPolicyEffect = attrPolicyEffect
+
 // Attribute keys of the policy decision on request events.
 const (
 	attrPolicyEffect = "policy.effect" // allow, deny, step_up, or ungoverned (the gateway decides)
@@ -153,7 +157,7 @@ func (g *Gateway) maskReason(e *event.Event) {
 // health only from the configured trusted header, risk only from the scores store.
 func (g *Gateway) policyRequest(c *call, m *message, e *event.Event) policy.Request {
 	req := policy.Request{
-		Tenant: g.cfg.Tenant, Principal: c.principal, Time: time.Now(),
+		Tenant: g.cfg.Tenant, Principal: c.principal, Time: time.Now(), AuthTime: c.authTime,
 		Method: m.method, Server: g.cfg.ServerName, Tool: m.tool, ResourceURI: m.resourceURI, Prompt: m.prompt,
 		DataClasses: e.DataClasses,
 	}
@@ -225,14 +229,20 @@ func (g *Gateway) enforce(w http.ResponseWriter, c *call, events []*event.Event,
 func (g *Gateway) stepUp(w http.ResponseWriter, c *call, events []*event.Event, msgs []message, batch bool, d policy.Decision) {
 	status, text := http.StatusForbidden, "step-up required"
 	if g.chal != nil {
-		var amr []string
+		// RFC 9470: insufficient_user_authentication, with max_age so that the client asks the
+		// authorization server for a fresh login (max_age, prompt=login).
+		var hint policy.StepUpHint
 		if d.StepUp != nil {
-			amr = slices.Clone(d.StepUp.AuthMethods)
+			hint = *d.StepUp
 		}
-		status, _ = g.chal.Challenge(w, &oauth.MFAError{AnyAMR: amr})
+		amr := slices.Clone(hint.AuthMethods)
+		status, _ = g.chal.Challenge(w, &oauth.MFAError{AnyAMR: amr, MaxAge: hint.MaxAge})
 		text = "step-up authentication required"
 		if len(amr) > 0 {
 			text += " (" + strings.Join(amr, " or ") + ")"
+		}
+		if hint.MaxAge > 0 {
+			text += " within " + hint.MaxAge.String()
 		}
 	}
 	g.refuse(w, c, events, msgs, batch, status, denyStepUp, CodeDenied, text+" by mcpwatch policy (rule "+d.Rule+")", d.Rule)

@@ -55,6 +55,8 @@ type Gateway struct {
 	pub      Publisher
 	ctl      *control.Store
 	masker   *mask.Masker // nil: masking off ([Config.NoMasking])
+	redact   *redactor    // nil: no result redaction ([Config.Redact])
+	unauth   *unauthLimiter
 	log      *slog.Logger
 	m        *metrics
 	proxy    *httputil.ReverseProxy
@@ -77,6 +79,8 @@ type pendingKey struct {
 type pendingReq struct {
 	method          string
 	tool            string
+	resourceURI     string // resources/read and (un)subscribe: the URI its answer is about
+	prompt          string // prompts/get
 	start           time.Time
 	traceID, spanID string
 }
@@ -107,7 +111,8 @@ func New(cfg Config, auth Authenticator, pub Publisher, ctl *control.Store, reg 
 		return nil, fmt.Errorf("mcp gateway config: %w", err)
 	}
 	g := &Gateway{
-		cfg: cfg, upstream: u, auth: auth, pub: pub, ctl: ctl, masker: masker,
+		cfg: cfg, upstream: u, auth: auth, pub: pub, ctl: ctl, masker: masker, redact: newRedactor(cfg),
+		unauth:   newUnauthLimiter(cfg.Unauthenticated),
 		log:      log.With("component", "mcp-gateway", "server", cfg.ServerName),
 		m:        newMetrics(reg),
 		pending:  newBoundedMap[pendingKey, pendingReq](cfg.MaxPending),
@@ -164,6 +169,7 @@ type call struct {
 	foreign         bool
 	traceID, spanID string // traceparent header
 	net             event.Network
+	authTime        time.Time // when the principal last authenticated; zero: unknown
 }
 
 func (g *Gateway) newCall(r *http.Request, p event.Principal) *call {
@@ -203,8 +209,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
 		return
 	}
-	p, err := g.auth.Authenticate(r)
+	var (
+		p        event.Principal
+		authTime time.Time
+		err      error
+	)
+	if ta, ok := g.auth.(TimedAuthenticator); ok {
+		p, authTime, err = ta.AuthenticateTimed(r)
+	} else {
+		p, err = g.auth.Authenticate(r)
+	}
 	c := g.newCall(r, p)
+	c.authTime = authTime
 	if err != nil {
 		g.unauthenticated(w, c, err)
 		return
@@ -291,16 +307,13 @@ func (g *Gateway) publish(ctx context.Context, e *event.Event) {
 }
 
 func (g *Gateway) unauthenticated(w http.ResponseWriter, c *call, err error) {
-	e := g.event(c, event.DirRequest, nil)
-	e.Attributes = map[string]string{"http.method": clip(c.r.Method, 32)}
 	if g.chal == nil {
 		challenge := `Bearer realm="mcpwatch"`
 		if !errors.Is(err, ErrNoCredentials) {
 			challenge += `, error="invalid_token"`
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
-		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusUnauthorized, denyUnauthenticated, CodeUnauthenticated,
-			"authentication required: "+err.Error(), "")
+		g.refuseUnauthenticated(w, c, http.StatusUnauthorized, denyUnauthenticated, "authentication required: "+err.Error())
 		return
 	}
 	// The underlying error may describe the authorization server: logs only, never the client.
@@ -314,8 +327,7 @@ func (g *Gateway) unauthenticated(w http.ResponseWriter, c *call, err error) {
 		// A genuine credential refused for how its holder authenticated (MFA).
 		reason = denyWeakAuth
 	}
-	g.refuse(w, c, []*event.Event{e}, nil, false, status, reason, CodeUnauthenticated,
-		"authentication required: "+text, "")
+	g.refuseUnauthenticated(w, c, status, reason, "authentication required: "+text)
 }
 
 // authorize checks each message a client sent against its credential's grant (OAuth scopes).
@@ -464,6 +476,12 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 	if len(x.reqs) == 1 && msgs[0].kind == kindRequest && msgs[0].method == "tools/call" {
 		x.tool = msgs[0].tool
 	}
+	for i := range msgs {
+		if m := &msgs[i]; m.kind == kindRequest {
+			x.redacting = x.redacting || m.method == "tools/call" && g.redact.forTool(g.cfg.ServerName, m.tool) != nil
+			x.listing = x.listing || m.method == "tools/list" && !g.cfg.ShowDeniedTools
+		}
+	}
 	r2 := r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	r2.Body = io.NopCloser(bytes.NewReader(body))
 	r2.ContentLength = int64(len(body))
@@ -563,7 +581,8 @@ func (g *Gateway) serveStream(w http.ResponseWriter, c *call) {
 		}
 	}
 	g.publish(r.Context(), e)
-	x := &exchange{g: g, c: c, forwarded: time.Now()}
+	// A stream may carry the answers of requests made on other exchanges: any could need redacting.
+	x := &exchange{g: g, c: c, forwarded: time.Now(), redacting: g.redact != nil}
 	r2 := r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	r2.Body, r2.ContentLength = http.NoBody, 0
 	g.proxy.ServeHTTP(w, r2)

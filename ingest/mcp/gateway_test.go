@@ -225,6 +225,8 @@ type clientOpts struct {
 	progress chan string
 	sampling bool   // answer sampling requests with "4"
 	cookie   string // sent with every request besides the token
+	// listChanged, when set, receives a value for every notifications/tools/list_changed.
+	listChanged chan struct{}
 }
 
 // connect opens an MCP session through the gateway with the official SDK client.
@@ -242,6 +244,9 @@ func (f *fixture) connect(t *testing.T, o clientOpts) *sdk.ClientSession {
 		opts.CreateMessageHandler = func(context.Context, *sdk.CreateMessageRequest) (*sdk.CreateMessageResult, error) {
 			return &sdk.CreateMessageResult{Model: "test-model", Role: "assistant", Content: &sdk.TextContent{Text: "4"}}, nil
 		}
+	}
+	if o.listChanged != nil {
+		opts.ToolListChangedHandler = func(context.Context, *sdk.ToolListChangedRequest) { o.listChanged <- struct{}{} }
 	}
 	c := sdk.NewClient(&sdk.Implementation{Name: "test-client", Version: "0.9.1"}, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

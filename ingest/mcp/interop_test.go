@@ -153,14 +153,14 @@ func externalUpstream(url string) *upstream {
 }
 
 // checkAudited asserts one allowed request event for method with its tool, resource or prompt,
-// and one successful response event for method and tool. Response events name the method and tool
-// they answer but not the resource or prompt (the gateway's pending requests keep only those).
+// and one successful response event for method and tool with the same resource or prompt: a
+// response event names what it answers, so an analyst sees which resource was read without a join.
 func checkAudited(t *testing.T, evs []*event.Event, method, tool, uri, prompt string) {
 	t.Helper()
 	for _, dir := range []event.Direction{event.DirRequest, event.DirResponse} {
 		var n int
 		for _, e := range find(evs, dir, method) {
-			if e.MCP.Tool == tool && (dir == event.DirResponse || e.MCP.ResourceURI == uri && e.MCP.Prompt == prompt) {
+			if e.MCP.Tool == tool && e.MCP.ResourceURI == uri && e.MCP.Prompt == prompt {
 				n++
 				if e.Outcome.Result == event.ResultDenied || e.Outcome.ErrorCode != 0 {
 					t.Errorf("%s %s %s%s%s: outcome %+v", dir, method, tool, uri, prompt, e.Outcome)

@@ -77,6 +77,9 @@ type message struct {
 	isError   bool // a JSON-RPC error
 	errorCode int
 	result    json.RawMessage // inspected once the answered method is known; aliases the input
+
+	raw []byte // the message as received; aliases the input
+	out []byte // the message as the gateway relays it, when it rewrote it (redaction, filtering)
 }
 
 // rpcError is why a message was refused, as the JSON-RPC error the gateway answers with.
@@ -150,7 +153,7 @@ func parseBody(b []byte) (msgs []message, batch bool, err *rpcError) {
 // gateway saw: duplicate members and members differing from a known one only in case (which Go's
 // encoding/json would silently match) are refused.
 func classify(raw []byte) (message, *rpcError) {
-	m := message{size: len(raw)}
+	m := message{size: len(raw), raw: raw}
 	f, err := members(raw, "jsonrpc", "id", "method", "params", "result", "error")
 	if err != nil {
 		return m, err

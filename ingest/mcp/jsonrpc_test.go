@@ -56,6 +56,10 @@ func TestClassify(t *testing.T) {
 				t.Fatalf("classify: %v", err)
 			}
 			got.result = nil
+			if string(got.raw) != tc.in {
+				t.Fatalf("raw %q, want the input", got.raw)
+			}
+			got.raw = nil
 			tc.want.size = len(tc.in)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tc.want)

@@ -11,6 +11,8 @@ type metrics struct {
 	denied   *prometheus.CounterVec
 	upstream *prometheus.HistogramVec
 	evicted  prometheus.Counter
+	// unaudited counts refusals of unauthenticated requests not published one by one.
+	unaudited prometheus.Counter
 }
 
 // Denial reasons, the values of the denied counter's reason label.
@@ -30,6 +32,8 @@ const (
 	denyStepUp          = "step_up"
 	denyAuditDown       = "audit_unavailable"
 	denyPin             = "tool_pin"
+	denyRedact          = "redaction_oversize"
+	denyRateLimited     = "rate_limited"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,9 +47,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 17)}, []string{"method"}),
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_pending_evicted_total",
 			Help: "Pending requests forgotten before their response because the tracking table was full."}),
+		unaudited: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_unauth_unaudited_total",
+			Help: "Refusals of unauthenticated requests beyond the audit budget: counted on the next refusal event instead of published."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.messages, m.denied, m.upstream, m.evicted)
+		reg.MustRegister(m.messages, m.denied, m.upstream, m.evicted, m.unaudited)
 	}
 	return m
 }

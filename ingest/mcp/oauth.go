@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/internal/event"
@@ -49,14 +50,20 @@ func (o *OAuth) Close() { o.v.Close() }
 
 // Authenticate implements [Authenticator]. On [oauth.ErrMFARequired] it returns the principal too.
 func (o *OAuth) Authenticate(r *http.Request) (event.Principal, error) {
+	p, _, err := o.AuthenticateTimed(r)
+	return p, err
+}
+
+// AuthenticateTimed implements [TimedAuthenticator]: the principal and the token's auth_time.
+func (o *OAuth) AuthenticateTimed(r *http.Request) (event.Principal, time.Time, error) {
 	g, err := o.v.Verify(r)
 	if g == nil {
-		return event.Principal{}, err
+		return event.Principal{}, time.Time{}, err
 	}
 	p := g.Principal
 	p.Scopes = slices.Clone(g.Scopes)
 	p.ACR = g.ACR
-	return p, err
+	return p, g.AuthTime, err
 }
 
 // Authorize implements [Authorizer] with the scopes the token granted ([event.Principal.Scopes]).

@@ -39,6 +39,12 @@ var testScopes = map[string][]string{"*": {"mcp:read"}, "tools/call": {"mcp:tool
 
 func newOAuthFixture(t *testing.T, up *upstream, mutate ...func(*oauth.Config)) *oauthFixture {
 	t.Helper()
+	return newOAuthGateway(t, up, nil, mutate...)
+}
+
+// newOAuthGateway is newOAuthFixture with gw, if set, changing the gateway's configuration.
+func newOAuthGateway(t *testing.T, up *upstream, gw func(*Config), mutate ...func(*oauth.Config)) *oauthFixture {
+	t.Helper()
 	as := oauthtest.Start(t)
 	f := &fixture{up: up, store: control.NewStore(), events: &recorder{}, reg: prometheus.NewRegistry()}
 	// The resource is the gateway's own URL, so the listener comes first.
@@ -54,6 +60,9 @@ func newOAuthFixture(t *testing.T, up *upstream, mutate ...func(*oauth.Config)) 
 		t.Fatal(err)
 	}
 	cfg := Config{Upstream: up.srv.URL, ServerName: "files", Tenant: "acme", Observer: "gw-test", OAuth: &oc}
+	if gw != nil {
+		gw(&cfg)
+	}
 	f.gw, err = New(cfg, a, f.events, f.store, f.reg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -14,8 +14,9 @@ import (
 // tools/list result it relays ([pins.Hash]) and checks it against the pin file. A definition that
 // differs from its pin (or, in strict mode, a tool without an approved pin) is audited once per
 // distinct definition as a high-severity event, and calls to the tool are refused (403, rule
-// "pin:<server>/<tool>") until `mcpwatch tools approve` pins the new hash. The tools/list result
-// itself is relayed unchanged: the client still sees the tool, but cannot call it.
+// "pin:<server>/<tool>") until `mcpwatch tools approve` pins the new hash. A blocked tool is also
+// removed from the tools/list results the client gets (toolfilter.go), unless
+// [Config.ShowDeniedTools].
 
 // Attribute keys of tool-pinning events.
 const (
@@ -75,10 +76,28 @@ func toolHashes(result json.RawMessage) map[string]string {
 // the changes, each as its own event next to the response's (e).
 func (x *exchange) observeTools(e *event.Event, result json.RawMessage) {
 	g := x.g
-	seen := toolHashes(result)
-	for _, ch := range g.cfg.ToolPins.Observe(g.cfg.ServerName, seen) {
+	base := func() *event.Event {
 		ce := g.event(x.c, event.DirResponse, nil)
 		ce.Correlation = e.Correlation
+		ce.Outcome.HTTPStatus = x.status
+		return ce
+	}
+	for _, ce := range ObservePins(g.cfg.ToolPins, g.cfg.ServerName, result, base) {
+		g.log.Warn("tool definition not approved", "tool", ce.MCP.Tool, "pinned_sha256", ce.Attributes[attrPinnedSHA256],
+			"seen_sha256", ce.Attributes[attrSeenSHA256], "blocked", ce.Outcome.Result == event.ResultDenied)
+		g.publish(x.c.r.Context(), ce)
+	}
+}
+
+// ObservePins checks the tool definitions of a tools/list result from server against st, as the
+// gateway does, and returns the event of each change to publish: base() filled in with method
+// tools/list, the tool, severity [SeverityToolChanged], the hashes and, when the pins block the
+// tool, a denied outcome under rule "pin:<server>/<tool>". For other sources of the same events
+// (the stdio wrapper).
+func ObservePins(st *pins.Store, server string, result json.RawMessage, base func() *event.Event) []*event.Event {
+	var out []*event.Event
+	for _, ch := range st.Observe(server, toolHashes(result)) {
+		ce := base()
 		ce.MCP.Method, ce.MCP.Tool = "tools/list", clip(ch.Tool, maxFieldLen)
 		ce.Severity = SeverityToolChanged
 		key, reason := attrToolChanged, pins.ReasonChanged
@@ -86,16 +105,18 @@ func (x *exchange) observeTools(e *event.Event, result json.RawMessage) {
 			key, reason = attrToolUnapproved, pins.ReasonNotApprove
 		}
 		ce.Attributes = map[string]string{key: ce.MCP.Tool, attrPinnedSHA256: ch.Pinned, attrSeenSHA256: ch.Seen,
-			attrPinning: string(g.cfg.ToolPins.Mode())}
-		ce.Outcome = event.Outcome{Result: event.ResultAllowed, Reason: reason, HTTPStatus: x.status}
+			attrPinning: string(st.Mode())}
+		ce.Outcome.Result, ce.Outcome.Reason = event.ResultAllowed, reason
 		if ch.Blocked {
-			ce.Outcome.Result, ce.Outcome.PolicyRule = event.ResultDenied, pinRule(g.cfg.ServerName, ch.Tool)
+			ce.Outcome.Result, ce.Outcome.PolicyRule = event.ResultDenied, PinRule(server, ch.Tool)
 		}
-		g.log.Warn("tool definition not approved", "tool", ch.Tool, "pinned_sha256", ch.Pinned,
-			"seen_sha256", ch.Seen, "blocked", ch.Blocked)
-		g.publish(x.c.r.Context(), ce)
+		out = append(out, ce)
 	}
+	return out
 }
+
+// PinRule is the rule that names a tool blocked by its pin: "pin:<server>/<tool>".
+func PinRule(server, tool string) string { return pinRule(server, tool) }
 
 func pinRule(server, tool string) string { return "pin:" + server + "/" + clip(tool, maxFieldLen) }
 

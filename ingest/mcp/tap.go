@@ -25,10 +25,13 @@ type exchange struct {
 	// tool is the tool of a single tools/call, for re-checking quarantines while it streams.
 	tool       string
 	initClient sessionInfo // the client an initialize request named, for its session
-	status     int
-	sse        bool
-	cut        bool // a control ended the stream
-	done       bool
+	// redacting: a result on this exchange may have to be redacted ([Config.Redact]); listing: a
+	// tools/list result must be filtered. Either makes the gateway hold a JSON response whole.
+	redacting, listing bool
+	status             int
+	sse                bool
+	cut                bool // a control ended the stream
+	done               bool
 }
 
 // track records a forwarded request so its response can be paired with it.
@@ -36,7 +39,8 @@ func (x *exchange) track(m *message) {
 	if x.reqs == nil {
 		x.reqs = make(map[string]pendingReq, 1)
 	}
-	pr := pendingReq{method: m.method, tool: m.tool, start: x.forwarded, traceID: m.traceID, spanID: m.spanID}
+	pr := pendingReq{method: m.method, tool: m.tool, resourceURI: clip(m.resourceURI, 2*maxFieldLen),
+		prompt: clip(m.prompt, maxFieldLen), start: x.forwarded, traceID: m.traceID, spanID: m.spanID}
 	x.reqs[m.id] = pr
 	// With a session the response may come on a later, resumed stream; without one it cannot.
 	if x.c.session != "" {
@@ -88,6 +92,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		resp.ContentLength = -1
 		resp.Body = &sseTap{body: resp.Body, x: x, p: newSSEParser(limit), limit: limit, scratch: make([]byte, 32<<10)}
 	case "application/json":
+		if x.redacting || x.listing {
+			return x.holdJSON(resp, limit)
+		}
 		resp.Body = &jsonTap{body: resp.Body, x: x, limit: limit}
 	default:
 		resp.Body = &endTap{body: resp.Body, x: x}
@@ -96,16 +103,33 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 }
 
 // onMessage audits what the upstream sent in one response body or event: a JSON-RPC message or,
-// from servers of the 2025-03-26 revision, a batch of them.
-func (x *exchange) onMessage(raw []byte) {
-	msgs, _, err := parseBody(raw)
+// from servers of the 2025-03-26 revision, a batch of them. It returns what to relay instead of
+// raw when the gateway rewrote a message (a redacted result, a filtered tool list), else nil.
+func (x *exchange) onMessage(raw []byte) []byte {
+	msgs, batch, err := parseBody(raw)
 	if err != nil {
 		x.g.publish(x.c.r.Context(), x.unparseable(len(raw), err.msg))
-		return
+		return nil
 	}
+	changed := false
 	for i := range msgs {
 		x.g.publish(x.c.r.Context(), x.upstreamEvent(&msgs[i]))
+		changed = changed || msgs[i].out != nil
 	}
+	switch {
+	case !changed:
+		return nil
+	case !batch:
+		return msgs[0].out
+	}
+	parts := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		parts[i] = m.raw
+		if m.out != nil {
+			parts[i] = m.out
+		}
+	}
+	return append(append([]byte{'['}, bytes.Join(parts, []byte{','})...), ']')
 }
 
 func (x *exchange) unparseable(size int, why string) *event.Event {
@@ -128,6 +152,7 @@ func (x *exchange) uninspected(size int) *event.Event {
 // paired fills in a response event from the request it answers.
 func paired(e *event.Event, pr pendingReq) {
 	e.MCP.Method, e.MCP.Tool, e.MCP.LatencyMS = pr.method, pr.tool, ms(time.Since(pr.start))
+	e.MCP.ResourceURI, e.MCP.Prompt = pr.resourceURI, pr.prompt
 	if e.Correlation.TraceID == "" {
 		e.Correlation.TraceID, e.Correlation.SpanID = pr.traceID, pr.spanID
 	}
@@ -161,6 +186,21 @@ func (x *exchange) upstreamEvent(m *message) *event.Event {
 	} else {
 		e.Attributes = map[string]string{"mcp.unmatched": "true"}
 	}
+	if pr.method == "tools/call" {
+		// An error's message and data may quote the data as much as a result does.
+		member, body := "result", m.result
+		if m.isError {
+			member, body = "error", nil
+			if f, err := members(m.raw, "error"); err == nil {
+				body = f[0]
+			}
+		}
+		if mk := g.redact.forTool(g.cfg.ServerName, pr.tool); mk != nil && body != nil {
+			if red := redactResult(mk, e, body); red != nil {
+				m.out, _ = replaceMember(m.raw, member, red)
+			}
+		}
+	}
 	if m.isError {
 		e.Outcome.Result, e.Outcome.ErrorCode = event.ResultError, m.errorCode
 		return e
@@ -175,6 +215,12 @@ func (x *exchange) upstreamEvent(m *message) *event.Event {
 	e.MCP.ToolsHash = ri.toolsHash
 	if pr.method == "tools/list" && g.cfg.ToolPins != nil {
 		x.observeTools(e, m.result)
+	}
+	if pr.method == "tools/list" && !g.cfg.ShowDeniedTools {
+		// After the pins have seen the whole list: a tool they just blocked is hidden at once.
+		if res := x.filterTools(e, m.result); res != nil {
+			m.out, _ = replaceMember(m.raw, "result", res)
+		}
 	}
 	return e
 }
@@ -278,11 +324,14 @@ type sseTap struct {
 	scratch  []byte
 	hold     []byte // bytes since the last release
 	released bool   // part of the current event went out before it was complete
-	evBytes  int    // bytes of the current event so far
-	out      []byte // bytes ready for the reader
-	outPos   int
-	end      error // set once the stream is over for the reader
-	eof      bool
+	// discarding: the current event outgrew the limit on an exchange that must redact, so its
+	// bytes are dropped instead of released (see [exchange.withhold]).
+	discarding bool
+	evBytes    int    // bytes of the current event so far
+	out        []byte // bytes ready for the reader
+	outPos     int
+	end        error // set once the stream is over for the reader
+	eof        bool
 }
 
 func (t *sseTap) Read(b []byte) (int, error) {
@@ -304,17 +353,21 @@ func (t *sseTap) fill() {
 	chunk := t.scratch[:n]
 	for len(chunk) > 0 && t.end == nil {
 		k, ev, lineEnd := t.p.next(chunk)
-		t.hold = append(t.hold, chunk[:k]...)
+		if !t.discarding {
+			t.hold = append(t.hold, chunk[:k]...)
+		}
 		t.evBytes += k
 		chunk = chunk[k:]
 		switch {
 		case ev != nil:
 			t.dispatch(ev)
-			t.evBytes = 0
+			t.evBytes, t.discarding = 0, false
 		case lineEnd && !t.p.inEvent():
 			// Comments, ids, event names, keep-alives: nothing a client acts on alone.
 			t.release()
 			t.released, t.evBytes = false, 0
+		case len(t.hold) > t.limit && t.x.strict():
+			t.hold, t.discarding = t.hold[:0], true
 		case len(t.hold) > t.limit:
 			t.release()
 			t.released = true
@@ -349,12 +402,40 @@ func (t *sseTap) dispatch(ev *sseEvent) {
 		t.end = io.EOF
 		return
 	}
-	if ev.overflow || partial {
-		t.x.g.publish(t.x.c.r.Context(), t.x.uninspected(t.evBytes))
-	} else {
-		t.x.onMessage(ev.data)
+	switch {
+	case ev.overflow && t.discarding:
+		// Too large to redact: withheld, and the stream ends with the exchange's calls failed.
+		t.out = append(t.out, t.x.withhold(t.evBytes, true)...)
+		t.end = io.EOF
+		return
+	case ev.overflow || partial:
+		e := t.x.uninspected(t.evBytes)
+		if t.x.redacting {
+			setAttr(e, attrRedactSkipped, "too large to scan")
+		}
+		t.x.g.publish(t.x.c.r.Context(), e)
+	default:
+		if out := t.x.onMessage(ev.data); out != nil || t.discarding {
+			if out == nil {
+				out = ev.data
+			}
+			t.hold = rewriteEvent(t.hold[:0], ev.id, out)
+		}
 	}
 	t.release()
+}
+
+// rewriteEvent appends a message event carrying data to b, one data line per line of data. The
+// id in force is repeated so that a client resuming the stream names the same position as with
+// the original event.
+func rewriteEvent(b []byte, id string, data []byte) []byte {
+	if id != "" {
+		b = append(append(append(b, "id: "...), id...), '\n')
+	}
+	for line := range bytes.SplitSeq(data, []byte{'\n'}) {
+		b = append(append(append(b, "data: "...), line...), '\n')
+	}
+	return append(b, '\n')
 }
 
 func (t *sseTap) Close() error {
@@ -396,6 +477,9 @@ func (t *jsonTap) audit() {
 	switch {
 	case t.over:
 		e := x.uninspected(t.size)
+		if x.redacting {
+			setAttr(e, attrRedactSkipped, "too large to scan")
+		}
 		if len(x.reqs) == 1 { // the answer of a single request is that request's, read or not
 			for id := range x.reqs {
 				pr, _ := x.take(id)

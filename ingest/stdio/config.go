@@ -10,6 +10,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/mask"
+	"github.com/mcpwatch/mcpwatch/internal/pins"
 )
 
 // Transport is the value of [event.MCP.Transport] for wrapped stdio servers.
@@ -27,9 +28,12 @@ const (
 type CheckFunc func(p event.Principal, method, tool string) error
 
 // Refusal is a [CheckFunc] error that names the rule which refused ("control:<key>"), recorded
-// as [event.Outcome.PolicyRule] of the denied events.
+// as [event.Outcome.PolicyRule] of the denied events. Code is the JSON-RPC error code of the
+// answer; 0 means [mcp.CodeDenied].
 type Refusal struct {
 	Rule, Reason string
+	Code         int
+	audit        string // the full reason for the audit when the client gets less
 }
 
 func (r *Refusal) Error() string { return r.Reason }
@@ -63,6 +67,22 @@ type Config struct {
 	// forwarded. A refused request is answered by the wrapper with a JSON-RPC error
 	// ([mcp.CodeDenied]) and never reaches the server; a refused notification is dropped.
 	Check CheckFunc
+
+	// Policy, if set, decides every governed request from the client (tools/call,
+	// resources/read, prompts/get, the lists) as the gateway's policy does, once Check has
+	// passed: allowed requests are forwarded and their events name the rule; denied ones (and
+	// step-ups, which a local stdio client cannot perform) are answered by the wrapper with
+	// [mcp.CodeDenied]. The request has no source address and no device health (conditions on
+	// them fail closed); risk comes from Scores.
+	Policy mcp.Decider
+	// Scores gives the principal's live threat score for the policy; nil: unknown.
+	Scores mcp.RiskLookup
+	// DataClasses labels targets for the policy and the events, as [mcp.Config.DataClasses].
+	DataClasses map[string][]string
+	// ToolPins, if set, pins the server's tool definitions as the gateway does: tools/list
+	// results are checked and changes audited, and calls of a tool whose definition is not
+	// approved are refused.
+	ToolPins *pins.Store
 
 	// Stderr receives the server's standard error; default os.Stderr.
 	Stderr io.Writer

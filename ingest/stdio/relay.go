@@ -5,9 +5,12 @@
 //
 // The wrapper is transparent: it never rewrites a message and forwards even those it cannot read
 // (audited as errors, or as uninspected when longer than [Config.MaxLineBytes]). The exception is
-// enforcement ([Config.Check]): a refused request is answered by the wrapper with the gateway's
-// denial code and not forwarded, and, since a check needs a readable message, client lines that
-// cannot be read or are too long to read are then refused too instead of forwarded unchecked.
+// enforcement, as in the gateway: revocations and quarantines ([Config.Check]), tool pins
+// ([Config.ToolPins]), the access policy ([Config.Policy]) and a failing audit trail (a publisher
+// whose Healthy method reports an error, such as a full spool in fail-closed mode). A refused
+// request is answered by the wrapper with a JSON-RPC error and not forwarded, and, since a check
+// needs a readable message, client lines that cannot be read or are too long to read are then
+// refused too instead of forwarded unchecked. Allowed traffic passes byte for byte.
 //
 // Events go to an [mcp.Publisher], so the gateway's Kafka and durable publishers serve here too.
 package stdio
@@ -21,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,6 +32,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/mask"
+	"github.com/mcpwatch/mcpwatch/policy"
 )
 
 // Reasons and attributes of events the wrapper publishes.
@@ -67,6 +72,8 @@ type relay struct {
 	clientVersion string
 	protoVersion  string
 	pending       map[pendingKey]pendingReq
+
+	observed []*event.Event // pin changes seen in the server message being handled (its goroutine only)
 }
 
 type pendingKey struct {
@@ -76,6 +83,8 @@ type pendingKey struct {
 
 type pendingReq struct {
 	method, tool    string
+	resourceURI     string
+	prompt          string
 	start           time.Time
 	traceID, spanID string
 }
@@ -109,7 +118,7 @@ func (r *relay) run(ctx context.Context, clientIn io.Reader, serverIn io.WriteCl
 	// With enforcement on, a line too long to check is not forwarded: padding a request must not
 	// get it past the check.
 	bigToServer := toServer
-	if r.cfg.Check != nil {
+	if r.enforcing() {
 		bigToServer = nil
 	}
 	go func() {
@@ -194,7 +203,7 @@ func (r *relay) fromClient(ctx context.Context, line []byte, toServer *lineWrite
 	msgs, batch, err := mcp.Classify(raw)
 	if err != nil {
 		e := r.malformed(event.DirRequest, len(raw), err)
-		if r.cfg.Check == nil {
+		if !r.enforcing() {
 			r.publish(ctx, e)
 			toServer.write(line)
 			return
@@ -210,24 +219,17 @@ func (r *relay) fromClient(ctx context.Context, line []byte, toServer *lineWrite
 	for i := range msgs {
 		events[i] = r.clientEvent(&msgs[i])
 	}
-	if r.cfg.Check != nil {
-		for i := range msgs {
-			m := &msgs[i]
-			if m.Kind == mcp.KindResponse {
-				continue
-			}
-			if cerr := r.cfg.Check(events[i].Principal, m.Method, m.Tool); cerr != nil {
-				r.refuse(ctx, events, msgs, batch, cerr)
-				return
-			}
-		}
+	if cerr := r.admit(events, msgs); cerr != nil {
+		r.refuse(ctx, events, msgs, batch, cerr)
+		return
 	}
 	r.mu.Lock()
 	for i := range msgs {
 		m := &msgs[i]
 		switch m.Kind {
 		case mcp.KindRequest:
-			r.track(pendingKey{false, m.ID}, pendingReq{method: m.Method, tool: m.Tool, start: time.Now(),
+			r.track(pendingKey{false, m.ID}, pendingReq{method: m.Method, tool: m.Tool, resourceURI: m.ResourceURI,
+				prompt: m.Prompt, start: time.Now(),
 				traceID: m.TraceID, spanID: m.SpanID})
 		case mcp.KindResponse:
 			if sr, ok := r.take(pendingKey{true, m.ID}); ok {
@@ -276,6 +278,7 @@ func (r *relay) clientEvent(m *mcp.Message) *event.Event {
 			setAttr(e, attrArgumentBytes, strconv.Itoa(m.ArgumentBytes))
 		}
 		mcp.MaskArguments(r.masker, e, m.Arguments)
+		r.classes(e, m)
 	case mcp.KindNotification:
 		setAttr(e, attrSender, "client")
 	case mcp.KindResponse:
@@ -287,22 +290,135 @@ func (r *relay) clientEvent(m *mcp.Message) *event.Event {
 	return e
 }
 
+// enforcing reports whether client messages are checked before they are forwarded; then what
+// cannot be read cannot be checked and is refused.
+func (r *relay) enforcing() bool {
+	return r.cfg.Check != nil || r.cfg.Policy != nil || r.cfg.ToolPins != nil
+}
+
+// admit runs the checks a client line must pass before it is forwarded, in the gateway's order:
+// revocations and quarantines (Check), tool pins, the policy, and the audit trail's health. It
+// returns the refusal of the first message refused, nil when all pass.
+func (r *relay) admit(events []*event.Event, msgs []mcp.Message) error {
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Kind == mcp.KindResponse {
+			continue
+		}
+		if r.cfg.Check != nil {
+			if cerr := r.cfg.Check(events[i].Principal, m.Method, m.Tool); cerr != nil {
+				return cerr
+			}
+		}
+		if st := r.cfg.ToolPins; st != nil && m.Kind == mcp.KindRequest && m.Method == "tools/call" {
+			if _, why, blocked := st.Blocked(r.cfg.ServerName, m.Tool); blocked {
+				rule := mcp.PinRule(r.cfg.ServerName, m.Tool)
+				return &Refusal{Rule: rule, Reason: "tool blocked: " + why + ", awaiting approval (rule " + rule + ")"}
+			}
+		}
+	}
+	if err := r.decide(events, msgs); err != nil {
+		return err
+	}
+	// Fail closed, as the gateway: a call that cannot be audited is not served.
+	if h, ok := r.pub.(interface{ Healthy() error }); ok {
+		if err := h.Healthy(); err != nil {
+			for i := range msgs {
+				if msgs[i].Kind != mcp.KindResponse {
+					return &Refusal{Rule: "audit:fail_closed", Code: mcp.CodeAuditUnavailable,
+						Reason: "audit trail unavailable, call refused: " + err.Error()}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// decide evaluates every governed client message by the policy and records the decision on its
+// event; the first one not allowed refuses the line.
+func (r *relay) decide(events []*event.Event, msgs []mcp.Message) error {
+	if r.cfg.Policy == nil {
+		return nil
+	}
+	for i := range msgs {
+		m, e := &msgs[i], events[i]
+		if m.Kind == mcp.KindResponse {
+			continue
+		}
+		if _, governed := policy.ActionOf(m.Method); !governed {
+			setAttr(e, mcp.AttrPolicyEffect, "ungoverned")
+			continue
+		}
+		req := policy.Request{Tenant: r.cfg.Tenant, Principal: e.Principal, Time: time.Now(), Method: m.Method,
+			Server: r.cfg.ServerName, Tool: m.Tool, ResourceURI: m.ResourceURI, Prompt: m.Prompt, DataClasses: e.DataClasses}
+		if r.cfg.Scores != nil {
+			subject := e.Principal.Subject
+			if subject == "" {
+				subject = e.Principal.ClientID
+			}
+			req.Risk, req.RiskKnown = r.cfg.Scores.Risk(r.cfg.Tenant, subject)
+		}
+		d := r.cfg.Policy.Evaluate(req)
+		setAttr(e, mcp.AttrPolicyEffect, string(d.Effect))
+		e.Outcome.PolicyRule = d.Rule
+		if d.Effect == policy.Allow {
+			continue
+		}
+		for _, o := range events {
+			if o.Attributes[mcp.AttrPolicyEffect] == "" {
+				setAttr(o, mcp.AttrPolicyEffect, "not_evaluated")
+			}
+		}
+		text := "denied by mcpwatch policy (rule " + d.Rule + ")"
+		if d.Effect == policy.StepUp {
+			text = "step-up authentication required by mcpwatch policy (rule " + d.Rule + "); a stdio client cannot step up"
+		}
+		// The client sees the rule; the audit keeps the whole reason.
+		return &Refusal{Rule: d.Rule, Reason: text, audit: d.Reason}
+	}
+	return nil
+}
+
+// classes adds the configured data classes of the message's target to its event.
+func (r *relay) classes(e *event.Event, m *mcp.Message) {
+	var key string
+	switch {
+	case m.Tool != "":
+		key = "tool:" + m.Tool
+	case m.ResourceURI != "":
+		key = "resource:" + m.ResourceURI
+	case m.Prompt != "":
+		key = "prompt:" + m.Prompt
+	}
+	if cs := r.cfg.DataClasses[key]; key != "" && len(cs) > 0 {
+		all := append(slices.Clone(e.DataClasses), cs...)
+		slices.Sort(all)
+		e.DataClasses = slices.Compact(all)
+	}
+}
+
 // refuse answers the client's refused line itself (a JSON-RPC error per request, as a batch if
 // the line was one) and audits every message of it as denied.
 func (r *relay) refuse(ctx context.Context, events []*event.Event, msgs []mcp.Message, batch bool, cerr error) {
 	text := "refused by mcpwatch: " + cerr.Error()
-	rule := ""
+	rule, why, code := "", text, mcp.CodeDenied
 	if rf := (*Refusal)(nil); errors.As(cerr, &rf) {
 		rule = rf.Rule
+		if rf.audit != "" {
+			why = rf.audit
+		}
+		if rf.Code != 0 {
+			code = rf.Code
+		}
 	}
 	for _, e := range events {
-		e.Outcome = event.Outcome{Result: event.ResultDenied, Reason: text, PolicyRule: rule, ErrorCode: mcp.CodeDenied}
+		e.Outcome = event.Outcome{Result: event.ResultDenied, Reason: why, PolicyRule: rule, ErrorCode: code}
 		r.publish(ctx, e)
 	}
 	var answers []json.RawMessage
 	for _, m := range msgs {
 		if m.Kind == mcp.KindRequest {
-			answers = append(answers, errorBody(m.ID, mcp.CodeDenied, text))
+			answers = append(answers, errorBody(m.ID, code, text))
 		}
 	}
 	switch {
@@ -330,6 +446,11 @@ func (r *relay) fromServer(ctx context.Context, line []byte) {
 	}
 	for i := range msgs {
 		r.publish(ctx, r.serverEvent(&msgs[i]))
+		for _, ce := range r.observed {
+			r.log.Warn("tool definition not approved", "tool", ce.MCP.Tool, "blocked", ce.Outcome.Result == event.ResultDenied)
+			r.publish(ctx, ce)
+		}
+		r.observed = nil
 	}
 	r.toClient.write(line)
 }
@@ -373,6 +494,13 @@ func (r *relay) serverEvent(m *mcp.Message) *event.Event {
 		e.Outcome.Result, e.Outcome.Reason = event.ResultError, "tool reported an error"
 	}
 	e.MCP.ToolsHash = ri.ToolsHash
+	if ok && pr.method == "tools/list" && r.cfg.ToolPins != nil && !m.IsError {
+		r.observed = mcp.ObservePins(r.cfg.ToolPins, r.cfg.ServerName, m.Result, func() *event.Event {
+			ce := r.event(event.DirResponse, nil)
+			ce.Correlation = e.Correlation
+			return ce
+		})
+	}
 	return e
 }
 
@@ -490,6 +618,7 @@ func (r *relay) publish(ctx context.Context, e *event.Event) {
 // paired fills in a response event from the request it answers.
 func paired(e *event.Event, pr pendingReq) {
 	e.MCP.Method, e.MCP.Tool, e.MCP.LatencyMS = pr.method, pr.tool, ms(time.Since(pr.start))
+	e.MCP.ResourceURI, e.MCP.Prompt = pr.resourceURI, pr.prompt
 	if e.Correlation.TraceID == "" {
 		e.Correlation.TraceID, e.Correlation.SpanID = pr.traceID, pr.spanID
 	}

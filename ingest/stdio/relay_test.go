@@ -193,8 +193,8 @@ func TestRelayAuditsBothDirections(t *testing.T) {
 	if strings.Contains(call.MCP.ArgumentsMasked, "bob@example.com") || call.MCP.ArgumentsMasked == "" || call.PII["email"] != 1 {
 		t.Errorf("arguments %q, pii %v: want the e-mail masked and counted", call.MCP.ArgumentsMasked, call.PII)
 	}
-	if evs[5].MCP.ResourceURI != "file:///etc/hosts" {
-		t.Errorf("resource %q", evs[5].MCP.ResourceURI)
+	if evs[5].MCP.ResourceURI != "file:///etc/hosts" || evs[6].MCP.ResourceURI != "file:///etc/hosts" {
+		t.Errorf("resource of request %q, of its response %q", evs[5].MCP.ResourceURI, evs[6].MCP.ResourceURI)
 	}
 	if evs[8].Size.Request == 0 || evs[8].Attributes[attrSender] != "client" || evs[9].Attributes[attrSender] != "server" {
 		t.Errorf("client answer %+v %v, server notification %v", evs[8].Size, evs[8].Attributes, evs[9].Attributes)

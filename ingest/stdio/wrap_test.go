@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,27 @@ func runTestServer(mode string) int {
 		fmt.Fprintln(os.Stderr, "lookup-server: started")
 		if err := s.Run(context.Background(), &sdk.StdioTransport{}); err != nil && !errors.Is(err, io.EOF) {
 			fmt.Fprintln(os.Stderr, "lookup-server:", err)
+		}
+		return 0
+	case "policy": // tools, a resource and a prompt; says on stderr what it was asked to do
+		s := sdk.NewServer(&sdk.Implementation{Name: "hr-server", Version: "0.1.0"}, nil)
+		for _, name := range []string{"lookup", "delete_user"} {
+			s.AddTool(&sdk.Tool{Name: name, InputSchema: json.RawMessage(`{"type":"object"}`)},
+				func(context.Context, *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+					fmt.Fprintln(os.Stderr, "hr-server: called "+name)
+					return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: name + " done"}}}, nil
+				})
+		}
+		s.AddResource(&sdk.Resource{URI: "file:///notes", Name: "notes"},
+			func(context.Context, *sdk.ReadResourceRequest) (*sdk.ReadResourceResult, error) {
+				return &sdk.ReadResourceResult{Contents: []*sdk.ResourceContents{{URI: "file:///notes", Text: "notes"}}}, nil
+			})
+		s.AddPrompt(&sdk.Prompt{Name: "greet"}, func(context.Context, *sdk.GetPromptRequest) (*sdk.GetPromptResult, error) {
+			fmt.Fprintln(os.Stderr, "hr-server: prompt greet")
+			return &sdk.GetPromptResult{Messages: []*sdk.PromptMessage{{Role: "user", Content: &sdk.TextContent{Text: "hi"}}}}, nil
+		})
+		if err := s.Run(context.Background(), &sdk.StdioTransport{}); err != nil && !errors.Is(err, io.EOF) {
+			fmt.Fprintln(os.Stderr, "hr-server:", err)
 		}
 		return 0
 	case "exit3":

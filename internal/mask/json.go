@@ -190,7 +190,7 @@ func (w *jsonWalker) action() (Action, string) {
 	if act, ok := w.m.names[strings.ToLower(top.key)]; ok {
 		return act, seg
 	}
-	if secretName(top.key) {
+	if !w.m.noNames && secretName(top.key) {
 		return ActionMask, seg
 	}
 	return ActionScan, seg

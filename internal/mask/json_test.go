@@ -138,3 +138,17 @@ func TestPointerPrecedence(t *testing.T) {
 		}
 	}
 }
+
+// TestNoSecretFieldNames: a masker limited to personal data leaves credential-named fields alone
+// (and still finds personal data in them). Were the heuristic always on, redacting only "pii"
+// from tool results would also blank every "token" or "password" field.
+func TestNoSecretFieldNames(t *testing.T) {
+	m := newMasker(t, Config{Kinds: []string{KindEmail}, NoSecretFieldNames: true})
+	out, counts, err := m.JSON([]byte(`{"password":"hunter2","token":"kim@example.com","n":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"password":"hunter2","token":"[EMAIL]","n":1}`; string(out) != want || !maps.Equal(counts, map[string]int{KindEmail: 1}) {
+		t.Fatalf("got %s %v, want %s", out, counts, want)
+	}
+}

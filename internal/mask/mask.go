@@ -154,13 +154,17 @@ type Config struct {
 	// Fields whose name looks like a credential — password, passwd, pwd, secret, token,
 	// authorization, cookie, api_key, private_key, and names ending in password, secret, token,
 	// apikey, privatekey or accesskey (ignoring case, "_", "-" and ".") — are masked unless a rule
-	// names them.
+	// names them or NoSecretFieldNames is set.
 	FieldRules map[string]Action
+	// NoSecretFieldNames turns off the masking of fields by their credential-like names, for a
+	// Masker meant to find only some kinds (personal data, say) and leave the rest alone.
+	NoSecretFieldNames bool
 }
 
 // Masker masks personal data and secrets. It is immutable and safe for concurrent use.
 type Masker struct {
 	on       [numKinds]bool
+	noNames  bool // no masking by credential-like field names
 	repl     [numKinds]string
 	maxInput int
 	names    map[string]Action // field-name rules, keys lower-cased
@@ -190,7 +194,7 @@ const hardBoundary = "[]<>(){}*#!|^"
 // New validates cfg and returns a Masker. An unknown kind, a negative MaxInput, an invalid field
 // rule or an unsafe replacement is an error naming the culprit.
 func New(cfg Config) (*Masker, error) {
-	m := &Masker{maxInput: cfg.MaxInput}
+	m := &Masker{maxInput: cfg.MaxInput, noNames: cfg.NoSecretFieldNames}
 	if m.maxInput < 0 {
 		return nil, fmt.Errorf("mask: MaxInput %d is negative", cfg.MaxInput)
 	}

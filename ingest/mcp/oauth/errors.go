@@ -3,6 +3,7 @@ package oauth
 import (
 	"errors"
 	"strings"
+	"time"
 )
 
 var (
@@ -63,6 +64,9 @@ func invalid(reason string, err error) error { return &TokenError{Reason: reason
 type MFAError struct {
 	AnyAMR []string // one of these "amr" values was required
 	AnyACR []string // one of these "acr" values was required
+	// MaxAge, when set, is how recent the authentication must be (RFC 9470 max_age): the
+	// token's auth_time was older, or unknown.
+	MaxAge time.Duration
 }
 
 func (e *MFAError) Error() string {
@@ -73,6 +77,9 @@ func (e *MFAError) Error() string {
 	}
 	if len(e.AnyACR) > 0 {
 		b.WriteString(": acr one of " + strings.Join(e.AnyACR, ","))
+	}
+	if e.MaxAge > 0 {
+		b.WriteString(": authenticated within " + e.MaxAge.String())
 	}
 	return b.String()
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mcpwatch/mcpwatch/internal/event"
 )
@@ -72,7 +74,7 @@ func StatusFor(err error) int {
 // the 401 status and body. Per RFC 6750 §3.1 a request with no token gets no error code; an
 // invalid token gets error="invalid_token" with the [TokenError] reason; a token with too weak
 // authentication gets RFC 9470's error="insufficient_user_authentication" (with acr_values when
-// an acr is required). The first two carry the baseline scopes (RequiredScopes["*"]) when
+// an acr is required, max_age when a recent authentication is). The first two carry the baseline scopes (RequiredScopes["*"]) when
 // configured. Every challenge names the RFC 9728 metadata (resource_metadata), which
 // is how an MCP client finds the authorization server.
 func (v *Verifier) Challenge401(w http.ResponseWriter, err error) {
@@ -86,6 +88,10 @@ func (v *Verifier) Challenge401(w http.ResponseWriter, err error) {
 			param("error_description", "stronger authentication required"))
 		if len(mfa.AnyACR) > 0 {
 			params = append(params, param("acr_values", strings.Join(mfa.AnyACR, " ")))
+		}
+		if mfa.MaxAge > 0 {
+			// Whole seconds, rounded down so that a fresh login always satisfies it.
+			params = append(params, param("max_age", strconv.FormatInt(int64(mfa.MaxAge/time.Second), 10)))
 		}
 	case errors.As(err, &te):
 		params = append(params, param("error", "invalid_token"), param("error_description", te.Reason))

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -51,6 +52,10 @@ type Grant struct {
 	Audience []string
 	// ExpiresAt is the token's "exp".
 	ExpiresAt time.Time
+	// AuthTime is when the user last authenticated (OpenID Connect "auth_time", which many
+	// authorization servers put in access tokens and introspection answers); zero when the token
+	// does not say. Step-ups (RFC 9470 max_age) are judged by it.
+	AuthTime time.Time
 	// Introspected is true when the token was opaque and vouched for by introspection.
 	Introspected bool
 }
@@ -385,11 +390,31 @@ func (v *Verifier) grantFromClaims(claims jwt.MapClaims) (*Grant, error) {
 		ACR:       acr,
 		Audience:  []string(aud),
 		ExpiresAt: exp.Time,
+		AuthTime:  numericDate(claims["auth_time"]),
 	}
 	if v.cfg.RoleClaim != "" {
 		g.Principal.Roles = claimStrings(lookup(claims, v.cfg.RoleClaim), true)
 	}
 	return g, nil
+}
+
+// numericDate reads a NumericDate claim (seconds since the epoch); zero when absent or not a
+// positive number.
+func numericDate(v any) time.Time {
+	var f float64
+	switch n := v.(type) {
+	case float64:
+		f = n
+	case json.Number:
+		f, _ = n.Float64()
+	case int64:
+		f = float64(n)
+	}
+	if f <= 0 || f > 1e11 {
+		return time.Time{}
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
 // checkAuthStrength enforces RequireAMR and RequireACR.

@@ -24,10 +24,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
@@ -76,6 +78,7 @@ type store struct {
 	keys      []*signingKey     // keys[0] signs; all are published
 	resources map[string]string // auth request id → requested resource
 	amr       []string          // overrides the login's amr when set
+	authAge   time.Duration     // age of the simulated single sign-on session (see SetAuthAge)
 }
 
 func (s *store) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, userID string) (op.AuthRequest, error) {
@@ -129,8 +132,8 @@ func (s *store) GetClientByClientID(ctx context.Context, id string) (op.Client, 
 	return jwtClient{c.(*storage.Client)}, nil
 }
 
-// GetPrivateClaimsFromRequest puts the granted scopes, a role and the login's amr in the access
-// token, as production authorization servers do.
+// GetPrivateClaimsFromRequest puts the granted scopes, a role, the login's amr and its auth_time
+// in the access token, as production authorization servers (Keycloak, Auth0, Okta) do.
 func (s *store) GetPrivateClaimsFromRequest(_ context.Context, req op.TokenRequest, scopes []string) (map[string]any, error) {
 	claims := map[string]any{"scope": strings.Join(scopes, " "), "roles": []string{"analyst"}}
 	if r, ok := req.(interface{ GetAMR() []string }); ok {
@@ -140,8 +143,29 @@ func (s *store) GetPrivateClaimsFromRequest(_ context.Context, req op.TokenReque
 	if s.amr != nil {
 		claims["amr"] = slices.Clone(s.amr)
 	}
+	if r, ok := req.(interface{ GetAuthTime() time.Time }); ok && !r.GetAuthTime().IsZero() {
+		at := r.GetAuthTime()
+		if maxAuthAge(req) == nil { // no max_age or prompt=login: the old session is reused
+			at = at.Add(-s.authAge)
+		}
+		claims["auth_time"] = at.Unix()
+	}
 	s.mu.Unlock()
 	return claims, nil
+}
+
+// maxAuthAge is the max_age the authorization request asked for (0 for prompt=login), nil for
+// none.
+func maxAuthAge(req op.TokenRequest) *time.Duration {
+	switch r := req.(type) {
+	case *storage.AuthRequest:
+		return r.MaxAuthAge
+	case resourceAuthRequest:
+		if a, ok := r.AuthRequest.(*storage.AuthRequest); ok {
+			return a.MaxAuthAge
+		}
+	}
+	return nil
 }
 
 func (s *store) SigningKey(context.Context) (op.SigningKey, error) {
@@ -252,10 +276,36 @@ func (as *Server) SetAMR(amr ...string) {
 	as.store.amr = slices.Clone(amr)
 }
 
+// SetAuthAge makes the provider behave as if the user had a single sign-on session from d ago:
+// tokens from logins that do not ask for a fresh authentication carry an auth_time d in the past.
+// A login with max_age or prompt=login ([Server.StepUpLogin]) authenticates afresh, as OpenID
+// Connect requires. 0 restores fresh logins everywhere.
+func (as *Server) SetAuthAge(d time.Duration) {
+	as.store.mu.Lock()
+	defer as.store.mu.Unlock()
+	as.store.authAge = d
+}
+
 // Login runs the authorization-code flow with PKCE S256 through the example's login page, as a
 // browser would, logging in as the test user ([Subject]), and exchanges the code. resource, if
 // set, is sent as an RFC 8707 indicator in both the authorization and the token request.
 func (as *Server) Login(t testing.TB, resource string, scopes ...string) *oauth2.Token {
+	t.Helper()
+	return as.login(t, resource, nil, scopes)
+}
+
+// StepUpLogin is [Server.Login] answering an RFC 9470 step-up challenge: the authorization
+// request carries max_age (whole seconds of maxAge) and prompt=login, so the user authenticates
+// afresh and the token's auth_time is now.
+func (as *Server) StepUpLogin(t testing.TB, resource string, maxAge time.Duration, scopes ...string) *oauth2.Token {
+	t.Helper()
+	return as.login(t, resource, []oauth2.AuthCodeOption{
+		oauth2.SetAuthURLParam("max_age", strconv.FormatInt(int64(maxAge/time.Second), 10)),
+		oauth2.SetAuthURLParam("prompt", "login"),
+	}, scopes)
+}
+
+func (as *Server) login(t testing.TB, resource string, extra []oauth2.AuthCodeOption, scopes []string) *oauth2.Token {
 	t.Helper()
 	conf := &oauth2.Config{
 		ClientID: ClientID,
@@ -269,7 +319,7 @@ func (as *Server) Login(t testing.TB, resource string, scopes ...string) *oauth2
 	}
 	verifier := oauth2.GenerateVerifier()
 	state := oauth2.GenerateVerifier()
-	authOpts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	authOpts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}, extra...)
 	exOpts := []oauth2.AuthCodeOption{oauth2.VerifierOption(verifier)}
 	if resource != "" {
 		authOpts = append(authOpts, oauth2.SetAuthURLParam("resource", resource))
