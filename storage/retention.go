@@ -145,3 +145,32 @@ func dayPartitions(ctx context.Context, conn driver.Conn, database, table string
 	}
 	return out, rows.Err()
 }
+
+// EnforceRetention applies r through the sink's connection now and then every interval until ctx
+// ends, so a deployment on 18.16 needs no separate scheduler. Failures are logged and retried at
+// the next interval: retention is housekeeping and must not stop the sink.
+func (s *Sink) EnforceRetention(ctx context.Context, r Retention, every time.Duration) error {
+	if len(r) == 0 || every <= 0 {
+		return nil
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		res, err := ApplyRetention(ctx, s.conn, s.cfg.Database, r, time.Now(), false)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("retention failed; retrying at the next interval", "err", err, "interval", every)
+		case err == nil:
+			for _, rr := range res {
+				if len(rr.Dropped) > 0 {
+					s.log.Info("retention dropped day partitions", "table", rr.Table, "days", rr.Days, "partitions", rr.Dropped)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -38,6 +38,7 @@ type stageFlags struct {
 	toolPins           string
 	toolPinning        string
 	toolPinsReload     time.Duration
+	sink               sinkFlags
 }
 
 // oauthFlags configure the gateway as an OAuth 2.1 resource server. Secrets come from the
@@ -59,6 +60,7 @@ func (s *stageFlags) registerStages(cmd *cobra.Command) {
 	f.Float64Var(&s.respond.Threshold, "response-threshold", s.respond.Threshold, "responder: lowest finding score that revokes the principal")
 	f.StringVar(&s.respond.WebhookURL, "webhook-url", env("MCPWATCH_WEBHOOK_URL", ""), "responder: alert webhook URL (signing secret from $MCPWATCH_WEBHOOK_SECRET)")
 	f.DurationVar(&s.respond.RevokeFor, "revoke-for", s.respond.RevokeFor, "responder: how long a revocation lasts (0: until lifted)")
+	s.sink.register(cmd)
 }
 
 func (s *stageFlags) registerGateway(cmd *cobra.Command) {
@@ -239,6 +241,7 @@ func (g *globals) pipelineConfig(sf *stageFlags, stages []string) pipeline.Confi
 	}
 	if sf != nil {
 		cfg.Rate, cfg.Respond = sf.rate, sf.respond
+		cfg.Sink = sf.sink.options
 		cfg.Respond.WebhookSecret = os.Getenv("MCPWATCH_WEBHOOK_SECRET")
 	}
 	return cfg
