@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"sync"
@@ -160,7 +161,8 @@ func sampleEvent(i int) event.Event {
 	return event.Event{
 		Schema: event.SchemaVersion, ID: event.NewID(), Time: t, Source: event.SourceMCP, Observer: "gw-1", Tenant: "acme",
 		Principal: event.Principal{Subject: "alice", ClientID: "claude-desktop", Issuer: "https://idp.example",
-			Roles: []string{"analyst", "sales"}, TokenID: "tok_3f2a", AuthMethods: []string{"pwd", "hwk"}},
+			Roles: []string{"analyst", "sales"}, TokenID: "tok_3f2a", AuthMethods: []string{"pwd", "hwk"},
+			Scopes: []string{"mcp:tools", "mcp:db"}, ACR: "urn:mfa", Department: "sales", PeerGroup: "emea-sales"},
 		Correlation: event.Correlation{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", SessionID: "s-1", RequestID: "7"},
 		MCP: &event.MCP{Direction: event.DirRequest, Method: "tools/call", Tool: "db_query", ResourceURI: "db://sales",
 			ProtocolVersion: "2025-11-25", Transport: "streamable-http", ArgumentsMasked: `{"q":"[EMAIL]"}`,
@@ -174,7 +176,8 @@ func sampleEvent(i int) event.Event {
 		Severity:    5,
 		Attributes:  map[string]string{"region": "kr", "env": "prod"},
 		Normalized: &event.Normalized{Time: t.Add(time.Second), Signature: "MCP-4001", Name: "Request denied by policy",
-			CEF: "CEF:0|mcpwatch|mcpwatch|1|MCP-4001|Request denied by policy|5|suser=alice", Sensitivity: 0.75},
+			CEF: "CEF:0|mcpwatch|mcpwatch|1|MCP-4001|Request denied by policy|5|suser=alice", Sensitivity: 0.75,
+			OCSF: json.RawMessage(`{"class_uid":6003,"activity_id":99}`)},
 	}
 }
 
@@ -182,7 +185,7 @@ func sampleFinding() event.Finding {
 	t := time.Date(2026, 11, 23, 9, 7, 0, 0, time.UTC)
 	return event.Finding{
 		Schema: event.SchemaVersion, ID: event.NewID(), Time: t, Tenant: "acme",
-		Principal: event.Principal{Subject: "alice", ClientID: "claude-desktop"},
+		Principal: event.Principal{Subject: "alice", ClientID: "claude-desktop", Department: "sales", PeerGroup: "emea-sales"},
 		Detector:  "rate", Score: 87.5, Severity: 9, Summary: "tool calls 12x above baseline",
 		WindowStart: t.Add(-time.Minute), WindowEnd: t,
 		Features: map[string]float64{"frequency": 0.9, "sensitivity": 0.75}, EventIDs: []string{"e1", "e2"},
@@ -194,5 +197,13 @@ func sampleAction(findingID string) event.Action {
 		Schema: event.SchemaVersion, ID: event.NewID(), Time: time.Date(2026, 11, 23, 9, 7, 0, 400_000_000, time.UTC),
 		Tenant: "acme", FindingID: findingID, Subject: "alice", Kind: event.ActionRevoke,
 		Target: "revoke/subject/acme/alice", Status: "succeeded", Attempts: 1, LatencyMS: 412.5,
+	}
+}
+
+func sampleScore(i int) event.Score {
+	return event.Score{
+		Schema: event.SchemaVersion, Time: time.Date(2026, 11, 23, 9, 7, 0, 250_000_000, time.UTC).Add(time.Duration(i) * time.Second),
+		Tenant: "acme", Subject: "alice", Score: 42.5 + float64(i),
+		Components: map[string]float64{"frequency": 0.9, "sensitivity": 0.75, "user_risk": 0.2},
 	}
 }

@@ -234,7 +234,6 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 	if !ver.AtLeast(MinServer.Major, MinServer.Minor) {
 		return nil, fmt.Errorf("migrate %s: %w: %s, need %s or newer", database, ErrOldServer, ver, MinServer)
 	}
-	// Newer servers: choose migration variants by ver here (DateTime64, LowCardinality, TTL, ...).
 	st, err := Status(ctx, conn, database)
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", database, err)
@@ -248,14 +247,23 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) ([]Migratio
 	if err := conn.Exec(ctx, query("schema_migrations", database)); err != nil {
 		return nil, fmt.Errorf("migrate %s: create schema_migrations: %w", database, err)
 	}
+	// schema_migrations tables made before features were recorded lack the column.
+	if err := execGuarded(ctx, conn, database, "ALTER TABLE "+database+".schema_migrations ADD COLUMN features Array(String) DEFAULT []"); err != nil {
+		return nil, fmt.Errorf("migrate %s: schema_migrations: %w", database, err)
+	}
+	features := FeaturesFor(ver)
 	var done []Migration
 	for _, m := range st.Pending {
-		for i, stmt := range Statements(m.SQL, database) {
-			if err := conn.Exec(ctx, stmt); err != nil {
+		stmts, err := Render(m, database, features)
+		if err != nil {
+			return done, fmt.Errorf("migrate %s: %w", database, err)
+		}
+		for i, stmt := range stmts {
+			if err := execGuarded(ctx, conn, database, stmt); err != nil {
 				return done, fmt.Errorf("migrate %s: %04d_%s statement %d: %w", database, m.Version, m.Name, i+1, err)
 			}
 		}
-		if err := record(ctx, conn, database, m, ver); err != nil {
+		if err := record(ctx, conn, database, m, ver, features); err != nil {
 			return done, fmt.Errorf("migrate %s: record %04d_%s: %w", database, m.Version, m.Name, err)
 		}
 		done = append(done, m)
@@ -302,15 +310,41 @@ func applied(ctx context.Context, conn driver.Conn, database string) ([]Applied,
 	return out, nil
 }
 
+// addColumnRE matches the one ALTER form migrations may use on every server.
+var addColumnRE = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+COLUMN\s+(\w+)\s`)
+
+// execGuarded runs one migration statement. ADD COLUMN has no IF NOT EXISTS on 18.16, so an
+// "ALTER TABLE db.t ADD COLUMN c ..." statement is skipped when system.columns already lists c:
+// a migration interrupted after it re-runs cleanly.
+func execGuarded(ctx context.Context, conn driver.Conn, database, stmt string) error {
+	if m := addColumnRE.FindStringSubmatch(stmt); m != nil {
+		if m[1] != database {
+			return fmt.Errorf("ALTER of %s.%s: migrations may only change %s", m[1], m[2], database)
+		}
+		var n uint64
+		if err := conn.QueryRow(ctx, query("column_exists", database), database, m[2], m[3]).Scan(&n); err != nil {
+			return fmt.Errorf("look up column %s.%s: %w", m[2], m[3], err)
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	return conn.Exec(ctx, stmt)
+}
+
 // record inserts m into schema_migrations. Batch INSERT with named columns: on 18.16 an
 // INSERT ... VALUES through Exec hangs.
-func record(ctx context.Context, conn driver.Conn, database string, m Migration, ver Version) error {
-	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+database+".schema_migrations (version, name, checksum, applied_at, server_version)")
+func record(ctx context.Context, conn driver.Conn, database string, m Migration, ver Version, f Features) error {
+	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+database+".schema_migrations (version, name, checksum, applied_at, server_version, features)")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = b.Close() }()
-	if err := b.Append(uint32(m.Version), m.Name, m.Checksum, time.Now().UTC(), ver.Raw); err != nil {
+	names := f.Names()
+	if names == nil {
+		names = []string{}
+	}
+	if err := b.Append(uint32(m.Version), m.Name, m.Checksum, time.Now().UTC(), ver.Raw, names); err != nil {
 		return err
 	}
 	return b.Send()

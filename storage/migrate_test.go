@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -37,7 +38,8 @@ SELECT 2`
 
 // The embedded migrations must load (names, contiguous versions) and obey the rules that make
 // re-running a half-applied migration safe on 18.16: if this fails, a crash during `migrate`
-// could leave a database that no later run can fix.
+// could leave a database that no later run can fix. Each file is checked as 18.16 gets it (no
+// newer feature may leak into that form) and as a current server gets it.
 func TestMigrationFilesFollowTheRules(t *testing.T) {
 	ms, err := Migrations()
 	if err != nil {
@@ -46,34 +48,73 @@ func TestMigrationFilesFollowTheRules(t *testing.T) {
 	if len(ms) == 0 || ms[0].Version != 1 {
 		t.Fatalf("migrations %v", ms)
 	}
-	create := regexp.MustCompile(`(?i)^CREATE\s+(TABLE|DATABASE|VIEW|MATERIALIZED\s+VIEW)\s+`)
+	create := regexp.MustCompile(`(?i)^CREATE\s+(TABLE|DATABASE|VIEW|MATERIALIZED\s+VIEW|ROLE|USER)\s+`)
+	guardedAlter := regexp.MustCompile(`(?i)^ALTER\s+TABLE\s+db\.\w+\s+(ADD\s+COLUMN\s+\w+\s|ADD\s+INDEX\s+IF\s+NOT\s+EXISTS\s|MODIFY\s+(TTL|SETTING)\s)`)
 	for _, m := range ms {
-		stmts := Statements(m.SQL, "db")
-		if len(stmts) == 0 {
-			t.Errorf("%04d_%s: no statements", m.Version, m.Name)
-		}
-		for i, s := range stmts {
-			up := strings.ToUpper(s)
-			switch {
-			case create.MatchString(s) && !strings.Contains(up, "IF NOT EXISTS"):
-				t.Errorf("%04d_%s statement %d: CREATE without IF NOT EXISTS", m.Version, m.Name, i+1)
-			case strings.HasPrefix(up, "DROP") && !strings.Contains(up, "IF EXISTS"):
-				t.Errorf("%04d_%s statement %d: DROP without IF EXISTS", m.Version, m.Name, i+1)
-			case strings.HasPrefix(up, "ALTER"):
-				// 18.16 has no ADD COLUMN IF NOT EXISTS: an ALTER is not idempotent there. Teach
-				// Migrate a guarded form (check system.columns first) before adding one.
-				t.Errorf("%04d_%s statement %d: ALTER is not idempotent on 18.16", m.Version, m.Name, i+1)
-			case strings.HasPrefix(up, "INSERT"):
-				t.Errorf("%04d_%s statement %d: INSERT ... VALUES through Exec hangs on 18.16", m.Version, m.Name, i+1)
+		total := 0
+		for _, f := range []Features{{}, AllFeatures()} {
+			stmts, err := Render(m, "db", f)
+			if err != nil {
+				t.Fatalf("%04d_%s with %s: %v", m.Version, m.Name, f, err)
 			}
-			if create.MatchString(s) && !strings.Contains(s, "db.") {
-				t.Errorf("%04d_%s statement %d: object not qualified with ${database}", m.Version, m.Name, i+1)
-			}
-			for _, banned := range []string{"DateTime64", "Map(", "LowCardinality", "CODEC", " TTL ", "IPv4", "IPv6", "JSONExtract"} {
-				if strings.Contains(s, banned) {
-					t.Errorf("%04d_%s statement %d: %s does not exist on ClickHouse 18.16", m.Version, m.Name, i+1, banned)
+			total += len(stmts)
+			for i, s := range stmts {
+				up := strings.ToUpper(s)
+				where := fmt.Sprintf("%04d_%s statement %d (features %s)", m.Version, m.Name, i+1, f)
+				switch {
+				case create.MatchString(s) && !strings.Contains(up, "IF NOT EXISTS"):
+					t.Errorf("%s: CREATE without IF NOT EXISTS", where)
+				case strings.HasPrefix(up, "DROP") && !strings.Contains(up, "IF EXISTS"):
+					t.Errorf("%s: DROP without IF EXISTS", where)
+				case strings.HasPrefix(up, "ALTER") && !guardedAlter.MatchString(s):
+					// Migrate guards "ADD COLUMN name" itself (18.16 has no IF NOT EXISTS there);
+					// other ALTERs must be idempotent on their own.
+					t.Errorf("%s: ALTER that is not idempotent: %.80s", where, s)
+				case strings.HasPrefix(up, "ALTER") && strings.Contains(up, "ADD COLUMN") && !addColumnRE.MatchString(s):
+					t.Errorf("%s: ADD COLUMN not in the guarded form", where)
+				case strings.HasPrefix(up, "INSERT"):
+					t.Errorf("%s: INSERT ... VALUES through Exec hangs on 18.16", where)
+				}
+				if create.MatchString(s) && !strings.Contains(s, "db.") && !strings.Contains(up, " ROLE ") {
+					t.Errorf("%s: object not qualified with ${database}", where)
+				}
+				if strings.Contains(s, "{{") || strings.Contains(s, "${") {
+					t.Errorf("%s: unexpanded placeholder: %.80s", where, s)
+				}
+				if f == (Features{}) {
+					for _, banned := range []string{"DateTime64", "Map(", "LowCardinality", "CODEC", "TTL ", "IPv4", "IPv6", "JSONExtract", "INDEX ", " ROLE ", "GRANT "} {
+						if strings.Contains(s, banned) {
+							t.Errorf("%s: %s does not exist on ClickHouse 18.16", where, banned)
+						}
+					}
 				}
 			}
+		}
+		if total == 0 {
+			t.Errorf("%04d_%s: no statements for any server", m.Version, m.Name)
+		}
+	}
+}
+
+// Rendering follows the server version: 18.16 gets none of the newer forms, 20.3 the storage
+// features, 20.5 access control as well.
+func TestFeaturesFor(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		want string
+	}{
+		{"18.16.1", ""},
+		{"19.17.4.11", ""},
+		{"20.3.1", "codecs,datetime64,lowcardinality,skip_indexes,ttl"},
+		{"20.5.2", "codecs,datetime64,lowcardinality,rbac,skip_indexes,ttl"},
+		{"26.9.2.1", "codecs,datetime64,lowcardinality,rbac,skip_indexes,ttl"},
+	} {
+		v, err := ParseVersion(c.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(FeaturesFor(v).Names(), ","); got != c.want {
+			t.Errorf("%s: %q, want %q", c.v, got, c.want)
 		}
 	}
 }
@@ -151,7 +192,7 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	future := Migration{Version: len(known) + 1, Name: "from_the_future", Checksum: "f00d"}
-	if err := record(ctx, conn, db, future, Version{Raw: "26.1.1"}); err != nil {
+	if err := record(ctx, conn, db, future, Version{Raw: "26.1.1"}, Features{}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Migrate(ctx, conn, db)
@@ -166,7 +207,7 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 	}
 
 	conn2, db2 := migrated(t)
-	if err := record(ctx, conn2, db2, future, Version{Raw: "26.1.1"}); err != nil {
+	if err := record(ctx, conn2, db2, future, Version{Raw: "26.1.1"}, Features{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Migrate(ctx, conn2, db2); !errors.Is(err, ErrNewerSchema) {
@@ -185,7 +226,7 @@ func TestMigrateRefusesChangedMigration(t *testing.T) {
 	if err := conn.Exec(ctx, query("schema_migrations", db)); err != nil {
 		t.Fatal(err)
 	}
-	if err := record(ctx, conn, db, Migration{Version: 1, Name: "init", Checksum: "0123456789abcdef"}, Version{Raw: "18.16.1"}); err != nil {
+	if err := record(ctx, conn, db, Migration{Version: 1, Name: "init", Checksum: "0123456789abcdef"}, Version{Raw: "18.16.1"}, Features{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Migrate(ctx, conn, db); !errors.Is(err, ErrChecksum) {

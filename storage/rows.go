@@ -144,7 +144,8 @@ type eventRows struct {
 	time, ingest, normalized                                                             []time.Time
 	timeMS                                                                               []uint64
 	schema                                                                               []uint16
-	roles, authMethods, dataClasses, piiKinds, procArgs, attrKeys, attrValues            [][]string
+	roles, authMethods, scopes, dataClasses, piiKinds, procArgs, attrKeys, attrValues    [][]string
+	acr, department, peerGroup, ocsf                                                     []string
 	sessionID, requestID, traceID, spanID                                                []string
 	direction, method, tool, resourceURI, prompt, protoVersion, transport                []string
 	clientName, clientVersion, toolsHash, arguments, server, route, sandbox              []string
@@ -168,7 +169,8 @@ func (r *eventRows) columns() []column {
 		{"normalized_time", r.normalized}, {"schema", r.schema}, {"tenant", r.tenant},
 		{"principal", r.principal}, {"source", r.source}, {"observer", r.observer},
 		{"subject", r.subject}, {"client_id", r.clientID}, {"issuer", r.issuer}, {"token_id", r.tokenID},
-		{"roles", r.roles}, {"auth_methods", r.authMethods}, {"session_id", r.sessionID},
+		{"roles", r.roles}, {"auth_methods", r.authMethods}, {"scopes", r.scopes}, {"acr", r.acr},
+		{"department", r.department}, {"peer_group", r.peerGroup}, {"session_id", r.sessionID},
 		{"request_id", r.requestID}, {"trace_id", r.traceID}, {"span_id", r.spanID},
 		{"direction", r.direction}, {"method", r.method}, {"tool", r.tool}, {"resource_uri", r.resourceURI},
 		{"prompt", r.prompt}, {"protocol_version", r.protoVersion}, {"transport", r.transport},
@@ -186,7 +188,7 @@ func (r *eventRows) columns() []column {
 		{"span_status", r.spanStatus}, {"span_duration_ms", r.spanDuration},
 		{"attr_keys", r.attrKeys}, {"attr_values", r.attrValues},
 		{"severity", r.sev}, {"signature", r.sig}, {"name", r.name}, {"sensitivity", r.sensitivity},
-		{"cef", r.cef}, {"raw", r.raw},
+		{"cef", r.cef}, {"ocsf", r.ocsf}, {"raw", r.raw},
 	}
 }
 
@@ -253,6 +255,10 @@ func (r *eventRows) add(e *event.Event, raw []byte, ingest time.Time) error {
 	r.tokenID = append(r.tokenID, e.Principal.TokenID)
 	r.roles = append(r.roles, orEmpty(e.Principal.Roles))
 	r.authMethods = append(r.authMethods, orEmpty(e.Principal.AuthMethods))
+	r.scopes = append(r.scopes, orEmpty(e.Principal.Scopes))
+	r.acr = append(r.acr, e.Principal.ACR)
+	r.department = append(r.department, e.Principal.Department)
+	r.peerGroup = append(r.peerGroup, e.Principal.PeerGroup)
 	r.sessionID = append(r.sessionID, e.Correlation.SessionID)
 	r.requestID = append(r.requestID, e.Correlation.RequestID)
 	r.traceID = append(r.traceID, e.Correlation.TraceID)
@@ -307,6 +313,7 @@ func (r *eventRows) add(e *event.Event, raw []byte, ingest time.Time) error {
 	r.name = append(r.name, n.Name)
 	r.sensitivity = append(r.sensitivity, float32(sens))
 	r.cef = append(r.cef, n.CEF)
+	r.ocsf = append(r.ocsf, string(n.OCSF))
 	r.raw = append(r.raw, string(raw))
 	return nil
 }
@@ -314,6 +321,7 @@ func (r *eventRows) add(e *event.Event, raw []byte, ingest time.Time) error {
 // findingRows buffers rows of the findings table.
 type findingRows struct {
 	id, tenant, principal, subject, clientID, detector, summary, raw []string
+	department, peerGroup                                            []string
 	time, ingest, windowStart, windowEnd                             []time.Time
 	timeMS                                                           []uint64
 	schema                                                           []uint16
@@ -327,7 +335,7 @@ func (r *findingRows) columns() []column {
 	return []column{
 		{"id", r.id}, {"time", r.time}, {"time_ms", r.timeMS}, {"ingest_time", r.ingest},
 		{"schema", r.schema}, {"tenant", r.tenant}, {"principal", r.principal}, {"subject", r.subject},
-		{"client_id", r.clientID}, {"detector", r.detector}, {"score", r.score}, {"severity", r.sev},
+		{"client_id", r.clientID}, {"department", r.department}, {"peer_group", r.peerGroup}, {"detector", r.detector}, {"score", r.score}, {"severity", r.sev},
 		{"summary", r.summary}, {"window_start", r.windowStart}, {"window_end", r.windowEnd},
 		{"feature_names", r.featureNames}, {"feature_values", r.featureValues}, {"event_ids", r.eventIDs},
 		{"raw", r.raw},
@@ -358,6 +366,8 @@ func (r *findingRows) add(f *event.Finding, raw []byte, ingest time.Time) error 
 	r.principal = append(r.principal, principalOf(f.Tenant, f.Principal))
 	r.subject = append(r.subject, f.Principal.Subject)
 	r.clientID = append(r.clientID, f.Principal.ClientID)
+	r.department = append(r.department, f.Principal.Department)
+	r.peerGroup = append(r.peerGroup, f.Principal.PeerGroup)
 	r.detector = append(r.detector, f.Detector)
 	r.score = append(r.score, score)
 	r.sev = append(r.sev, severity(f.Severity))
@@ -414,6 +424,60 @@ func (r *actionRows) add(a *event.Action, raw []byte, ingest time.Time) error {
 	r.detail = append(r.detail, a.Detail)
 	r.attempts = append(r.attempts, attempts)
 	r.latency = append(r.latency, lat)
+	r.raw = append(r.raw, string(raw))
+	return nil
+}
+
+// ScoreID is the id of a score row: a score record has none of its own, and a principal has at
+// most one score per millisecond, so tenant, subject and time identify it (and a replayed score
+// gets the same id).
+func ScoreID(s *event.Score) string {
+	return fmt.Sprintf("%s/%s/%d", s.Tenant, s.Subject, s.Time.UnixMilli())
+}
+
+// scoreRows buffers rows of the scores table.
+type scoreRows struct {
+	id, tenant, subject, raw []string
+	time, ingest             []time.Time
+	timeMS                   []uint64
+	schema                   []uint16
+	score                    []float64
+	names                    [][]string
+	values                   [][]float64
+}
+
+func (r *scoreRows) columns() []column {
+	return []column{
+		{"id", r.id}, {"time", r.time}, {"time_ms", r.timeMS}, {"ingest_time", r.ingest},
+		{"schema", r.schema}, {"tenant", r.tenant}, {"subject", r.subject}, {"score", r.score},
+		{"component_names", r.names}, {"component_values", r.values}, {"raw", r.raw},
+	}
+}
+
+func (r *scoreRows) len() int { return len(r.id) }
+
+func (r *scoreRows) add(sc *event.Score, raw []byte, ingest time.Time) error {
+	var c conv
+	t := c.dateTime("time", sc.Time, true)
+	score := c.finite("score", sc.Score)
+	names := slices.Sorted(maps.Keys(sc.Components))
+	values := make([]float64, len(names))
+	for i, k := range names {
+		values[i] = c.finite("component "+k, sc.Components[k])
+	}
+	if c.err != nil {
+		return fmt.Errorf("score %s: %w", ScoreID(sc), c.err)
+	}
+	r.id = append(r.id, ScoreID(sc))
+	r.time = append(r.time, t)
+	r.timeMS = append(r.timeMS, unixMilli(sc.Time))
+	r.ingest = append(r.ingest, ingest)
+	r.schema = append(r.schema, schemaVersion(sc.Schema))
+	r.tenant = append(r.tenant, sc.Tenant)
+	r.subject = append(r.subject, sc.Subject)
+	r.score = append(r.score, score)
+	r.names = append(r.names, names)
+	r.values = append(r.values, values)
 	r.raw = append(r.raw, string(raw))
 	return nil
 }

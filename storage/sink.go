@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"slices"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -20,14 +24,16 @@ const (
 	TableEvents   = "events"
 	TableFindings = "findings"
 	TableActions  = "actions"
+	TableScores   = "scores"
 )
 
 // SinkConfig configures a [Sink].
 type SinkConfig struct {
-	Database string       // where the tables are; validated with [ValidIdentifier]
-	Topics   event.Topics // the sink reads Events, Findings and Actions
-	// InsertTimeout bounds one INSERT; past it the batch fails and the stage retries it.
-	// Default 60s.
+	Database string // where the tables are; validated with [ValidIdentifier]
+	// Topics the sink reads: Events, Findings and Actions are required; Scores is stored when set.
+	Topics event.Topics
+	// InsertTimeout bounds one INSERT (and the lookup before it); past it the batch fails and
+	// the stage retries it. Default 60s.
 	InsertTimeout time.Duration
 	Logger        *slog.Logger          // nil: discard
 	Registerer    prometheus.Registerer // nil: metrics are not registered
@@ -47,20 +53,33 @@ func (c SinkConfig) Validate() error {
 	return nil
 }
 
-// Sink is the storage stage: a [kafkaio.Handler] that writes each polled batch of events,
-// findings and actions to their ClickHouse tables, one columnar INSERT per table and batch.
+// Sink is the storage stage: a [kafkaio.Handler] that writes each batch of events, findings,
+// actions and scores to their ClickHouse tables, one columnar INSERT per table and batch.
 //
-// Delivery: when ClickHouse is unreachable or refuses an INSERT, Handle returns the error and the
-// stage retries the whole batch with backoff, committing no offsets meanwhile. Rows of a table
-// already inserted in a failed attempt are inserted again on retry; the tables collapse such
-// duplicates by record id (see migrations/0001_init.sql). A record that cannot be decoded, or
-// holds a value its column cannot store faithfully (a time outside DateTime's range, a negative
-// size), is dead-lettered with the reason and the rest of the batch is written.
+// Write-once. Kafka delivery is at-least-once: after a crash between INSERT and offset commit,
+// or a retry after ClickHouse acknowledged too late, the same records come again. Before each
+// INSERT the sink asks the table which of the batch's ids it already holds (one query, the ids
+// sent as external data, narrowed by tenant and time so it reads a few granules) and leaves those
+// rows out, together with repeats inside the batch. So a replayed range writes nothing new, and
+// the materialized per-minute aggregates, which count INSERTs rather than rows, stay exact. The
+// tables are also ReplacingMergeTrees keyed by id, and the *_dedup views read them with FINAL:
+// the cases write-once cannot see (two sinks writing the same partition at once during a
+// rebalance) still collapse there. See docs/storage.md.
+//
+// Failures. When ClickHouse is unreachable or fails for reasons of its own (timeouts, memory,
+// too many parts, a missing table), Handle returns the error and the stage retries the whole
+// batch with backoff, committing no offsets meanwhile; nothing is dead-lettered. When ClickHouse
+// refuses the data itself (a parse or conversion error, a constraint or throwIf: see
+// [rowDataCodes]), one bad row fails the whole INSERT, so the sink bisects the batch until it has
+// the rows that fail alone, dead-letters just those with the server's reason, and writes the
+// rest. Records that cannot be decoded, or hold a value a column cannot store faithfully (a time
+// outside DateTime's range, a negative size), are dead-lettered before any INSERT.
 type Sink struct {
-	conn driver.Conn
-	cfg  SinkConfig
-	log  *slog.Logger
-	m    sinkMetrics
+	conn     driver.Conn
+	cfg      SinkConfig
+	log      *slog.Logger
+	m        sinkMetrics
+	settings clickhouse.Settings // sent with every INSERT
 }
 
 // NewSink returns a sink writing through conn, which it owns from then on ([Sink.Close] closes
@@ -79,12 +98,26 @@ func NewSink(ctx context.Context, conn driver.Conn, cfg SinkConfig) (*Sink, erro
 	if err := CheckSchema(ctx, conn, cfg.Database); err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	return &Sink{conn: conn, cfg: cfg, log: cfg.Logger, m: newSinkMetrics(cfg.Registerer)}, nil
+	ver, err := ServerVersion(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	settings := clickhouse.Settings{"max_execution_time": int(cfg.InsertTimeout.Seconds()) + 1}
+	if FeaturesFor(ver).TTL {
+		// Newer servers refuse an INSERT spanning more than 100 partitions (days) by default, an
+		// error that would repeat on every retry of a backfill batch; 18.16 has no such limit.
+		settings["max_partitions_per_insert_block"] = 0
+	}
+	return &Sink{conn: conn, cfg: cfg, log: cfg.Logger, m: newSinkMetrics(cfg.Registerer), settings: settings}, nil
 }
 
 // Topics returns the topics the sink's stage must consume.
 func (s *Sink) Topics() []string {
-	return []string{s.cfg.Topics.Events, s.cfg.Topics.Findings, s.cfg.Topics.Actions}
+	t := []string{s.cfg.Topics.Events, s.cfg.Topics.Findings, s.cfg.Topics.Actions}
+	if s.cfg.Topics.Scores != "" {
+		t = append(t, s.cfg.Topics.Scores)
+	}
+	return t
 }
 
 // Close closes the connection.
@@ -95,6 +128,59 @@ func (s *Sink) Close() error {
 	return nil
 }
 
+// batch is one table's share of a polled batch: its rows column by column, and each row's record.
+type batch struct {
+	table string
+	cols  []column
+	recs  []*kgo.Record
+}
+
+func (b *batch) columns() []column { return b.cols }
+func (b *batch) len() int          { return len(b.recs) }
+
+func (b *batch) strings(name string) []string {
+	for _, c := range b.cols {
+		if c.name == name {
+			return c.data.([]string)
+		}
+	}
+	panic("storage: table " + b.table + " has no column " + name) // a build defect, caught by every sink test
+}
+
+func (b *batch) times() []time.Time {
+	for _, c := range b.cols {
+		if c.name == "time" {
+			return c.data.([]time.Time)
+		}
+	}
+	panic("storage: table " + b.table + " has no time column")
+}
+
+// pick returns the rows at idx, in that order.
+func (b *batch) pick(idx []int) *batch {
+	out := &batch{table: b.table, cols: make([]column, len(b.cols)), recs: make([]*kgo.Record, len(idx))}
+	for i, c := range b.cols {
+		v := reflect.ValueOf(c.data)
+		n := reflect.MakeSlice(v.Type(), len(idx), len(idx))
+		for j, k := range idx {
+			n.Index(j).Set(v.Index(k))
+		}
+		out.cols[i] = column{c.name, n.Interface()}
+	}
+	for j, k := range idx {
+		out.recs[j] = b.recs[k]
+	}
+	return out
+}
+
+func span(from, to int) []int {
+	idx := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		idx = append(idx, i)
+	}
+	return idx
+}
+
 // Handle writes one batch. It implements [kafkaio.Handler]; it produces no records.
 func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, error) {
 	var (
@@ -102,30 +188,40 @@ func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, 
 		events   eventRows
 		findings findingRows
 		actions  actionRows
+		scores   scoreRows
 		now      = time.Now().UTC()
+		byTable  = map[string][]*kgo.Record{}
 	)
 	for _, r := range recs {
-		if err := s.add(r, now, &events, &findings, &actions); err != nil {
+		table, err := s.add(r, now, &events, &findings, &actions, &scores)
+		switch {
+		case err != nil:
 			res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: r, Reason: err})
+		case table != "":
+			byTable[table] = append(byTable[table], r)
 		}
 	}
 	for _, t := range []struct {
 		name string
 		rows columns
-	}{{TableEvents, &events}, {TableFindings, &findings}, {TableActions, &actions}} {
+	}{{TableEvents, &events}, {TableFindings, &findings}, {TableActions, &actions}, {TableScores, &scores}} {
 		if t.rows.len() == 0 {
 			continue
 		}
-		if err := s.insert(ctx, t.name, t.rows); err != nil {
+		dead, err := s.write(ctx, &batch{table: t.name, cols: t.rows.columns(), recs: byTable[t.name]})
+		if err != nil {
 			s.m.errors.WithLabelValues(t.name).Inc()
 			return kafkaio.Result{}, err
 		}
+		res.Dead = append(res.Dead, dead...)
 	}
 	s.m.dead.Add(float64(len(res.Dead)))
 	return res, nil
 }
 
-func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows, ac *actionRows) error {
+// add decodes r into the rows of its table and returns the table, or "" for a record that is
+// skipped on purpose (a tombstone on the compacted scores topic).
+func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows, ac *actionRows, sc *scoreRows) (string, error) {
 	where := func(err error) error {
 		if err == nil {
 			return nil
@@ -136,66 +232,189 @@ func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows,
 	case s.cfg.Topics.Events:
 		var e event.Event
 		if err := event.Decode(r.Value, &e); err != nil {
-			return where(err)
+			return "", where(err)
 		}
-		return where(ev.add(&e, r.Value, now))
+		return TableEvents, where(ev.add(&e, r.Value, now))
 	case s.cfg.Topics.Findings:
 		var f event.Finding
 		if err := event.Decode(r.Value, &f); err != nil {
-			return where(err)
+			return "", where(err)
 		}
-		return where(fi.add(&f, r.Value, now))
+		return TableFindings, where(fi.add(&f, r.Value, now))
 	case s.cfg.Topics.Actions:
 		var a event.Action
 		if err := event.Decode(r.Value, &a); err != nil {
-			return where(err)
+			return "", where(err)
 		}
-		return where(ac.add(&a, r.Value, now))
+		return TableActions, where(ac.add(&a, r.Value, now))
 	}
-	return where(kafkaio.Permanent(errors.New("no table for this topic")))
+	if r.Topic == s.cfg.Topics.Scores && s.cfg.Topics.Scores != "" {
+		if r.Value == nil {
+			return "", nil
+		}
+		var v event.Score
+		if err := event.Decode(r.Value, &v); err != nil {
+			return "", where(err)
+		}
+		return TableScores, where(sc.add(&v, r.Value, now))
+	}
+	return "", where(kafkaio.Permanent(errors.New("no table for this topic")))
 }
 
-// insert sends rows as one columnar batch INSERT.
-//
-// Newer servers (19.x and later) refuse an INSERT block spanning more than
-// max_partitions_per_insert_block (default 100) partitions, i.e. a batch whose events cover more
-// than 100 days (a backfill); that error would repeat on every retry. 18.16 has no such limit.
-// A later issue: split such batches by partition, or raise the setting on servers that have it
-// (see [ServerVersion]).
-func (s *Sink) insert(ctx context.Context, table string, rows columns) error {
+// write stores b write-once: rows whose id the table already holds are left out, and a batch the
+// server refuses for its data is bisected down to the rows that fail alone, which are returned
+// as dead letters. Any other error is returned for the stage to retry the whole batch; rows
+// written before it are left out of the retry by the same lookup.
+func (s *Sink) write(ctx context.Context, b *batch) ([]kafkaio.DeadLetter, error) {
+	b, err := s.unwritten(ctx, b)
+	if err != nil || b.len() == 0 {
+		return nil, err
+	}
+	err = s.insert(ctx, b)
+	if err == nil || !isRowData(err) {
+		return nil, err
+	}
+	if b.len() == 1 {
+		r := b.recs[0]
+		s.log.Warn("clickhouse refused a row", "table", b.table, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		return []kafkaio.DeadLetter{{Record: r, Reason: kafkaio.Permanent(
+			fmt.Errorf("sink: %s/%d@%d: clickhouse refused the row: %w", r.Topic, r.Partition, r.Offset, err))}}, nil
+	}
+	s.m.bisects.WithLabelValues(b.table).Inc()
+	half := b.len() / 2
+	dead, err := s.write(ctx, b.pick(span(0, half)))
+	if err != nil {
+		return nil, err
+	}
+	more, err := s.write(ctx, b.pick(span(half, b.len())))
+	if err != nil {
+		return nil, err
+	}
+	return append(dead, more...), nil
+}
+
+// unwritten returns b without the rows the table already holds and without repeats of an id
+// within b.
+func (s *Sink) unwritten(ctx context.Context, b *batch) (*batch, error) {
+	ids, times, tenants := b.strings("id"), b.times(), b.strings("tenant")
+	stored, err := s.stored(ctx, b.table, ids, times, tenants)
+	if err != nil {
+		return nil, err
+	}
+	keep := make([]int, 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	for i, id := range ids {
+		if stored[id] || seen[id] {
+			continue
+		}
+		seen[id] = true
+		keep = append(keep, i)
+	}
+	if skipped := len(ids) - len(keep); skipped > 0 {
+		s.m.skipped.WithLabelValues(b.table).Add(float64(skipped))
+		s.log.Info("left out records already stored", "table", b.table, "rows", skipped)
+		return b.pick(keep), nil
+	}
+	return b, nil
+}
+
+// stored returns which of ids table already holds. The ids travel as external data (any number
+// of them, no query-size limit); tenant and the batch's time range let the primary key and the
+// day partitions narrow what is read.
+func (s *Sink) stored(ctx context.Context, table string, ids []string, times []time.Time, tenants []string) (map[string]bool, error) {
+	fail := func(err error) error {
+		return fmt.Errorf("sink: look up %d ids in %s.%s: %w", len(ids), s.cfg.Database, table, err)
+	}
+	idExt, err := stringTable("mcpwatch_batch_ids", "id", ids)
+	if err != nil {
+		return nil, fail(err)
+	}
+	tenantExt, err := stringTable("mcpwatch_batch_tenants", "tenant", slices.Compact(slices.Sorted(slices.Values(tenants))))
+	if err != nil {
+		return nil, fail(err)
+	}
+	lo, hi := times[0].Unix(), times[0].Unix()
+	for _, t := range times {
+		lo, hi = min(lo, t.Unix()), max(hi, t.Unix())
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
+	defer cancel()
+	ctx = clickhouse.Context(ctx, clickhouse.WithExternalTable(idExt, tenantExt), clickhouse.WithSettings(clickhouse.Settings{
+		"max_execution_time": int(s.cfg.InsertTimeout.Seconds()) + 1,
+	}))
+	rows, err := s.conn.Query(ctx, "SELECT id FROM "+s.cfg.Database+"."+table+
+		" WHERE tenant IN mcpwatch_batch_tenants AND time >= toDateTime(?, 'UTC') AND time < toDateTime(?, 'UTC')"+
+		" AND id IN mcpwatch_batch_ids", uint32(lo), uint32(hi+1))
+	if err != nil {
+		return nil, fail(err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fail(err)
+		}
+		out[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(err)
+	}
+	return out, nil
+}
+
+// stringTable is external data for a query: a one-column table of strings.
+func stringTable(name, column string, values []string) (*ext.Table, error) {
+	t, err := ext.NewTable(name, ext.Column(column, "String"))
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range values {
+		if err := t.Append(v); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// insert sends rows as one columnar batch INSERT. A column the driver cannot convert is a data
+// error ([errRowData]): the rows are bisected like a refusal by the server.
+func (s *Sink) insert(ctx context.Context, b *batch) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
 	defer cancel()
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(s.settings))
 	fail := func(step string, err error) error {
-		return fmt.Errorf("sink: insert %d rows into %s.%s: %s: %w", rows.len(), s.cfg.Database, table, step, err)
+		return fmt.Errorf("sink: insert %d rows into %s.%s: %s: %w", b.len(), s.cfg.Database, b.table, step, err)
 	}
-	b, err := s.conn.PrepareBatch(ctx, insertSQL(s.cfg.Database, table, rows))
+	pb, err := s.conn.PrepareBatch(ctx, insertSQL(s.cfg.Database, b.table, b))
 	if err != nil {
 		return fail("prepare", err)
 	}
-	defer func() { _ = b.Close() }()
-	cols := rows.columns()
-	if got := b.Columns(); len(got) != len(cols) {
-		return fail("columns", fmt.Errorf("server expects %d columns, sink has %d", len(got), len(cols)))
+	defer func() { _ = pb.Close() }()
+	if got := pb.Columns(); len(got) != len(b.cols) {
+		return fail("columns", fmt.Errorf("server expects %d columns, sink has %d", len(got), len(b.cols)))
 	}
-	for i, c := range cols {
-		if name := b.Columns()[i].Name(); name != c.name {
+	for i, c := range b.cols {
+		if name := pb.Columns()[i].Name(); name != c.name {
 			return fail("columns", fmt.Errorf("column %d is %s on the server, %s in the sink", i, name, c.name))
 		}
-		if err := b.Column(i).Append(c.data); err != nil {
-			return fail("column "+c.name, err)
+		if err := pb.Column(i).Append(c.data); err != nil {
+			return fail("column "+c.name, fmt.Errorf("%w: %w", errRowData, err))
 		}
 	}
-	if err := b.Send(); err != nil {
+	if err := pb.Send(); err != nil {
 		return fail("send", err)
 	}
-	s.m.rows.WithLabelValues(table).Add(float64(rows.len()))
-	s.m.seconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
-	s.log.Debug("inserted", "table", table, "rows", rows.len(), "took", time.Since(start))
+	s.m.rows.WithLabelValues(b.table).Add(float64(b.len()))
+	s.m.seconds.WithLabelValues(b.table).Observe(time.Since(start).Seconds())
+	s.log.Debug("inserted", "table", b.table, "rows", b.len(), "took", time.Since(start))
 	return nil
 }
 
 type sinkMetrics struct {
+	skipped *prometheus.CounterVec
+	bisects *prometheus.CounterVec
 	rows    *prometheus.CounterVec
 	errors  *prometheus.CounterVec
 	seconds *prometheus.HistogramVec
@@ -205,7 +424,11 @@ type sinkMetrics struct {
 func newSinkMetrics(reg prometheus.Registerer) sinkMetrics {
 	m := sinkMetrics{
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_sink_rows_total",
-			Help: "Rows inserted into ClickHouse, by table (duplicates from retries included)."}, []string{"table"}),
+			Help: "Rows inserted into ClickHouse, by table."}, []string{"table"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_sink_already_stored_total",
+			Help: "Records left out because the table already held their id (replays, retries), by table."}, []string{"table"}),
+		bisects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_sink_bisections_total",
+			Help: "Batches split in two to find rows ClickHouse refuses, by table."}, []string{"table"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_sink_insert_errors_total",
 			Help: "Failed INSERTs, by table; the batch is retried."}, []string{"table"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mcpwatch_sink_insert_seconds",
@@ -214,7 +437,7 @@ func newSinkMetrics(reg prometheus.Registerer) sinkMetrics {
 			Help: "Records the sink could not store (dead-lettered)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.errors, m.seconds, m.dead)
+		reg.MustRegister(m.rows, m.skipped, m.bisects, m.errors, m.seconds, m.dead)
 	}
 	return m
 }

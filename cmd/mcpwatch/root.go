@@ -85,6 +85,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.metricsAddr, "metrics-addr", env("MCPWATCH_METRICS_ADDR", "127.0.0.1:9464"), "address for /metrics, /healthz, /readyz (empty disables)")
 
 	root.AddCommand(topicsCmd(g), migrateCmd(g), policyCmd(), benchCmd(g), toolsCmd(), forwardCmd(g))
+	root.AddCommand(retentionCmd(g))
 	addStageCommands(root, g)
 	return root
 }

@@ -41,6 +41,7 @@ type stageFlags struct {
 	enrich             enrichFlags
 	redact             []string
 	redactOversize     string
+	sink               sinkFlags
 }
 
 // enrichFlags are the process stage's enrichment files (see docs/enrichment.md).
@@ -75,6 +76,7 @@ func (s *stageFlags) registerStages(cmd *cobra.Command) {
 	f.Float64Var(&s.respond.Threshold, "response-threshold", s.respond.Threshold, "responder: lowest finding score that revokes the principal")
 	f.StringVar(&s.respond.WebhookURL, "webhook-url", env("MCPWATCH_WEBHOOK_URL", ""), "responder: alert webhook URL (signing secret from $MCPWATCH_WEBHOOK_SECRET)")
 	f.DurationVar(&s.respond.RevokeFor, "revoke-for", s.respond.RevokeFor, "responder: how long a revocation lasts (0: until lifted)")
+	s.sink.register(cmd)
 }
 
 func (s *stageFlags) registerGateway(cmd *cobra.Command) {
@@ -270,6 +272,7 @@ func (g *globals) pipelineConfig(sf *stageFlags, stages []string) pipeline.Confi
 	if sf != nil {
 		cfg.Rate, cfg.Respond = sf.rate, sf.respond
 		cfg.CatalogFile, cfg.DirectoryFile, cfg.EnrichReload = sf.enrich.catalog, sf.enrich.directory, sf.enrich.reload
+		cfg.Sink = sf.sink.options
 		cfg.Respond.WebhookSecret = os.Getenv("MCPWATCH_WEBHOOK_SECRET")
 	}
 	return cfg

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,8 +13,21 @@ import (
 	"github.com/mcpwatch/mcpwatch/storage"
 )
 
+// migrateOptions are the migrate command's flags.
+type migrateOptions struct {
+	roUser   string // create this read-only user on servers with SQL access control
+	printFor string // print the DDL a server of this version would get, connect to nothing
+}
+
 // migrate creates the database and applies pending migrations as the admin user.
 func (g *globals) migrate(ctx context.Context, out io.Writer) error {
+	return g.migrateWith(ctx, out, migrateOptions{})
+}
+
+func (g *globals) migrateWith(ctx context.Context, out io.Writer, o migrateOptions) error {
+	if o.printFor != "" {
+		return printMigrations(out, g.chDatabase, o.printFor)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	opts := g.clickhouseAdmin()
@@ -25,26 +40,77 @@ func (g *globals) migrate(ctx context.Context, out io.Writer) error {
 	if err := storage.CreateDatabase(ctx, conn, g.chDatabase); err != nil {
 		return err
 	}
+	ver, err := storage.ServerVersion(ctx, conn)
+	if err != nil {
+		return err
+	}
 	applied, err := storage.Migrate(ctx, conn, g.chDatabase)
 	if err != nil {
 		return err
 	}
 	for _, m := range applied {
-		fmt.Fprintf(out, "applied migration %04d %s\n", m.Version, m.Name)
+		fmt.Fprintf(out, "applied migration %04d %s (ClickHouse %s, features: %s)\n", m.Version, m.Name, ver, storage.FeaturesFor(ver))
 	}
 	if len(applied) == 0 {
 		fmt.Fprintf(out, "schema of %s is up to date\n", g.chDatabase)
+	}
+	if o.roUser == "" {
+		return nil
+	}
+	err = storage.EnsureReader(ctx, conn, g.chDatabase, o.roUser, os.Getenv("MCPWATCH_CLICKHOUSE_RO_PASSWORD"))
+	switch {
+	case errors.Is(err, storage.ErrNoAccessControl):
+		fmt.Fprintf(out, "read-only user %s: ClickHouse %s has no SQL access control; configure it in users.xml with readonly=2 (deploy/local/stack.sh does)\n", o.roUser, ver)
+		return nil
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(out, "read-only user %s: readonly=2, role %s (SELECT on %s.*)\n", o.roUser, storage.ReaderRole(g.chDatabase), g.chDatabase)
+	return nil
+}
+
+// printMigrations writes every migration as a server of version would get it.
+func printMigrations(out io.Writer, database, version string) error {
+	v, err := storage.ParseVersion(version)
+	if err != nil {
+		return err
+	}
+	if err := storage.ValidIdentifier(database); err != nil {
+		return err
+	}
+	ms, err := storage.Migrations()
+	if err != nil {
+		return err
+	}
+	f := storage.FeaturesFor(v)
+	fmt.Fprintf(out, "-- mcpwatch schema for ClickHouse %s (features: %s), database %s\n", v, f, database)
+	for _, m := range ms {
+		stmts, err := storage.Render(m, database, f)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\n-- %04d %s\n", m.Version, m.Name)
+		for _, s := range stmts {
+			fmt.Fprintf(out, "%s;\n", s)
+		}
 	}
 	return nil
 }
 
 func migrateCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var o migrateOptions
+	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Create the ClickHouse database and apply pending schema migrations (admin user from $MCPWATCH_CLICKHOUSE_ADMIN_*)",
-		Args:  cobra.NoArgs,
+		Long: `Creates the database and applies the pending schema migrations as the admin user. Each
+migration is rendered for the server's version: ClickHouse 18.16 gets plain types, 20.3 and newer
+DateTime64, LowCardinality, codecs and skip indexes, 20.5 and newer a read-only role.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.migrate(cmd.Context(), cmd.OutOrStdout())
+			return g.migrateWith(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
+	cmd.Flags().StringVar(&o.roUser, "ro-user", "", "also create or update this read-only user (password from $MCPWATCH_CLICKHOUSE_RO_PASSWORD) on servers with SQL access control (20.5+)")
+	cmd.Flags().StringVar(&o.printFor, "print", "", "print the DDL a server of this version (e.g. 24.8) would get, and change nothing")
+	return cmd
 }

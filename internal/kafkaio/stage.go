@@ -134,6 +134,13 @@ type StageConfig struct {
 	Topics []string // input topics
 	// MaxPoll bounds a batch. Default 5000.
 	MaxPoll int
+	// MaxBatchBytes and MaxBatchDelay let a batch grow over several polls: after the first
+	// record arrives the stage keeps polling until the batch holds MaxPoll records or
+	// MaxBatchBytes bytes of keys and values, or MaxBatchDelay has passed. Zero delay (the
+	// default) handles whatever one poll returned. A sink that writes to a database wants few
+	// large batches; a stage that reacts wants none of the wait.
+	MaxBatchBytes int
+	MaxBatchDelay time.Duration
 	// ShutdownTimeout is how long an in-flight batch may take to finish after shutdown begins;
 	// past it the batch is abandoned uncommitted and redelivered later. Default 30s.
 	ShutdownTimeout time.Duration
@@ -209,14 +216,12 @@ func (s *Stage) Run(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		fetches.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return
-			}
-			s.m.errors.WithLabelValues("fetch").Inc()
-			s.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
-		})
-		if recs := fetches.Records(); len(recs) > 0 {
+		s.fetchErrors(fetches)
+		recs := fetches.Records()
+		if len(recs) > 0 && s.cfg.MaxBatchDelay > 0 {
+			recs = s.gather(ctx, recs)
+		}
+		if len(recs) > 0 {
 			if err := s.process(ctx, recs); err != nil {
 				s.cl.AllowRebalance()
 				return err
@@ -234,6 +239,42 @@ func (s *Stage) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+func (s *Stage) fetchErrors(fetches kgo.Fetches) {
+	fetches.EachError(func(t string, p int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		s.m.errors.WithLabelValues("fetch").Inc()
+		s.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+	})
+}
+
+// gather polls more records into recs until the batch is full or MaxBatchDelay has passed since
+// the first poll returned. Rebalances stay blocked meanwhile (BlockRebalanceOnPoll), so every
+// record gathered still belongs to this consumer when the batch commits. Memory stays bounded:
+// the batch by MaxPoll and MaxBatchBytes, and the client fetches no further while its buffered
+// fetches have not been polled, which is what makes a slow handler push back on Kafka.
+func (s *Stage) gather(ctx context.Context, recs []*kgo.Record) []*kgo.Record {
+	size := 0
+	for _, r := range recs {
+		size += len(r.Key) + len(r.Value)
+	}
+	gctx, cancel := context.WithTimeout(ctx, s.cfg.MaxBatchDelay)
+	defer cancel()
+	for len(recs) < s.cfg.MaxPoll && (s.cfg.MaxBatchBytes <= 0 || size < s.cfg.MaxBatchBytes) && gctx.Err() == nil {
+		fetches := s.cl.PollRecords(gctx, s.cfg.MaxPoll-len(recs))
+		if fetches.IsClientClosed() {
+			break
+		}
+		s.fetchErrors(fetches)
+		for _, r := range fetches.Records() {
+			recs = append(recs, r)
+			size += len(r.Key) + len(r.Value)
+		}
+	}
+	return recs
 }
 
 // process handles one batch to completion. It keeps going for ShutdownTimeout after ctx ends so

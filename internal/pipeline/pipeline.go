@@ -5,6 +5,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,7 @@ type Config struct {
 	RetentionHours int
 
 	ClickHouse storage.Options // the writer; used by the sink
+	Sink       SinkOptions
 	Rate       detectors.RateConfig
 	Respond    response.Config
 
@@ -86,6 +88,19 @@ type Config struct {
 	Spool SpoolConfig
 }
 
+// SinkOptions tune the sink stage. Zero values take the defaults.
+type SinkOptions struct {
+	// A batch is written when it holds BatchRows records or BatchBytes bytes, or BatchDelay after
+	// its first record arrived. Defaults 20000, 16 MiB, 1s.
+	BatchRows     int
+	BatchBytes    int
+	BatchDelay    time.Duration
+	InsertTimeout time.Duration // default 60s
+	// Retention, when set, is enforced every RetentionInterval (default 1h) by the sink itself.
+	Retention         storage.Retention
+	RetentionInterval time.Duration
+}
+
 // SpoolConfig configures the gateway's audit spool.
 type SpoolConfig struct {
 	Dir      string
@@ -101,6 +116,7 @@ type Pipeline struct {
 	health *obs.Health
 	stages []*kafkaio.Stage
 	closes []func() error
+	loops  []func(context.Context) error // housekeeping that runs beside the stages
 
 	gw       *mcp.Gateway
 	gwLn     net.Listener
@@ -215,19 +231,27 @@ func (p *Pipeline) addStage(ctx context.Context, name string, reg prometheus.Reg
 		if err != nil {
 			return err
 		}
+		so := p.cfg.Sink
 		sink, err := storage.NewSink(ctx, conn, storage.SinkConfig{Database: p.cfg.ClickHouse.Database, Topics: t,
-			Logger: p.log, Registerer: reg})
+			InsertTimeout: so.InsertTimeout, Logger: p.log, Registerer: reg})
 		if err != nil {
 			_ = conn.Close()
 			return err
 		}
 		p.closes = append(p.closes, sink.Close)
 		st, err := kafkaio.NewStage(p.kafka(name), kafkaio.StageConfig{Name: name, Group: p.group(name),
-			Topics: sink.Topics(), DeadLetterTopic: t.DeadLetter}, sink, reg, p.log)
-		if err == nil {
-			p.stages = append(p.stages, st)
+			Topics: sink.Topics(), DeadLetterTopic: t.DeadLetter, MaxPoll: cmp.Or(so.BatchRows, 20_000),
+			MaxBatchBytes: cmp.Or(so.BatchBytes, 16<<20), MaxBatchDelay: cmp.Or(so.BatchDelay, time.Second)}, sink, reg, p.log)
+		if err != nil {
+			return err
 		}
-		return err
+		p.stages = append(p.stages, st)
+		if len(so.Retention) > 0 {
+			p.loops = append(p.loops, func(ctx context.Context) error {
+				return sink.EnforceRetention(ctx, so.Retention, cmp.Or(so.RetentionInterval, time.Hour))
+			})
+		}
+		return nil
 	case StageRespond:
 		r, err := response.New(t, p.cfg.Respond, reg, p.log)
 		if err != nil {
@@ -352,6 +376,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	eg, gctx := errgroup.WithContext(ctx)
 	for _, st := range p.stages {
 		eg.Go(func() error { return st.Run(gctx) })
+	}
+	for _, loop := range p.loops {
+		eg.Go(func() error { return loop(gctx) })
 	}
 	if p.gw != nil {
 		eg.Go(func() error { return p.runGateway(gctx) })

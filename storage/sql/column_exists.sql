@@ -1,0 +1,1 @@
+SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?;
