@@ -268,12 +268,12 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 FROM %s.events FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
 GROUP BY subject ORDER BY requests DESC`, db, demoTenant, since),
-		fmt.Sprintf(`SELECT subject, visitParamExtractString(raw, 'department') AS department,
+		fmt.Sprintf(`SELECT subject, department, peer_group,
        attr_values[indexOf(attr_keys, 'directory.status')] AS directory, groupUniqArrayArray(data_classes) AS classes,
        round(max(sensitivity), 2) AS max_sensitivity, count() AS events
 FROM %s.events FINAL
 WHERE tenant = '%s' AND method = 'tools/call' AND time >= toDateTime('%s', 'UTC')
-GROUP BY subject, department, directory ORDER BY subject`, db, demoTenant, since),
+GROUP BY subject, department, peer_group, directory ORDER BY subject`, db, demoTenant, since),
 		fmt.Sprintf(`SELECT time, subject, detector, round(score) AS score, summary
 FROM %s.findings FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')

@@ -38,7 +38,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
-	if !regexp.MustCompile(`alice\s+finance\s+known\s+\["finance","pii"\]\s+0\.7`).MatchString(s) ||
+	if !regexp.MustCompile(`alice\s+finance\s+finance-analysts\s+known\s+\["finance","pii"\]\s+0\.7`).MatchString(s) ||
 		!regexp.MustCompile(`mallory\s+unknown`).MatchString(s) {
 		t.Error("events were not enriched from deploy/local/catalog.yaml and directory.yaml")
 	}

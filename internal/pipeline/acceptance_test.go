@@ -147,7 +147,7 @@ func TestAcceptance(t *testing.T) {
 	// Every stored call is enriched: the catalog's classes and sensitivity, the directory's
 	// department and status. If this fails, detectors and dashboards lose the data weights.
 	_, rows, err := storage.QueryTable(ctx, admin, fmt.Sprintf(`SELECT tool, arrayStringConcat(data_classes, ','),
-		toString(sensitivity), attr_values[indexOf(attr_keys, 'directory.status')], visitParamExtractString(raw, 'department')
+		toString(sensitivity), attr_values[indexOf(attr_keys, 'directory.status')], department
 		FROM %s.events FINAL WHERE subject = 'alice' AND method = 'tools/call'`, db))
 	if err != nil {
 		t.Fatal(err)
