@@ -87,10 +87,10 @@ func TestNewerServerSchemaOnChdb(t *testing.T) {
 	stmts := newerServerSchema(t, db)
 	ev := func(id, ts, tool, result string, latency string) string {
 		return `INSERT INTO mcpw.events (id, time, time_ms, tenant, principal, subject, tool, server, method, source, result,
-			latency_ms, request_bytes, pii_counts, scopes, acr, department, peer_group, ocsf) VALUES
+			latency_ms, request_bytes, pii_counts, scopes, acr, department, peer_group, raw) VALUES
 			('` + id + `', toDateTime('` + ts + `', 'UTC'), toUnixTimestamp(toDateTime('` + ts + `', 'UTC')) * 1000 + 250, 'acme', 'alice', 'alice',
 			'` + tool + `', 'sales-db', 'tools/call', 'mcp', '` + result + `', ` + latency + `, 100, [2, 1], ['mcp:tools'], 'mfa', 'sales', 'emea-sales',
-			'{"class_uid":6003}')`
+			'{"id":"`+id+`","attributes":{"k":"ocsf"},"normalized":{"cef":"x","ocsf":{"class_uid":6003}}}')`
 	}
 	stmts = append(stmts,
 		ev("e1", "2026-11-23 09:06:12", "db_query", "allowed", "10"),

@@ -145,7 +145,7 @@ type eventRows struct {
 	timeMS                                                                               []uint64
 	schema                                                                               []uint16
 	roles, authMethods, scopes, dataClasses, piiKinds, procArgs, attrKeys, attrValues    [][]string
-	acr, department, peerGroup, ocsf                                                     []string
+	acr, department, peerGroup                                                           []string
 	sessionID, requestID, traceID, spanID                                                []string
 	direction, method, tool, resourceURI, prompt, protoVersion, transport                []string
 	clientName, clientVersion, toolsHash, arguments, server, route, sandbox              []string
@@ -188,7 +188,7 @@ func (r *eventRows) columns() []column {
 		{"span_status", r.spanStatus}, {"span_duration_ms", r.spanDuration},
 		{"attr_keys", r.attrKeys}, {"attr_values", r.attrValues},
 		{"severity", r.sev}, {"signature", r.sig}, {"name", r.name}, {"sensitivity", r.sensitivity},
-		{"cef", r.cef}, {"ocsf", r.ocsf}, {"raw", r.raw},
+		{"cef", r.cef}, {"raw", r.raw},
 	}
 }
 
@@ -313,7 +313,6 @@ func (r *eventRows) add(e *event.Event, raw []byte, ingest time.Time) error {
 	r.name = append(r.name, n.Name)
 	r.sensitivity = append(r.sensitivity, float32(sens))
 	r.cef = append(r.cef, n.CEF)
-	r.ocsf = append(r.ocsf, string(n.OCSF))
 	r.raw = append(r.raw, string(raw))
 	return nil
 }
