@@ -407,7 +407,7 @@ func (b *Bridge) newSession() (*session, error) {
 	s := &session{
 		b: b, id: hex.EncodeToString(raw[:]), sb: sb,
 		waiters: map[string]*waiter{}, lastActive: time.Now(),
-		gone: make(chan struct{}), readerDone: make(chan struct{}),
+		gone: make(chan struct{}), streamsEnd: make(chan struct{}), readerDone: make(chan struct{}),
 	}
 	b.mu.Lock()
 	if b.closed {
@@ -442,6 +442,10 @@ type session struct {
 	endReason  string
 
 	gone       chan struct{} // closed when the session ends
+	// streamsEnd is closed once the POSTs in flight at the end have been answered: the GET
+	// stream closes only then, so that a client sees why its calls failed before it sees its
+	// stream end.
+	streamsEnd chan struct{}
 	readerDone chan struct{}
 	endOnce    sync.Once
 	endErr     error
@@ -722,7 +726,7 @@ func (s *session) serveGet(w http.ResponseWriter, r *http.Request) {
 			if !send(msg) {
 				return
 			}
-		case <-s.gone:
+		case <-s.streamsEnd:
 			return
 		case <-r.Context().Done():
 			return
@@ -942,6 +946,7 @@ func (s *session) end(ctx context.Context, reason string) error {
 		}
 		s.mu.Unlock()
 		close(s.gone)
+		go s.endStreams()
 		if reason == "exited" {
 			b.log.Warn("MCP server exited", "sandbox", s.sb.ID(), "exit", se.Exit, "pending_requests", se.Pending)
 		} else {
@@ -952,6 +957,22 @@ func (s *session) end(ctx context.Context, reason string) error {
 		}
 	})
 	return s.endErr
+}
+
+// endStreams closes the GET stream once the POSTs in flight have been answered (or after a
+// second).
+func (s *session) endStreams() {
+	defer close(s.streamsEnd)
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		n := len(s.posts)
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // responseKind reports whether a server message is a response, and whether an error one.
