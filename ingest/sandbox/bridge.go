@@ -96,11 +96,15 @@ type Bridge struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	// recent remembers the sandbox of sessions that ended a moment ago: the last messages of a
+	// session (the errors for its pending requests, its DELETE) are audited after it ended.
+	recent   map[string]recentSession
 	closed   bool
 	onEnd    []func(SessionEnd)
 
 	stopReaper chan struct{}
 	reaperDone chan struct{}
+	bg         sync.WaitGroup // session-end work still running; Close waits for it
 }
 
 // NewBridge returns a bridge that runs cfg.Spec in sandboxes of m.
@@ -129,7 +133,7 @@ func NewBridge(m *Manager, cfg BridgeConfig) (*Bridge, error) {
 	}
 	b := &Bridge{
 		m: m, cfg: cfg, log: log.With("component", "sandbox-bridge", "server", cfg.Spec.Server),
-		sessions: map[string]*session{}, stopReaper: make(chan struct{}), reaperDone: make(chan struct{}),
+		sessions: map[string]*session{}, recent: map[string]recentSession{}, stopReaper: make(chan struct{}), reaperDone: make(chan struct{}),
 	}
 	go b.reapIdle()
 	return b, nil
@@ -149,8 +153,16 @@ func (b *Bridge) SandboxOf(sessionID string) string {
 	if s := b.sessions[sessionID]; s != nil {
 		return s.sb.ID()
 	}
-	return ""
+	return b.recent[sessionID].sandbox
 }
+
+type recentSession struct {
+	sandbox string
+	ended   time.Time
+}
+
+// recentFor is how long [Bridge.SandboxOf] still answers for an ended session.
+const recentFor = time.Minute
 
 // Sandboxes returns the sandboxes of the live sessions.
 func (b *Bridge) Sandboxes() []*Sandbox {
@@ -159,6 +171,47 @@ func (b *Bridge) Sandboxes() []*Sandbox {
 	out := make([]*Sandbox, 0, len(b.sessions))
 	for _, s := range b.sessions {
 		out = append(out, s.sb)
+	}
+	return out
+}
+
+// QuarantineChange is a sandbox [Bridge.ApplyQuarantine] froze or thawed.
+type QuarantineChange struct {
+	Session, Sandbox string
+	CgroupID         uint64
+	Frozen           bool  // frozen now (false: thawed)
+	Err              error // the kernel refused: the state did not change
+}
+
+// ApplyQuarantine brings every session's sandbox in line with quarantined: those it names are
+// frozen (their traffic refused from that moment), those it no longer names are thawed. It returns
+// what changed. The bridge's frozen state belongs to this reconciliation: a sandbox frozen by
+// other means is thawed by the next call that does not name it.
+func (b *Bridge) ApplyQuarantine(ctx context.Context, quarantined func(sandbox string) bool) []QuarantineChange {
+	b.mu.Lock()
+	all := make([]*session, 0, len(b.sessions))
+	for _, s := range b.sessions {
+		all = append(all, s)
+	}
+	b.mu.Unlock()
+	var out []QuarantineChange
+	for _, s := range all {
+		want := quarantined(s.sb.ID())
+		if want == s.sb.Frozen() {
+			continue
+		}
+		qc := QuarantineChange{Session: s.id, Sandbox: s.sb.ID(), CgroupID: s.sb.CgroupID(), Frozen: want}
+		if want {
+			qc.Err = s.sb.Freeze(ctx)
+		} else {
+			qc.Err = s.sb.Thaw(ctx)
+		}
+		if qc.Err != nil {
+			b.log.Error("sandbox quarantine not applied", "sandbox", qc.Sandbox, "freeze", want, "err", qc.Err)
+		} else {
+			b.log.Warn("sandbox quarantine applied", "sandbox", qc.Sandbox, "frozen", want)
+		}
+		out = append(out, qc)
 	}
 	return out
 }
@@ -184,6 +237,7 @@ func (b *Bridge) Close(ctx context.Context) error {
 		wg.Go(func() { errs[i] = s.end(ctx, "closed") })
 	}
 	wg.Wait()
+	b.bg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -199,6 +253,11 @@ func (b *Bridge) reapIdle() {
 		case <-t.C:
 		}
 		b.mu.Lock()
+		for id, rs := range b.recent {
+			if time.Since(rs.ended) > recentFor {
+				delete(b.recent, id)
+			}
+		}
 		var idle []*session
 		for _, s := range b.sessions {
 			if s.idleSince(time.Now()) > b.cfg.IdleTimeout {
@@ -907,11 +966,11 @@ func (s *session) keepLocked(msg []byte) {
 
 // endAsync ends the session without waiting for its sandbox to stop.
 func (s *session) endAsync(reason string) {
-	go func() {
+	s.b.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*s.b.m.opts.StopGrace)
 		defer cancel()
 		_ = s.end(ctx, reason)
-	}()
+	})
 }
 
 // end ends the session once: it is forgotten (later requests get 404), its streams and pending
@@ -921,6 +980,9 @@ func (s *session) end(ctx context.Context, reason string) error {
 		b := s.b
 		b.mu.Lock()
 		delete(b.sessions, s.id)
+		if len(b.recent) < 4*b.cfg.MaxSessions+1024 {
+			b.recent[s.id] = recentSession{sandbox: s.sb.ID(), ended: time.Now()}
+		}
 		hooks := slices.Clone(b.onEnd)
 		b.mu.Unlock()
 		se := SessionEnd{Session: s.id, Sandbox: s.sb.ID(), CgroupID: s.sb.CgroupID(), Reason: reason}
@@ -946,6 +1008,7 @@ func (s *session) end(ctx context.Context, reason string) error {
 		}
 		s.mu.Unlock()
 		close(s.gone)
+		b.bg.Add(1)
 		go s.endStreams()
 		if reason == "exited" {
 			b.log.Warn("MCP server exited", "sandbox", s.sb.ID(), "exit", se.Exit, "pending_requests", se.Pending)
@@ -953,27 +1016,39 @@ func (s *session) end(ctx context.Context, reason string) error {
 			s.endErr = s.sb.Stop(ctx)
 		}
 		for _, h := range hooks {
-			go h(se)
+			b.bg.Go(func() { h(se) })
 		}
 	})
 	return s.endErr
 }
 
 // endStreams closes the GET stream once the POSTs in flight have been answered (or after a
-// second).
+// second), and a moment more: a client that gives up on its whole session when its stream ends
+// should have read why its calls failed first.
 func (s *session) endStreams() {
 	defer close(s.streamsEnd)
+	defer s.b.bg.Done()
+	pause := func(d time.Duration) bool {
+		select {
+		case <-time.After(d):
+			return true
+		case <-s.b.stopReaper: // the bridge is closing: no lingering
+			return false
+		}
+	}
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
 		s.mu.Lock()
 		n := len(s.posts)
 		s.mu.Unlock()
-		if n == 0 {
-			return
+		if n == 0 || !pause(5*time.Millisecond) {
+			break
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	pause(endStreamGrace)
 }
+
+const endStreamGrace = 500 * time.Millisecond
 
 // responseKind reports whether a server message is a response, and whether an error one.
 func responseKind(msg []byte) (response, isError bool) {

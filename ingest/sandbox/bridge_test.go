@@ -215,8 +215,11 @@ func TestBridgeSDKSession(t *testing.T) {
 	if alive(sb.Pid()) {
 		t.Error("server alive after DELETE")
 	}
-	if f.b.SandboxOf(cs.ID()) != "" {
-		t.Error("session still known after DELETE")
+	if len(f.b.Sandboxes()) != 1 {
+		t.Errorf("sandboxes after DELETE: %v, want only the second session's", f.b.Sandboxes())
+	}
+	if f.b.SandboxOf(cs.ID()) != sbID { // its last events are still audited with it
+		t.Error("ended session's sandbox forgotten at once")
 	}
 }
 
