@@ -36,7 +36,7 @@ const (
 	// CodeQuarantined answers requests to a frozen (quarantined) sandbox.
 	CodeQuarantined = -32001
 	// CodeStartFailed answers an initialize whose server could not be started.
-	CodeStartFailed = -32002
+	CodeStartFailed    = -32002
 	codeInvalidRequest = -32600
 	codeParseError     = -32700
 )
@@ -98,9 +98,9 @@ type Bridge struct {
 	sessions map[string]*session
 	// recent remembers the sandbox of sessions that ended a moment ago: the last messages of a
 	// session (the errors for its pending requests, its DELETE) are audited after it ended.
-	recent   map[string]recentSession
-	closed   bool
-	onEnd    []func(SessionEnd)
+	recent map[string]recentSession
+	closed bool
+	onEnd  []func(SessionEnd)
 
 	stopReaper chan struct{}
 	reaperDone chan struct{}
@@ -500,7 +500,7 @@ type session struct {
 	ended      bool
 	endReason  string
 
-	gone       chan struct{} // closed when the session ends
+	gone chan struct{} // closed when the session ends
 	// streamsEnd is closed once the POSTs in flight at the end have been answered: the GET
 	// stream closes only then, so that a client sees why its calls failed before it sees its
 	// stream end.

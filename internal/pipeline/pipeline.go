@@ -97,7 +97,7 @@ type Pipeline struct {
 	stages []*kafkaio.Stage
 	closes []func() error
 
-	gw       interface {
+	gw interface {
 		http.Handler
 		Close()
 	}
