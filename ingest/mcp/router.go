@@ -61,9 +61,6 @@ type routed struct {
 	g *Gateway
 }
 
-// DenyNoRoute is the denial reason of a request no route matches.
-const denyNoRoute = "no_route"
-
 // NewRouter returns a router for routes, each served by a [Gateway] configured from base (its
 // Upstream, ServerName, Route, Transport and Sandboxes are set per route). Each gateway's metrics
 // carry a server label with the route's name. reg and log may be nil.

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 sampling is deprecated from protocol 2026-07-28 but part of 2025-06-18 and 2025-11-25, which the bridge must still relay
+
 package sandbox
 
 import (
