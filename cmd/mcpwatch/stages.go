@@ -42,6 +42,7 @@ type stageFlags struct {
 	redact             []string
 	redactOversize     string
 	sink               sinkFlags
+	gatewayFile        string // --config: several upstreams, sandboxed commands (gatewayconfig.go)
 }
 
 // enrichFlags are the process stage's enrichment files (see docs/enrichment.md).
@@ -83,6 +84,7 @@ func (s *stageFlags) registerGateway(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&s.gateway.Listen, "listen", env("MCPWATCH_GATEWAY_LISTEN", "127.0.0.1:8787"), "gateway: address to serve MCP on")
 	f.StringVar(&s.gateway.Upstream, "upstream", env("MCPWATCH_GATEWAY_UPSTREAM", ""), "gateway: upstream MCP server's Streamable HTTP URL")
+	f.StringVar(&s.gatewayFile, "config", env("MCPWATCH_GATEWAY_CONFIG", ""), "gateway: YAML file of upstream servers by name and route, remote (url) or stdio commands launched in cgroup v2 sandboxes (see docs/gateway.md); replaces --upstream and --server-name")
 	f.StringVar(&s.gateway.ServerName, "server-name", env("MCPWATCH_GATEWAY_SERVER", "default"), "gateway: name of the upstream in events and quarantines")
 	f.StringVar(&s.gateway.Tenant, "tenant", env("MCPWATCH_TENANT", mcp.DefaultTenant), "gateway: tenant of its principals")
 	f.StringVar(&s.tokens, "tokens-file", env("MCPWATCH_GATEWAY_TOKENS", ""), "gateway: YAML list of bearer tokens (sha256 or token) and their principals (development; exclusive with --oauth-issuer)")
@@ -316,7 +318,7 @@ func gatewayCmd(g *globals) *cobra.Command {
 	sf := &stageFlags{}
 	cmd := &cobra.Command{
 		Use:   "gateway",
-		Short: "Run the MCP audit gateway in front of one upstream Streamable HTTP server",
+		Short: "Run the MCP audit gateway in front of an upstream Streamable HTTP server, or several and sandboxed stdio servers (--config)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			gw, err := sf.gatewayConfig()
@@ -328,6 +330,11 @@ func gatewayCmd(g *globals) *cobra.Command {
 			if err := sf.applyPolicy(g, &cfg); err != nil {
 				return err
 			}
+			release, err := sf.applyGatewayFile(g, &cfg)
+			if err != nil {
+				return err
+			}
+			defer release()
 			return g.runPipeline(cmd, cfg)
 		},
 	}
@@ -343,7 +350,7 @@ func runCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := g.pipelineConfig(sf, pipeline.AllStages)
-			if sf.gateway.Upstream != "" {
+			if sf.gateway.Upstream != "" || sf.gatewayFile != "" {
 				gw, err := sf.gatewayConfig()
 				if err != nil {
 					return err
@@ -352,6 +359,11 @@ func runCmd(g *globals) *cobra.Command {
 				if err := sf.applyPolicy(g, &cfg); err != nil {
 					return err
 				}
+				release, err := sf.applyGatewayFile(g, &cfg)
+				if err != nil {
+					return err
+				}
+				defer release()
 			}
 			return g.runPipeline(cmd, cfg)
 		},

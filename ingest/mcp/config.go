@@ -90,6 +90,19 @@ type Config struct {
 	// checked against it, a changed definition is audited, and (per its mode) calls to a tool
 	// whose definition is not approved are refused. See pins.go. Nil: no pinning.
 	ToolPins *pins.Store
+
+	// Route is the path prefix this gateway serves under a [Router], carried in events
+	// ([event.Target.Route]). Empty for a gateway of its own.
+	Route string
+	// Sandboxes, when set, names the sandbox serving each session: events of the session carry it
+	// ([event.Target.Sandbox]) and sandbox quarantines refuse its calls. Set by [NewRouter] for
+	// sandboxed upstreams.
+	Sandboxes SandboxLookup
+}
+
+// SandboxLookup names the sandbox serving an MCP session, "" when there is none.
+type SandboxLookup interface {
+	SandboxOf(session string) string
 }
 
 // Validate reports a configuration that cannot work.

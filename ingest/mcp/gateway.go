@@ -265,7 +265,7 @@ func (g *Gateway) event(c *call, dir event.Direction, m *message) *event.Event {
 			Direction: dir, Transport: Transport, ProtocolVersion: c.protocolVersion,
 			ClientName: c.client.clientName, ClientVersion: c.client.clientVersion,
 		},
-		Target:  event.Target{Server: g.cfg.ServerName},
+		Target:  event.Target{Server: g.cfg.ServerName, Route: g.cfg.Route, Sandbox: g.sandboxOf(c.session)},
 		Network: c.net,
 		Outcome: event.Outcome{Result: event.ResultAllowed},
 	}
@@ -429,7 +429,7 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 	// Enforcement: every message is checked, on every request, so a control applies from the
 	// next call on. One refused message refuses the whole body.
 	for i := range msgs {
-		if ctl, ok := g.ctl.Check(g.cfg.Tenant, c.principal, g.cfg.ServerName, msgs[i].tool, time.Now()); ok {
+		if ctl, ok := g.controlled(c, msgs[i].tool); ok {
 			g.refuse(w, c, events, msgs, batch, http.StatusForbidden, denyControl, CodeDenied,
 				"access revoked by mcpwatch: "+ctl.Reason, "control:"+ctl.Key())
 			return
@@ -568,7 +568,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, c *call) {
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		e.Attributes["sse.last_event_id"] = clip(id, maxIDLen)
 	}
-	if ctl, ok := g.ctl.Check(g.cfg.Tenant, c.principal, g.cfg.ServerName, "", time.Now()); ok && r.Method == http.MethodGet {
+	if ctl, ok := g.controlled(c, ""); ok && r.Method == http.MethodGet {
 		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusForbidden, denyControl, CodeDenied,
 			"access revoked by mcpwatch: "+ctl.Reason, "control:"+ctl.Key())
 		return

@@ -28,6 +28,8 @@ type Store struct {
 	// byTarget indexes the same controls by what they apply to. A target rarely holds more than
 	// one control (a revoke and a quarantine of the same value), so a slice beats a nested map.
 	byTarget map[target][]event.Control
+	// watchers are called after every change; see [Store.OnChange].
+	watchers []func()
 }
 
 // NewStore returns an empty store.
@@ -44,7 +46,9 @@ func (s *Store) Apply(key, value []byte) error {
 	if len(value) == 0 {
 		s.mu.Lock()
 		s.remove(k)
+		w := s.watchers
 		s.mu.Unlock()
+		notify(w)
 		return nil
 	}
 	var c event.Control
@@ -59,8 +63,48 @@ func (s *Store) Apply(key, value []byte) error {
 	s.byKey[k] = c
 	t := targetOf(c)
 	s.byTarget[t] = append(s.byTarget[t], c)
+	w := s.watchers
 	s.mu.Unlock()
+	notify(w)
 	return nil
+}
+
+// OnChange registers fn to be called after every record applied, from the goroutine applying it
+// (the follower's): fn must return quickly, e.g. by waking a goroutine of its own. Enforcement
+// points that act on state rather than per call (freezing sandboxes) use it to act within moments
+// of a control arriving.
+func (s *Store) OnChange(fn func()) {
+	s.mu.Lock()
+	s.watchers = append(s.watchers[:len(s.watchers):len(s.watchers)], fn)
+	s.mu.Unlock()
+}
+
+func notify(watchers []func()) {
+	for _, fn := range watchers {
+		fn()
+	}
+}
+
+// Match returns the first control in force at now for exactly scope and value, in tenant or for
+// every tenant. It serves the scopes [Store.Check] leaves to others, such as
+// [event.ScopeSandbox].
+func (s *Store) Match(tenant string, scope event.ControlScope, value string, now time.Time) (event.Control, bool) {
+	if value == "" {
+		return event.Control{}, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, tn := range []string{tenant, ""} {
+		for _, c := range s.byTarget[target{scope: scope, tenant: tn, value: value}] {
+			if c.Active(now) {
+				return c, true
+			}
+		}
+		if tenant == "" {
+			break
+		}
+	}
+	return event.Control{}, false
 }
 
 // remove drops the control stored under key; s.mu must be held for writing.

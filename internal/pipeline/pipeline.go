@@ -65,6 +65,10 @@ type Config struct {
 	Stages []string // subset of AllStages
 	// Gateway, when set, runs an MCP gateway on Gateway.Listen.
 	Gateway *mcp.Config
+	// Routes, when set, make the gateway serve several upstream servers by path prefix (an
+	// [mcp.Router]); Gateway then holds the settings they share and its Upstream and ServerName
+	// are not used. The router closes the routes' sandbox bridges at shutdown.
+	Routes []mcp.Route
 	// PolicyFile is the gateway's access policy, reloaded every PolicyReload (default 2s). Empty
 	// leaves Gateway.Policy as given (nil: no policy evaluation; the command allows that only
 	// with an explicit --no-policy).
@@ -118,7 +122,10 @@ type Pipeline struct {
 	closes []func() error
 	loops  []func(context.Context) error // housekeeping that runs beside the stages
 
-	gw       *mcp.Gateway
+	gw interface {
+		http.Handler
+		Close()
+	}
 	gwLn     net.Listener
 	gwURL    string
 	follower *control.Follower
@@ -352,11 +359,19 @@ func (p *Pipeline) addGateway(ctx context.Context, cfg mcp.Config, reg prometheu
 		pub, p.dp = dp, dp
 		p.flush = dp.Close // hands what Kafka has not acknowledged to the spool
 	}
-	gw, err := mcp.New(cfg, auth, pub, store, reg, p.log)
-	if err != nil {
-		return err
+	if len(p.cfg.Routes) > 0 {
+		r, err := mcp.NewRouter(cfg, p.cfg.Routes, auth, pub, store, reg, p.log)
+		if err != nil {
+			return err
+		}
+		p.gw = r
+	} else {
+		gw, err := mcp.New(cfg, auth, pub, store, reg, p.log)
+		if err != nil {
+			return err
+		}
+		p.gw = gw
 	}
-	p.gw = gw
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -463,6 +478,9 @@ func (p *Pipeline) release() {
 		}
 	}
 	p.closes = nil
+	if p.gw != nil {
+		p.gw.Close() // idempotent: ends sandboxed sessions when Build failed after the gateway
+	}
 	if p.gwLn != nil {
 		_ = p.gwLn.Close() // no-op error once Serve closed it
 	}

@@ -1,0 +1,486 @@
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
+	"github.com/mcpwatch/mcpwatch/internal/control"
+	"github.com/mcpwatch/mcpwatch/internal/event"
+)
+
+// Route is one upstream MCP server behind a [Router]: a remote Streamable HTTP server (URL) or a
+// stdio server launched in a sandbox per session (Bridge).
+type Route struct {
+	// Name names the server in events, policies, pins and quarantines.
+	Name string
+	// Prefix is the path the server is served under, e.g. "/mcp/files": requests to the prefix
+	// itself or below it go to this server. The longest matching prefix wins.
+	Prefix string
+	// URL is the remote server's Streamable HTTP endpoint. Exclusive with Bridge.
+	URL string
+	// Bridge serves a sandboxed stdio server in-process: no network hop, nothing listening that
+	// could bypass the gateway. Its sessions' events carry their sandbox id, and quarantines of
+	// the sandbox or the server freeze it. Closed by [Router.Close].
+	Bridge *sandbox.Bridge
+}
+
+// Router is the gateway for several upstream servers, chosen by path prefix: one [Gateway] per
+// route, sharing the authenticator, publisher, control store and the rest of the base [Config].
+// A request no route matches is answered 404 and audited. Sandbox quarantines (scope sandbox, or
+// the sandboxed server's name) freeze the sandboxes within moments of the control arriving and
+// thaw them when it is lifted or expires.
+type Router struct {
+	routes []*routed // longest prefix first
+	public map[string]http.Handler
+	ctl    *control.Store
+	pub    *principalTracker
+	log    *slog.Logger
+	tenant string
+
+	unrouted prometheus.Counter
+	wake     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+type routed struct {
+	Route
+	g *Gateway
+}
+
+// NewRouter returns a router for routes, each served by a [Gateway] configured from base (its
+// Upstream, ServerName, Route, Transport and Sandboxes are set per route). Each gateway's metrics
+// carry a server label with the route's name. reg and log may be nil.
+func NewRouter(base Config, routes []Route, auth Authenticator, pub Publisher, ctl *control.Store, reg prometheus.Registerer, log *slog.Logger) (*Router, error) {
+	if len(routes) == 0 {
+		return nil, errors.New("mcp router: no routes")
+	}
+	if auth == nil || pub == nil || ctl == nil {
+		return nil, errors.New("mcp router: authenticator, publisher and control store are required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := validateRoutes(routes); err != nil {
+		return nil, fmt.Errorf("mcp router: %w", err)
+	}
+	base = base.withDefaults()
+	r := &Router{
+		ctl: ctl, pub: &principalTracker{Publisher: pub, bySandbox: map[string]event.Principal{}},
+		log: log.With("component", "mcp-router"), tenant: base.Tenant,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		unrouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_unrouted_total",
+			Help: "Requests to a path no configured MCP server is served under."}),
+	}
+	if reg != nil {
+		reg.MustRegister(r.unrouted)
+	}
+	for _, rt := range routes {
+		cfg := base
+		cfg.ServerName, cfg.Route = rt.Name, normalizePrefix(rt.Prefix)
+		if rt.Bridge != nil {
+			// The URL only satisfies the reverse proxy: the transport hands the request to the
+			// bridge in-process.
+			cfg.Upstream = "http://sandbox.mcpwatch.invalid/" + url.PathEscape(rt.Name)
+			cfg.Transport = handlerTransport{rt.Bridge}
+			cfg.Sandboxes = rt.Bridge
+		} else {
+			cfg.Upstream = rt.URL
+		}
+		var greg prometheus.Registerer
+		if reg != nil {
+			greg = prometheus.WrapRegistererWith(prometheus.Labels{"server": rt.Name}, reg)
+		}
+		g, err := New(cfg, auth, r.pub, ctl, greg, log)
+		if err != nil {
+			return nil, fmt.Errorf("route %s (%s): %w", rt.Prefix, rt.Name, err)
+		}
+		rr := &routed{Route: rt, g: g}
+		rr.Prefix = cfg.Route
+		r.routes = append(r.routes, rr)
+		if rt.Bridge != nil {
+			rt.Bridge.OnSessionEnd(func(se sandbox.SessionEnd) { r.sessionEnded(rr, se) })
+		}
+	}
+	slices.SortFunc(r.routes, func(a, b *routed) int { return len(b.Prefix) - len(a.Prefix) })
+	r.public = r.routes[0].g.public // one authenticator: the same documents on every route
+	ctl.OnChange(r.poke)
+	go r.watch()
+	return r, nil
+}
+
+func normalizePrefix(p string) string {
+	p = strings.TrimRight(p, "/")
+	if p == "" {
+		return "/"
+	}
+	return p
+}
+
+func validateRoutes(routes []Route) error {
+	var errs []error
+	names, prefixes := map[string]bool{}, map[string]bool{}
+	for i, rt := range routes {
+		at := fmt.Sprintf("route %d", i+1)
+		if rt.Name != "" {
+			at += " (" + rt.Name + ")"
+		}
+		switch {
+		case rt.Name == "":
+			errs = append(errs, fmt.Errorf("%s: name is required", at))
+		case names[rt.Name]:
+			errs = append(errs, fmt.Errorf("%s: name used twice", at))
+		}
+		names[rt.Name] = true
+		p := normalizePrefix(rt.Prefix)
+		switch {
+		case !strings.HasPrefix(rt.Prefix, "/"):
+			errs = append(errs, fmt.Errorf("%s: prefix %q must start with /", at, rt.Prefix))
+		case strings.ContainsAny(rt.Prefix, "?#") || strings.Contains(rt.Prefix, "//") || strings.Contains(rt.Prefix, "/../") || strings.HasSuffix(rt.Prefix, "/.."):
+			errs = append(errs, fmt.Errorf("%s: prefix %q is not a clean path", at, rt.Prefix))
+		case prefixes[p]:
+			errs = append(errs, fmt.Errorf("%s: prefix %q used twice", at, p))
+		}
+		prefixes[p] = true
+		if (rt.URL == "") == (rt.Bridge == nil) {
+			errs = append(errs, fmt.Errorf("%s: give exactly one of a URL and a sandboxed command", at))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// match returns the route serving path: the longest prefix equal to it or followed by "/".
+func (r *Router) match(path string) *routed {
+	for _, rt := range r.routes {
+		if rt.Prefix == "/" || path == rt.Prefix || strings.HasPrefix(path, rt.Prefix+"/") {
+			return rt
+		}
+	}
+	return nil
+}
+
+// ServeHTTP hands the request to the gateway of its route.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if h, ok := r.public[req.URL.Path]; ok {
+		h.ServeHTTP(w, req)
+		return
+	}
+	if rt := r.match(req.URL.Path); rt != nil {
+		rt.g.ServeHTTP(w, req)
+		return
+	}
+	r.noRoute(w, req)
+}
+
+// noRoute answers 404 and audits the request, with its principal when it authenticates: probing
+// for servers is worth seeing.
+func (r *Router) noRoute(w http.ResponseWriter, req *http.Request) {
+	g := r.routes[0].g
+	p, _ := g.auth.Authenticate(req)
+	c := g.newCall(req, p)
+	e := g.event(c, event.DirRequest, nil)
+	e.Target = event.Target{}
+	e.Correlation.SessionID = "" // a session id names a session of some server, not of this path
+	e.Attributes = map[string]string{"http.method": clip(req.Method, 32), "http.path": clip(req.URL.Path, 256)}
+	e.Outcome = event.Outcome{Result: event.ResultDenied, Reason: "no MCP server is served at this path",
+		ErrorCode: CodeInvalidRequest, HTTPStatus: http.StatusNotFound}
+	g.maskReason(e)
+	r.unrouted.Inc()
+	r.pub.Publish(req.Context(), e)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write(errorResponse(nil, false, CodeInvalidRequest, "no MCP server at this path"))
+}
+
+// controlled is the control in force that refuses c's call to tool ("" for none): the
+// revocations and quarantines of [control.Store.Check], then a quarantine of the session's
+// sandbox.
+func (g *Gateway) controlled(c *call, tool string) (event.Control, bool) {
+	now := time.Now()
+	if ctl, ok := g.ctl.Check(g.cfg.Tenant, c.principal, g.cfg.ServerName, tool, now); ok {
+		return ctl, true
+	}
+	return g.ctl.Match(g.cfg.Tenant, event.ScopeSandbox, g.sandboxOf(c.session), now)
+}
+
+func (g *Gateway) sandboxOf(session string) string {
+	if g.cfg.Sandboxes == nil || session == "" {
+		return ""
+	}
+	return g.cfg.Sandboxes.SandboxOf(session)
+}
+
+// poke wakes the quarantine watcher; called by the control store on every change.
+func (r *Router) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// watch applies sandbox quarantines on every control change, and every second for expiries.
+func (r *Router) watch() {
+	defer close(r.done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.wake:
+		case <-t.C:
+		}
+		r.applyQuarantines()
+	}
+}
+
+// quarantineOf is the control that quarantines a sandbox of rt: one naming the sandbox, or the
+// server it runs.
+func (r *Router) quarantineOf(rt *routed, sandboxID string, now time.Time) (event.Control, bool) {
+	if c, ok := r.ctl.Match(r.tenant, event.ScopeSandbox, sandboxID, now); ok {
+		return c, true
+	}
+	return r.ctl.Match(r.tenant, event.ScopeServer, rt.Name, now)
+}
+
+func (r *Router) applyQuarantines() {
+	now := time.Now()
+	for _, rt := range r.routes {
+		if rt.Bridge == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		changes := rt.Bridge.ApplyQuarantine(ctx, func(id string) bool {
+			_, q := r.quarantineOf(rt, id, now)
+			return q
+		})
+		cancel()
+		for _, qc := range changes {
+			r.publishQuarantine(rt, qc, now)
+		}
+	}
+}
+
+// Attributes of the gateway's sandbox events.
+const (
+	attrSandboxEvent   = "sandbox.event" // frozen, thawed, ended
+	attrSandboxCgroup  = "sandbox.cgroup_id"
+	attrSandboxReason  = "sandbox.end_reason"
+	attrSandboxExit    = "sandbox.exit"
+	attrSandboxStderr  = "sandbox.stderr_tail"
+	attrSandboxPending = "sandbox.pending_requests"
+)
+
+// sandboxEvent starts the audit event of something that happened to a sandbox.
+func (r *Router) sandboxEvent(rt *routed, session, sandboxID string, cgroupID uint64, what string) *event.Event {
+	g := rt.g
+	e := &event.Event{
+		ID: event.NewID(), Time: time.Now(), Source: event.SourceMCP, Observer: g.cfg.Observer, Tenant: g.cfg.Tenant,
+		Principal:   r.pub.principal(sandboxID),
+		Correlation: event.Correlation{SessionID: session},
+		MCP:         &event.MCP{Direction: event.DirNotification, Transport: Transport},
+		Target:      event.Target{Server: rt.Name, Route: rt.Prefix, Sandbox: sandboxID},
+		Process:     &event.Process{CgroupID: cgroupID},
+		Outcome:     event.Outcome{Result: event.ResultAllowed},
+		Attributes: map[string]string{"mcp.sender": "gateway", attrSandboxEvent: what,
+			attrSandboxCgroup: strconv.FormatUint(cgroupID, 10)},
+	}
+	return e
+}
+
+func (r *Router) publishQuarantine(rt *routed, qc sandbox.QuarantineChange, now time.Time) {
+	what := "thawed"
+	if qc.Frozen {
+		what = "frozen"
+	}
+	e := r.sandboxEvent(rt, qc.Session, qc.Sandbox, qc.CgroupID, what)
+	if ctl, ok := r.quarantineOf(rt, qc.Sandbox, now); ok {
+		e.Outcome.PolicyRule = "control:" + ctl.Key()
+		e.Outcome.Reason = ctl.Reason
+	}
+	if qc.Err != nil {
+		e.Outcome.Result, e.Outcome.Reason = event.ResultError, "sandbox not "+what+": "+qc.Err.Error()
+	}
+	e.Severity = 7
+	rt.g.publish(context.Background(), e)
+}
+
+// sessionEnded audits the end of a sandboxed session: an error when the server exited by itself
+// (crashed, killed, or never answered initialize), else the session's ordinary end.
+func (r *Router) sessionEnded(rt *routed, se sandbox.SessionEnd) {
+	e := r.sandboxEvent(rt, se.Session, se.Sandbox, se.CgroupID, "ended")
+	e.Attributes[attrSandboxReason] = se.Reason
+	if se.Pending > 0 {
+		e.Attributes[attrSandboxPending] = strconv.Itoa(se.Pending)
+	}
+	switch se.Reason {
+	case "exited":
+		e.Attributes[attrSandboxExit] = se.Exit
+		if tail := strings.TrimSpace(se.Stderr); tail != "" {
+			if rt.g.masker != nil {
+				tail, _ = rt.g.masker.String(tail)
+			}
+			e.Attributes[attrSandboxStderr] = clip(tail, 512)
+		}
+		e.Outcome = event.Outcome{Result: event.ResultError, Reason: "MCP server process exited (" + se.Exit + ")"}
+		e.Severity = 5
+	case "initialize_failed":
+		e.Outcome = event.Outcome{Result: event.ResultError, Reason: "MCP server did not complete initialize"}
+		e.Severity = 3
+	}
+	rt.g.publish(context.Background(), e)
+	r.pub.forget(se.Sandbox)
+}
+
+// Close stops the quarantine watcher, ends every sandboxed session (stopping its sandbox) and
+// releases the gateways' idle connections. Stop the HTTP server first.
+func (r *Router) Close() {
+	select {
+	case <-r.stop:
+		return
+	default:
+	}
+	close(r.stop)
+	<-r.done
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, rt := range r.routes {
+		if rt.Bridge != nil {
+			if err := rt.Bridge.Close(ctx); err != nil {
+				r.log.Warn("close sandboxed server", "server", rt.Name, "err", err)
+			}
+		}
+		rt.g.Close()
+	}
+}
+
+// principalTracker remembers who uses each sandbox (from the events of its session), so that the
+// gateway's own events about the sandbox — frozen, ended — name the principal too.
+type principalTracker struct {
+	Publisher
+	mu        sync.Mutex
+	bySandbox map[string]event.Principal
+}
+
+func (p *principalTracker) Publish(ctx context.Context, e *event.Event) {
+	if sb := e.Target.Sandbox; sb != "" && (e.Principal.Subject != "" || e.Principal.ClientID != "") {
+		p.mu.Lock()
+		if _, ok := p.bySandbox[sb]; !ok && len(p.bySandbox) < DefaultMaxPending {
+			p.bySandbox[sb] = e.Principal
+		}
+		p.mu.Unlock()
+	}
+	p.Publisher.Publish(ctx, e)
+}
+
+// Healthy passes on the wrapped publisher's health, which the gateway fails closed on.
+func (p *principalTracker) Healthy() error {
+	if h, ok := p.Publisher.(interface{ Healthy() error }); ok {
+		return h.Healthy()
+	}
+	return nil
+}
+
+func (p *principalTracker) principal(sandboxID string) event.Principal {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bySandbox[sandboxID]
+}
+
+func (p *principalTracker) forget(sandboxID string) {
+	p.mu.Lock()
+	delete(p.bySandbox, sandboxID)
+	p.mu.Unlock()
+}
+
+// handlerTransport is an [http.RoundTripper] that serves each request with an in-process handler,
+// streaming its response as it is written.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithCancel(req.Context())
+	pr, pw := io.Pipe()
+	rw := &pipeResponse{header: http.Header{}, pw: pw, ready: make(chan struct{})}
+	in := req.Clone(ctx)
+	in.RequestURI = req.URL.RequestURI()
+	in.RemoteAddr = "in-process"
+	if in.Body == nil {
+		in.Body = http.NoBody
+	}
+	go func() {
+		defer func() {
+			if v := recover(); v != nil && v != http.ErrAbortHandler {
+				pw.CloseWithError(fmt.Errorf("in-process upstream panicked: %v", v))
+			}
+			rw.WriteHeader(http.StatusOK) // no-op once written
+			_ = pw.Close()
+		}()
+		t.h.ServeHTTP(rw, in)
+	}()
+	select {
+	case <-rw.ready:
+	case <-ctx.Done():
+		cancel()
+		_ = pr.Close()
+		return nil, ctx.Err()
+	}
+	return &http.Response{
+		Status: strconv.Itoa(rw.status) + " " + http.StatusText(rw.status), StatusCode: rw.status,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: rw.sent, Body: &pipeBody{pr, cancel}, ContentLength: -1, Request: req,
+	}, nil
+}
+
+// pipeResponse is the in-process handler's [http.ResponseWriter]: the header is handed over once
+// written, the body flows through a pipe (each Write returns once the reader has taken it, so a
+// stream needs no flushing).
+type pipeResponse struct {
+	header http.Header
+	sent   http.Header
+	status int
+	pw     *io.PipeWriter
+	once   sync.Once
+	ready  chan struct{}
+}
+
+func (p *pipeResponse) Header() http.Header { return p.header }
+
+func (p *pipeResponse) WriteHeader(status int) {
+	p.once.Do(func() {
+		p.status, p.sent = status, p.header.Clone()
+		close(p.ready)
+	})
+}
+
+func (p *pipeResponse) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return p.pw.Write(b)
+}
+
+// Flush is a no-op: the pipe hands every write over as it happens.
+func (p *pipeResponse) Flush() {}
+
+// pipeBody ends the handler's request context when the proxy closes the response body, so a
+// handler waiting for upstream messages stops when the client goes away.
+type pipeBody struct {
+	*io.PipeReader
+	cancel context.CancelFunc
+}
+
+func (b *pipeBody) Close() error {
+	b.cancel()
+	return b.PipeReader.Close()
+}
