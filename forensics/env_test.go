@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/testenv"
 	"github.com/mcpwatch/mcpwatch/storage"
 )
@@ -96,7 +97,17 @@ func (d *testDB) store(t *testing.T, s seedData) {
 		add(topics.Actions, b, err)
 	}
 	for _, batch := range [][]*kgo.Record{recs, recs[30+2 : 30+2+30]} { // the replay: mallory again
-		res, err := sink.Handle(context.Background(), batch)
+		// Like the stage, retry what failed in transit: the sink writes each record once, so a
+		// retried batch stores nothing twice.
+		var res kafkaio.Result
+		var err error
+		for attempt := 1; attempt <= 5; attempt++ {
+			if res, err = sink.Handle(context.Background(), batch); err == nil {
+				break
+			}
+			t.Logf("seed attempt %d: %v", attempt, err)
+			time.Sleep(200 * time.Millisecond)
+		}
 		if err != nil || len(res.Dead) > 0 {
 			t.Fatalf("seed: %v, dead %v", err, res.Dead)
 		}

@@ -90,7 +90,7 @@ func TestNewerServerSchemaOnChdb(t *testing.T) {
 			latency_ms, request_bytes, pii_counts, scopes, acr, department, peer_group, raw) VALUES
 			('` + id + `', toDateTime('` + ts + `', 'UTC'), toUnixTimestamp(toDateTime('` + ts + `', 'UTC')) * 1000 + 250, 'acme', 'alice', 'alice',
 			'` + tool + `', 'sales-db', 'tools/call', 'mcp', '` + result + `', ` + latency + `, 100, [2, 1], ['mcp:tools'], 'mfa', 'sales', 'emea-sales',
-			'{"id":"`+id+`","attributes":{"k":"ocsf"},"normalized":{"cef":"x","ocsf":{"class_uid":6003}}}')`
+			'{"id":"` + id + `","attributes":{"k":"ocsf"},"normalized":{"cef":"x","ocsf":{"class_uid":6003}}}')`
 	}
 	stmts = append(stmts,
 		ev("e1", "2026-11-23 09:06:12", "db_query", "allowed", "10"),

@@ -155,7 +155,9 @@ func testParent(t *testing.T) string {
 func newManager(t *testing.T, mutate ...func(*Options)) *Manager {
 	t.Helper()
 	requireCgroup2(t)
-	opts := Options{Parent: testParent(t), StopGrace: time.Second, Log: slog.New(slog.DiscardHandler)}
+	// A generous grace: a race-instrumented child on a loaded machine can take over a second to
+	// notice the end of its input and exit; tests of the kill path set their own.
+	opts := Options{Parent: testParent(t), StopGrace: 5 * time.Second, Log: slog.New(slog.DiscardHandler)}
 	for _, f := range mutate {
 		f(&opts)
 	}
