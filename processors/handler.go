@@ -22,6 +22,10 @@ func Handler(topics event.Topics, log *slog.Logger, opts ...HandlerOption) kafka
 	return handler(topics, log, time.Now, opts...)
 }
 
+// HeaderEventID names the event an OCSF record renders (its metadata.uid says the same), so
+// consumers can join the OCSF topic with the events topic without parsing.
+const HeaderEventID = "mcpwatch-event-id"
+
 // Enricher adds what sources cannot know to an event in place — data classes, sensitivity, the
 // principal's department and peer group (package enrich implements it). It must be safe for
 // concurrent use and must never fail an event.
@@ -67,6 +71,16 @@ func handler(topics event.Topics, log *slog.Logger, now func() time.Time, opts .
 		if len(key) == 0 {
 			key = []byte(event.PrincipalKey(e.Tenant, e.Principal))
 		}
+		// The OCSF object goes to its own topic, bare, for OCSF consumers; the event record that
+		// detectors, the sink and forwarders decode stays lean.
+		var ocsf *kgo.Record
+		if topics.OCSF != "" && len(e.Normalized.OCSF) > 0 {
+			ocsf = &kgo.Record{Topic: topics.OCSF, Key: key, Value: e.Normalized.OCSF,
+				Headers: append([]kgo.RecordHeader{{Key: HeaderEventID, Value: []byte(e.ID)}}, r.Headers...)}
+			n := *e.Normalized
+			n.OCSF = nil
+			e.Normalized = &n
+		}
 		out, err := kafkaio.RecordOf(topics.Events, string(key), &e)
 		if err != nil {
 			// The event decoded, so it encodes; failing here is a bug, not a bad record.
@@ -74,6 +88,9 @@ func handler(topics event.Topics, log *slog.Logger, now func() time.Time, opts .
 		}
 		out.Headers = append(out.Headers, r.Headers...)
 		log.Debug("normalized", "id", e.ID, "signature", e.Normalized.Signature)
+		if ocsf != nil {
+			return []*kgo.Record{out, ocsf}, nil
+		}
 		return []*kgo.Record{out}, nil
 	})
 }

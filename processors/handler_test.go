@@ -2,6 +2,7 @@ package processors
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
@@ -69,10 +70,14 @@ func TestHandler(t *testing.T) {
 				}
 				return
 			}
-			if len(res.Dead) != 0 || len(res.Out) != 1 {
-				t.Fatalf("want one output, got out=%d dead=%v", len(res.Out), res.Dead)
+			if len(res.Dead) != 0 || len(res.Out) != 2 {
+				t.Fatalf("want the event and its OCSF object, got out=%d dead=%v", len(res.Out), res.Dead)
 			}
-			out := res.Out[0]
+			out, ocsf := res.Out[0], res.Out[1]
+			if ocsf.Topic != testTopics.OCSF || string(ocsf.Key) != c.key || kafkaio.Header(ocsf, HeaderEventID) != good.ID ||
+				!strings.Contains(string(ocsf.Value), `"uid":"`+good.ID+`"`) {
+				t.Fatalf("OCSF output to %s key %q: %s", ocsf.Topic, ocsf.Key, ocsf.Value)
+			}
 			if out.Topic != testTopics.Events || string(out.Key) != c.key {
 				t.Fatalf("output to %s key %q", out.Topic, out.Key)
 			}
@@ -158,7 +163,28 @@ func stageRun(t *testing.T, brokers []string, names event.Topics) {
 		return got
 	}
 	out := read(names.Events, len(ids))
+	ocsf := read(names.OCSF, len(ids))
 	dead := read(names.DeadLetter, 4)
+	// Every normalized event has its OCSF object on the OCSF topic, bare, under the same key and
+	// named by header, and not inside the event record.
+	if len(ocsf) != len(ids) {
+		t.Fatalf("got %d OCSF records, want %d", len(ocsf), len(ids))
+	}
+	for _, r := range ocsf {
+		var o struct {
+			ClassUID int `json:"class_uid"`
+			Metadata struct {
+				UID string `json:"uid"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(r.Value, &o); err != nil {
+			t.Fatal(err)
+		}
+		if id := kafkaio.Header(r, HeaderEventID); o.ClassUID != 6003 || !ids[id] || o.Metadata.UID != id ||
+			!strings.HasPrefix(string(r.Key), "acme/") {
+			t.Fatalf("OCSF record %s (key %s, header id %s) does not render its event", r.Value, r.Key, id)
+		}
+	}
 	if len(out) != len(ids) || len(dead) != 4 {
 		t.Fatalf("got %d normalized and %d dead letters, want %d and 4", len(out), len(dead), len(ids))
 	}
@@ -167,7 +193,7 @@ func stageRun(t *testing.T, brokers []string, names event.Topics) {
 		if err := event.Decode(r.Value, &e); err != nil {
 			t.Fatal(err)
 		}
-		if !ids[e.ID] || e.Normalized == nil || string(r.Key) != event.PrincipalKey(e.Tenant, e.Principal) {
+		if !ids[e.ID] || e.Normalized == nil || len(e.Normalized.OCSF) > 0 || string(r.Key) != event.PrincipalKey(e.Tenant, e.Principal) {
 			t.Fatalf("unexpected output %s key %s normalized %v", e.ID, r.Key, e.Normalized)
 		}
 		delete(ids, e.ID)

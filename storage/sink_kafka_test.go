@@ -32,7 +32,7 @@ func kafkaTopics(t *testing.T, ctx context.Context) ([]string, event.Topics, *kg
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		all := []string{names.Raw, names.Events, names.Findings, names.Scores, names.Actions, names.Control, names.DeadLetter}
+		all := names.All()
 		_, _ = kadm.NewClient(cl).DeleteTopics(context.Background(), all...)
 	})
 	return brokers, names, cl

@@ -305,9 +305,7 @@ func startBenchEnv(ctx context.Context, g *globals, modes []string, log *slog.Lo
 	env.deleteTopics = func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		names := []string{env.topics.Raw, env.topics.Events, env.topics.Findings, env.topics.Scores,
-			env.topics.Actions, env.topics.Control, env.topics.DeadLetter}
-		if _, err := kadm.NewClient(cl).DeleteTopics(dctx, names...); err != nil {
+		if _, err := kadm.NewClient(cl).DeleteTopics(dctx, env.topics.All()...); err != nil {
 			g.log.Warn("bench: delete topics", "err", err)
 		}
 	}

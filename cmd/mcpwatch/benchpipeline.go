@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,8 @@ type pipelineBench struct {
 	lagSample   int
 	poll        time.Duration
 	keep        bool
+	passes      []string
+	cpuProfile  string
 }
 
 func benchPipelineCmd(g *globals) *cobra.Command {
@@ -68,6 +71,8 @@ Everything runs in a fresh database (created and dropped with the admin user) an
 	f.IntVar(&b.lagSample, "lag-sample", 50, "time every n-th event of the lag run")
 	f.DurationVar(&b.poll, "poll", 20*time.Millisecond, "how often the benchmark queries ClickHouse for arrivals")
 	f.BoolVar(&b.keep, "keep", false, "keep the benchmark database and topics")
+	f.StringSliceVar(&b.passes, "passes", []string{"copy", "sink", "pipeline"}, "throughput passes to run, in this order")
+	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark process (stages, producer, copy consumer) to this file")
 	return cmd
 }
 
@@ -85,6 +90,17 @@ func (b *pipelineBench) run(ctx context.Context, g *globals) error {
 		return errors.New("bench pipeline: want --events >= 1000, --rounds >= 1, --lag-sample >= 1")
 	}
 	log := g.log
+	if b.cpuProfile != "" {
+		f, err := os.Create(b.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	stamp := time.Now().UnixNano()
 	opts := g.clickhouseAdmin()
 	opts.Database = fmt.Sprintf("mcpwatch_bench_%d", stamp)
@@ -129,7 +145,7 @@ func (b *pipelineBench) run(ctx context.Context, g *globals) error {
 			defer cancel()
 			var names []string
 			for _, t := range created {
-				names = append(names, t.Raw, t.Events, t.Findings, t.Scores, t.Actions, t.Control, t.DeadLetter)
+				names = append(names, t.All()...)
 			}
 			if _, err := kadm.NewClient(cl).DeleteTopics(dctx, names...); err != nil {
 				log.Warn("bench: delete topics", "err", err)
@@ -145,7 +161,10 @@ func (b *pipelineBench) run(ctx context.Context, g *globals) error {
 	env := &pipeEnv{g: g, b: b, cl: cl, conn: conn, opts: opts, log: log, newTopics: newTopics}
 	var results []passResult
 	for round := 1; round <= b.rounds; round++ {
-		for _, pass := range []string{"copy", "sink", "pipeline"} {
+		for _, pass := range b.passes {
+			if !slices.Contains([]string{"copy", "sink", "pipeline"}, pass) {
+				return fmt.Errorf("bench pipeline: pass %q: want copy, sink or pipeline", pass)
+			}
 			r, err := env.throughput(ctx, pass, round)
 			if err != nil {
 				return fmt.Errorf("bench pipeline: %s round %d: %w", pass, round, err)

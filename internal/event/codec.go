@@ -15,6 +15,7 @@ import (
 type Topics struct {
 	Raw        string // events from sources, key: tenant/principal
 	Events     string // normalized events, key: tenant/principal
+	OCSF       string // the normalized events as bare OCSF 1.x objects, key: tenant/principal
 	Findings   string // detector findings, key: tenant/principal
 	Scores     string // latest threat score per principal, key: tenant/principal (compacted)
 	Actions    string // response actions taken, key: tenant/principal
@@ -32,9 +33,14 @@ func TopicNames(prefix string) Topics {
 	}
 	n := func(s string) string { return prefix + "." + s + ".v1" }
 	return Topics{
-		Raw: n("raw"), Events: n("events"), Findings: n("findings"), Scores: n("scores"),
+		Raw: n("raw"), Events: n("events"), OCSF: n("ocsf"), Findings: n("findings"), Scores: n("scores"),
 		Actions: n("actions"), Control: n("control"), DeadLetter: n("deadletter"),
 	}
+}
+
+// All returns every topic name, for tools that create or delete a deployment's topics.
+func (t Topics) All() []string {
+	return []string{t.Raw, t.Events, t.OCSF, t.Findings, t.Scores, t.Actions, t.Control, t.DeadLetter}
 }
 
 // ErrMalformed marks a record that cannot be decoded or misses required fields. It is permanent:

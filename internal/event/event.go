@@ -181,7 +181,9 @@ type Normalized struct {
 	// Sensitivity of the data touched, 0–1, from enrichment.
 	Sensitivity float64 `json:"sensitivity,omitempty"`
 	// OCSF is the same event as an OCSF 1.x object (API Activity, Authentication, Process or
-	// Network Activity), for consumers that speak OCSF rather than CEF.
+	// Network Activity), for consumers that speak OCSF rather than CEF. The normalizer stage
+	// publishes it as a record of its own on the OCSF topic and leaves it out of the event
+	// record, which every later stage decodes: it is the largest part of a rendering.
 	OCSF json.RawMessage `json:"ocsf,omitempty"`
 }
 

@@ -39,6 +39,7 @@ func Topics(names event.Topics, partitions int32, replication int16, retentionHo
 	specs := []TopicSpec{
 		del(names.Raw),
 		del(names.Events),
+		del(names.OCSF),
 		del(names.Findings),
 		del(names.Actions),
 		{Name: names.Scores, Partitions: partitions, Replication: replication, Configs: map[string]string{

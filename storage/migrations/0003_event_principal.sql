@@ -1,5 +1,6 @@
--- 0003 events: the principal attributes and the OCSF rendering the event model carries since
--- 0001 was written, plus the faster lookups newer servers offer.
+-- 0003 events: the principal attributes the event model carries since 0001 was written, plus
+-- the faster lookups newer servers offer. (OCSF renderings are not stored: the normalizer
+-- publishes them on their own topic for OCSF consumers.)
 --
 -- This file is a Go text/template (see render.go): its lc function and feature conditions choose
 -- between the ClickHouse 18.16 form and the newer one; ${database} is the database.
@@ -14,17 +15,6 @@ ALTER TABLE ${database}.events ADD COLUMN acr {{lc "String"}} DEFAULT '' AFTER s
 -- From the directory during enrichment, so analysts can compare a principal with its peers.
 ALTER TABLE ${database}.events ADD COLUMN department {{lc "String"}} DEFAULT '' AFTER acr;
 ALTER TABLE ${database}.events ADD COLUMN peer_group {{lc "String"}} DEFAULT '' AFTER department;
--- The OCSF 1.x object the processor rendered (JSON text; '' when there is none). It is read out
--- of raw rather than stored twice: the object is the largest part of a normalized record, and
--- storing it in its own column as well doubled what every row costs to insert (BENCHMARKS.md).
--- 18.16 has no JSONExtract; visitParamExtractRaw finds the first "ocsf" key in raw, which is the
--- normalized one (the event model has no other field of that name and sources set no attribute
--- keys from input).
-{{if .DateTime64 -}}
-ALTER TABLE ${database}.events ADD COLUMN ocsf String ALIAS JSONExtractRaw(raw, 'normalized', 'ocsf');
-{{- else -}}
-ALTER TABLE ${database}.events ADD COLUMN ocsf String ALIAS visitParamExtractRaw(raw, 'ocsf');
-{{- end}}
 
 -- The same for findings, which name a principal too.
 ALTER TABLE ${database}.findings ADD COLUMN department {{lc "String"}} DEFAULT '' AFTER client_id;
