@@ -51,6 +51,7 @@ type gatewayBench struct {
 	modes      []string
 	cpuProfile string
 	maxErrors  float64
+	slice      time.Duration
 }
 
 func benchGatewayCmd(g *globals) *cobra.Command {
@@ -76,6 +77,7 @@ calls of any target fail.`,
 	f.StringSliceVar(&b.modes, "modes", []string{"json"}, "upstreams: json or sse (a minimal endpoint answering application/json or text/event-stream), sdk-json or sdk-sse (the demo server on the official Go SDK, stateless)")
 	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process (gateway, upstream and load generator) to this file")
 	f.Float64Var(&b.maxErrors, "max-error-rate", 0.01, "fail when a target's error rate exceeds this fraction")
+	f.DurationVar(&b.slice, "slice", 0, "instead of sending to both targets at once, alternate them in slices of this length (each still gets --duration at the full rate): halves the machine's load, for rates where two targets at once saturate it")
 	return cmd
 }
 
@@ -171,8 +173,12 @@ func (b *gatewayBench) run(cmd *cobra.Command, g *globals) error {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "upstream: per mode (json/sse: minimal stateless endpoint; sdk-*: demo acme-data on the Go SDK, stateless); gateway: static token, %d-rule policy, masking, durable audit to Kafka %s topic %s\n",
 		env.rules, g.kafka, env.topics.Raw)
-	fmt.Fprintf(out, "load: open loop, each target at the given rate, interleaved per request; %d connections per target; warm-up %s, measured %s\n\n",
-		b.conns, b.warmup, b.duration)
+	schedule := "interleaved per request"
+	if b.slice > 0 {
+		schedule = fmt.Sprintf("alternating in %s slices", b.slice)
+	}
+	fmt.Fprintf(out, "load: open loop, each target at the given rate, %s; %d connections per target; warm-up %s, measured %s\n\n",
+		schedule, b.conns, b.warmup, b.duration)
 
 	if b.cpuProfile != "" {
 		f, err := os.Create(b.cpuProfile)
@@ -195,10 +201,10 @@ func (b *gatewayBench) run(cmd *cobra.Command, g *globals) error {
 				{name: "direct", url: env.upstream[mode]},
 				{name: "gateway", url: env.gateway[mode]},
 			}
-			if _, err := runOpenLoop(ctx, targets, rate, b.warmup, b.conns); err != nil {
+			if _, err := runOpenLoop(ctx, targets, rate, b.warmup, b.conns, b.slice); err != nil {
 				return err
 			}
-			res, err := runOpenLoop(ctx, targets, rate, b.duration, b.conns)
+			res, err := runOpenLoop(ctx, targets, rate, b.duration, b.conns, b.slice)
 			if err != nil {
 				return err
 			}
@@ -429,10 +435,12 @@ func (e *errOnce) get() error {
 }
 
 // runOpenLoop sends rate calls per second to every target for d, interleaved: call i goes to
-// target i mod len(targets) at its scheduled time start + i/(rate·len(targets)). A call's latency
+// target i mod len(targets) at its scheduled time start + i/(rate·len(targets)). With slice > 0
+// the targets take turns instead, each receiving rate calls per second for one slice at a time,
+// until each has had d. A call's latency
 // runs from that scheduled time, not from when a connection was free to send it, so a stalled
 // target is charged for the calls queued behind the stall (no coordinated omission).
-func runOpenLoop(ctx context.Context, targets []benchTarget, rate int, d time.Duration, conns int) ([]targetResult, error) {
+func runOpenLoop(ctx context.Context, targets []benchTarget, rate int, d time.Duration, conns int, slice time.Duration) ([]targetResult, error) {
 	type job struct {
 		at   time.Time
 		body []byte
@@ -465,8 +473,17 @@ func runOpenLoop(ctx context.Context, targets []benchTarget, rate int, d time.Du
 		defer client.CloseIdleConnections()
 	}
 	interval := time.Duration(float64(time.Second) / float64(rate*nt))
+	perSlice := 0 // calls per slice when taking turns
+	if slice > 0 {
+		interval = time.Duration(float64(time.Second) / float64(rate))
+		perSlice = max(1, int(slice.Seconds()*float64(rate)))
+	}
+	total := n * nt
+	if perSlice > 0 { // whole rounds, so that every target gets all n of its calls
+		total = (n + perSlice - 1) / perSlice * perSlice * nt
+	}
 	start := time.Now().Add(10 * time.Millisecond)
-	for k := 0; k < n*nt; k++ {
+	for k := 0; k < total; k++ {
 		if ctx.Err() != nil {
 			break
 		}
@@ -475,6 +492,13 @@ func runOpenLoop(ctx context.Context, targets []benchTarget, rate int, d time.Du
 			time.Sleep(w)
 		}
 		i, seq := k%nt, k/nt
+		if perSlice > 0 {
+			round := k / (perSlice * nt)
+			i, seq = (k/perSlice)%nt, round*perSlice+k%perSlice
+			if seq >= n { // the last round may be partial
+				continue
+			}
+		}
 		queues[i] <- job{at: at, body: benchBody(seq), slot: &lats[i][seq]}
 	}
 	for _, q := range queues {

@@ -232,6 +232,7 @@ func (e *pipeEnv) produce(ctx context.Context, topic, tenant string, n int, norm
 			if ev, err = processors.Normalize(ev, now); err != nil {
 				return err
 			}
+			ev.Normalized.OCSF = nil // as the normalizer stage publishes it: OCSF on its own topic
 		}
 		rec, err := kafkaio.RecordOf(topic, event.PrincipalKey(ev.Tenant, ev.Principal), &ev)
 		if err != nil {
