@@ -205,7 +205,7 @@ func compilePosting(p string, qualified bool) (posting, error) {
 	if err != nil {
 		return posting{}, fmt.Errorf("name: %w", err)
 	}
-	if sg.kind == globAny || sg.src == "*" {
+	if sg.All() || sg.String() == "*" {
 		sg = nil // any server
 	}
 	return posting{name: ng, server: sg}, nil

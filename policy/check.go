@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/mcpwatch/mcpwatch/internal/glob"
 )
 
 // Warning is a finding of [Check]: the policy loads and works, but probably not as meant.
@@ -122,10 +124,10 @@ func selSources(s []principalSel) []string {
 	return out
 }
 
-func globSources(g []*glob) []string {
+func globSources(g []*glob.Pattern) []string {
 	out := make([]string, len(g))
 	for i, x := range g {
-		out[i] = x.src
+		out[i] = x.String()
 	}
 	return out
 }
@@ -175,11 +177,11 @@ func guarded(r *rule) bool {
 func matchesAll(r *rule) bool {
 	kinds := map[string]bool{}
 	for _, g := range r.patterns {
-		if g.kind == matchAnything {
+		if g.All() {
 			return true
 		}
-		if g.kind == matchPrefix2 {
-			kinds[g.lit] = true
+		if g.Subtree() {
+			kinds[g.Prefix()] = true
 		}
 	}
 	return kinds["tool:"] && kinds["resource:"] && kinds["prompt:"]

@@ -49,7 +49,7 @@
 // [Policy.Evaluate] denies them. Patterns must begin with tool:, resource: or prompt: (a bare URI
 // with a scheme, like the source document's "s3://finance-data/*", is a resource pattern), or be
 // "**". In patterns "*" matches within one '/'-separated segment, "**" across segments, "\"
-// escapes; everything else, '?' and '[' included, is literal (see glob.go).
+// escapes; everything else, '?' and '[' included, is literal (see package internal/glob).
 //
 // Targets that a pattern cannot judge safely are denied before any rule is consulted: dot
 // segments ("/../"), percent-encoded '.', '/' or '\', backslashes, control bytes, invalid UTF-8,

@@ -17,6 +17,8 @@ import (
 	_ "time/tzdata" // IANA zones even on hosts and images without /usr/share/zoneinfo
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mcpwatch/mcpwatch/internal/glob"
 )
 
 // Limits on what Load accepts; policies are small, and a policy file is not trusted to be sane.
@@ -500,12 +502,11 @@ func (l *loader) patterns(r *rule, n *yaml.Node, what string) {
 			l.errf(nodes[i], "%s %q: want a tool:, resource: or prompt: pattern", what, s)
 			continue
 		}
-		g, err := compileGlob(p)
+		g, err := glob.Compile(p)
 		if err != nil {
 			l.errf(nodes[i], "%s %q: %v", what, s, err)
 			continue
 		}
-		g.src = p
 		r.patterns = append(r.patterns, g)
 	}
 }

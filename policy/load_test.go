@@ -170,7 +170,7 @@ func TestLoadExample(t *testing.T) {
 			finance = r
 		}
 	}
-	if finance == nil || finance.patterns[0].src != "resource:s3://finance-data/*" || finance.actions != bitRead || len(finance.conds) != 2 {
+	if finance == nil || finance.patterns[0].String() != "resource:s3://finance-data/*" || finance.actions != bitRead || len(finance.conds) != 2 {
 		t.Fatalf("finance-read compiled as %+v", finance)
 	}
 	if _, err := LoadFile("testdata/none.yaml"); !errors.Is(err, os.ErrNotExist) {

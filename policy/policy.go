@@ -213,10 +213,7 @@ func newRuleIndex(rules []*rule) ruleIndex {
 	for _, r := range rules {
 		keys := map[string]bool{}
 		for _, g := range r.patterns {
-			lit := g.lit
-			if g.kind == matchAnything {
-				lit = ""
-			}
+			lit := g.Prefix()
 			k, ok := targetKey(lit)
 			if !ok {
 				keys = nil

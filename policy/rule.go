@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcpwatch/mcpwatch/internal/glob"
 )
 
 // rule is one compiled rule.
@@ -18,7 +20,7 @@ type rule struct {
 	actions     actionSet
 	tenants     []string
 	principals  []principalSel // empty: any principal (allow rules: any authenticated one)
-	patterns    []*glob
+	patterns    []*glob.Pattern
 	conds       []cond // all must hold, in file order
 	risk        riskTiers
 	// maxAuthAge, when set, allows only principals who authenticated at most this long ago; an
@@ -92,7 +94,7 @@ func (r *rule) scopeTarget(t *target) bool {
 		return false
 	}
 	for _, g := range r.patterns {
-		if g.match(t.str) {
+		if g.Match(t.str) {
 			return true
 		}
 	}
@@ -160,7 +162,7 @@ func (m *missInfo) whyRule(r *rule, t *target) string {
 func (r *rule) patternList() string {
 	s := make([]string, len(r.patterns))
 	for i, g := range r.patterns {
-		s[i] = g.src
+		s[i] = g.String()
 	}
 	return strings.Join(s, ", ")
 }

@@ -1,4 +1,6 @@
-package policy
+// Package glob is the pattern language of mcpwatch's access policy and data catalog, so that one
+// pattern means the same in both files.
+package glob
 
 import (
 	"errors"
@@ -6,7 +8,7 @@ import (
 	"strings"
 )
 
-// Glob patterns over target strings such as "tool:sales-db/db_query" or
+// Patterns over target strings such as "tool:sales-db/db_query" or
 // "resource:s3://finance-data/q1.csv":
 //
 //	*    any run of bytes, possibly empty, that contains no '/'
@@ -51,8 +53,8 @@ const (
 	matchNFA
 )
 
-// glob is a compiled pattern. The zero value matches only the empty string.
-type glob struct {
+// Pattern is a compiled pattern. The zero value matches only the empty string.
+type Pattern struct {
 	src    string
 	kind   matchKind
 	lit    string // exact text, or the literal prefix for the prefix kinds and the NFA pre-check
@@ -67,10 +69,10 @@ var (
 	errTooLong       = errors.New("pattern too long")
 )
 
-// compileGlob parses a pattern. It fails on "***", a trailing backslash, or more than
+// Compile parses a pattern. It fails on "***", a trailing backslash, or more than
 // maxPatternTokens tokens.
-func compileGlob(p string) (*glob, error) {
-	g := &glob{src: p}
+func Compile(p string) (*Pattern, error) {
+	g := &Pattern{src: p}
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch c {
@@ -144,10 +146,29 @@ func compileGlob(p string) (*glob, error) {
 }
 
 // String returns the pattern as written.
-func (g *glob) String() string { return g.src }
+func (g *Pattern) String() string { return g.src }
 
-// match reports whether the whole of s matches the pattern.
-func (g *glob) match(s string) bool {
+// Literal reports whether the pattern has no wildcard: it matches [Pattern.Prefix] alone.
+func (g *Pattern) Literal() bool { return g.kind == matchExact }
+
+// Prefix is the literal text before the first wildcard (all of it for a literal pattern): every
+// string the pattern matches starts with it, which lets callers index patterns by prefix.
+func (g *Pattern) Prefix() string {
+	if g.kind == matchAnything {
+		return ""
+	}
+	return g.lit
+}
+
+// All reports whether the pattern is "**": it matches everything.
+func (g *Pattern) All() bool { return g.kind == matchAnything }
+
+// Subtree reports whether the pattern is a literal prefix followed by "**": it matches everything
+// that starts with [Pattern.Prefix].
+func (g *Pattern) Subtree() bool { return g.kind == matchPrefix2 }
+
+// Match reports whether the whole of s matches the pattern.
+func (g *Pattern) Match(s string) bool {
 	switch g.kind {
 	case matchExact:
 		return s == g.lit
@@ -172,7 +193,7 @@ func (g *glob) match(s string) bool {
 
 // nfa runs the Thompson-style simulation: state i means "toks[:i] matched so far"; a star state
 // may stay on a byte (opStar only on bytes other than '/') or be skipped without consuming one.
-func (g *glob) nfa(s string) bool {
+func (g *Pattern) nfa(s string) bool {
 	n := len(g.toks)
 	words := n/64 + 1
 	var bufA, bufB [nfaWords]uint64
@@ -217,7 +238,7 @@ func (g *glob) nfa(s string) bool {
 
 // closure adds state i+1 for every live star state i (a star may match nothing). Stars are never
 // adjacent ("***" is rejected and "**" is one token), so one shift reaches the fixed point.
-func (g *glob) closure(set []uint64) {
+func (g *Pattern) closure(set []uint64) {
 	var carry uint64
 	for w := range set {
 		x := set[w] & g.stars[w]

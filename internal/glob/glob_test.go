@@ -1,4 +1,4 @@
-package policy
+package glob
 
 import (
 	"path"
@@ -52,11 +52,11 @@ func TestGlob(t *testing.T) {
 		{"", "a", false},
 	}
 	for _, tc := range cases {
-		g, err := compileGlob(tc.pattern)
+		g, err := Compile(tc.pattern)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.pattern, err)
 		}
-		if got := g.match(tc.s); got != tc.want {
+		if got := g.Match(tc.s); got != tc.want {
 			t.Errorf("%q match %q = %v, want %v (kind %d)", tc.pattern, tc.s, got, tc.want, g.kind)
 		}
 		if got := refMatch(tc.pattern, tc.s); got != tc.want {
@@ -64,7 +64,7 @@ func TestGlob(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"a***", `a\`, strings.Repeat("a", maxPatternTokens+1)} {
-		if _, err := compileGlob(bad); err == nil {
+		if _, err := Compile(bad); err == nil {
 			t.Errorf("%q compiled", bad)
 		}
 	}
@@ -72,15 +72,15 @@ func TestGlob(t *testing.T) {
 
 // The NFA stays linear on inputs that make backtracking matchers exponential.
 func TestGlobPathological(t *testing.T) {
-	g, err := compileGlob(strings.Repeat("a*", 30) + "b")
+	g, err := Compile(strings.Repeat("a*", 30) + "b")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.match(strings.Repeat("a", 4000)) {
+	if g.Match(strings.Repeat("a", 4000)) {
 		t.Fatal("matched")
 	}
-	g2, _ := compileGlob(strings.Repeat("**a", 30) + "b")
-	if g2.match(strings.Repeat("a/", 2000)) {
+	g2, _ := Compile(strings.Repeat("**a", 30) + "b")
+	if g2.Match(strings.Repeat("a/", 2000)) {
 		t.Fatal("matched")
 	}
 }
@@ -127,14 +127,14 @@ func FuzzMatch(f *testing.F) {
 		if len(pattern) > 64 || len(s) > 256 {
 			return
 		}
-		g, err := compileGlob(pattern)
+		g, err := Compile(pattern)
 		if err != nil {
 			if !strings.Contains(pattern, "***") && !strings.HasSuffix(pattern, `\`) {
 				t.Fatalf("%q: unexpected error %v", pattern, err)
 			}
 			return
 		}
-		got := g.match(s)
+		got := g.Match(s)
 		if want := refMatch(pattern, s); got != want {
 			t.Fatalf("%q match %q = %v, reference %v", pattern, s, got, want)
 		}
