@@ -13,14 +13,15 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/mcpwatch/mcpwatch/internal/chtest"
 	"github.com/mcpwatch/mcpwatch/internal/testenv"
 	"github.com/mcpwatch/mcpwatch/storage"
 )
 
-func seeded(t *testing.T) *testDB {
+func seeded(t *testing.T) *chtest.DB {
 	t.Helper()
-	db := newTestDB(t)
-	db.store(t, seed())
+	db := chtest.New(t)
+	store(t, db, seed())
 	return db
 }
 
@@ -67,7 +68,7 @@ func TestInvestigations(t *testing.T) {
 			want{0, 0, 0, 0, 0, nil, nil, "", ""}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tl, err := Investigate(ctx, db.reader, db.name, c.q)
+			tl, err := Investigate(ctx, db.Reader, db.Name, c.q)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +101,7 @@ func TestInvestigations(t *testing.T) {
 // output formats.
 func TestTimelineOutput(t *testing.T) {
 	db := seeded(t)
-	tl, err := Investigate(context.Background(), db.reader, db.name, Query{Subject: Sandbox, Value: "sbx-7", Tenant: "acme", Window: day})
+	tl, err := Investigate(context.Background(), db.Reader, db.Name, Query{Subject: Sandbox, Value: "sbx-7", Tenant: "acme", Window: day})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestTimelineOutput(t *testing.T) {
 // A timeline longer than the limit is cut and says so, while the summary still counts all.
 func TestInvestigateLimit(t *testing.T) {
 	db := seeded(t)
-	tl, err := Investigate(context.Background(), db.reader, db.name, Query{Subject: Principal, Value: "mallory", Window: day, Limit: 5})
+	tl, err := Investigate(context.Background(), db.Reader, db.Name, Query{Subject: Principal, Value: "mallory", Window: day, Limit: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,8 +258,8 @@ func TestReadOnlyUser(t *testing.T) {
 		}
 	}
 	// The test databases' reader (admin with readonly=2) is refused the same way.
-	db := newTestDB(t)
-	b, err := db.reader.PrepareBatch(ctx, "INSERT INTO "+db.name+".events (id)")
+	db := chtest.New(t)
+	b, err := db.Reader.PrepareBatch(ctx, "INSERT INTO "+db.Name+".events (id)")
 	if err == nil {
 		if err = b.Append("x"); err == nil {
 			err = b.Send()

@@ -11,14 +11,15 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/mcpwatch/mcpwatch/internal/chtest"
 	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
 // poolDB seeds 10,000 calls of tool "common" (latency 0..1999 ms), 9,999 of tool "rare", and 600
 // replayed copies of "rare" events (at-least-once delivery writes them twice).
-func poolDB(t *testing.T) *testDB {
+func poolDB(t *testing.T) *chtest.DB {
 	t.Helper()
-	db := newTestDB(t)
+	db := chtest.New(t)
 	var evs []event.Event
 	for i := range 10_000 {
 		evs = append(evs, callEvent(i, "common", float64(i%2000)))
@@ -27,7 +28,7 @@ func poolDB(t *testing.T) *testDB {
 		evs = append(evs, callEvent(i, "rare", 5))
 	}
 	evs = append(evs, evs[10_000:10_600]...) // replays: same ids
-	db.seed(t, evs)
+	seed(t, db, evs)
 	return db
 }
 
@@ -40,9 +41,9 @@ func trueClampedSum() float64 {
 	return s
 }
 
-func newEngine(t *testing.T, db *testDB, budget float64) *Engine {
+func newEngine(t *testing.T, db *chtest.DB, budget float64) *Engine {
 	t.Helper()
-	e, err := New(db.reader, db.admin, Config{Database: db.name, Budget: budget, Period: 24 * time.Hour})
+	e, err := New(db.Reader, db.Admin, Config{Database: db.Name, Budget: budget, Period: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,12 +141,12 @@ func TestBudgetExhaustion(t *testing.T) {
 	if _, err := e.Query(ctx, Request{Analyst: "carol", Aggregate: Count, Filter: "tool = 'common'"}); err != nil {
 		t.Fatal(err)
 	}
-	counts := ledgerCounts(t, db.admin, db.name, "bob")
+	counts := ledgerCounts(t, db.Admin, db.Name, "bob")
 	if counts["reserved"] != 6 || counts["released"] != 2 || counts["answered"] != 4 {
 		t.Fatalf("ledger rows %v, want 6 reserved, 2 released, 4 answered", counts)
 	}
 	// A period later the budget is back (rolling window).
-	later, _ := New(db.reader, db.admin, Config{Database: db.name, Budget: 2, Period: 24 * time.Hour,
+	later, _ := New(db.Reader, db.Admin, Config{Database: db.Name, Budget: 2, Period: 24 * time.Hour,
 		Now: func() time.Time { return time.Now().Add(25 * time.Hour) }})
 	if r, _ := later.Remaining(ctx, "bob"); r != 2 {
 		t.Fatalf("remaining a period later %v", r)
@@ -224,9 +225,9 @@ func TestConcurrentSpendNeverOverspends(t *testing.T) {
 // fails with ClickHouse's READONLY code (164). (That a client cannot lift readonly itself holds
 // for mcpwatch_ro, whose profile sets it; forensics' TestReadOnlyUser checks that user.)
 func TestReaderIsReadOnly(t *testing.T) {
-	db := newTestDB(t)
+	db := chtest.New(t)
 	ctx := context.Background()
-	b, err := db.reader.PrepareBatch(ctx, "INSERT INTO "+db.name+".privacy_budget (id, analyst, epsilon)")
+	b, err := db.Reader.PrepareBatch(ctx, "INSERT INTO "+db.Name+".privacy_budget (id, analyst, epsilon)")
 	if err == nil {
 		defer func() { _ = b.Close() }()
 		if err = b.Append("x", "eve", -100.0); err == nil {
@@ -238,7 +239,7 @@ func TestReaderIsReadOnly(t *testing.T) {
 		t.Fatalf("INSERT through the reader: %v, want server exception 164", err)
 	}
 	// An engine whose "writer" is read-only cannot reserve, so it answers nothing (fail closed).
-	e, _ := New(db.reader, db.reader, Config{Database: db.name})
+	e, _ := New(db.Reader, db.Reader, Config{Database: db.Name})
 	if _, err := e.Query(ctx, Request{Analyst: "eve", Aggregate: Count}); !errors.As(err, &ex) || ex.Code != 164 {
 		t.Fatalf("engine with a read-only writer: %v", err)
 	}
