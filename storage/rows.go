@@ -313,7 +313,8 @@ func (r *eventRows) add(e *event.Event, raw []byte, ingest time.Time) error {
 	r.name = append(r.name, n.Name)
 	r.sensitivity = append(r.sensitivity, float32(sens))
 	r.cef = append(r.cef, n.CEF)
-	r.raw = append(r.raw, string(raw))
+	stored, _ := event.WithoutCEF(raw, e.Normalized) // the cef column holds it
+	r.raw = append(r.raw, string(stored))
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -14,6 +15,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
@@ -35,8 +37,12 @@ type SinkConfig struct {
 	// InsertTimeout bounds one INSERT (and the lookup before it); past it the batch fails and
 	// the stage retries it. Default 60s.
 	InsertTimeout time.Duration
-	Logger        *slog.Logger          // nil: discard
-	Registerer    prometheus.Registerer // nil: metrics are not registered
+	// Parallel is how many shards of a batch are decoded and inserted at once (each shard of at
+	// least a thousand records). Default 2: the client's work on one overlaps the server's on
+	// the other, and more concurrent INSERTs mostly make more parts for the server to merge.
+	Parallel   int
+	Logger     *slog.Logger          // nil: discard
+	Registerer prometheus.Registerer // nil: metrics are not registered
 }
 
 // Validate reports a config that cannot work.
@@ -49,6 +55,9 @@ func (c SinkConfig) Validate() error {
 	}
 	if c.InsertTimeout < 0 {
 		return errors.New("sink: negative insert timeout")
+	}
+	if c.Parallel < 0 || c.Parallel > 16 {
+		return fmt.Errorf("sink: parallel %d out of range 0..16", c.Parallel)
 	}
 	return nil
 }
@@ -91,6 +100,9 @@ func NewSink(ctx context.Context, conn driver.Conn, cfg SinkConfig) (*Sink, erro
 	}
 	if cfg.InsertTimeout == 0 {
 		cfg.InsertTimeout = 60 * time.Second
+	}
+	if cfg.Parallel == 0 {
+		cfg.Parallel = 2
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -182,41 +194,123 @@ func span(from, to int) []int {
 }
 
 // Handle writes one batch. It implements [kafkaio.Handler]; it produces no records.
+//
+// The batch is cut into up to Parallel contiguous shards that are decoded at the same time and
+// then written as concurrent INSERTs, one per shard and table: while the server sorts and
+// writes one shard, the sink encodes the next, so the client and the server do not take turns
+// on the machine. Every shard must be stored before Handle returns; if one fails, the stage
+// retries the whole batch and write-once leaves out what the other shards already stored.
 func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, error) {
-	var (
-		res      kafkaio.Result
-		events   eventRows
-		findings findingRows
-		actions  actionRows
-		scores   scoreRows
-		now      = time.Now().UTC()
-		byTable  = map[string][]*kgo.Record{}
-	)
-	for _, r := range recs {
-		table, err := s.add(r, now, &events, &findings, &actions, &scores)
-		switch {
-		case err != nil:
-			res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: r, Reason: err})
-		case table != "":
-			byTable[table] = append(byTable[table], r)
-		}
+	now := time.Now().UTC()
+	shards := make([]*decoded, min(s.cfg.Parallel, max(1, len(recs)/minShard)))
+	for i := range shards {
+		shards[i] = &decoded{}
 	}
-	for _, t := range []struct {
-		name string
-		rows columns
-	}{{TableEvents, &events}, {TableFindings, &findings}, {TableActions, &actions}, {TableScores, &scores}} {
-		if t.rows.len() == 0 {
-			continue
+	if len(shards) == 1 {
+		s.decode(shards[0], recs, now)
+	} else {
+		var wg sync.WaitGroup
+		for i, d := range shards {
+			wg.Go(func() { s.decode(d, recs[i*len(recs)/len(shards):(i+1)*len(recs)/len(shards)], now) })
 		}
-		dead, err := s.write(ctx, &batch{table: t.name, cols: t.rows.columns(), recs: byTable[t.name]})
+		wg.Wait()
+	}
+	var res kafkaio.Result
+	for _, d := range shards {
+		res.Dead = append(res.Dead, d.dead...)
+	}
+	for _, table := range []string{TableEvents, TableFindings, TableActions, TableScores} {
+		var batches []*batch
+		for _, d := range shards {
+			if b := d.batch(table); b.len() > 0 {
+				batches = append(batches, b)
+			}
+		}
+		dead, err := s.writeAll(ctx, dropRepeats(batches))
 		if err != nil {
-			s.m.errors.WithLabelValues(t.name).Inc()
+			s.m.errors.WithLabelValues(table).Inc()
 			return kafkaio.Result{}, err
 		}
 		res.Dead = append(res.Dead, dead...)
 	}
 	s.m.dead.Add(float64(len(res.Dead)))
 	return res, nil
+}
+
+// minShard is the fewest records worth an INSERT of their own.
+const minShard = 1000
+
+// decoded is one shard of a batch, decoded into the rows of each table.
+type decoded struct {
+	events   eventRows
+	findings findingRows
+	actions  actionRows
+	scores   scoreRows
+	recs     map[string][]*kgo.Record // each table's records, in row order
+	dead     []kafkaio.DeadLetter
+}
+
+func (d *decoded) batch(table string) *batch {
+	rows := map[string]columns{TableEvents: &d.events, TableFindings: &d.findings, TableActions: &d.actions, TableScores: &d.scores}[table]
+	return &batch{table: table, cols: rows.columns(), recs: d.recs[table]}
+}
+
+func (s *Sink) decode(d *decoded, recs []*kgo.Record, now time.Time) {
+	d.recs = map[string][]*kgo.Record{}
+	for _, r := range recs {
+		table, err := s.add(r, now, &d.events, &d.findings, &d.actions, &d.scores)
+		switch {
+		case err != nil:
+			d.dead = append(d.dead, kafkaio.DeadLetter{Record: r, Reason: err})
+		case table != "":
+			d.recs[table] = append(d.recs[table], r)
+		}
+	}
+}
+
+// dropRepeats leaves out of each batch the ids an earlier batch of the same table holds, so
+// that concurrent INSERTs never store one record twice (repeats within a batch are left out by
+// [Sink.unwritten]).
+func dropRepeats(batches []*batch) []*batch {
+	if len(batches) < 2 {
+		return batches
+	}
+	seen := map[string]bool{}
+	for i, b := range batches {
+		ids := b.strings("id")
+		keep := make([]int, 0, len(ids))
+		for j, id := range ids {
+			if !seen[id] {
+				keep = append(keep, j)
+			}
+		}
+		for _, id := range ids {
+			seen[id] = true
+		}
+		if len(keep) < len(ids) {
+			batches[i] = b.pick(keep)
+		}
+	}
+	return batches
+}
+
+// writeAll writes batches of one table concurrently and returns their dead letters.
+func (s *Sink) writeAll(ctx context.Context, batches []*batch) ([]kafkaio.DeadLetter, error) {
+	if len(batches) == 1 {
+		return s.write(ctx, batches[0])
+	}
+	dead := make([][]kafkaio.DeadLetter, len(batches))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, b := range batches {
+		g.Go(func() (err error) {
+			dead[i], err = s.write(gctx, b)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return slices.Concat(dead...), nil
 }
 
 // add decodes r into the rows of its table and returns the table, or "" for a record that is
@@ -296,8 +390,8 @@ func (s *Sink) write(ctx context.Context, b *batch) ([]kafkaio.DeadLetter, error
 // unwritten returns b without the rows the table already holds and without repeats of an id
 // within b.
 func (s *Sink) unwritten(ctx context.Context, b *batch) (*batch, error) {
-	ids, times, tenants := b.strings("id"), b.times(), b.strings("tenant")
-	stored, err := s.stored(ctx, b.table, ids, times, tenants)
+	ids := b.strings("id")
+	stored, err := s.stored(ctx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -318,20 +412,36 @@ func (s *Sink) unwritten(ctx context.Context, b *batch) (*batch, error) {
 	return b, nil
 }
 
-// stored returns which of ids table already holds. The ids travel as external data (any number
-// of them, no query-size limit); tenant and the batch's time range let the primary key and the
-// day partitions narrow what is read.
-func (s *Sink) stored(ctx context.Context, table string, ids []string, times []time.Time, tenants []string) (map[string]bool, error) {
+// keyColumn is the second column of each table's sorting key, after tenant.
+var keyColumn = map[string]string{TableEvents: "principal", TableFindings: "principal", TableActions: "subject", TableScores: "subject"}
+
+// stored returns which of b's ids its table already holds. The ids travel as external data (any
+// number of them, no query-size limit). The batch's (tenant, principal) pairs — the start of the
+// sorting key — and its time range let the primary key narrow the read to the granules of those
+// principals in that window, so a lookup costs the same in a table of a billion rows as in a
+// new one; the tenant alone would read a granule of every principal of the tenant.
+func (s *Sink) stored(ctx context.Context, b *batch) (map[string]bool, error) {
+	ids, times, tenants, keys := b.strings("id"), b.times(), b.strings("tenant"), b.strings(keyColumn[b.table])
 	fail := func(err error) error {
-		return fmt.Errorf("sink: look up %d ids in %s.%s: %w", len(ids), s.cfg.Database, table, err)
+		return fmt.Errorf("sink: look up %d ids in %s.%s: %w", len(ids), s.cfg.Database, b.table, err)
 	}
 	idExt, err := stringTable("mcpwatch_batch_ids", "id", ids)
 	if err != nil {
 		return nil, fail(err)
 	}
-	tenantExt, err := stringTable("mcpwatch_batch_tenants", "tenant", slices.Compact(slices.Sorted(slices.Values(tenants))))
+	keyExt, err := ext.NewTable("mcpwatch_batch_keys", ext.Column("tenant", "String"), ext.Column("key", "String"))
 	if err != nil {
 		return nil, fail(err)
+	}
+	type pair struct{ tenant, key string }
+	seen := make(map[pair]bool)
+	for i := range ids {
+		if p := (pair{tenants[i], keys[i]}); !seen[p] {
+			seen[p] = true
+			if err := keyExt.Append(p.tenant, p.key); err != nil {
+				return nil, fail(err)
+			}
+		}
 	}
 	lo, hi := times[0].Unix(), times[0].Unix()
 	for _, t := range times {
@@ -339,11 +449,12 @@ func (s *Sink) stored(ctx context.Context, table string, ids []string, times []t
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout)
 	defer cancel()
-	ctx = clickhouse.Context(ctx, clickhouse.WithExternalTable(idExt, tenantExt), clickhouse.WithSettings(clickhouse.Settings{
+	ctx = clickhouse.Context(ctx, clickhouse.WithExternalTable(idExt, keyExt), clickhouse.WithSettings(clickhouse.Settings{
 		"max_execution_time": int(s.cfg.InsertTimeout.Seconds()) + 1,
 	}))
-	rows, err := s.conn.Query(ctx, "SELECT id FROM "+s.cfg.Database+"."+table+
-		" WHERE tenant IN mcpwatch_batch_tenants AND time >= toDateTime(?, 'UTC') AND time < toDateTime(?, 'UTC')"+
+	rows, err := s.conn.Query(ctx, "SELECT id FROM "+s.cfg.Database+"."+b.table+
+		" WHERE (tenant, "+keyColumn[b.table]+") IN mcpwatch_batch_keys"+
+		" AND time >= toDateTime(?, 'UTC') AND time < toDateTime(?, 'UTC')"+
 		" AND id IN mcpwatch_batch_ids", uint32(lo), uint32(hi+1))
 	if err != nil {
 		return nil, fail(err)

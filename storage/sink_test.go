@@ -83,7 +83,7 @@ func TestSinkWritesEventsFindingsActions(t *testing.T) {
 		{"id", id, e.ID}, {"tenant", tenant, "acme"}, {"principal", principal, "alice"}, {"subject", subject, "alice"},
 		{"client_id", clientID, "claude-desktop"}, {"tool", tool, "db_query"}, {"resource_uri", uri, "db://sales"},
 		{"result", result, "denied"}, {"policy_rule", rule, "no-pii-export"}, {"src_ip", srcIP, "10.1.2.3"},
-		{"signature", sig, "MCP-4001"}, {"cef", cef, e.Normalized.CEF}, {"raw", raw, string(er.Value)},
+		{"signature", sig, "MCP-4001"}, {"cef", cef, e.Normalized.CEF},
 		{"session_id", session, "s-1"}, {"trace_id", trace, e.Correlation.TraceID},
 		{"time", tm.UTC(), e.Time.Truncate(time.Second)}, {"normalized_time", normalized.UTC(), e.Normalized.Time.Truncate(time.Second)},
 		{"time_ms", timeMS, uint64(e.Time.UnixMilli())},
@@ -95,6 +95,15 @@ func TestSinkWritesEventsFindingsActions(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
+	}
+	// raw is the record without the CEF the cef column holds: written back, it is the Kafka record.
+	var stored event.Event
+	if err := event.Decode([]byte(raw), &stored); err != nil || stored.Normalized == nil || stored.Normalized.CEF != "" {
+		t.Fatalf("raw %s: %v", raw, err)
+	}
+	stored.Normalized.CEF = cef
+	if back, err := event.Encode(&stored); err != nil || string(back) != string(er.Value) {
+		t.Errorf("raw with the cef written back:\n got %s\nwant %s", back, er.Value)
 	}
 	// Maps become sorted parallel arrays, so equal events give equal rows.
 	if !slices.Equal(roles, []string{"analyst", "sales"}) || !slices.Equal(classes, []string{"finance", "pii"}) ||

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mcpwatch/mcpwatch/internal/event"
@@ -231,4 +232,116 @@ func TestDashboardAggregates(t *testing.T) {
 	if n := count(t, conn, "SELECT toUInt64(sum(denied)) FROM "+db+".events_per_minute WHERE tenant = 'acme'"); n != 75 {
 		t.Fatalf("denied %d, want 75", n)
 	}
+}
+
+// A large batch is decoded and inserted as concurrent shards. Together they must behave as one
+// write: a record repeated in two shards is stored once, a refused row in one shard is
+// dead-lettered without failing the others, and a redelivery writes nothing.
+func TestSinkShardsWriteOnce(t *testing.T) {
+	conn, db := migrated(t)
+	ctx := context.Background()
+	if err := conn.Exec(ctx, "ALTER TABLE "+db+".events ADD COLUMN poison_check UInt8 MATERIALIZED throwIf(tool = 'poison')"); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	s, err := NewSink(ctx, conn, SinkConfig{Database: db, Topics: testTopics, InsertTimeout: 10 * time.Second, Parallel: 3, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range 3000 {
+		e := sampleEvent(i)
+		e.Principal.Subject = fmt.Sprintf("user-%d", i%7)
+		if i == 2500 {
+			e.MCP.Tool = "poison"
+		}
+		recs = append(recs, rec(t, testTopics.Events, &e))
+	}
+	recs[1500], recs[2999] = recs[10], recs[11] // copies of shard 0's records in shards 1 and 2
+	bad := &kgo.Record{Topic: testTopics.Events, Value: []byte(`{"schema":1,`)}
+	recs[1200] = bad
+	const stored = 3000 - 2 - 1 - 1 // copies, malformed, poison
+
+	res, err := s.Handle(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dead []int
+	for _, d := range res.Dead {
+		dead = append(dead, slices.Index(recs, d.Record))
+	}
+	slices.Sort(dead)
+	if !slices.Equal(dead, []int{1200, 2500}) {
+		t.Errorf("dead-lettered %v, want [1200 2500]", dead)
+	}
+	if n := count(t, conn, "SELECT count() FROM "+db+".events"); n != stored {
+		t.Errorf("%d rows, want %d", n, stored)
+	}
+	if n := count(t, conn, "SELECT uniqExact(id) FROM "+db+".events"); n != stored {
+		t.Errorf("%d distinct ids, want %d", n, stored)
+	}
+	if n := count(t, conn, "SELECT toUInt64(sum(calls)) FROM "+db+".events_per_minute"); n != stored {
+		t.Errorf("dashboard counts %d calls, want %d", n, stored)
+	}
+	if inserts := histogramCount(t, reg, "mcpwatch_sink_insert_seconds"); inserts < 3 {
+		t.Errorf("%d INSERTs, want one per shard at least", inserts)
+	}
+	if res, err := s.Handle(ctx, recs); err != nil || len(res.Dead) != 2 {
+		t.Fatalf("redelivery: res %+v err %v", res, err)
+	}
+	if n := count(t, conn, "SELECT count() FROM "+db+".events"); n != stored {
+		t.Errorf("after redelivery: %d rows, want %d", n, stored)
+	}
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n
+}
+
+// The write-once lookup runs before every INSERT, so its cost must follow the batch, not the
+// table: it may read the granules of the batch's principals in the batch's time window, never a
+// granule of every principal of the tenant (which, in a tenant with thousands of principals,
+// would be most of a day's partition per batch).
+func TestSinkLookupReadsTheBatchsPrincipals(t *testing.T) {
+	conn, db := migrated(t)
+	ctx := context.Background()
+	const principals, rows = 64, 64 * 20_000
+	if err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.events (id, tenant, principal, time, time_ms)
+		SELECT toString(number), 'acme', concat('p-', toString(number %% %d)), toDateTime('2026-11-23 00:00:00', 'UTC') + intDiv(number, %d), 0
+		FROM system.numbers LIMIT %d`, db, principals, principals, rows)); err != nil {
+		t.Fatal(err)
+	}
+	s := newSink(t, conn, db)
+	var recs []*kgo.Record
+	for i := range 2 {
+		e := sampleEvent(i)
+		e.Principal.Subject = fmt.Sprintf("p-%d", i+1)
+		e.Time = time.Date(2026, 11, 23, 2, 0, i, 0, time.UTC)
+		recs = append(recs, rec(t, testTopics.Events, &e))
+	}
+	d := &decoded{}
+	s.decode(d, recs, time.Now())
+	var read uint64
+	pctx := clickhouse.Context(ctx, clickhouse.WithProgress(func(p *clickhouse.Progress) { read += p.Rows }))
+	stored, err := s.stored(pctx, d.batch(TableEvents))
+	if err != nil || len(stored) != 0 {
+		t.Fatalf("stored %v err %v", stored, err)
+	}
+	if read == 0 || read > 8*8192 {
+		t.Fatalf("the lookup of 2 events read %d of %d rows; want a few granules of their 2 principals", read, rows)
+	}
+	t.Logf("lookup read %d of %d rows", read, rows)
 }

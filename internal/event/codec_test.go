@@ -174,3 +174,66 @@ func BenchmarkWireFormat(b *testing.B) {
 		})
 	}
 }
+
+// The storage keeps the CEF in a column and the record without it; writing the CEF back into
+// the stored record must give the Kafka record byte for byte, whatever the CEF holds.
+func TestWithoutCEF(t *testing.T) {
+	for _, cef := range []string{
+		`CEF:0|mcpwatch|mcpwatch|1|MCP-1001|Tool call|1|suser=alice`,
+		"CEF:0|v\\|p|x|y|n|5|msg=a\\=b \\\\ c\\nd \"quoted\" <tag> & \u2028 \x01 한국어 🙂",
+		`"cef":"","normalized":{}`,
+	} {
+		e := sampleEvent()
+		e.Attributes = map[string]string{"cef": cef, "normalized": "{}"}
+		e.Normalized = &Normalized{Time: time.Date(2026, 11, 23, 9, 6, 12, 123456789, time.UTC),
+			Signature: "MCP-1001", Name: "Tool call", CEF: cef, Sensitivity: 0.7}
+		rec, err := Encode(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dec Event
+		if err := Decode(rec, &dec); err != nil {
+			t.Fatal(err)
+		}
+		stored, ok := WithoutCEF(rec, dec.Normalized)
+		if !ok {
+			t.Fatalf("the encoder's own record was not recognised: %s", rec)
+		}
+		var back Event
+		if err := Decode(stored, &back); err != nil {
+			t.Fatalf("stored record does not decode: %v\n%s", err, stored)
+		}
+		if back.Normalized.CEF != "" || back.Attributes["cef"] != cef || back.Normalized.Signature != "MCP-1001" ||
+			len(stored) >= len(rec) {
+			t.Fatalf("wrong part removed:\n%s", stored)
+		}
+		back.Normalized.CEF = dec.Normalized.CEF
+		again, err := Encode(&back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(again) != string(rec) {
+			t.Fatalf("record with the CEF written back differs:\n got %s\nwant %s", again, rec)
+		}
+	}
+}
+
+// Records in any other layout are stored whole rather than guessed at.
+func TestWithoutCEFKeepsOtherLayouts(t *testing.T) {
+	n := &Normalized{Signature: "MCP-1001", Name: "Tool call", CEF: "CEF:0|a|b|c|d|e|1|"}
+	nb, _ := json.Marshal(n)
+	for name, rec := range map[string]string{
+		"normalized first": `{"normalized":` + string(nb) + `,"schema":1}`,
+		"spaces":           `{"schema":1, "normalized": ` + string(nb) + `}`,
+		"other cef":        `{"schema":1,"normalized":{"time":"0001-01-01T00:00:00Z","signature":"MCP-1001","name":"Tool call","cef":"CEF:0|a|b|c|d|e|2|"}}`,
+		"truncated":        string(nb[1:]) + `}`,
+		"empty":            ``,
+	} {
+		if out, ok := WithoutCEF([]byte(rec), n); ok || string(out) != rec {
+			t.Errorf("%s: changed to %s (ok=%v)", name, out, ok)
+		}
+	}
+	if _, ok := WithoutCEF([]byte(`{}`), nil); ok {
+		t.Error("no normalized block: ok")
+	}
+}
