@@ -111,11 +111,19 @@ func (c *CEF) LabeledFloat(key, label string, value float64) *CEF {
 // String returns the line.
 func (c *CEF) String() string { return c.b.String() }
 
-// writeEscaped appends s escaped for a header field (header=true) or an extension value.
+// writeEscaped appends s escaped for a header field (header=true) or an extension value. Runs of
+// printable ASCII that need no escape are copied whole; everything else goes rune by rune.
 func writeEscaped(b *strings.Builder, s string, header bool) {
+	start := 0
 	for i := 0; i < len(s); {
+		if c := s[i]; c >= 0x20 && c < 0x7f && c != '\\' && !(c == '|' && header) && !(c == '=' && !header) {
+			i++
+			continue
+		}
+		b.WriteString(s[start:i])
 		r, size := utf8.DecodeRuneInString(s[i:])
 		i += size
+		start = i
 		switch {
 		case r == '\\':
 			b.WriteString(`\\`)
@@ -139,6 +147,7 @@ func writeEscaped(b *strings.Builder, s string, header bool) {
 			b.WriteRune(r)
 		}
 	}
+	b.WriteString(s[start:])
 }
 
 func clampSeverity(s int) int {

@@ -424,3 +424,47 @@ func TestCheckCEFSpecRejects(t *testing.T) {
 		t.Errorf("checker refused a valid line: %v", err)
 	}
 }
+
+// writeEscapedByRune is the plain rune-by-rune form of writeEscaped, kept as the reference its
+// fast path (copying runs of printable ASCII) must agree with.
+func writeEscapedByRune(b *strings.Builder, s string, header bool) {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '|' && header:
+			b.WriteString(`\|`)
+		case r == '=' && !header:
+			b.WriteString(`\=`)
+		case (r == '\n' || r == '\r') && header:
+			b.WriteByte(' ')
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteByte('\t')
+		case r == utf8.RuneError && size <= 1, r < 0x20, r >= 0x7f && r < 0xa0, r == '\u2028', r == '\u2029':
+			b.WriteRune(utf8.RuneError)
+		default:
+			b.WriteRune(r)
+		}
+	}
+}
+
+func FuzzWriteEscapedMatchesReference(f *testing.F) {
+	for _, s := range []string{"", "plain", `a|b=c\d`, "x\ny\rz\t", "한국어 🙂", "\x00\x7f\u0085\u2028", "\xff\xfe", "end\\"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, header bool) {
+		var got, want strings.Builder
+		writeEscaped(&got, s, header)
+		writeEscapedByRune(&want, s, header)
+		if got.String() != want.String() {
+			t.Fatalf("writeEscaped(%q, %v) = %q, reference %q", s, header, got.String(), want.String())
+		}
+	})
+}

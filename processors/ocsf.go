@@ -89,7 +89,7 @@ type ocsfObject struct {
 	RiskLevelID    *int                `json:"risk_level_id,omitempty"`
 	RiskLevel      string              `json:"risk_level,omitempty"`
 	Observables    []ocsfObservable    `json:"observables,omitempty"`
-	Unmapped       map[string]any      `json:"unmapped,omitempty"`
+	Unmapped       any                 `json:"unmapped,omitempty"` // *ocsfUnmapped, or a map for findings
 }
 
 type ocsfMetadata struct {
@@ -494,9 +494,7 @@ func renderOCSF(e *event.Event, sig Signature) ([]byte, error) {
 	if o.Trace != nil {
 		o.Metadata.Profiles = append(o.Metadata.Profiles, "trace")
 	}
-	if len(um) > 0 {
-		o.Unmapped = um
-	}
+	o.Unmapped = um
 	b, err := json.Marshal(o)
 	if err != nil {
 		return nil, fmt.Errorf("encode OCSF for event %q: %w", e.ID, err)
@@ -599,69 +597,65 @@ func observables(e *event.Event, o *ocsfObject) []ocsfObservable {
 	return obs
 }
 
+// ocsfUnmapped is what the event says that has no OCSF attribute. Its fields are in key order,
+// as a map would be encoded, and it costs a fraction of building one per event.
+type ocsfUnmapped struct {
+	Attributes   map[string]string `json:"attributes,omitempty"`
+	CEFSeverity  int               `json:"cef_severity"`
+	SpanID       string            `json:"correlation.span_id,omitempty"`
+	DataClasses  []string          `json:"data_classes,omitempty"`
+	Direction    string            `json:"mcp.direction,omitempty"`
+	ToolsHash    string            `json:"mcp.tools_hash,omitempty"`
+	Transport    string            `json:"mcp.transport,omitempty"`
+	HTTPStatus   int               `json:"outcome.http_status,omitempty"`
+	PII          map[string]int    `json:"pii,omitempty"`
+	ACR          string            `json:"principal.acr,omitempty"`
+	AMR          []string          `json:"principal.amr,omitempty"`
+	ClientID     string            `json:"principal.client_id,omitempty"`
+	Department   string            `json:"principal.department,omitempty"`
+	Issuer       string            `json:"principal.iss,omitempty"`
+	PeerGroup    string            `json:"principal.peer_group,omitempty"`
+	Roles        []string          `json:"principal.roles,omitempty"`
+	Scopes       []string          `json:"principal.scope,omitempty"`
+	CgroupID     uint64            `json:"process.cgroup_id,omitempty"`
+	Syscall      string            `json:"process.syscall,omitempty"`
+	Sensitivity  float64           `json:"sensitivity,omitempty"`
+	SizeRequest  int               `json:"size.request,omitempty"`
+	SizeResponse int               `json:"size.response,omitempty"`
+	Source       string            `json:"source"`
+	SpanKind     string            `json:"span.kind,omitempty"`
+	SpanStatus   string            `json:"span.status,omitempty"`
+	Route        string            `json:"target.route,omitempty"`
+	Sandbox      string            `json:"target.sandbox,omitempty"`
+}
+
 // unmapped keeps what the event says that has no OCSF attribute.
-func unmapped(e *event.Event) map[string]any {
-	m := map[string]any{"source": string(e.Source)}
-	put := func(k, v string) {
-		if v != "" {
-			m[k] = v
-		}
+func unmapped(e *event.Event) *ocsfUnmapped {
+	u := &ocsfUnmapped{
+		Source: string(e.Source), CEFSeverity: e.Severity,
+		ClientID: e.Principal.ClientID, Issuer: e.Principal.Issuer, ACR: e.Principal.ACR,
+		Department: e.Principal.Department, PeerGroup: e.Principal.PeerGroup,
+		Roles: e.Principal.Roles, Scopes: e.Principal.Scopes, AMR: e.Principal.AuthMethods,
+		SpanID: e.Correlation.SpanID, Route: e.Target.Route, Sandbox: e.Target.Sandbox,
+		SizeRequest: e.Size.Request, SizeResponse: e.Size.Response,
+		DataClasses: e.DataClasses, PII: e.PII, Attributes: e.Attributes,
 	}
-	put("principal.client_id", e.Principal.ClientID)
-	put("principal.iss", e.Principal.Issuer)
-	put("principal.acr", e.Principal.ACR)
-	put("principal.department", e.Principal.Department)
-	put("principal.peer_group", e.Principal.PeerGroup)
-	if len(e.Principal.Roles) > 0 {
-		m["principal.roles"] = e.Principal.Roles
-	}
-	if len(e.Principal.Scopes) > 0 {
-		m["principal.scope"] = e.Principal.Scopes
-	}
-	if len(e.Principal.AuthMethods) > 0 {
-		m["principal.amr"] = e.Principal.AuthMethods
-	}
-	put("correlation.span_id", e.Correlation.SpanID)
 	if mc := e.MCP; mc != nil {
-		put("mcp.direction", string(mc.Direction))
-		put("mcp.transport", mc.Transport)
-		put("mcp.tools_hash", mc.ToolsHash)
+		u.Direction, u.Transport, u.ToolsHash = string(mc.Direction), mc.Transport, mc.ToolsHash
 	}
-	put("target.route", e.Target.Route)
-	put("target.sandbox", e.Target.Sandbox)
 	if e.Outcome.HTTPStatus != 0 && e.Outcome.ErrorCode != 0 {
-		m["outcome.http_status"] = e.Outcome.HTTPStatus
-	}
-	if e.Size.Request != 0 {
-		m["size.request"] = e.Size.Request
-	}
-	if e.Size.Response != 0 {
-		m["size.response"] = e.Size.Response
-	}
-	if len(e.DataClasses) > 0 {
-		m["data_classes"] = e.DataClasses
-	}
-	if len(e.PII) > 0 {
-		m["pii"] = e.PII
+		u.HTTPStatus = e.Outcome.HTTPStatus
 	}
 	if p := e.Process; p != nil {
-		put("process.syscall", p.Syscall)
-		if p.CgroupID != 0 {
-			m["process.cgroup_id"] = p.CgroupID
-		}
+		u.Syscall, u.CgroupID = p.Syscall, p.CgroupID
 	}
 	if s := e.Span; s != nil {
-		put("span.kind", s.Kind)
-		put("span.status", s.Status)
+		u.SpanKind, u.SpanStatus = s.Kind, s.Status
 	}
-	if e.Normalized != nil && finite(e.Normalized.Sensitivity) && e.Normalized.Sensitivity != 0 {
-		m["sensitivity"] = e.Normalized.Sensitivity
+	if e.Normalized != nil && finite(e.Normalized.Sensitivity) {
+		u.Sensitivity = e.Normalized.Sensitivity
 	}
-	if len(e.Attributes) > 0 {
-		m["attributes"] = e.Attributes
-	}
-	m["cef_severity"] = e.Severity
-	return m
+	return u
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
