@@ -37,10 +37,13 @@ type SinkConfig struct {
 	// InsertTimeout bounds one INSERT (and the lookup before it); past it the batch fails and
 	// the stage retries it. Default 60s.
 	InsertTimeout time.Duration
-	// Parallel is how many shards of a batch are decoded and inserted at once (each shard of at
-	// least a thousand records). Default 2: the client's work on one overlaps the server's on
-	// the other, and more concurrent INSERTs mostly make more parts for the server to merge.
-	Parallel   int
+	// Parallel is how many shards of a large batch are decoded and inserted at once. Default 2:
+	// the client's work on one overlaps the server's on the other; more concurrent INSERTs mostly
+	// make more parts for the server to merge.
+	Parallel int
+	// ShardRows is the fewest records a shard may have; a smaller batch is one INSERT. Default
+	// 20,000: below that the server's fixed cost per part outweighs the overlap.
+	ShardRows  int
 	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: metrics are not registered
 }
@@ -103,6 +106,9 @@ func NewSink(ctx context.Context, conn driver.Conn, cfg SinkConfig) (*Sink, erro
 	}
 	if cfg.Parallel == 0 {
 		cfg.Parallel = 2
+	}
+	if cfg.ShardRows <= 0 {
+		cfg.ShardRows = 20_000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -195,14 +201,14 @@ func span(from, to int) []int {
 
 // Handle writes one batch. It implements [kafkaio.Handler]; it produces no records.
 //
-// The batch is cut into up to Parallel contiguous shards that are decoded at the same time and
-// then written as concurrent INSERTs, one per shard and table: while the server sorts and
-// writes one shard, the sink encodes the next, so the client and the server do not take turns
-// on the machine. Every shard must be stored before Handle returns; if one fails, the stage
+// A batch of at least 2×ShardRows records is cut into up to Parallel contiguous shards that are
+// decoded at the same time and then written as concurrent INSERTs, one per shard and table:
+// while the server sorts and writes one shard, the sink encodes the next, so the client and the
+// server do not take turns on the machine. Every shard must be stored before Handle returns; if one fails, the stage
 // retries the whole batch and write-once leaves out what the other shards already stored.
 func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, error) {
 	now := time.Now().UTC()
-	shards := make([]*decoded, min(s.cfg.Parallel, max(1, len(recs)/minShard)))
+	shards := make([]*decoded, min(s.cfg.Parallel, max(1, len(recs)/s.cfg.ShardRows)))
 	for i := range shards {
 		shards[i] = &decoded{}
 	}
@@ -236,9 +242,6 @@ func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, 
 	s.m.dead.Add(float64(len(res.Dead)))
 	return res, nil
 }
-
-// minShard is the fewest records worth an INSERT of their own.
-const minShard = 1000
 
 // decoded is one shard of a batch, decoded into the rows of each table.
 type decoded struct {

@@ -244,53 +244,62 @@ func TestSinkShardsWriteOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	s, err := NewSink(ctx, conn, SinkConfig{Database: db, Topics: testTopics, InsertTimeout: 10 * time.Second, Parallel: 3, Registerer: reg})
+	s, err := NewSink(ctx, conn, SinkConfig{Database: db, Topics: testTopics, InsertTimeout: 10 * time.Second,
+		Parallel: 3, ShardRows: 1000, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var recs []*kgo.Record
-	for i := range 3000 {
-		e := sampleEvent(i)
-		e.Principal.Subject = fmt.Sprintf("user-%d", i%7)
-		if i == 2500 {
-			e.MCP.Tool = "poison"
+	events := func(n int) []*kgo.Record {
+		var recs []*kgo.Record
+		for i := range n {
+			e := sampleEvent(i)
+			e.Principal.Subject = fmt.Sprintf("user-%d", i%7)
+			recs = append(recs, rec(t, testTopics.Events, &e))
 		}
-		recs = append(recs, rec(t, testTopics.Events, &e))
+		return recs
 	}
-	recs[1500], recs[2999] = recs[10], recs[11] // copies of shard 0's records in shards 1 and 2
-	bad := &kgo.Record{Topic: testTopics.Events, Value: []byte(`{"schema":1,`)}
-	recs[1200] = bad
-	const stored = 3000 - 2 - 1 - 1 // copies, malformed, poison
+	clean := events(3000)
+	clean[1500], clean[2999] = clean[10], clean[11] // copies of shard 0's records in shards 1 and 2
+	stored := uint64(2998)
+	if res, err := s.Handle(ctx, clean); err != nil || len(res.Dead) != 0 {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	if inserts := histogramCount(t, reg, "mcpwatch_sink_insert_seconds"); inserts != 3 {
+		t.Errorf("%d INSERTs, want one per shard", inserts)
+	}
 
-	res, err := s.Handle(ctx, recs)
+	poisoned := events(3000)
+	var e event.Event
+	if err := event.Decode(poisoned[2500].Value, &e); err != nil {
+		t.Fatal(err)
+	}
+	e.MCP.Tool = "poison"
+	poisoned[2500] = rec(t, testTopics.Events, &e)
+	poisoned[1200] = &kgo.Record{Topic: testTopics.Events, Value: []byte(`{"schema":1,`)}
+	stored += 3000 - 2
+	res, err := s.Handle(ctx, poisoned)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var dead []int
 	for _, d := range res.Dead {
-		dead = append(dead, slices.Index(recs, d.Record))
+		dead = append(dead, slices.Index(poisoned, d.Record))
 	}
 	slices.Sort(dead)
 	if !slices.Equal(dead, []int{1200, 2500}) {
 		t.Errorf("dead-lettered %v, want [1200 2500]", dead)
 	}
-	if n := count(t, conn, "SELECT count() FROM "+db+".events"); n != stored {
-		t.Errorf("%d rows, want %d", n, stored)
+	for _, q := range []string{"SELECT count() FROM " + db + ".events", "SELECT uniqExact(id) FROM " + db + ".events",
+		"SELECT toUInt64(sum(calls)) FROM " + db + ".events_per_minute"} {
+		if n := count(t, conn, q); n != stored {
+			t.Errorf("%s: %d, want %d", q, n, stored)
+		}
 	}
-	if n := count(t, conn, "SELECT uniqExact(id) FROM "+db+".events"); n != stored {
-		t.Errorf("%d distinct ids, want %d", n, stored)
-	}
-	if n := count(t, conn, "SELECT toUInt64(sum(calls)) FROM "+db+".events_per_minute"); n != stored {
-		t.Errorf("dashboard counts %d calls, want %d", n, stored)
-	}
-	if inserts := histogramCount(t, reg, "mcpwatch_sink_insert_seconds"); inserts < 3 {
-		t.Errorf("%d INSERTs, want one per shard at least", inserts)
-	}
-	if res, err := s.Handle(ctx, recs); err != nil || len(res.Dead) != 2 {
+	if res, err := s.Handle(ctx, clean); err != nil || len(res.Dead) != 0 {
 		t.Fatalf("redelivery: res %+v err %v", res, err)
 	}
-	if n := count(t, conn, "SELECT count() FROM "+db+".events"); n != stored {
-		t.Errorf("after redelivery: %d rows, want %d", n, stored)
+	if n := count(t, conn, "SELECT toUInt64(sum(calls)) FROM "+db+".events_per_minute"); n != stored {
+		t.Errorf("after redelivery the dashboard counts %d calls, want %d", n, stored)
 	}
 }
 
