@@ -204,8 +204,9 @@ func span(from, to int) []int {
 // A batch of at least 2×ShardRows records is cut into up to Parallel contiguous shards that are
 // decoded at the same time and then written as concurrent INSERTs, one per shard and table:
 // while the server sorts and writes one shard, the sink encodes the next, so the client and the
-// server do not take turns on the machine. Every shard must be stored before Handle returns; if one fails, the stage
-// retries the whole batch and write-once leaves out what the other shards already stored.
+// server do not take turns on the machine. Every shard must be stored before Handle returns; if
+// one fails, the stage retries the whole batch and write-once leaves out what the other shards
+// already stored.
 func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, error) {
 	now := time.Now().UTC()
 	shards := make([]*decoded, min(s.cfg.Parallel, max(1, len(recs)/s.cfg.ShardRows)))
