@@ -42,7 +42,7 @@ type SinkConfig struct {
 	// make more parts for the server to merge.
 	Parallel int
 	// ShardRows is the fewest records a shard may have; a smaller batch is one INSERT. Default
-	// 20,000: below that the server's fixed cost per part outweighs the overlap.
+	// 5,000: smaller parts cost the server more per row than the overlap saves.
 	ShardRows  int
 	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: metrics are not registered
@@ -108,7 +108,7 @@ func NewSink(ctx context.Context, conn driver.Conn, cfg SinkConfig) (*Sink, erro
 		cfg.Parallel = 2
 	}
 	if cfg.ShardRows <= 0 {
-		cfg.ShardRows = 20_000
+		cfg.ShardRows = 5_000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

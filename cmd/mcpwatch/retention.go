@@ -26,8 +26,8 @@ type sinkFlags struct {
 func (s *sinkFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	o := &s.options
-	f.IntVar(&o.BatchRows, "sink-batch-rows", 50_000, "sink: write a batch once it holds this many records")
-	f.IntVar(&o.BatchBytes, "sink-batch-bytes", 64<<20, "sink: ... or this many bytes of records")
+	f.IntVar(&o.BatchRows, "sink-batch-rows", 20_000, "sink: write a batch once it holds this many records")
+	f.IntVar(&o.BatchBytes, "sink-batch-bytes", 16<<20, "sink: ... or this many bytes of records")
 	f.DurationVar(&o.BatchDelay, "sink-batch-delay", time.Second, "sink: ... or this long after its first record arrived")
 	f.IntVar(&o.Parallel, "sink-parallel", 2, "sink: insert a large batch as this many concurrent shards (1..16)")
 	f.DurationVar(&o.InsertTimeout, "sink-insert-timeout", time.Minute, "sink: give up on one INSERT after this long and retry the batch")

@@ -95,7 +95,7 @@ type Config struct {
 // SinkOptions tune the sink stage. Zero values take the defaults.
 type SinkOptions struct {
 	// A batch is written when it holds BatchRows records or BatchBytes bytes, or BatchDelay after
-	// its first record arrived. Defaults 50000, 64 MiB, 1s.
+	// its first record arrived. Defaults 20000, 16 MiB, 1s.
 	BatchRows     int
 	BatchBytes    int
 	BatchDelay    time.Duration
@@ -248,8 +248,8 @@ func (p *Pipeline) addStage(ctx context.Context, name string, reg prometheus.Reg
 		}
 		p.closes = append(p.closes, sink.Close)
 		st, err := kafkaio.NewStage(p.kafka(name), kafkaio.StageConfig{Name: name, Group: p.group(name),
-			Topics: sink.Topics(), DeadLetterTopic: t.DeadLetter, MaxPoll: cmp.Or(so.BatchRows, 50_000),
-			MaxBatchBytes: cmp.Or(so.BatchBytes, 64<<20), MaxBatchDelay: cmp.Or(so.BatchDelay, time.Second)}, sink, reg, p.log)
+			Topics: sink.Topics(), DeadLetterTopic: t.DeadLetter, MaxPoll: cmp.Or(so.BatchRows, 20_000),
+			MaxBatchBytes: cmp.Or(so.BatchBytes, 16<<20), MaxBatchDelay: cmp.Or(so.BatchDelay, time.Second)}, sink, reg, p.log)
 		if err != nil {
 			return err
 		}
