@@ -555,7 +555,7 @@ func (e *pipeEnv) pollSamples(ctx context.Context, tenant string, mu *sync.Mutex
 	// primary key skip the granules of every principal before it: the poll runs every few
 	// milliseconds on the server whose latency it measures.
 	q := "SELECT id FROM " + e.opts.Database + ".events WHERE tenant = ? AND time >= toDateTime(?, 'UTC') AND id IN pending_ids"
-	for {
+	for last := false; ; {
 		mu.Lock()
 		ids := make([]string, 0, len(pending))
 		var oldest time.Time
@@ -600,9 +600,12 @@ func (e *pipeEnv) pollSamples(ctx context.Context, tenant string, mu *sync.Mutex
 				return err
 			}
 		}
-		select {
-		case <-stop:
+		if last {
 			return nil
+		}
+		select {
+		case <-stop: // every row is in: one more look times the last samples
+			last = true
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(e.b.poll):
