@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -15,7 +13,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
@@ -37,15 +34,8 @@ type SinkConfig struct {
 	// InsertTimeout bounds one INSERT (and the lookup before it); past it the batch fails and
 	// the stage retries it. Default 60s.
 	InsertTimeout time.Duration
-	// Parallel is how many shards of a large batch are decoded and inserted at once. Default 2:
-	// the client's work on one overlaps the server's on the other; more concurrent INSERTs mostly
-	// make more parts for the server to merge.
-	Parallel int
-	// ShardRows is the fewest records a shard may have; a smaller batch is one INSERT. Default
-	// 5,000: smaller parts cost the server more per row than the overlap saves.
-	ShardRows  int
-	Logger     *slog.Logger          // nil: discard
-	Registerer prometheus.Registerer // nil: metrics are not registered
+	Logger        *slog.Logger          // nil: discard
+	Registerer    prometheus.Registerer // nil: metrics are not registered
 }
 
 // Validate reports a config that cannot work.
@@ -58,9 +48,6 @@ func (c SinkConfig) Validate() error {
 	}
 	if c.InsertTimeout < 0 {
 		return errors.New("sink: negative insert timeout")
-	}
-	if c.Parallel < 0 || c.Parallel > 16 {
-		return fmt.Errorf("sink: parallel %d out of range 0..16", c.Parallel)
 	}
 	return nil
 }
@@ -103,12 +90,6 @@ func NewSink(ctx context.Context, conn driver.Conn, cfg SinkConfig) (*Sink, erro
 	}
 	if cfg.InsertTimeout == 0 {
 		cfg.InsertTimeout = 60 * time.Second
-	}
-	if cfg.Parallel == 0 {
-		cfg.Parallel = 2
-	}
-	if cfg.ShardRows <= 0 {
-		cfg.ShardRows = 5_000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -199,122 +180,48 @@ func span(from, to int) []int {
 	return idx
 }
 
-// Handle writes one batch. It implements [kafkaio.Handler]; it produces no records.
+// Handle writes one batch, one columnar INSERT per table. It implements [kafkaio.Handler]; it
+// produces no records.
 //
-// A batch of at least 2×ShardRows records is cut into up to Parallel contiguous shards that are
-// decoded at the same time and then written as concurrent INSERTs, one per shard and table:
-// while the server sorts and writes one shard, the sink encodes the next, so the client and the
-// server do not take turns on the machine. Every shard must be stored before Handle returns; if
-// one fails, the stage retries the whole batch and write-once leaves out what the other shards
-// already stored.
+// One INSERT per table and batch, never concurrent shards: ClickHouse pays a fixed cost for
+// every part an INSERT creates (a file pair per column, then merges), and splitting a batch of
+// 20,000 events into two concurrent INSERTs doubled the server's CPU per row for no throughput
+// gain on a machine the server shares (BENCHMARKS.md).
 func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, error) {
-	now := time.Now().UTC()
-	shards := make([]*decoded, min(s.cfg.Parallel, max(1, len(recs)/s.cfg.ShardRows)))
-	for i := range shards {
-		shards[i] = &decoded{}
-	}
-	if len(shards) == 1 {
-		s.decode(shards[0], recs, now)
-	} else {
-		var wg sync.WaitGroup
-		for i, d := range shards {
-			wg.Go(func() { s.decode(d, recs[i*len(recs)/len(shards):(i+1)*len(recs)/len(shards)], now) })
+	var (
+		res      kafkaio.Result
+		events   eventRows
+		findings findingRows
+		actions  actionRows
+		scores   scoreRows
+		now      = time.Now().UTC()
+		byTable  = map[string][]*kgo.Record{}
+	)
+	for _, r := range recs {
+		table, err := s.add(r, now, &events, &findings, &actions, &scores)
+		switch {
+		case err != nil:
+			res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: r, Reason: err})
+		case table != "":
+			byTable[table] = append(byTable[table], r)
 		}
-		wg.Wait()
 	}
-	var res kafkaio.Result
-	for _, d := range shards {
-		res.Dead = append(res.Dead, d.dead...)
-	}
-	for _, table := range []string{TableEvents, TableFindings, TableActions, TableScores} {
-		var batches []*batch
-		for _, d := range shards {
-			if b := d.batch(table); b.len() > 0 {
-				batches = append(batches, b)
-			}
+	for _, t := range []struct {
+		name string
+		rows columns
+	}{{TableEvents, &events}, {TableFindings, &findings}, {TableActions, &actions}, {TableScores, &scores}} {
+		if t.rows.len() == 0 {
+			continue
 		}
-		dead, err := s.writeAll(ctx, dropRepeats(batches))
+		dead, err := s.write(ctx, &batch{table: t.name, cols: t.rows.columns(), recs: byTable[t.name]})
 		if err != nil {
-			s.m.errors.WithLabelValues(table).Inc()
+			s.m.errors.WithLabelValues(t.name).Inc()
 			return kafkaio.Result{}, err
 		}
 		res.Dead = append(res.Dead, dead...)
 	}
 	s.m.dead.Add(float64(len(res.Dead)))
 	return res, nil
-}
-
-// decoded is one shard of a batch, decoded into the rows of each table.
-type decoded struct {
-	events   eventRows
-	findings findingRows
-	actions  actionRows
-	scores   scoreRows
-	recs     map[string][]*kgo.Record // each table's records, in row order
-	dead     []kafkaio.DeadLetter
-}
-
-func (d *decoded) batch(table string) *batch {
-	rows := map[string]columns{TableEvents: &d.events, TableFindings: &d.findings, TableActions: &d.actions, TableScores: &d.scores}[table]
-	return &batch{table: table, cols: rows.columns(), recs: d.recs[table]}
-}
-
-func (s *Sink) decode(d *decoded, recs []*kgo.Record, now time.Time) {
-	d.recs = map[string][]*kgo.Record{}
-	for _, r := range recs {
-		table, err := s.add(r, now, &d.events, &d.findings, &d.actions, &d.scores)
-		switch {
-		case err != nil:
-			d.dead = append(d.dead, kafkaio.DeadLetter{Record: r, Reason: err})
-		case table != "":
-			d.recs[table] = append(d.recs[table], r)
-		}
-	}
-}
-
-// dropRepeats leaves out of each batch the ids an earlier batch of the same table holds, so
-// that concurrent INSERTs never store one record twice (repeats within a batch are left out by
-// [Sink.unwritten]).
-func dropRepeats(batches []*batch) []*batch {
-	if len(batches) < 2 {
-		return batches
-	}
-	seen := map[string]bool{}
-	for i, b := range batches {
-		ids := b.strings("id")
-		keep := make([]int, 0, len(ids))
-		for j, id := range ids {
-			if !seen[id] {
-				keep = append(keep, j)
-			}
-		}
-		for _, id := range ids {
-			seen[id] = true
-		}
-		if len(keep) < len(ids) {
-			batches[i] = b.pick(keep)
-		}
-	}
-	return batches
-}
-
-// writeAll writes batches of one table concurrently and returns their dead letters.
-func (s *Sink) writeAll(ctx context.Context, batches []*batch) ([]kafkaio.DeadLetter, error) {
-	if len(batches) == 1 {
-		return s.write(ctx, batches[0])
-	}
-	dead := make([][]kafkaio.DeadLetter, len(batches))
-	g, gctx := errgroup.WithContext(ctx)
-	for i, b := range batches {
-		g.Go(func() (err error) {
-			dead[i], err = s.write(gctx, b)
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return slices.Concat(dead...), nil
 }
 
 // add decodes r into the rows of its table and returns the table, or "" for a record that is

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mcpwatch/mcpwatch/internal/event"
@@ -234,92 +233,6 @@ func TestDashboardAggregates(t *testing.T) {
 	}
 }
 
-// A large batch is decoded and inserted as concurrent shards. Together they must behave as one
-// write: a record repeated in two shards is stored once, a refused row in one shard is
-// dead-lettered without failing the others, and a redelivery writes nothing.
-func TestSinkShardsWriteOnce(t *testing.T) {
-	conn, db := migrated(t)
-	ctx := context.Background()
-	if err := conn.Exec(ctx, "ALTER TABLE "+db+".events ADD COLUMN poison_check UInt8 MATERIALIZED throwIf(tool = 'poison')"); err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	s, err := NewSink(ctx, conn, SinkConfig{Database: db, Topics: testTopics, InsertTimeout: 10 * time.Second,
-		Parallel: 3, ShardRows: 1000, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := func(n int) []*kgo.Record {
-		var recs []*kgo.Record
-		for i := range n {
-			e := sampleEvent(i)
-			e.Principal.Subject = fmt.Sprintf("user-%d", i%7)
-			recs = append(recs, rec(t, testTopics.Events, &e))
-		}
-		return recs
-	}
-	clean := events(3000)
-	clean[1500], clean[2999] = clean[10], clean[11] // copies of shard 0's records in shards 1 and 2
-	stored := uint64(2998)
-	if res, err := s.Handle(ctx, clean); err != nil || len(res.Dead) != 0 {
-		t.Fatalf("res %+v err %v", res, err)
-	}
-	if inserts := histogramCount(t, reg, "mcpwatch_sink_insert_seconds"); inserts != 3 {
-		t.Errorf("%d INSERTs, want one per shard", inserts)
-	}
-
-	poisoned := events(3000)
-	var e event.Event
-	if err := event.Decode(poisoned[2500].Value, &e); err != nil {
-		t.Fatal(err)
-	}
-	e.MCP.Tool = "poison"
-	poisoned[2500] = rec(t, testTopics.Events, &e)
-	poisoned[1200] = &kgo.Record{Topic: testTopics.Events, Value: []byte(`{"schema":1,`)}
-	stored += 3000 - 2
-	res, err := s.Handle(ctx, poisoned)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dead []int
-	for _, d := range res.Dead {
-		dead = append(dead, slices.Index(poisoned, d.Record))
-	}
-	slices.Sort(dead)
-	if !slices.Equal(dead, []int{1200, 2500}) {
-		t.Errorf("dead-lettered %v, want [1200 2500]", dead)
-	}
-	for _, q := range []string{"SELECT count() FROM " + db + ".events", "SELECT uniqExact(id) FROM " + db + ".events",
-		"SELECT toUInt64(sum(calls)) FROM " + db + ".events_per_minute"} {
-		if n := count(t, conn, q); n != stored {
-			t.Errorf("%s: %d, want %d", q, n, stored)
-		}
-	}
-	if res, err := s.Handle(ctx, clean); err != nil || len(res.Dead) != 0 {
-		t.Fatalf("redelivery: res %+v err %v", res, err)
-	}
-	if n := count(t, conn, "SELECT toUInt64(sum(calls)) FROM "+db+".events_per_minute"); n != stored {
-		t.Errorf("after redelivery the dashboard counts %d calls, want %d", n, stored)
-	}
-}
-
-func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				n += m.GetHistogram().GetSampleCount()
-			}
-		}
-	}
-	return n
-}
-
 // The write-once lookup runs before every INSERT, so its cost must follow the batch, not the
 // table: it may read the granules of the batch's principals in the batch's time window, never a
 // granule of every principal of the tenant (which, in a tenant with thousands of principals,
@@ -327,10 +240,10 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 func TestSinkLookupReadsTheBatchsPrincipals(t *testing.T) {
 	conn, db := migrated(t)
 	ctx := context.Background()
-	const principals, rows = 64, 64 * 20_000
+	const principals, total = 64, 64 * 20_000
 	if err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.events (id, tenant, principal, time, time_ms)
 		SELECT toString(number), 'acme', concat('p-', toString(number %% %d)), toDateTime('2026-11-23 00:00:00', 'UTC') + intDiv(number, %d), 0
-		FROM system.numbers LIMIT %d`, db, principals, principals, rows)); err != nil {
+		FROM system.numbers LIMIT %d`, db, principals, principals, total)); err != nil {
 		t.Fatal(err)
 	}
 	s := newSink(t, conn, db)
@@ -341,16 +254,24 @@ func TestSinkLookupReadsTheBatchsPrincipals(t *testing.T) {
 		e.Time = time.Date(2026, 11, 23, 2, 0, i, 0, time.UTC)
 		recs = append(recs, rec(t, testTopics.Events, &e))
 	}
-	d := &decoded{}
-	s.decode(d, recs, time.Now())
+	var rows eventRows
+	for _, r := range recs {
+		var e event.Event
+		if err := event.Decode(r.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		if err := rows.add(&e, r.Value, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var read uint64
 	pctx := clickhouse.Context(ctx, clickhouse.WithProgress(func(p *clickhouse.Progress) { read += p.Rows }))
-	stored, err := s.stored(pctx, d.batch(TableEvents))
+	stored, err := s.stored(pctx, &batch{table: TableEvents, cols: rows.columns(), recs: recs})
 	if err != nil || len(stored) != 0 {
 		t.Fatalf("stored %v err %v", stored, err)
 	}
 	if read == 0 || read > 8*8192 {
-		t.Fatalf("the lookup of 2 events read %d of %d rows; want a few granules of their 2 principals", read, rows)
+		t.Fatalf("the lookup of 2 events read %d of %d rows; want a few granules of their 2 principals", read, total)
 	}
-	t.Logf("lookup read %d of %d rows", read, rows)
+	t.Logf("lookup read %d of %d rows", read, total)
 }

@@ -29,7 +29,6 @@ func (s *sinkFlags) register(cmd *cobra.Command) {
 	f.IntVar(&o.BatchRows, "sink-batch-rows", 20_000, "sink: write a batch once it holds this many records")
 	f.IntVar(&o.BatchBytes, "sink-batch-bytes", 16<<20, "sink: ... or this many bytes of records")
 	f.DurationVar(&o.BatchDelay, "sink-batch-delay", time.Second, "sink: ... or this long after its first record arrived")
-	f.IntVar(&o.Parallel, "sink-parallel", 2, "sink: insert a large batch as this many concurrent shards (1..16)")
 	f.DurationVar(&o.InsertTimeout, "sink-insert-timeout", time.Minute, "sink: give up on one INSERT after this long and retry the batch")
 	f.Var(retentionValue{&o.Retention, &s.retention}, "sink-retention", "sink: enforce ClickHouse retention as table=days pairs (e.g. "+defaultRetention+"); empty: keep everything")
 	f.DurationVar(&o.RetentionInterval, "sink-retention-interval", time.Hour, "sink: how often to enforce --sink-retention")

@@ -100,7 +100,6 @@ type SinkOptions struct {
 	BatchBytes    int
 	BatchDelay    time.Duration
 	InsertTimeout time.Duration // default 60s
-	Parallel      int           // shards of a batch inserted at once; default 2
 	// Retention, when set, is enforced every RetentionInterval (default 1h) by the sink itself.
 	Retention         storage.Retention
 	RetentionInterval time.Duration
@@ -241,7 +240,7 @@ func (p *Pipeline) addStage(ctx context.Context, name string, reg prometheus.Reg
 		}
 		so := p.cfg.Sink
 		sink, err := storage.NewSink(ctx, conn, storage.SinkConfig{Database: p.cfg.ClickHouse.Database, Topics: t,
-			InsertTimeout: so.InsertTimeout, Parallel: so.Parallel, Logger: p.log, Registerer: reg})
+			InsertTimeout: so.InsertTimeout, Logger: p.log, Registerer: reg})
 		if err != nil {
 			_ = conn.Close()
 			return err
