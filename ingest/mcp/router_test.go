@@ -361,7 +361,9 @@ func TestRouterSandboxQuarantine(t *testing.T) {
 		if err := f.store.Apply([]byte(ctl.Key()), nil); err != nil { // tombstone: lifted
 			t.Fatal(err)
 		}
-		waitUntil(t, "sandbox thawed", 3*time.Second, func() bool { return !cgroupFrozen(t, sb.CgroupPath()) })
+		// The kernel reports the cgroup thawed as soon as cgroup.freeze is written, a moment
+		// before the sandbox lets traffic through again: wait for both.
+		waitUntil(t, "sandbox thawed", 3*time.Second, func() bool { return !cgroupFrozen(t, sb.CgroupPath()) && !sb.Frozen() })
 		if res, err := echo(t, cs, "back"); err != nil || res.IsError {
 			t.Fatalf("after lifting: %v %+v", err, res)
 		}
