@@ -249,31 +249,98 @@ func TestRestartAfterCompaction(t *testing.T) {
 
 // A transaction marker is the last offset of a topic written transactionally; a follower that
 // waited for a data record at that offset would never become ready.
-func TestReadyAfterTransactionMarker(t *testing.T) {
-	k := fakeKafka(t, true)
-	p := k.producer(t, kgo.TransactionalID("responder"))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := p.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	k.produce(t, p, rec(t, ctl(event.ControlRevoke, event.ScopeSubject, "acme", "alice")))
-	if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		t.Fatal(err)
-	}
-	// Commit markers are written after EndTransaction returns; until then the record is not
-	// committed for readers, and a follower starting earlier rightly does not wait for it.
-	adm := kadm.NewClient(p)
-	eventually(t, "the commit marker", func() bool {
-		o, err := adm.ListCommittedOffsets(ctx, k.topic)
-		end, _ := o.Lookup(k.topic, 0)
-		return err == nil && end.Offset == 2 // the control and the marker
-	})
+func testReadyAfterTransactionMarker(t *testing.T, k kafka) {
+	k.commitOne(t, "responder-"+testenv.Unique(t), rec(t, ctl(event.ControlRevoke, event.ScopeSubject, "acme", "alice")))
 	s := NewStore()
 	r := k.follow(t, s)
 	waitReady(t, r.f)
 	if _, ok := s.Check("acme", alice, "db", "", time.Now()); !ok {
 		t.Fatal("committed transactional control missing")
+	}
+}
+
+func TestReadyAfterTransactionMarkerFake(t *testing.T) {
+	testReadyAfterTransactionMarker(t, fakeKafka(t, true))
+}
+
+func TestReadyAfterTransactionMarkerKafka(t *testing.T) {
+	testReadyAfterTransactionMarker(t, realKafka(t))
+}
+
+// commitOne writes r in a transaction that ends committed, and returns once the commit marker is
+// the last offset of the topic. franz-go v1.22.2 sometimes ends a transaction with an abort
+// although TryCommit was asked and the produce succeeded (it logs "no produce succeeded in this
+// transaction but produces were attempted") while EndTransaction returns nil, so the marker is
+// read back and the transaction tried again, by a new client (the old one's sequence numbers no
+// longer match the broker's), until it is a commit.
+func (k kafka) commitOne(t *testing.T, txnID string, r *kgo.Record) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(k.producer(t))
+	stable := func() int64 { // the last stable offset: the end for committed reads
+		o, err := adm.ListCommittedOffsets(ctx, k.topic)
+		if err != nil || o.Error() != nil {
+			return -1
+		}
+		end, _ := o.Lookup(k.topic, 0)
+		return end.Offset
+	}
+	for attempt := 1; ; attempt++ {
+		before := stable()
+		if before < 0 {
+			t.Fatal("cannot list the topic's offsets")
+		}
+		p := k.producer(t, kgo.TransactionalID(txnID))
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		k.produce(t, p, &kgo.Record{Key: r.Key, Value: r.Value}) // a produced record is not reusable
+		if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+		// The marker is written after EndTransaction returns; until then the record is not
+		// committed for readers.
+		eventually(t, "the transaction marker", func() bool { return stable() >= before+2 })
+		committed := k.markerCommits(t, stable()-1)
+		p.Close()
+		if committed {
+			return
+		}
+		if attempt == 5 {
+			t.Fatalf("%d transactions in a row ended in an abort marker", attempt)
+		}
+		t.Logf("transaction %d ended in an abort marker although its commit was asked; trying again", attempt)
+	}
+}
+
+// markerCommits reads the transaction marker at offset and reports whether it is a commit.
+func (k kafka) markerCommits(t *testing.T, offset int64) bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+			k.topic: {0: kgo.NewOffset().At(offset)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading the marker at offset %d: %v", offset, ctx.Err())
+		}
+		for _, r := range fs.Records() {
+			if r.Offset != offset {
+				continue
+			}
+			// A marker's key is version (int16) then type (int16): 0 abort, 1 commit.
+			if !r.Attrs.IsControl() || len(r.Key) < 4 {
+				t.Fatalf("offset %d is not a transaction marker", offset)
+			}
+			return r.Key[3] == 1
+		}
 	}
 }
 
