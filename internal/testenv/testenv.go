@@ -7,11 +7,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mcpwatch/mcpwatch/internal/event"
@@ -56,10 +59,40 @@ func Kafka(t testing.TB) []string {
 }
 
 // Topics returns topic names unique to this test, so tests sharing one broker never see each
-// other's records.
+// other's records. Those the test created on the real broker are deleted when it ends: thousands
+// of leftover topics would make every later broker start slow.
 func Topics(t testing.TB) event.Topics {
 	t.Helper()
-	return event.TopicNames("test-" + Unique(t))
+	topics := event.TopicNames("test-" + Unique(t))
+	t.Cleanup(func() { deleteTopics(t, topics.All()) })
+	return topics
+}
+
+// deleteTopics removes topics from the broker MCPWATCH_KAFKA_BROKERS names, if any; topics the
+// test never created are not an error.
+func deleteTopics(t testing.TB, names []string) {
+	brokers := strings.Split(os.Getenv("MCPWATCH_KAFKA_BROKERS"), ",")
+	if brokers[0] == "" {
+		return
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).DeleteTopics(ctx, names...)
+	if err != nil {
+		t.Logf("cleanup: delete topics: %v", err)
+		return
+	}
+	for _, r := range resp {
+		if r.Err != nil && !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+			t.Logf("cleanup: delete topic %s: %v", r.Topic, r.Err)
+		}
+	}
 }
 
 // Unique returns a short identifier unique to this test run, safe for topic and database names.
