@@ -45,11 +45,15 @@ func TestAcceptance(t *testing.T) {
 	if err != nil {
 		testenv.Missing(t, "ClickHouse", err.Error())
 	}
-	defer admin.Close()
+	t.Cleanup(func() { _ = admin.Close() }) // after the drop below: cleanups run last first
 	if err := storage.CreateDatabase(ctx, admin, db); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = storage.DropDatabase(context.Background(), admin, db) })
+	t.Cleanup(func() {
+		if err := storage.DropDatabase(context.Background(), admin, db); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
 	if _, err := storage.Migrate(ctx, admin, db); err != nil {
 		t.Fatal(err)
 	}
