@@ -23,7 +23,7 @@ func TestDemo(t *testing.T) {
 	root := newRoot()
 	root.SetOut(&out)
 	root.SetErr(&out)
-	root.SetArgs([]string{"demo", "--topic-prefix", "test-" + testenv.Unique(t), "--metrics-addr", "127.0.0.1:0",
+	root.SetArgs([]string{"demo", "--topic-prefix", testenv.TopicPrefix(t), "--metrics-addr", "127.0.0.1:0",
 		"--log-level", "error", "--calls", "3", "--gap", "300ms"})
 	if err := root.ExecuteContext(ctx); err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())

@@ -126,7 +126,7 @@ func TestGatewayCommandWithConfig(t *testing.T) {
 	if _, err := sandbox.FindCgroup2(); err != nil || os.Geteuid() != 0 {
 		testenv.Missing(t, "cgroup v2 sandboxes", fmt.Sprintf("need a cgroup2 mount and root: %v", err))
 	}
-	prefix := "test-" + testenv.Unique(t)
+	prefix := testenv.TopicPrefix(t)
 	remote := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return newEchoServer("remote") }, nil))
 	t.Cleanup(remote.Close)
 	exe, err := os.Executable()

@@ -63,9 +63,16 @@ func Kafka(t testing.TB) []string {
 // of leftover topics would make every later broker start slow.
 func Topics(t testing.TB) event.Topics {
 	t.Helper()
-	topics := event.TopicNames("test-" + Unique(t))
-	t.Cleanup(func() { deleteTopics(t, topics.All()) })
-	return topics
+	return event.TopicNames(TopicPrefix(t))
+}
+
+// TopicPrefix returns a topic prefix unique to this test, for commands that take
+// --topic-prefix; the topics under it are deleted when the test ends, as with [Topics].
+func TopicPrefix(t testing.TB) string {
+	t.Helper()
+	prefix := "test-" + Unique(t)
+	t.Cleanup(func() { deleteTopics(t, event.TopicNames(prefix).All()) })
+	return prefix
 }
 
 // deleteTopics removes topics from the broker MCPWATCH_KAFKA_BROKERS names, if any; topics the
