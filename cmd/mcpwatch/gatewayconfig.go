@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,8 @@ type limitsFile struct {
 	CPUs        float64       `yaml:"cpus"`
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	MaxSessions int           `yaml:"max_sessions"`
+	User        string        `yaml:"user"`    // a user name, or uid:gid; empty: the gateway's user
+	Network     string        `yaml:"network"` // none: no network; empty: the host's
 }
 
 // defaultServerPath is the PATH of a sandboxed server whose env does not set one.
@@ -154,6 +157,12 @@ func (u *upstreamFile) check() error {
 		if u.Sandbox.Pids < 0 || u.Sandbox.CPUs < 0 || u.Sandbox.IdleTimeout < 0 || u.Sandbox.MaxSessions < 0 {
 			errs = append(errs, errors.New("sandbox limits must not be negative"))
 		}
+		if _, err := parseUser(u.Sandbox.User); err != nil {
+			errs = append(errs, fmt.Errorf("sandbox.user: %w", err))
+		}
+		if n := sandbox.Network(u.Sandbox.Network); n != sandbox.NetworkHost && n != sandbox.NetworkNone {
+			errs = append(errs, fmt.Errorf("sandbox.network: %q: want none, or leave it out for the host's network", u.Sandbox.Network))
+		}
 		for k := range u.Env {
 			if k == "" || strings.ContainsAny(k, "=\x00") {
 				errs = append(errs, fmt.Errorf("env: invalid variable name %q", k))
@@ -184,6 +193,49 @@ func (u *upstreamFile) env() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// parseUser reads a sandbox user: a name from the user database, a numeric uid found there, or
+// uid:gid. Empty is nil (the gateway's user).
+func parseUser(s string) (*sandbox.User, error) {
+	if s == "" {
+		return nil, nil
+	}
+	id := func(v string) (uint32, error) {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a numeric id", v)
+		}
+		return uint32(n), nil
+	}
+	if us, gs, ok := strings.Cut(s, ":"); ok {
+		uid, err := id(us)
+		if err != nil {
+			return nil, err
+		}
+		gid, err := id(gs)
+		if err != nil {
+			return nil, err
+		}
+		return &sandbox.User{UID: uid, GID: gid}, nil
+	}
+	lookup := user.Lookup
+	if _, err := strconv.ParseUint(s, 10, 32); err == nil {
+		lookup = user.LookupId
+	}
+	found, err := lookup(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w (give a user of this host, or uid:gid)", err)
+	}
+	uid, err := id(found.Uid)
+	if err != nil {
+		return nil, err
+	}
+	gid, err := id(found.Gid)
+	if err != nil {
+		return nil, err
+	}
+	return &sandbox.User{UID: uid, GID: gid}, nil
 }
 
 // parseBytes reads a size: a number of bytes, or with a unit (K, M, G, T for powers of 1000;
@@ -229,9 +281,14 @@ func (f *gatewayFile) routes(log *slog.Logger) ([]mcp.Route, *sandbox.Manager, e
 				}
 			}
 			mem, _ := parseBytes(u.Sandbox.Memory) // checked at load
+			usr, _ := parseUser(u.Sandbox.User)
+			if usr == nil && os.Geteuid() == 0 {
+				log.Warn("sandboxed MCP server runs as root: set its sandbox.user", "upstream", u.Name)
+			}
 			b, err := sandbox.NewBridge(m, sandbox.BridgeConfig{
 				Spec: sandbox.Spec{Server: u.Name, Path: u.Command, Args: u.Args, Env: u.env(), Dir: u.Dir,
-					Limits: sandbox.Limits{MemoryMax: mem, PidsMax: u.Sandbox.Pids, CPUMax: u.Sandbox.CPUs}},
+					Limits: sandbox.Limits{MemoryMax: mem, PidsMax: u.Sandbox.Pids, CPUMax: u.Sandbox.CPUs},
+					User:   usr, Network: sandbox.Network(u.Sandbox.Network)},
 				IdleTimeout: u.Sandbox.IdleTimeout, MaxSessions: u.Sandbox.MaxSessions, Log: log,
 			})
 			if err != nil {

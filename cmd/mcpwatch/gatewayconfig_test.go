@@ -66,11 +66,29 @@ func TestGatewayConfigErrors(t *testing.T) {
 		{"missing command", "upstreams:\n  - name: a\n    route: /a\n    command: /no/such/server\n", "command: "},
 		{"memory", "upstreams:\n  - name: a\n    route: /a\n    command: sh\n    sandbox: {memory: 12 parsecs}\n", "sandbox.memory"},
 		{"url with limits", "upstreams:\n  - name: a\n    route: /a\n    url: http://x\n    sandbox: {pids: 3}\n", "command upstreams only"},
+		{"user", "upstreams:\n  - name: a\n    route: /a\n    command: sh\n    sandbox: {user: no-such-user-here}\n", `sandbox.user: user: unknown user no-such-user-here`},
+		{"uid:gid", "upstreams:\n  - name: a\n    route: /a\n    command: sh\n    sandbox: {user: \"1000:staff\"}\n", `sandbox.user: "staff" is not a numeric id`},
+		{"network", "upstreams:\n  - name: a\n    route: /a\n    command: sh\n    sandbox: {network: bridge}\n", `g.yaml:2: upstream "a": sandbox.network: "bridge": want none`},
 		{"duration", "upstreams:\n  - name: a\n    route: /a\n    command: sh\n    sandbox: {idle_timeout: soon}\n", "line 5"},
 	} {
 		_, err := parseGatewayFile("g.yaml", []byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestParseUser(t *testing.T) {
+	for in, want := range map[string]*sandbox.User{"": nil, "nobody": {UID: 65534, GID: 65534}, "65534": {UID: 65534, GID: 65534},
+		"0": {UID: 0, GID: 0}, "1000:1001": {UID: 1000, GID: 1001}} {
+		got, err := parseUser(in)
+		if err != nil || (got == nil) != (want == nil) || (got != nil && *got != *want) {
+			t.Errorf("parseUser(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"1000:", ":1", "-1:0", "4294967296:0", "424242", "no-such-user-here"} {
+		if u, err := parseUser(in); err == nil {
+			t.Errorf("parseUser(%q) = %+v, accepted", in, u)
 		}
 	}
 }
@@ -129,10 +147,7 @@ func TestGatewayCommandWithConfig(t *testing.T) {
 	prefix := testenv.TopicPrefix(t)
 	remote := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return newEchoServer("remote") }, nil))
 	t.Cleanup(remote.Close)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := testenv.WorldExecutable(t) // the sandboxed server runs as nobody
 	var rb [4]byte
 	_, _ = rand.Read(rb[:])
 	parent := "mcpwatch-test-" + hex.EncodeToString(rb[:])
@@ -149,7 +164,7 @@ upstreams:
     command: %s
     args: ["-test.run=^$"]
     env: {%s: "1"}
-    sandbox: {memory: 256MiB, pids: 64, cpus: 1, idle_timeout: 5m}
+    sandbox: {memory: 256MiB, pids: 64, cpus: 1, idle_timeout: 5m, user: "65534:65534", network: none}
 `, parent, remote.URL, exe, stdioServerEnv)
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	tokPath := filepath.Join(dir, "tokens.yaml")
@@ -236,6 +251,18 @@ upstreams:
 		t.Fatalf("sandboxes under %s: %v", parent, sandboxes)
 	}
 	sbID := sandboxes[0]
+	procs, err := os.ReadFile(filepath.Join(cgroupRoot, parent, sbID, "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.Fields(string(procs))[0]
+	status, _ := os.ReadFile("/proc/" + pid + "/status")
+	if !strings.Contains(string(status), "\nUid:\t65534\t65534\t65534\t65534\n") || !strings.Contains(string(status), "\nGid:\t65534\t65534\t65534\t65534\n") {
+		t.Errorf("sandboxed server does not run as 65534:65534:\n%s", status)
+	}
+	if own, _ := os.Readlink("/proc/self/ns/net"); own == "" || func() bool { theirs, _ := os.Readlink("/proc/" + pid + "/ns/net"); return theirs == own }() {
+		t.Errorf("sandboxed server with network none shares the gateway's network namespace %s", own)
+	}
 	for _, cs := range sessions {
 		_ = cs.Close()
 	}

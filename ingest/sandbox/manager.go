@@ -5,7 +5,8 @@
 // A [Manager] owns one parent cgroup (default <cgroup2 mount>/mcpwatch). Every [Sandbox] is a child
 // cgroup named by its id, and its process is cloned straight into it (clone3 CLONE_INTO_CGROUP),
 // so the server never runs a single instruction outside its sandbox. The process runs with
-// no_new_privs, in its own process group, with only the environment it was given. A sandbox can be
+// no_new_privs, in its own process group, with only the environment it was given, and optionally
+// as another user and without network ([Spec.User], [Spec.Network]). A sandbox can be
 // frozen (quarantine) and thawed; it ends with its process, and stopping it kills everything left
 // in the cgroup (cgroup.kill) and removes the cgroup.
 package sandbox
@@ -82,6 +83,20 @@ type Limits struct {
 // IsZero reports whether no limit is set.
 func (l Limits) IsZero() bool { return l == Limits{} }
 
+// User is a numeric user and group to run a server as.
+type User struct {
+	UID, GID uint32
+}
+
+// Network is what network a sandboxed server sees.
+type Network string
+
+// Networks for [Spec.Network].
+const (
+	NetworkHost Network = ""     // the gateway's network
+	NetworkNone Network = "none" // an empty network namespace: no interface but a down loopback
+)
+
 // Spec is what to run in a sandbox.
 type Spec struct {
 	// Server names the MCP server; it prefixes the sandbox id.
@@ -94,6 +109,14 @@ type Spec struct {
 	// Dir is the working directory; empty: the gateway's.
 	Dir    string
 	Limits Limits
+	// User, when set, is who the server runs as, with no supplementary groups. Without it the
+	// server runs as the gateway's user: root, for a gateway that manages cgroups itself.
+	// Setting it needs CAP_SETUID and CAP_SETGID.
+	User *User
+	// Network is the server's network: [NetworkHost] (default) or [NetworkNone], its own
+	// network namespace with nothing but a down loopback, for servers that must not reach
+	// anything. NetworkNone needs CAP_SYS_ADMIN.
+	Network Network
 	// Stderr receives the server's stderr; nil logs it line by line at debug level.
 	Stderr io.Writer
 }
@@ -453,9 +476,20 @@ func (m *Manager) start(id string, cg cgroup, spec Spec) (_ *Sandbox, err error)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:     true,
-		Pdeathsig:   syscall.SIGKILL,
+		Pdeathsig:   syscall.SIGKILL, // set after the credentials change, which would clear it
 		UseCgroupFD: true,
 		CgroupFD:    int(dir.Fd()),
+	}
+	if u := spec.User; u != nil {
+		// An empty Groups list drops the gateway's supplementary groups (setgroups(0)).
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{}}
+	}
+	switch spec.Network {
+	case NetworkHost:
+	case NetworkNone:
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	default:
+		return nil, fmt.Errorf("sandbox %s: unknown network %q (want none, or empty for the host's)", id, spec.Network)
 	}
 	if cmd.Err != nil {
 		return nil, fmt.Errorf("sandbox command: %w", cmd.Err)

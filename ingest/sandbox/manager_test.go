@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -110,6 +111,23 @@ func runTestServer(mode string) int {
 		fmt.Println(c.Process.Pid)
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		time.Sleep(time.Minute)
+		return 0
+	case "ids": // who and where it runs, then echoes like cat
+		var names []string
+		ifaces, err := net.Interfaces()
+		if err != nil {
+			return 1
+		}
+		for _, i := range ifaces {
+			up := "down"
+			if i.Flags&net.FlagUp != 0 {
+				up = "up"
+			}
+			names = append(names, i.Name+":"+up)
+		}
+		groups, _ := os.Getgroups()
+		fmt.Printf("uid=%d gid=%d groups=%v net=%s\n", os.Getuid(), os.Getgid(), groups, strings.Join(names, ","))
+		_, _ = io.Copy(io.Discard, os.Stdin)
 		return 0
 	case "sleep":
 		signal.Ignore(syscall.SIGTERM)
@@ -334,6 +352,52 @@ func TestSandboxLifecycle(t *testing.T) {
 
 // A server that ignores the end of its input and SIGTERM, and has a child of its own, must still
 // be gone after Stop, child included: cgroup.kill is the backstop that reaches every process.
+// A server given a user runs as that user with none of the gateway's groups, and one given no
+// network sees no interface but a down loopback: a compromised server can neither use the
+// gateway's privileges nor reach anything.
+func TestUserAndNetwork(t *testing.T) {
+	m := newManager(t)
+	exe := testenv.WorldExecutable(t)
+	_, args, env := testBinary(t, "ids")
+	nobody := &User{UID: 65534, GID: 65534}
+	for _, tc := range []struct {
+		name string
+		spec Spec
+		want string
+	}{
+		{"nobody without network", Spec{User: nobody, Network: NetworkNone}, "uid=65534 gid=65534 groups=[] net=lo:down"},
+		{"defaults", Spec{}, "uid=0 gid=0 "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := tc.spec
+			spec.Server, spec.Path, spec.Args, spec.Env, spec.Dir = "files", exe, args, env, filepath.Dir(exe)
+			s, err := m.Start(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = s.Stop(context.Background()) }()
+			l, ok := readLine(t, bufio.NewReader(s.Stdout()), 10*time.Second)
+			if !ok || !strings.HasPrefix(l, tc.want) {
+				t.Fatalf("server says %q, want %q...", l, tc.want)
+			}
+			if got := procStatus(t, s.Pid(), "Uid"); spec.User != nil && got != "65534\t65534\t65534\t65534" {
+				t.Errorf("/proc status Uid %q", got)
+			}
+			own, _ := os.Readlink("/proc/self/ns/net")
+			theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", s.Pid()))
+			if err != nil || (theirs == own) != (spec.Network == NetworkHost) {
+				t.Errorf("network namespace %s (%v), the gateway's %s", theirs, err, own)
+			}
+			if rel := "/" + strings.TrimPrefix(s.CgroupPath(), requireCgroup2(t)+"/"); cgroupOf(t, s.Pid()) != rel {
+				t.Errorf("process in cgroup %s, want %s", cgroupOf(t, s.Pid()), rel)
+			}
+		})
+	}
+	if _, err := m.Start(Spec{Server: "files", Path: exe, Network: "bridge"}); err == nil || !strings.Contains(err.Error(), `unknown network "bridge"`) {
+		t.Fatalf("unknown network: %v", err)
+	}
+}
+
 func TestStopEscalatesToKill(t *testing.T) {
 	m := newManager(t, func(o *Options) { o.StopGrace = 100 * time.Millisecond })
 	s := start(t, m, "stubborn", Limits{})

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +156,31 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// WorldExecutable returns a copy of the test binary that any user may run, for tests that start
+// it as a server under another user: the build directory is the builder's alone.
+func WorldExecutable(t testing.TB) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "mcpwatch-exe-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	b, err := os.ReadFile(exe)
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	path := filepath.Join(dir, filepath.Base(exe))
+	if err == nil {
+		err = os.WriteFile(path, b, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
