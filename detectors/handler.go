@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 )
 
@@ -88,9 +88,9 @@ func (h *rateHandler) Handle(_ context.Context, recs []*kgo.Record) (kafkaio.Res
 // scoreRecord encodes a score. Scores are refreshed continually, so one that cannot be encoded
 // is logged and skipped rather than dead-lettering an event that was processed.
 func (h *rateHandler) scoreRecord(s *event.Score) (*kgo.Record, error) {
-	out, err := kafkaio.RecordOf(h.names.Scores, ScoreKey(s), s)
+	out, err := kafkaio.RecordOf(h.names.Scores, s.Key(), s)
 	if err != nil {
-		h.log.Error("score not encodable", "principal", ScoreKey(s), "err", err)
+		h.log.Error("score not encodable", "principal", s.Key(), "err", err)
 		h.m.errors.Inc()
 	}
 	return out, err

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // DetectorRate is the [event.Finding.Detector] name of the [Rate] detector.
@@ -201,8 +201,6 @@ func (r *Rate) Stats() RateStats {
 	return s
 }
 
-// ScoreKey is the record key of a score record: [event.PrincipalKey] of its principal.
-func ScoreKey(s *event.Score) string { return s.Tenant + "/" + s.Subject }
 
 func (r *Rate) score(rate float64) float64 {
 	s := 100 * (rate - r.cfg.Baseline) / (r.cfg.Ceiling - r.cfg.Baseline)

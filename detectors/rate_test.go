@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
@@ -449,7 +449,7 @@ func TestRateExpire(t *testing.T) {
 			t.Fatalf("final score %+v, want 0 at 2s (when the window emptied)", s)
 		}
 	}
-	if got := []string{ScoreKey(&out[0]), ScoreKey(&out[1])}; got[0] != "acme/alice" || got[1] != "acme/bob" {
+	if got := []string{out[0].Key(), out[1].Key()}; got[0] != "acme/alice" || got[1] != "acme/bob" {
 		t.Fatalf("keys %v", got)
 	}
 	if s := r.Stats(); s.Principals != 1 || s.EvictedIdle != 2 {

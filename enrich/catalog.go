@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // Limits on what a catalog may hold; a catalog is configuration, not trusted to be sane.

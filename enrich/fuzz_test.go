@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // fuzzEvents are applied with every catalog and directory the fuzzers manage to load.

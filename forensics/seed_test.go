@@ -3,7 +3,7 @@ package forensics
 import (
 	"time"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // The seed is one realistic day of tenant acme (and a little of tenant globex), the data every

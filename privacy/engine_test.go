@@ -11,8 +11,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/chtest"
-	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
 // poolDB seeds 10,000 calls of tool "common" (latency 0..1999 ms), 9,999 of tool "rare", and 600

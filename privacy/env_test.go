@@ -8,8 +8,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/chtest"
-	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

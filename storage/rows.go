@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // column is one named column of a batch, holding a typed slice the driver appends column-wise.
@@ -116,10 +116,6 @@ func schemaVersion(v int) uint16 { return uint16(min(max(v, 0), math.MaxUint16))
 // severity clamps to the CEF scale; a judgement out of range is not worth losing the record.
 func severity(s int) uint8 { return uint8(min(max(s, 0), 10)) }
 
-// principalOf is the principal part of [event.PrincipalKey].
-func principalOf(tenant string, p event.Principal) string {
-	return strings.TrimPrefix(event.PrincipalKey(tenant, p), tenant+"/")
-}
 
 // resultEnum maps a result to the events.result Enum8. An unknown value (a newer source) is
 // stored as 'other' rather than failing the batch; the raw column keeps the original.
@@ -246,7 +242,7 @@ func (r *eventRows) add(e *event.Event, raw []byte, ingest time.Time) error {
 	r.normalized = append(r.normalized, nt)
 	r.schema = append(r.schema, schemaVersion(e.Schema))
 	r.tenant = append(r.tenant, e.Tenant)
-	r.principal = append(r.principal, principalOf(e.Tenant, e.Principal))
+	r.principal = append(r.principal, event.PrincipalID(e.Principal))
 	r.source = append(r.source, string(e.Source))
 	r.observer = append(r.observer, e.Observer)
 	r.subject = append(r.subject, e.Principal.Subject)
@@ -363,7 +359,7 @@ func (r *findingRows) add(f *event.Finding, raw []byte, ingest time.Time) error 
 	r.ingest = append(r.ingest, ingest)
 	r.schema = append(r.schema, schemaVersion(f.Schema))
 	r.tenant = append(r.tenant, f.Tenant)
-	r.principal = append(r.principal, principalOf(f.Tenant, f.Principal))
+	r.principal = append(r.principal, event.PrincipalID(f.Principal))
 	r.subject = append(r.subject, f.Principal.Subject)
 	r.clientID = append(r.clientID, f.Principal.ClientID)
 	r.department = append(r.department, f.Principal.Department)

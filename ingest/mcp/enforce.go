@@ -8,8 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
-	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/mask"
 	"github.com/mcpwatch/mcpwatch/policy"
 )
@@ -168,20 +168,9 @@ func (g *Gateway) policyRequest(c *call, m *message, e *event.Event) policy.Requ
 		req.DeviceHealth = strings.ToLower(strings.TrimSpace(clip(c.r.Header.Get(h), 64)))
 	}
 	if g.cfg.Scores != nil {
-		req.Risk, req.RiskKnown = g.cfg.Scores.Risk(g.cfg.Tenant, principalID(c.principal))
+		req.Risk, req.RiskKnown = g.cfg.Scores.Risk(g.cfg.Tenant, event.PrincipalID(c.principal))
 	}
 	return req
-}
-
-// principalID is the id scores are kept under: the part of [event.PrincipalKey] after the tenant.
-func principalID(p event.Principal) string {
-	switch {
-	case p.Subject != "":
-		return p.Subject
-	case p.ClientID != "":
-		return p.ClientID
-	}
-	return "anonymous"
 }
 
 // enforce decides every message a client sent by policy, after authentication, revocations and

@@ -3,7 +3,7 @@ package mcp
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 type metrics struct {

@@ -9,8 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
-	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
 // rootMetadataPath is where clients that do not insert the resource's path look for RFC 9728

@@ -16,9 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/internal/control"
-	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
 // Route is one upstream MCP server behind a [Router]: a remote Streamable HTTP server (URL) or a

@@ -29,8 +29,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
-	"github.com/mcpwatch/mcpwatch/internal/event"
 	"github.com/mcpwatch/mcpwatch/internal/mask"
 	"github.com/mcpwatch/mcpwatch/policy"
 )

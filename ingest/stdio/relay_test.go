@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
-	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
 // recorder collects published events.

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // target is what a control applies to. A struct of strings is a map key that needs no allocation

@@ -17,7 +17,7 @@
 // brackets, and replacements must begin and end with such a boundary character (see
 // [Config.Replacement]).
 //
-// [event.Event.PII]: github.com/mcpwatch/mcpwatch/internal/event.Event
+// [event.Event.PII]: github.com/mcpwatch/mcpwatch/event.Event
 package mask
 
 import (

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/testenv"
 )
@@ -88,7 +88,7 @@ func score(t testing.TB, tenant, sub string, v float64) *kgo.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &kgo.Record{Key: []byte(Key(tenant, sub)), Value: b}
+	return &kgo.Record{Key: []byte(event.ScoreKey(tenant, sub)), Value: b}
 }
 
 func (k kafka) follow(t *testing.T, s *Store) (*Follower, *prometheus.Registry) {

@@ -6,11 +6,10 @@ package scores
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/mcpwatch/mcpwatch/internal/event"
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // Entry is the latest score of one principal.
@@ -31,18 +30,14 @@ type Store struct {
 // NewStore returns an empty store.
 func NewStore() *Store { return &Store{m: map[key]Entry{}} }
 
-// Key is the record key of a score on the scores topic: tenant/subject (as detectors.ScoreKey).
-func Key(tenant, subject string) string { return tenant + "/" + subject }
-
 // Apply applies one record of the scores topic. An empty value is a tombstone and forgets the
 // score under key. A value that does not decode, or whose tenant/subject differs from the record
 // key, is refused with an error wrapping [event.ErrMalformed] and leaves the store unchanged.
 func (s *Store) Apply(k, value []byte) error {
 	if len(value) == 0 {
-		// Tenants hold no '/'; subjects may.
-		tenant, subject, ok := strings.Cut(string(k), "/")
-		if !ok {
-			return fmt.Errorf("%w: score tombstone key %q is not tenant/subject", event.ErrMalformed, k)
+		tenant, subject, err := event.ParseScoreKey(string(k))
+		if err != nil {
+			return fmt.Errorf("score tombstone: %w", err)
 		}
 		s.mu.Lock()
 		delete(s.m, key{tenant, subject})
@@ -53,8 +48,8 @@ func (s *Store) Apply(k, value []byte) error {
 	if err := event.Decode(value, &sc); err != nil {
 		return fmt.Errorf("score record %q: %w", k, err)
 	}
-	if Key(sc.Tenant, sc.Subject) != string(k) {
-		return fmt.Errorf("%w: score record key %q differs from its tenant/subject %q", event.ErrMalformed, k, Key(sc.Tenant, sc.Subject))
+	if sc.Key() != string(k) {
+		return fmt.Errorf("%w: score record key %q differs from its tenant/subject %q", event.ErrMalformed, k, sc.Key())
 	}
 	s.Set(sc.Tenant, sc.Subject, Entry{Score: sc.Score, Time: sc.Time})
 	return nil

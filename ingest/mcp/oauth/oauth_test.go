@@ -27,10 +27,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth/oauthtest"
-	"github.com/mcpwatch/mcpwatch/internal/event"
 )
 
 func TestMain(m *testing.M) {

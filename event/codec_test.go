@@ -107,6 +107,27 @@ func TestPrincipalKey(t *testing.T) {
 	}
 }
 
+// A score's key must be its principal's key on every other topic, or a principal's score would
+// land in a different partition than its events and the gateway would look it up under a
+// different name.
+func TestScoreKeyIsPrincipalKey(t *testing.T) {
+	for _, p := range []Principal{{Subject: "a/b"}, {ClientID: "c"}, {}} {
+		s := Score{Tenant: "acme", Subject: PrincipalID(p)}
+		if s.Key() != PrincipalKey("acme", p) {
+			t.Fatalf("%+v: score key %q, principal key %q", p, s.Key(), PrincipalKey("acme", p))
+		}
+		tenant, id, err := ParseScoreKey(s.Key())
+		if err != nil || tenant != "acme" || id != PrincipalID(p) {
+			t.Fatalf("parse %q: %q %q %v", s.Key(), tenant, id, err)
+		}
+	}
+	for _, bad := range []string{"", "nokey", "/alice"} {
+		if _, _, err := ParseScoreKey(bad); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("ParseScoreKey(%q) = %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
 func TestTopicNames(t *testing.T) {
 	if n := TopicNames(""); n.Raw != "mcpwatch.raw.v1" || n.Control != "mcpwatch.control.v1" {
 		t.Fatalf("%+v", n)

@@ -277,11 +277,6 @@ type Control struct {
 	Expires *time.Time `json:"expires,omitempty"`
 }
 
-// Key is the compaction key: one live control per kind, scope, tenant and value.
-func (c Control) Key() string {
-	return string(c.Kind) + "/" + string(c.Scope) + "/" + c.Tenant + "/" + c.Value
-}
-
 // Active reports whether the control is in force at t.
 func (c Control) Active(t time.Time) bool {
 	return c.Expires == nil || t.Before(*c.Expires)
@@ -290,19 +285,6 @@ func (c Control) Active(t time.Time) bool {
 // NewID returns a time-ordered unique id (UUIDv7) for a new record.
 func NewID() string {
 	return uuid.Must(uuid.NewV7()).String()
-}
-
-// PrincipalKey is the Kafka record key for a principal's records: tenant and subject (or client id
-// when there is no subject), so that one principal's events stay ordered in one partition.
-func PrincipalKey(tenant string, p Principal) string {
-	id := p.Subject
-	if id == "" {
-		id = p.ClientID
-	}
-	if id == "" {
-		id = "anonymous"
-	}
-	return tenant + "/" + id
 }
 
 // ParseTraceparent returns the trace and parent span ids of a W3C traceparent header value, or
