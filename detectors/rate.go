@@ -201,7 +201,6 @@ func (r *Rate) Stats() RateStats {
 	return s
 }
 
-
 func (r *Rate) score(rate float64) float64 {
 	s := 100 * (rate - r.cfg.Baseline) / (r.cfg.Ceiling - r.cfg.Baseline)
 	s = math.Round(s*10) / 10 // one decimal: stable comparisons, readable records

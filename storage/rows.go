@@ -116,7 +116,6 @@ func schemaVersion(v int) uint16 { return uint16(min(max(v, 0), math.MaxUint16))
 // severity clamps to the CEF scale; a judgement out of range is not worth losing the record.
 func severity(s int) uint8 { return uint8(min(max(s, 0), 10)) }
 
-
 // resultEnum maps a result to the events.result Enum8. An unknown value (a newer source) is
 // stored as 'other' rather than failing the batch; the raw column keeps the original.
 func resultEnum(r event.Result) string {
