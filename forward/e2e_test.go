@@ -70,7 +70,7 @@ func TestForwardEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := forward.NewHandler(forward.Config{Topics: names, Formatter: f, FindingCEF: findingCEF}, client, reg, log)
+	h, err := forward.NewHandler(forward.HandlerConfig{Topics: names, Formatter: f, FindingCEF: findingCEF}, client, reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,8 +35,8 @@ type Sender interface {
 // FindingRenderer renders a finding as a CEF line.
 type FindingRenderer func(event.Finding) string
 
-// Config configures the stage's handler.
-type Config struct {
+// HandlerConfig configures the stage's handler.
+type HandlerConfig struct {
 	Topics event.Topics
 	// Formatter renders the syslog messages. Required.
 	Formatter *syslog.Formatter
@@ -49,7 +49,7 @@ type Config struct {
 }
 
 // Validate reports a config that cannot work.
-func (c Config) Validate() error {
+func (c HandlerConfig) Validate() error {
 	if c.Formatter == nil {
 		return errors.New("forward: no syslog formatter")
 	}
@@ -70,7 +70,7 @@ func (c Config) Validate() error {
 }
 
 // InputTopics are the topics the stage consumes.
-func (c Config) InputTopics() []string {
+func (c HandlerConfig) InputTopics() []string {
 	if c.FindingCEF != nil {
 		return []string{c.Topics.Events, c.Topics.Findings}
 	}
@@ -82,7 +82,7 @@ func (c Config) InputTopics() []string {
 // reason; records below the filters are skipped and committed; everything else is sent as one
 // write per batch. A Send error is returned, so the stage retries the batch uncommitted.
 type Handler struct {
-	cfg  Config
+	cfg  HandlerConfig
 	s    Sender
 	log  *slog.Logger
 	m    *metrics
@@ -90,7 +90,7 @@ type Handler struct {
 }
 
 // NewHandler validates cfg. reg and log may be nil.
-func NewHandler(cfg Config, s Sender, reg prometheus.Registerer, log *slog.Logger) (*Handler, error) {
+func NewHandler(cfg HandlerConfig, s Sender, reg prometheus.Registerer, log *slog.Logger) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

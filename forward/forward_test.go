@@ -15,7 +15,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/forward"
 	"github.com/mcpwatch/mcpwatch/forward/syslog"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
-	"github.com/mcpwatch/mcpwatch/processors"
+	"github.com/mcpwatch/mcpwatch/normalize"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -61,7 +61,7 @@ func normalized(t testing.TB, i int, src event.Source, severity int, tool string
 	raw := event.Event{Schema: event.SchemaVersion, ID: event.NewID(), Time: time.Date(2025, 1, 22, 9, 6, 12, i*1000, time.UTC),
 		Source: src, Tenant: "acme", Principal: event.Principal{Subject: "alice"}, Severity: severity,
 		MCP: &event.MCP{Method: "tools/call", Tool: tool, Direction: event.DirRequest}}
-	e, err := processors.Normalize(raw, time.Now())
+	e, err := normalize.Normalize(raw, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,16 +78,16 @@ func record[T event.Record](t testing.TB, topic string, v *T) *kgo.Record {
 }
 
 func findingCEF(f event.Finding) string {
-	return processors.NewCEF("mcpwatch", "mcpwatch", "test", "MCP-F|"+f.Detector, f.Summary, f.Severity).Ext("externalId", f.ID).String()
+	return normalize.NewCEF("mcpwatch", "mcpwatch", "test", "MCP-F|"+f.Detector, f.Summary, f.Severity).Ext("externalId", f.ID).String()
 }
 
-func newHandler(t testing.TB, s forward.Sender, mutate func(*forward.Config)) *forward.Handler {
+func newHandler(t testing.TB, s forward.Sender, mutate func(*forward.HandlerConfig)) *forward.Handler {
 	t.Helper()
 	f, err := syslog.NewFormatter(syslog.FormatterConfig{Facility: syslog.DefaultFacility, Hostname: "gw", SDID: "mcpwatch@32473", MaxMessage: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := forward.Config{Topics: unitTopics, Formatter: f, FindingCEF: findingCEF}
+	cfg := forward.HandlerConfig{Topics: unitTopics, Formatter: f, FindingCEF: findingCEF}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -168,7 +168,7 @@ func TestHandlerFilters(t *testing.T) {
 		recs = append(recs, record(t, unitTopics.Events, &e))
 	}
 	s := &sender{}
-	h := newHandler(t, s, func(c *forward.Config) {
+	h := newHandler(t, s, func(c *forward.HandlerConfig) {
 		c.MinSeverity, c.Sources, c.FindingCEF = 5, []event.Source{event.SourceMCP, event.SourceKernel}, nil
 	})
 	res, err := h.Handle(t.Context(), recs)
@@ -179,7 +179,7 @@ func TestHandlerFilters(t *testing.T) {
 	if len(msgs) != 2 || !strings.Contains(msgs[0], "cs1=t1") || !strings.Contains(msgs[1], "cs1=t2") {
 		t.Fatalf("sent %q, want the MCP event of severity 7 and the kernel event of severity 8", msgs)
 	}
-	cfg := forward.Config{Topics: unitTopics}
+	cfg := forward.HandlerConfig{Topics: unitTopics}
 	if got := cfg.InputTopics(); len(got) != 1 || got[0] != unitTopics.Events {
 		t.Fatalf("input topics without findings: %v", got)
 	}
@@ -198,7 +198,7 @@ func TestHandlerSendError(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	f, _ := syslog.NewFormatter(syslog.FormatterConfig{})
-	for name, c := range map[string]forward.Config{
+	for name, c := range map[string]forward.HandlerConfig{
 		"no formatter": {Topics: unitTopics},
 		"no topics":    {Formatter: f},
 		"severity":     {Topics: unitTopics, Formatter: f, MinSeverity: 11},

@@ -1,3 +1,5 @@
+// Package processors is the process stage: raw events → normalized events (CEF, OCSF, enrichment)
+// on Kafka, with the formats of package normalize.
 package processors
 
 import (
@@ -10,6 +12,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/normalize"
 )
 
 // Handler is the normalizer stage: it decodes each raw record, normalizes it and produces it to
@@ -63,7 +66,7 @@ func handler(topics event.Topics, log *slog.Logger, now func() time.Time, opts .
 		if cfg.enricher != nil {
 			cfg.enricher.Enrich(&raw) // raw was decoded for this record alone: safe to change
 		}
-		e, err := Normalize(raw, now())
+		e, err := normalize.Normalize(raw, now())
 		if err != nil {
 			return nil, err
 		}

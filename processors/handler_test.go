@@ -20,6 +20,29 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+var now = time.Date(2026, 11, 23, 9, 6, 13, 0, time.UTC)
+
+// toolCall is a typical raw MCP tool call.
+func toolCall() event.Event {
+	return event.Event{
+		Schema: event.SchemaVersion,
+		ID:     "0193a5c4-7e1f-7cc3-b5d2-6a1f0e9d3b21",
+		Time:   time.Date(2026, 11, 23, 9, 6, 12, 345_000_000, time.UTC),
+		Source: event.SourceMCP, Observer: "gw-1", Tenant: "acme",
+		Principal: event.Principal{Subject: "alice", ClientID: "claude-desktop", Roles: []string{"analyst", "sales"},
+			TokenID: "tok_3f2a"},
+		Correlation: event.Correlation{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SessionID: "s-1", RequestID: "7"},
+		MCP: &event.MCP{Direction: event.DirRequest, Method: "tools/call", Tool: "db_query",
+			ProtocolVersion: "2025-11-25", Transport: "streamable-http", LatencyMS: 12.6},
+		Target:   event.Target{Server: "sales-db", Sandbox: "sbx-1"},
+		Network:  event.Network{SrcIP: "10.1.2.3", SrcPort: 51234},
+		Outcome:  event.Outcome{Result: event.ResultAllowed, PolicyRule: "analysts-read-sales"},
+		Size:     event.Size{Request: 312, Response: 2048},
+		PII:      map[string]int{"email": 2, "phone_kr": 1},
+		Severity: 0,
+	}
+}
+
 var testTopics = event.TopicNames("unit")
 
 func rawRecord(t testing.TB, key string, e event.Event) *kgo.Record {

@@ -9,31 +9,37 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mcpwatch/mcpwatch/component"
 )
 
-// Config configures the responder. Start from [DefaultConfig].
+// Config configures the responder. Start from [DefaultConfig]. It is the respond section of
+// the config file, read by both responder stages (enforce and notify), so that a webhook always
+// describes the revocation the enforcing stage issues.
 type Config struct {
 	// Threshold is the lowest finding score (0–100) that is acted on.
-	Threshold float64
-	// WebhookURL receives a signed POST for every finding acted on. Empty disables webhooks.
-	WebhookURL string
-	// WebhookSecret is the Standard Webhooks signing secret, "whsec_" and base64 of 24–64 random
-	// bytes. Required with WebhookURL. Never logged.
-	WebhookSecret string
-	// WebhookTimeout bounds one delivery attempt.
-	WebhookTimeout time.Duration
-	// MaxAttempts bounds the delivery attempts of one webhook, the first included.
-	MaxAttempts int
-	// WebhookConcurrency is how many webhooks are delivered at once.
-	WebhookConcurrency int
+	Threshold float64 `yaml:"threshold"`
 	// RevokeFor is how long a revocation lasts from the finding's time; 0 means until an
 	// operator lifts it.
-	RevokeFor time.Duration
+	RevokeFor time.Duration `yaml:"revoke_for"`
 	// MaxAge skips findings older than this when they reach the responder (a replay, a reset
 	// consumer group, a long outage): re-revoking a principal an operator has since reinstated,
 	// or paging someone about last week, does more harm than good. The skip is recorded as an
 	// action. 0 acts on findings of any age.
-	MaxAge time.Duration
+	MaxAge time.Duration `yaml:"max_age"`
+	// WebhookURL receives a signed POST for every finding acted on. Empty disables webhooks.
+	WebhookURL string `yaml:"webhook_url"`
+	// WebhookSecret is the Standard Webhooks signing secret, "whsec_" and base64 of 24–64 random
+	// bytes. Required with WebhookURL. Never logged, never in a config file: when empty it is
+	// read from WebhookSecretFrom (default: $MCPWATCH_WEBHOOK_SECRET).
+	WebhookSecret     string           `yaml:"-"`
+	WebhookSecretFrom component.Secret `yaml:"webhook_secret"`
+	// WebhookTimeout bounds one delivery attempt.
+	WebhookTimeout time.Duration `yaml:"webhook_timeout"`
+	// MaxAttempts bounds the delivery attempts of one webhook, the first included.
+	MaxAttempts int `yaml:"webhook_max_attempts"`
+	// WebhookConcurrency is how many webhooks are delivered at once.
+	WebhookConcurrency int `yaml:"webhook_concurrency"`
 }
 
 // DefaultConfig returns the defaults: act on scores from 80, revoke until lifted, webhook
@@ -45,7 +51,16 @@ func DefaultConfig() Config {
 		MaxAttempts:        5,
 		WebhookConcurrency: 8,
 		MaxAge:             time.Hour,
+		WebhookSecretFrom:  component.SecretFromEnv("MCPWATCH_WEBHOOK_SECRET"),
 	}
+}
+
+// secret is the signing secret: WebhookSecret, or else read from WebhookSecretFrom.
+func (c Config) secret() (string, error) {
+	if c.WebhookSecret != "" {
+		return c.WebhookSecret, nil
+	}
+	return c.WebhookSecretFrom.Resolve()
 }
 
 // Standard Webhooks secrets: "whsec_" + base64; the specification asks for 24 to 64 bytes.
@@ -66,29 +81,31 @@ const (
 func (c Config) Validate() error {
 	var errs []error
 	if math.IsNaN(c.Threshold) || c.Threshold < 0 || c.Threshold > 100 {
-		errs = append(errs, fmt.Errorf("response: threshold must be in [0, 100], got %v", c.Threshold))
+		errs = append(errs, component.Fieldf("threshold", "must be in [0, 100], got %v", c.Threshold))
 	}
 	if c.RevokeFor < 0 {
-		errs = append(errs, fmt.Errorf("response: revoke duration must not be negative, got %s", c.RevokeFor))
+		errs = append(errs, component.Fieldf("revoke_for", "revoke duration must not be negative, got %s", c.RevokeFor))
 	}
 	if c.MaxAge < 0 {
-		errs = append(errs, fmt.Errorf("response: max age must not be negative, got %s", c.MaxAge))
+		errs = append(errs, component.Fieldf("max_age", "max age must not be negative, got %s", c.MaxAge))
 	}
 	if c.WebhookURL != "" {
-		if err := validateWebhookURL(c.WebhookURL); err != nil {
-			errs = append(errs, err)
-		}
-		if err := validateSecret(c.WebhookSecret); err != nil {
-			errs = append(errs, err)
+		errs = append(errs, component.Field("webhook_url", validateWebhookURL(c.WebhookURL)))
+		if err := c.WebhookSecretFrom.Validate(); err != nil {
+			errs = append(errs, component.Field("webhook_secret", err))
+		} else if sec, err := c.secret(); err != nil {
+			errs = append(errs, component.Field("webhook_secret", err))
+		} else {
+			errs = append(errs, component.Field("webhook_secret", validateSecret(sec)))
 		}
 		if c.WebhookTimeout <= 0 {
-			errs = append(errs, fmt.Errorf("response: webhook timeout must be positive, got %s", c.WebhookTimeout))
+			errs = append(errs, component.Fieldf("webhook_timeout", "webhook timeout must be positive, got %s", c.WebhookTimeout))
 		}
 		if c.MaxAttempts < 1 || c.MaxAttempts > maxAttempts {
-			errs = append(errs, fmt.Errorf("response: webhook attempts must be in [1, %d], got %d", maxAttempts, c.MaxAttempts))
+			errs = append(errs, component.Fieldf("webhook_max_attempts", "webhook attempts must be in [1, %d], got %d", maxAttempts, c.MaxAttempts))
 		}
 		if c.WebhookConcurrency < 1 {
-			errs = append(errs, fmt.Errorf("response: webhook concurrency must be at least 1, got %d", c.WebhookConcurrency))
+			errs = append(errs, component.Fieldf("webhook_concurrency", "webhook concurrency must be at least 1, got %d", c.WebhookConcurrency))
 		}
 	}
 	return errors.Join(errs...)
@@ -102,10 +119,10 @@ func validateWebhookURL(raw string) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("response: webhook URL does not parse: %w", err)
+		return fmt.Errorf("webhook URL does not parse: %w", err)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("response: webhook URL %s has no host", redactURL(u))
+		return fmt.Errorf("webhook URL %s has no host", redactURL(u))
 	}
 	switch u.Scheme {
 	case "https":
@@ -114,9 +131,9 @@ func validateWebhookURL(raw string) error {
 		if isLoopback(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("response: webhook URL %s is plain http to a non-loopback host: use https (findings are confidential)", redactURL(u))
+		return fmt.Errorf("webhook URL %s is plain http to a non-loopback host: use https (findings are confidential)", redactURL(u))
 	}
-	return fmt.Errorf("response: webhook URL scheme %q: want https (or http to loopback)", u.Scheme)
+	return fmt.Errorf("webhook URL scheme %q: want https (or http to loopback)", u.Scheme)
 }
 
 // isLoopback reports whether host is "localhost" (RFC 6761 reserves it for loopback) or a
@@ -131,17 +148,17 @@ func isLoopback(host string) bool {
 
 func validateSecret(s string) error {
 	if s == "" {
-		return errors.New("response: a webhook secret is required with a webhook URL (set it from the environment, not a flag)")
+		return errors.New("a webhook secret is required with a webhook URL (from the environment or a file: webhook_secret: {env: NAME} or {file: PATH}; default $MCPWATCH_WEBHOOK_SECRET)")
 	}
 	if !strings.HasPrefix(s, secretPrefix) {
-		return errors.New(`response: webhook secret must start with "whsec_"`)
+		return errors.New(`webhook secret must start with "whsec_"`)
 	}
 	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, secretPrefix))
 	if err != nil {
-		return errors.New(`response: webhook secret is not "whsec_" followed by standard base64`)
+		return errors.New(`webhook secret is not "whsec_" followed by standard base64`)
 	}
 	if len(key) < minSecretBytes || len(key) > maxSecretBytes {
-		return fmt.Errorf("response: webhook secret has %d bytes, Standard Webhooks wants %d to %d", len(key), minSecretBytes, maxSecretBytes)
+		return fmt.Errorf("webhook secret has %d bytes, Standard Webhooks wants %d to %d", len(key), minSecretBytes, maxSecretBytes)
 	}
 	return nil
 }

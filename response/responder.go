@@ -5,7 +5,7 @@
 // # Two consumer groups
 //
 // The responder reads the findings topic twice, as two consumer-group stages (see
-// [Responder.Stages]):
+// [NewRespondFactory] and [NewNotifyFactory]):
 //
 //   - "respond" enforces. For each finding at or above the threshold it returns the control
 //     record and the revoke action record to the stage loop, which produces them and commits the
@@ -46,6 +46,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/internal/obs"
 )
 
 // Action statuses.
@@ -101,6 +102,13 @@ func WithMaxRetryAfter(d time.Duration) Option { return func(r *Responder) { r.m
 func New(names event.Topics, cfg Config, reg prometheus.Registerer, log *slog.Logger, opts ...Option) (*Responder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.WebhookURL != "" {
+		sec, err := cfg.secret()
+		if err != nil {
+			return nil, fmt.Errorf("response: webhook secret: %w", err)
+		}
+		cfg.WebhookSecret = sec
 	}
 	if log == nil {
 		log = slog.Default()
@@ -298,35 +306,6 @@ func (r *Responder) NotifyHandler() kafkaio.Handler {
 	})
 }
 
-// Stages returns the responder's stages on names.Findings: "respond" and, when a webhook is
-// configured, "notify" (see the package documentation for why they are separate groups). Their
-// consumer groups are group+"-respond" and group+"-notify"; group "" means "mcpwatch". Run each
-// with [kafkaio.Stage.Run]; reg may be nil.
-func (r *Responder) Stages(kcfg kafkaio.Config, group string, reg prometheus.Registerer) ([]*kafkaio.Stage, error) {
-	if group == "" {
-		group = "mcpwatch"
-	}
-	respond, err := kafkaio.NewStage(kcfg, kafkaio.StageConfig{Name: StageRespond, Group: group + "-" + StageRespond,
-		Topics: []string{r.names.Findings}, DeadLetterTopic: r.names.DeadLetter}, r.EnforceHandler(), reg, r.log)
-	if err != nil {
-		return nil, fmt.Errorf("respond stage: %w", err)
-	}
-	stages := []*kafkaio.Stage{respond}
-	if r.Webhooks() {
-		notify, err := kafkaio.NewStage(kcfg, kafkaio.StageConfig{Name: StageNotify, Group: group + "-" + StageNotify,
-			Topics: []string{r.names.Findings}, DeadLetterTopic: r.names.DeadLetter,
-			// Small batches: a batch is committed only when its slowest webhook is done.
-			MaxPoll: 4 * r.cfg.WebhookConcurrency,
-		}, r.NotifyHandler(), reg, r.log)
-		if err != nil {
-			respond.Client().Close()
-			return nil, fmt.Errorf("notify stage: %w", err)
-		}
-		stages = append(stages, notify)
-	}
-	return stages, nil
-}
-
 // record counts and logs a finished action.
 func (r *Responder) record(a *event.Action, f *event.Finding) {
 	r.m.actions.WithLabelValues(string(a.Kind), a.Status).Inc()
@@ -380,9 +359,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from the finding (event time) to the action's completion, by kind.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 15)}, []string{"kind"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.findings, m.actions, m.attempts, m.webhook, m.latency)
-	}
+	m.findings = obs.Register(reg, m.findings)
+	m.actions = obs.Register(reg, m.actions)
+	m.attempts = obs.Register(reg, m.attempts)
+	m.webhook = obs.Register(reg, m.webhook)
+	m.latency = obs.Register(reg, m.latency)
 	return m
 }
 

@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/component/componenttest"
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/testenv"
@@ -85,11 +85,6 @@ func testStages(t *testing.T, brokers []string, names event.Topics) {
 
 	cfg := DefaultConfig()
 	cfg.WebhookURL, cfg.WebhookSecret, cfg.WebhookTimeout = srv.URL, secret, time.Minute
-	r, err := New(names, cfg, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
 
 	hot, cold := finding(95), finding(30)
 	hot.Time, cold.Time = time.Now(), time.Now()
@@ -107,12 +102,19 @@ func testStages(t *testing.T, brokers []string, names event.Topics) {
 		t.Fatal(err)
 	}
 
-	stages, err := r.Stages(kafkaio.Config{Brokers: brokers}, "test-"+names.Findings, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(stages) != 2 {
-		t.Fatalf("%d stages, want respond and notify", len(stages))
+	// Both stages as the host builds them, sharing one metrics registry as in `mcpwatch run`.
+	set := componenttest.Settings(t, TypeRespond, brokers, names)
+	var stages []component.Component
+	for _, f := range []component.Factory{NewRespondFactory(), NewNotifyFactory()} {
+		if !f.Enabled(&cfg) {
+			t.Fatalf("%s not enabled with a webhook", f.Type())
+		}
+		set.Type = f.Type()
+		c, err := f.Create(ctx, set, &cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stages = append(stages, c)
 	}
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, len(stages))
@@ -121,8 +123,11 @@ func testStages(t *testing.T, brokers []string, names event.Topics) {
 	}
 	defer func() {
 		stop()
-		for range stages {
+		for _, s := range stages {
 			if err := <-done; err != nil {
+				t.Error(err)
+			}
+			if err := s.Close(); err != nil {
 				t.Error(err)
 			}
 		}
@@ -198,27 +203,14 @@ func TestStagesFake(t *testing.T) {
 
 func TestStagesKafka(t *testing.T) { testStages(t, testenv.Kafka(t), testenv.Topics(t)) }
 
-// Without a webhook the responder runs the enforcing stage alone.
-func TestStagesWithoutWebhook(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
+// Without a webhook the notifying stage is off, and refuses to be built when asked for by name.
+func TestNotifyNeedsWebhook(t *testing.T) {
+	cfg := DefaultConfig()
+	if !NewRespondFactory().Enabled(&cfg) || NewNotifyFactory().Enabled(&cfg) {
+		t.Fatal("without a webhook: respond must be enabled, notify not")
 	}
-	defer c.Close()
-	r, err := New(event.TopicNames("fake"), DefaultConfig(), nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stages, err := r.Stages(kafkaio.Config{Brokers: c.ListenAddrs()}, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, s := range stages {
-			s.Client().Close()
-		}
-	}()
-	if len(stages) != 1 {
-		t.Fatalf("%d stages", len(stages))
+	set := componenttest.Settings(t, TypeNotify, []string{"127.0.0.1:1"}, event.TopicNames("fake"))
+	if _, err := NewNotifyFactory().Create(context.Background(), set, &cfg); err == nil {
+		t.Fatal("notify built without a webhook URL")
 	}
 }

@@ -35,8 +35,8 @@ else
   echo "peers: pip install done ($(ms "$t") ms)"
 fi
 
-# Independent checkers of mcpwatch's CEF and OCSF output (processors/*_peer_test.go,
-# processors/ocsf_schema_test.go): their own venv, reinstalled only when their pins changed.
+# Independent checkers of mcpwatch's CEF and OCSF output (normalize/*_peer_test.go,
+# normalize/ocsf_schema_test.go): their own venv, reinstalled only when their pins changed.
 t=$(date +%s%N)
 fvenv=.local/formats-venv
 if [[ -x $fvenv/bin/python ]] && cmp -s $peers/requirements-formats.txt $fvenv/.mcpwatch-requirements; then

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/mcpwatch/mcpwatch/component"
 )
 
 // retentionColumns are the day-partitioned tables retention applies to, and the time column
@@ -45,6 +48,20 @@ func ParseRetention(s string) (Retention, error) {
 		r[table] = n
 	}
 	return r, nil
+}
+
+// Validate reports tables retention does not apply to and day counts below 1, each as a field
+// error named by its table.
+func (r Retention) Validate() error {
+	var errs []error
+	for _, t := range slices.Sorted(maps.Keys(r)) {
+		if _, known := retentionColumns[t]; !known {
+			errs = append(errs, component.Fieldf(t, "not a table retention applies to (one of %s)", strings.Join(slices.Sorted(maps.Keys(retentionColumns)), ", ")))
+		} else if r[t] < 1 {
+			errs = append(errs, component.Fieldf(t, "days must be at least 1, got %d", r[t]))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (r Retention) String() string {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -20,9 +21,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mcpwatch/mcpwatch/app"
+	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
-	"github.com/mcpwatch/mcpwatch/internal/pipeline"
+	"github.com/mcpwatch/mcpwatch/normalize"
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/storage"
 )
@@ -223,15 +226,15 @@ func benchEvent(tenant string, i int, now time.Time) event.Event {
 }
 
 // produce writes n events to topic, normalized when normalize is set, and waits for the acks.
-func (e *pipeEnv) produce(ctx context.Context, topic, tenant string, n int, normalize bool) error {
+func (e *pipeEnv) produce(ctx context.Context, topic, tenant string, n int, normalized bool) error {
 	var wg sync.WaitGroup
 	var perr atomic.Value
 	now := time.Now().UTC()
 	for i := range n {
 		ev := benchEvent(tenant, i, now.Add(time.Duration(i)*time.Microsecond))
-		if normalize {
+		if normalized {
 			var err error
-			if ev, err = processors.Normalize(ev, now); err != nil {
+			if ev, err = normalize.Normalize(ev, now); err != nil {
 				return err
 			}
 			ev.Normalized.OCSF = nil // as the normalizer stage publishes it: OCSF on its own topic
@@ -294,13 +297,7 @@ func (e *pipeEnv) throughput(ctx context.Context, pass string, round int) (passR
 	case "copy":
 		go func() { defer close(done); runErr = e.rawCopy(rctx, src, e.b.events) }()
 	default:
-		stages := []string{pipeline.StageSink}
-		if pass == "pipeline" {
-			stages = []string{pipeline.StageProcess, pipeline.StageSink}
-		}
-		p, err := pipeline.Build(rctx, pipeline.Config{Kafka: e.g.kafkaConfig("mcpwatch-bench"), Topics: t,
-			Partitions: e.g.partitions, Replication: e.g.replication, RetentionHours: 1, ClickHouse: e.opts,
-			GroupPrefix: "mcpwatch-bench-" + name, Stages: stages}, nil, nil, e.log)
+		p, err := e.buildStages(rctx, t, "mcpwatch-bench-"+name, pass == "pipeline")
 		if err != nil {
 			return passResult{}, err
 		}
@@ -424,6 +421,24 @@ type lagResult struct {
 	p50, p90, p99, max                     time.Duration
 }
 
+// buildStages builds the sink, and the normalizer before it when normalize is set, over topics t
+// into the benchmark database, in consumer groups named after group.
+func (e *pipeEnv) buildStages(ctx context.Context, t event.Topics, group string, normalize bool) (*app.App, error) {
+	cfg := app.NewConfig(app.Components())
+	cfg.Kafka = app.Kafka{Brokers: e.g.cfg.Kafka.Brokers, TopicPrefix: strings.TrimSuffix(t.Raw, ".raw.v1"), GroupPrefix: group,
+		Partitions: e.g.partitions, Replication: e.g.replication, RetentionHours: 1}
+	if cfg.Topics() != t {
+		return nil, fmt.Errorf("bench topics %+v do not follow one prefix", t)
+	}
+	cfg.ClickHouse.Addr, cfg.ClickHouse.Database = e.opts.Addr, e.opts.Database
+	cfg.ClickHouse.User, cfg.ClickHouse.Password = e.opts.User, component.SecretValue(e.opts.Password)
+	types := []component.Type{storage.Type}
+	if normalize {
+		types = []component.Type{processors.Type, storage.Type}
+	}
+	return app.Build(ctx, cfg, types, app.Host{Logger: e.log})
+}
+
 // lag runs the normalizer and the sink while producing open-loop at lagRate.
 func (e *pipeEnv) lag(ctx context.Context) (*lagResult, error) {
 	t, err := e.newTopics("lag")
@@ -433,9 +448,7 @@ func (e *pipeEnv) lag(ctx context.Context) (*lagResult, error) {
 	tenant := "bench-lag"
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p, err := pipeline.Build(rctx, pipeline.Config{Kafka: e.g.kafkaConfig("mcpwatch-bench"), Topics: t,
-		Partitions: e.g.partitions, Replication: e.g.replication, RetentionHours: 1, ClickHouse: e.opts,
-		GroupPrefix: "mcpwatch-bench-lag", Stages: []string{pipeline.StageProcess, pipeline.StageSink}}, nil, nil, e.log)
+	p, err := e.buildStages(rctx, t, "mcpwatch-bench-lag", true)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,12 +22,15 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mcpwatch/mcpwatch/app"
+	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/detectors"
 	"github.com/mcpwatch/mcpwatch/event"
-	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/gateway"
 	"github.com/mcpwatch/mcpwatch/internal/demo"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
-	"github.com/mcpwatch/mcpwatch/internal/pipeline"
+	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
 	"github.com/mcpwatch/mcpwatch/storage"
 )
@@ -58,7 +62,6 @@ type demoOptions struct {
 }
 
 func demoCmd(g *globals) *cobra.Command {
-	sf := &stageFlags{}
 	o := &demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -70,10 +73,11 @@ scraper, sent a signed webhook, revoked the principal and refused its next call,
 forensic SQL it runs as the read-only user with the results, and exits non-zero if any of that did
 not happen.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return g.runDemo(cmd, sf, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return g.runDemo(cmd, o) },
 	}
-	sf.registerStages(cmd)
 	f := cmd.Flags()
+	detectFlags(g, f)
+	respondFlags(g, f)
 	f.StringSliceVar(&o.normal, "users", []string{"alice", "bob", "carol"}, "well-behaved demo principals")
 	f.StringVar(&o.scraper, "scraper", "mallory", "the misbehaving demo principal")
 	f.IntVar(&o.calls, "calls", 8, "tool calls per well-behaved principal")
@@ -100,7 +104,7 @@ func serve(ctx context.Context, h http.Handler) (string, error) {
 	return "http://" + ln.Addr().String(), nil
 }
 
-func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) error {
+func (g *globals) runDemo(cmd *cobra.Command, o *demoOptions) error {
 	out := cmd.OutOrStdout()
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
@@ -133,44 +137,48 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 	if err != nil {
 		return err
 	}
+	dir, err := os.MkdirTemp("", "mcpwatch-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// The gateway's principals: static bearer tokens from a tokens file, as in development.
 	users := map[string]demo.User{}
-	var tokens []mcp.StaticToken
+	var tokens strings.Builder
 	for _, name := range append(append([]string{}, o.normal...), o.scraper) {
 		u := demo.User{Name: name, Token: "demo_" + randomHex(20)}
 		users[name] = u
-		tokens = append(tokens, mcp.StaticToken{Token: u.Token,
-			Principal: event.Principal{Subject: name, ClientID: "demo-agent", Roles: []string{"analyst"}}})
+		fmt.Fprintf(&tokens, "- token: %s\n  sub: %s\n  client_id: demo-agent\n  roles: [analyst]\n", u.Token, name)
+	}
+	files := map[string][]byte{"tokens.yaml": []byte(tokens.String()), "demo-policy.yaml": demoPolicy,
+		"catalog.yaml": demoCatalog, "directory.yaml": demoDirectory}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return err
+		}
 	}
 	if err := g.liftDemoRevocation(ctx, o.scraper); err != nil {
 		return err
 	}
 
-	cfg := g.pipelineConfig(sf, pipeline.AllStages)
-	cfg.Respond.WebhookURL, cfg.Respond.WebhookSecret = hookURL+"/webhook", secret
-	policyDir, err := os.MkdirTemp("", "mcpwatch-demo-")
+	// Every component in one process, configured as `mcpwatch run --config` would be; the demo's
+	// audit spool lives beside its policy: durable delivery as in production.
+	cfg := g.cfg
+	proc := cfg.Section(string(processors.Type)).(*processors.Config)
+	proc.CatalogFile, proc.DirectoryFile = filepath.Join(dir, "catalog.yaml"), filepath.Join(dir, "directory.yaml")
+	rsp := cfg.Section(string(response.TypeRespond)).(*response.Config)
+	rsp.WebhookURL, rsp.WebhookSecretFrom = hookURL+"/webhook", component.SecretValue(secret)
+	gwc := cfg.Section(string(gateway.Type)).(*gateway.Config)
+	gwc.Listen, gwc.Upstream, gwc.ServerName, gwc.Tenant = "127.0.0.1:0", upstream+"/mcp", "acme-data", demoTenant
+	gwc.Auth.TokensFile = filepath.Join(dir, "tokens.yaml")
+	gwc.Policy.File = filepath.Join(dir, "demo-policy.yaml")
+	gwc.Spool.Dir = filepath.Join(dir, "spool")
+	types := []component.Type{processors.Type, storage.Type, detectors.Type, response.TypeRespond, response.TypeNotify, gateway.Type}
+	p, err := app.Build(ctx, cfg, types, app.Host{Logger: g.log, Registerer: g.reg, Health: g.hl})
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(policyDir)
-	cfg.PolicyFile = filepath.Join(policyDir, "demo-policy.yaml")
-	if err := os.WriteFile(cfg.PolicyFile, demoPolicy, 0o600); err != nil {
-		return err
-	}
-	cfg.CatalogFile = filepath.Join(policyDir, "catalog.yaml")
-	cfg.DirectoryFile = filepath.Join(policyDir, "directory.yaml")
-	for path, b := range map[string][]byte{cfg.CatalogFile: demoCatalog, cfg.DirectoryFile: demoDirectory} {
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return err
-		}
-	}
-	// The demo's audit spool lives beside its policy: durable delivery as in production.
-	cfg.Spool = pipeline.SpoolConfig{Dir: filepath.Join(policyDir, "spool")}
-	cfg.Gateway = &mcp.Config{Listen: "127.0.0.1:0", Upstream: upstream + "/mcp", ServerName: "acme-data",
-		Tenant: demoTenant, Tokens: tokens}
-	p, err := pipeline.Build(ctx, cfg, g.reg, g.hl, g.log)
-	if err != nil {
-		return err
-	}
+	gatewayURL := p.Component(gateway.Type).(*gateway.Gateway).URL()
 	pctx, stopPipeline := context.WithCancel(context.WithoutCancel(ctx))
 	pdone := make(chan error, 1)
 	go func() { pdone <- p.Run(pctx) }()
@@ -190,7 +198,7 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 		}
 	}
 	say("upstream MCP server  %s/mcp (official Go SDK)", upstream)
-	say("mcpwatch gateway     %s  (tenant %s, %d principals, policy deploy/local/demo-policy.yaml, masking on, audit spool)", p.GatewayURL(), demoTenant, len(users))
+	say("mcpwatch gateway     %s  (tenant %s, %d principals, policy deploy/local/demo-policy.yaml, masking on, audit spool)", gatewayURL, demoTenant, len(users))
 	say("enrichment           catalog deploy/local/catalog.yaml, directory deploy/local/directory.yaml")
 	say("webhook receiver     %s/webhook (verifies Standard Webhooks signatures)", hookURL)
 	say("kafka                %s  topics %s.*", g.kafka, g.topicPrefix)
@@ -206,7 +214,7 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 	errs := make(chan error, len(users))
 	for _, name := range o.normal {
 		wg.Go(func() {
-			if err := demo.Normal(ctx, p.GatewayURL(), users[name], o.calls, o.gap, rep, &mu); err != nil {
+			if err := demo.Normal(ctx, gatewayURL, users[name], o.calls, o.gap, rep, &mu); err != nil {
 				errs <- err
 			}
 		})
@@ -217,7 +225,7 @@ func (g *globals) runDemo(cmd *cobra.Command, sf *stageFlags, o *demoOptions) er
 			return
 		case <-time.After(2 * o.gap):
 		}
-		if err := demo.Scraper(ctx, p.GatewayURL(), users[o.scraper], 5000, rep, &mu); err != nil {
+		if err := demo.Scraper(ctx, gatewayURL, users[o.scraper], 5000, rep, &mu); err != nil {
 			errs <- err
 		}
 	})
@@ -388,8 +396,9 @@ func printStageMetrics(out io.Writer, reg prometheus.Gatherer) error {
 		}
 	}
 	rows := [][]string{{"gateway", "-", fmt.Sprint(produced), "-", fmt.Sprint(failed)}}
-	for _, name := range []string{pipeline.StageProcess, pipeline.StageSink, pipeline.StageDetect, pipeline.StageRespond, response.StageNotify} {
-		if r := stages[name]; r != nil {
+	for _, typ := range []component.Type{processors.Type, storage.Type, detectors.Type, response.TypeRespond, response.TypeNotify} {
+		if name := string(typ); stages[name] != nil {
+			r := stages[name]
 			rows = append(rows, []string{name, fmt.Sprint(r.in), fmt.Sprint(r.out), fmt.Sprint(r.dead), "0"})
 		}
 	}

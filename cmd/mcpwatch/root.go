@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/mcpwatch/mcpwatch/app"
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
@@ -19,43 +20,37 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
-// globals are the flags every subcommand shares. Defaults come from MCPWATCH_* environment
-// variables, so `eval "$(deploy/local/stack.sh env)"` configures everything; passwords are read
-// only from the environment, never from flags, so they do not show in `ps`.
+// globals is what every subcommand shares: the configuration (defaults, then --config, then
+// MCPWATCH_* variables, then flags; see flags.go) and the process's logger, metrics and health.
+// Passwords come only from the environment or files, never from flags or the config file.
 type globals struct {
-	kafka          string
-	topicPrefix    string
-	partitions     int32
-	replication    int16
-	retentionHours int
-	chAddr         string
-	chDatabase     string
-	chUser         string
-	logFormat      string
-	logLevel       string
-	metricsAddr    string
+	cfg        *app.Config
+	configFile string
+	b          *binder
+
+	// Copies of cfg's shared settings for the commands that read them directly.
+	kafka, topicPrefix          string
+	partitions                  int32
+	replication                 int16
+	retentionHours              int
+	chAddr, chDatabase, chUser  string
+	logFormat, logLevel         string
+	metricsAddr                 string
+	chAdminUser, chReadOnlyUser string
 
 	log *slog.Logger
 	reg *prometheus.Registry
 	hl  *obs.Health
 }
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(k string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return v
-	}
-	return def
-}
-
 func newRoot() *cobra.Command {
-	g := &globals{}
+	root, _ := newCLI()
+	return root
+}
+
+// newCLI returns the command tree and the globals its flags are bound to.
+func newCLI() (*cobra.Command, *globals) {
+	g := &globals{cfg: app.NewConfig(app.Components()), b: newBinder()}
 	root := &cobra.Command{
 		Use:           "mcpwatch",
 		Short:         "Security audit and anomaly detection for MCP traffic",
@@ -63,71 +58,111 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := obs.NewLogger(g.logFormat, g.logLevel)
-			if err != nil {
-				return err
-			}
-			g.log, g.reg, g.hl = log, obs.NewRegistry(), obs.NewHealth()
-			return nil
+			return g.setup(cmd)
 		},
 	}
+	c := g.cfg
 	f := root.PersistentFlags()
-	f.StringVar(&g.kafka, "kafka", env("MCPWATCH_KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka brokers, comma-separated ($MCPWATCH_KAFKA_BROKERS)")
-	f.StringVar(&g.topicPrefix, "topic-prefix", env("MCPWATCH_TOPIC_PREFIX", event.DefaultTopicPrefix), "prefix of every topic name")
-	f.Int32Var(&g.partitions, "partitions", int32(envInt("MCPWATCH_PARTITIONS", 3)), "partitions of new event topics")
-	f.Int16Var(&g.replication, "replication", int16(envInt("MCPWATCH_REPLICATION", 1)), "replication factor of new topics")
-	f.IntVar(&g.retentionHours, "retention-hours", envInt("MCPWATCH_RETENTION_HOURS", 168), "retention of event topics")
-	f.StringVar(&g.chAddr, "clickhouse", env("MCPWATCH_CLICKHOUSE_ADDR", "127.0.0.1:19000"), "ClickHouse native address ($MCPWATCH_CLICKHOUSE_ADDR)")
-	f.StringVar(&g.chDatabase, "clickhouse-database", env("MCPWATCH_CLICKHOUSE_DATABASE", "mcpwatch"), "ClickHouse database")
-	f.StringVar(&g.chUser, "clickhouse-user", env("MCPWATCH_CLICKHOUSE_USER", "mcpwatch"), "ClickHouse writer user (password from $MCPWATCH_CLICKHOUSE_PASSWORD)")
-	f.StringVar(&g.logFormat, "log-format", env("MCPWATCH_LOG_FORMAT", "text"), "log format: text or json")
-	f.StringVar(&g.logLevel, "log-level", env("MCPWATCH_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
-	f.StringVar(&g.metricsAddr, "metrics-addr", env("MCPWATCH_METRICS_ADDR", "127.0.0.1:9464"), "address for /metrics, /healthz, /readyz (empty disables)")
+	f.StringVar(&g.configFile, "config", "", "configuration file (YAML, a section per component; see deploy/mcpwatch.yaml); MCPWATCH_* variables and flags override it ($MCPWATCH_CONFIG)")
+	f.StringSliceVar(&c.Kafka.Brokers, "kafka", c.Kafka.Brokers, "Kafka brokers, comma-separated")
+	g.b.env(f, "kafka", "MCPWATCH_KAFKA_BROKERS")
+	f.StringVar(&c.Kafka.TopicPrefix, "topic-prefix", c.Kafka.TopicPrefix, "prefix of every topic name (and, unless kafka.group_prefix is set, of consumer groups)")
+	g.b.env(f, "topic-prefix", "MCPWATCH_TOPIC_PREFIX")
+	f.Int32Var(&c.Kafka.Partitions, "partitions", c.Kafka.Partitions, "partitions of new event topics")
+	g.b.env(f, "partitions", "MCPWATCH_PARTITIONS")
+	f.Int16Var(&c.Kafka.Replication, "replication", c.Kafka.Replication, "replication factor of new topics")
+	g.b.env(f, "replication", "MCPWATCH_REPLICATION")
+	f.IntVar(&c.Kafka.RetentionHours, "retention-hours", c.Kafka.RetentionHours, "retention of event topics")
+	g.b.env(f, "retention-hours", "MCPWATCH_RETENTION_HOURS")
+	f.StringVar(&c.ClickHouse.Addr, "clickhouse", c.ClickHouse.Addr, "ClickHouse native address")
+	g.b.env(f, "clickhouse", "MCPWATCH_CLICKHOUSE_ADDR")
+	f.StringVar(&c.ClickHouse.Database, "clickhouse-database", c.ClickHouse.Database, "ClickHouse database")
+	g.b.env(f, "clickhouse-database", "MCPWATCH_CLICKHOUSE_DATABASE")
+	f.StringVar(&c.ClickHouse.User, "clickhouse-user", c.ClickHouse.User, "ClickHouse writer user (password from $MCPWATCH_CLICKHOUSE_PASSWORD or clickhouse.password)")
+	g.b.env(f, "clickhouse-user", "MCPWATCH_CLICKHOUSE_USER")
+	f.StringVar(&c.ClickHouse.AdminUser, "clickhouse-admin-user", c.ClickHouse.AdminUser, "ClickHouse administrator for migrations and retention (password from $MCPWATCH_CLICKHOUSE_ADMIN_PASSWORD)")
+	g.b.env(f, "clickhouse-admin-user", "MCPWATCH_CLICKHOUSE_ADMIN_USER")
+	f.StringVar(&c.ClickHouse.ReadOnlyUser, "clickhouse-ro-user", c.ClickHouse.ReadOnlyUser, "ClickHouse read-only user for queries (password from $MCPWATCH_CLICKHOUSE_RO_PASSWORD)")
+	g.b.env(f, "clickhouse-ro-user", "MCPWATCH_CLICKHOUSE_RO_USER")
+	f.StringVar(&c.Telemetry.LogFormat, "log-format", c.Telemetry.LogFormat, "log format: text or json")
+	g.b.env(f, "log-format", "MCPWATCH_LOG_FORMAT")
+	f.StringVar(&c.Telemetry.LogLevel, "log-level", c.Telemetry.LogLevel, "log level: debug, info, warn, error")
+	g.b.env(f, "log-level", "MCPWATCH_LOG_LEVEL")
+	f.StringVar(&c.Telemetry.MetricsAddr, "metrics-addr", c.Telemetry.MetricsAddr, "address for /metrics, /healthz, /readyz (empty disables)")
+	g.b.env(f, "metrics-addr", "MCPWATCH_METRICS_ADDR")
 
-	root.AddCommand(topicsCmd(g), migrateCmd(g), policyCmd(), benchCmd(g), toolsCmd(), forwardCmd(g))
+	root.AddCommand(topicsCmd(g), migrateCmd(g), policyCmd(), benchCmd(g), toolsCmd())
 	root.AddCommand(retentionCmd(g))
 	addStageCommands(root, g)
-	return root
+	return root, g
 }
 
-func (g *globals) topics() event.Topics { return event.TopicNames(g.topicPrefix) }
+// setup reads the config file, applies the environment and the flags over it, and makes the
+// logger, metrics registry and health of the process.
+func (g *globals) setup(cmd *cobra.Command) error {
+	if !cmd.Flags().Changed("config") {
+		g.configFile = os.Getenv("MCPWATCH_CONFIG")
+	}
+	if err := g.b.apply(cmd, func() error {
+		if g.configFile == "" {
+			return nil
+		}
+		return g.cfg.LoadFile(g.configFile)
+	}); err != nil {
+		return err
+	}
+	c := g.cfg
+	log, err := obs.NewLogger(c.Telemetry.LogFormat, c.Telemetry.LogLevel)
+	if err != nil {
+		return err
+	}
+	g.log, g.reg, g.hl = log, obs.NewRegistry(), obs.NewHealth()
+	g.kafka, g.topicPrefix = strings.Join(c.Kafka.Brokers, ","), c.Kafka.TopicPrefix
+	g.partitions, g.replication, g.retentionHours = c.Kafka.Partitions, c.Kafka.Replication, c.Kafka.RetentionHours
+	g.chAddr, g.chDatabase, g.chUser = c.ClickHouse.Addr, c.ClickHouse.Database, c.ClickHouse.User
+	g.chAdminUser, g.chReadOnlyUser = c.ClickHouse.AdminUser, c.ClickHouse.ReadOnlyUser
+	g.logFormat, g.logLevel, g.metricsAddr = c.Telemetry.LogFormat, c.Telemetry.LogLevel, c.Telemetry.MetricsAddr
+	return nil
+}
+
+func (g *globals) topics() event.Topics { return g.cfg.Topics() }
 
 func (g *globals) kafkaConfig(clientID string) kafkaio.Config {
-	return kafkaio.Config{Brokers: kafkaio.ParseBrokers(g.kafka), ClientID: clientID, Logger: g.log}
+	kc := g.cfg.KafkaConfig(clientID)
+	kc.Logger = g.log
+	return kc
 }
 
+// clickhouse, clickhouseAdmin and clickhouseRO are the three ClickHouse accounts. A password
+// whose file cannot be read is logged and left empty, so the server's refusal says which user.
 func (g *globals) clickhouse() storage.Options {
-	return storage.Options{Addr: g.chAddr, Database: g.chDatabase, User: g.chUser,
-		Password: os.Getenv("MCPWATCH_CLICKHOUSE_PASSWORD")}
+	c := g.cfg.ClickHouse
+	return storage.Options{Addr: c.Addr, Database: c.Database, User: c.User, Password: g.secret("clickhouse.password", c.Password)}
 }
 
 func (g *globals) clickhouseAdmin() storage.Options {
-	return storage.Options{Addr: g.chAddr, Database: g.chDatabase,
-		User:     env("MCPWATCH_CLICKHOUSE_ADMIN_USER", "default"),
-		Password: os.Getenv("MCPWATCH_CLICKHOUSE_ADMIN_PASSWORD")}
+	c := g.cfg.ClickHouse
+	return storage.Options{Addr: c.Addr, Database: c.Database, User: c.AdminUser, Password: g.secret("clickhouse.admin_password", c.AdminPassword)}
 }
 
 func (g *globals) clickhouseRO() storage.Options {
-	return storage.Options{Addr: g.chAddr, Database: g.chDatabase,
-		User:     env("MCPWATCH_CLICKHOUSE_RO_USER", "mcpwatch_ro"),
-		Password: os.Getenv("MCPWATCH_CLICKHOUSE_RO_PASSWORD")}
+	c := g.cfg.ClickHouse
+	return storage.Options{Addr: c.Addr, Database: c.Database, User: c.ReadOnlyUser, Password: g.secret("clickhouse.readonly_password", c.ReadOnlyPassword)}
+}
+
+func (g *globals) secret(name string, s interface{ Resolve() (string, error) }) string {
+	v, err := s.Resolve()
+	if err != nil && g.log != nil {
+		g.log.Error("secret not readable", "setting", name, "err", err)
+	}
+	return v
 }
 
 // ensureTopics bootstraps the topics; every stage calls it at start so order of start-up does not
 // matter.
 func (g *globals) ensureTopics(cmd *cobra.Command) error { return g.ensureTopicsCtx(cmd.Context()) }
 
-func (g *globals) ensureTopicsCtx(ctx context.Context) error {
-	cl, err := kafkaio.NewClient(g.kafkaConfig("mcpwatch-bootstrap"))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := kafkaio.EnsureTopics(ctx, cl, kafkaio.Topics(g.topics(), g.partitions, g.replication, g.retentionHours)); err != nil {
-		return fmt.Errorf("bootstrap topics: %w", err)
-	}
-	return nil
-}
+func (g *globals) ensureTopicsCtx(ctx context.Context) error { return app.Bootstrap(ctx, g.cfg) }
 
 func topicsCmd(g *globals) *cobra.Command {
 	return &cobra.Command{

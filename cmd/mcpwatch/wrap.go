@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -14,15 +12,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/source"
 	"github.com/mcpwatch/mcpwatch/ingest/stdio"
-	"github.com/mcpwatch/mcpwatch/internal/control"
-	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/pins"
-	"github.com/mcpwatch/mcpwatch/internal/scores"
-	"github.com/mcpwatch/mcpwatch/internal/spool"
-	"github.com/mcpwatch/mcpwatch/policy"
 )
 
 // osExit ends the process with the wrapped server's exit status; tests replace it.
@@ -101,43 +96,20 @@ type wrapGuard struct {
 	toolPinning  string
 }
 
-// load opens the policy and the pins into cfg and returns the loops that keep them current.
-func (w wrapGuard) load(cfg *stdio.Config, log *slog.Logger) ([]func(context.Context) error, error) {
-	var loops []func(context.Context) error
-	if w.policyFile != "" {
-		ps, err := policy.NewStore(w.policyFile, policy.WithLogger(log.With("component", "policy")))
-		if err != nil {
-			return nil, err
-		}
-		cfg.Policy = ps
-		loops = append(loops, func(ctx context.Context) error { return ps.Run(ctx, w.policyReload) })
-		log.Info("policy loaded", "path", w.policyFile, "rules", ps.Policy().Len())
-	}
-	if w.toolPins != "" {
-		mode, err := pins.ParseMode(w.toolPinning)
-		if err != nil {
-			return nil, fmt.Errorf("--tool-pinning: %w", err)
-		}
-		if mode != pins.Off {
-			st, err := pins.Open(w.toolPins, mode, log.With("component", "tool-pins"))
-			if err != nil {
-				return nil, err
-			}
-			cfg.ToolPins = st
-			loops = append(loops, func(ctx context.Context) error { return st.Run(ctx, 2*time.Second) })
-		}
-	}
-	return loops, nil
-}
-
 // runWrap runs the server behind the wrapper and returns its exit status (128+n when killed by
-// signal n), once the audit events are flushed.
+// signal n), once the audit events are flushed. Delivery and enforcement are the gateway's
+// (package source): the same spool, the same followers of the control and scores topics.
 func runWrap(cmd *cobra.Command, g *globals, cfg stdio.Config, spoolDir, spoolFull string, bootstrap time.Duration, enforce bool, guard wrapGuard, args []string) (int, error) {
 	log := g.log.With("component", "wrap")
-	loops, err := guard.load(&cfg, log)
-	if err != nil {
-		return 0, err
+	sc := source.DefaultConfig()
+	sc.Spool.Dir, sc.Spool.Full = spoolDir, spoolFull
+	sc.Policy.File, sc.Policy.Reload = guard.policyFile, guard.policyReload
+	sc.ToolPins.File, sc.ToolPins.Mode = guard.toolPins, guard.toolPinning
+	if guard.toolPins == "" && guard.toolPinning == string(pins.Strict) {
+		sc.ToolPins.Mode = string(pins.Off) // strict pins nothing without a pin file; wrap never required one
 	}
+	set := component.Settings{Type: "wrap", Logger: log, Registerer: g.reg, Health: g.hl, Topics: g.topics(),
+		Kafka: g.cfg.KafkaConfig("")}
 	// Signals are forwarded to the server, which decides when to stop; wrap follows its exit.
 	ctx := context.WithoutCancel(cmd.Context())
 	sigs := make(chan os.Signal, 4)
@@ -151,68 +123,57 @@ func runWrap(cmd *cobra.Command, g *globals, cfg stdio.Config, spoolDir, spoolFu
 		log.Warn("audit topics not verified; events are buffered until Kafka answers", "err", err)
 	}
 	cancel()
-	cl, err := kafkaio.NewClient(g.kafkaConfig("mcpwatch-wrap"))
+	src, err := source.Open(set, sc, source.Options{FollowControl: enforce, FollowScores: enforce && guard.policyFile != ""})
 	if err != nil {
 		return 0, err
 	}
-	defer cl.Close()
-	topic := g.topics().Raw
-	var pub mcp.Publisher = mcp.NewKafkaPublisher(cl, topic, log, g.reg)
-	flush := cl.Flush
-	if spoolDir != "" {
-		sp, err := spool.Open(spoolDir, spool.WithSync(spool.SyncInterval, spool.DefaultSyncInterval))
-		if err != nil {
-			return 0, fmt.Errorf("audit spool: %w", err)
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := src.Close(fctx); err != nil {
+			log.Warn("audit events not all delivered", "err", err)
 		}
-		defer func() { _ = sp.Close() }()
-		var mode mcp.SpoolFullMode
-		switch spoolFull {
-		case string(mcp.FailClosed), string(mcp.FailOpen):
-			mode = mcp.SpoolFullMode(spoolFull)
-		default:
-			return 0, fmt.Errorf("--spool-full %q: want fail_closed or fail_open", spoolFull)
-		}
-		dp, err := mcp.NewDurablePublisher(cl, sp, topic, mcp.WithSpoolFullMode(mode),
-			mcp.WithDurableLogger(log), mcp.WithDurableRegisterer(g.reg))
-		if err != nil {
-			return 0, err
-		}
-		pub, flush = dp, dp.Close
-	}
-
-	if enforce {
-		stop, err := followControls(ctx, g, &cfg, bootstrap, log)
-		if err != nil {
-			return 0, err
-		}
-		defer stop()
-		if cfg.Policy != nil {
-			stop, err := followScores(ctx, g, &cfg, log)
-			if err != nil {
-				return 0, err
-			}
-			defer stop()
-		}
-	}
+	}()
 	lctx, lcancel := context.WithCancel(ctx)
-	defer lcancel()
-	for _, loop := range loops {
-		go func() {
-			if err := loop(lctx); err != nil && !errors.Is(err, context.Canceled) {
-				log.Warn("reload loop", "err", err)
+	done := make(chan error, 1)
+	go func() { done <- src.Run(lctx) }()
+	defer func() {
+		lcancel()
+		if err := <-done; err != nil {
+			log.Warn("followers", "err", err)
+		}
+	}()
+	if src.Policy != nil {
+		cfg.Policy, cfg.Scores = src.Policy, src
+	}
+	cfg.ToolPins = src.Pins
+	if enforce {
+		// Until the control topic is loaded every message is refused (a revoked principal must
+		// not slip in while it loads); the wait at start is bounded so the server starts anyway.
+		wctx, wcancel := context.WithTimeout(ctx, bootstrap)
+		select {
+		case <-src.ControlLoaded():
+		case <-wctx.Done():
+			log.Warn("control topic not loaded yet: client messages are refused until it is")
+		}
+		wcancel()
+		tenant, server := cfg.Tenant, cfg.ServerName
+		cfg.Check = func(p event.Principal, _, tool string) error {
+			select {
+			case <-src.ControlLoaded():
+			default:
+				return &stdio.Refusal{Rule: "control:not_loaded", Reason: "revocations not loaded yet (control topic unreachable)"}
 			}
-		}()
+			if ctl, ok := src.Controls.Check(tenant, p, server, tool, time.Now()); ok {
+				return &stdio.Refusal{Rule: "control:" + ctl.Key(), Reason: "access revoked: " + ctl.Reason}
+			}
+			return nil
+		}
 	}
 
 	server := exec.Command(args[0], args[1:]...)
 	server.Stderr = cmd.ErrOrStderr()
-	werr := stdio.Wrap(ctx, cfg, cmd.InOrStdin(), cmd.OutOrStdout(), server, pub, g.log)
-
-	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := flush(fctx); err != nil {
-		log.Warn("audit events not all delivered", "err", err)
-	}
+	werr := stdio.Wrap(ctx, cfg, cmd.InOrStdin(), cmd.OutOrStdout(), server, src.Publisher, g.log)
 	var ee *exec.ExitError
 	if errors.As(werr, &ee) {
 		code := ee.ExitCode()
@@ -223,77 +184,4 @@ func runWrap(cmd *cobra.Command, g *globals, cfg stdio.Config, spoolDir, spoolFu
 		return code, nil
 	}
 	return 0, werr
-}
-
-// followScores follows the detectors' scores topic for the policy's risk: unknown until the topic
-// is loaded (max_risk and step_up_risk rules then refuse), 0 for a principal never scored after.
-func followScores(ctx context.Context, g *globals, cfg *stdio.Config, log *slog.Logger) (stop func(), err error) {
-	store := scores.NewStore()
-	f, err := scores.NewFollower(g.kafkaConfig("mcpwatch-wrap-scores"), g.topics().Scores, store, g.reg, log)
-	if err != nil {
-		return nil, err
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- f.Run(fctx) }()
-	cfg.Scores = readyScores{ready: f.Ready(), z: scores.ZeroWhenAbsent{Store: store}}
-	return func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			log.Warn("scores follower", "err", err)
-		}
-	}, nil
-}
-
-// readyScores is risk unknown until the scores topic is loaded, then the store's (0 when none).
-type readyScores struct {
-	ready <-chan struct{}
-	z     scores.ZeroWhenAbsent
-}
-
-func (r readyScores) Risk(tenant, subject string) (float64, bool) {
-	select {
-	case <-r.ready:
-		return r.z.Risk(tenant, subject)
-	default:
-		return 0, false
-	}
-}
-
-// followControls follows the control topic into a store and makes cfg.Check refuse what the
-// store's revocations and quarantines cover, as the gateway does. Until the topic is loaded every
-// message is refused (a revoked principal must not slip in while it loads); the wait at start is
-// bounded by timeout so that the server still starts when Kafka is slow.
-func followControls(ctx context.Context, g *globals, cfg *stdio.Config, timeout time.Duration, log *slog.Logger) (stop func(), err error) {
-	store := control.NewStore()
-	f, err := control.NewFollower(g.kafkaConfig("mcpwatch-wrap-control"), g.topics().Control, store, g.reg, log)
-	if err != nil {
-		return nil, err
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- f.Run(fctx) }()
-	wctx, wcancel := context.WithTimeout(ctx, timeout)
-	if err := f.WaitReady(wctx); err != nil {
-		log.Warn("control topic not loaded yet: client messages are refused until it is", "err", err)
-	}
-	wcancel()
-	tenant, server := cfg.Tenant, cfg.ServerName
-	cfg.Check = func(p event.Principal, _, tool string) error {
-		select {
-		case <-f.Ready():
-		default:
-			return &stdio.Refusal{Rule: "control:not_loaded", Reason: "revocations not loaded yet (control topic unreachable)"}
-		}
-		if ctl, ok := store.Check(tenant, p, server, tool, time.Now()); ok {
-			return &stdio.Refusal{Rule: "control:" + ctl.Key(), Reason: "access revoked: " + ctl.Reason}
-		}
-		return nil
-	}
-	return func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			log.Warn("control follower", "err", err)
-		}
-	}, nil
 }

@@ -25,25 +25,27 @@ const (
 
 // Config says where and how to connect.
 type Config struct {
-	Address   string // host:port of the collector
-	Transport string // TransportTLS (default) or TransportTCP
+	Address   string `yaml:"address"`   // host:port of the collector
+	Transport string `yaml:"transport"` // TransportTLS (default) or TransportTCP
 	// CAFile is a PEM bundle of the CAs that may sign the collector's certificate. Empty: the
 	// system's roots.
-	CAFile string
+	CAFile string `yaml:"ca_file"`
 	// ServerName is the name the collector's certificate must carry. Default: Address's host.
-	ServerName string
+	ServerName string `yaml:"server_name"`
 	// CertFile and KeyFile, both or neither, are the client certificate for mutual TLS. They
 	// are read again at every connection, so a rotated certificate is picked up.
-	CertFile, KeyFile string
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 
-	DialTimeout  time.Duration // connect and TLS handshake; default 10s
-	WriteTimeout time.Duration // each write of up to 64 KiB; default 30s
+	DialTimeout  time.Duration `yaml:"dial_timeout"`  // connect and TLS handshake; default 10s
+	WriteTimeout time.Duration `yaml:"write_timeout"` // each write of up to 64 KiB; default 30s
 	// RetryFor bounds how long one [Client.Send] keeps reconnecting; 0 means until its context
 	// ends.
-	RetryFor time.Duration
+	RetryFor time.Duration `yaml:"retry_for"`
 	// MinBackoff and MaxBackoff bound the exponential wait between connection attempts;
 	// defaults 200ms and 30s.
-	MinBackoff, MaxBackoff time.Duration
+	MinBackoff time.Duration `yaml:"min_backoff"`
+	MaxBackoff time.Duration `yaml:"max_backoff"`
 }
 
 // Validate reports a config that cannot work or would weaken transport security silently.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/forward/internal/rsyslogd"
 	"github.com/mcpwatch/mcpwatch/forward/syslog"
-	"github.com/mcpwatch/mcpwatch/processors"
+	"github.com/mcpwatch/mcpwatch/normalize"
 )
 
 // hostileCEF returns CEF lines, rendered by the processors' CEF writer, whose values carry
@@ -34,7 +34,7 @@ func hostileCEF() []string {
 	}
 	var out []string
 	for i, v := range vals {
-		c := processors.NewCEF("mcpwatch", "mcpwatch", "0.1.0", "MCP-1001", "Tool call: "+v.name, i%11)
+		c := normalize.NewCEF("mcpwatch", "mcpwatch", "0.1.0", "MCP-1001", "Tool call: "+v.name, i%11)
 		c.Ext("rt", strconv.Itoa(1737536772000+i)).Ext("msg", v.msg).Labeled("cs1", "tool", v.tool)
 		out = append(out, c.String())
 	}

@@ -26,13 +26,14 @@ type Table interface {
 // closes [Follower.Ready] once it has applied everything that was committed to the topic when it
 // started. An enforcement point must not serve before that: it would act on stale state.
 type Follower struct {
-	cl    *kgo.Client
-	adm   *kadm.Client
-	name  string // what is followed, for logs and metric names: "control", "scores"
-	topic string
-	store Table
-	log   *slog.Logger
-	m     *followerMetrics
+	closeOnce sync.Once
+	cl        *kgo.Client
+	adm       *kadm.Client
+	name      string // what is followed, for logs and metric names: "control", "scores"
+	topic     string
+	store     Table
+	log       *slog.Logger
+	m         *followerMetrics
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -75,6 +76,10 @@ func NewFollower(kcfg Config, name, topic string, t Table, reg prometheus.Regist
 // started.
 func (f *Follower) Ready() <-chan struct{} { return f.ready }
 
+// Close closes the follower's client; Run does it when it returns, and a second call does
+// nothing. A follower made but never run must be closed.
+func (f *Follower) Close() { f.closeOnce.Do(f.cl.Close) }
+
 // WaitReady blocks until the follower is ready or ctx ends.
 func (f *Follower) WaitReady(ctx context.Context) error {
 	select {
@@ -89,7 +94,7 @@ func (f *Follower) WaitReady(ctx context.Context) error {
 // unreachable or the topic missing at start is retried with backoff (readiness stays false
 // meanwhile); malformed records are counted, logged and skipped, never fatal.
 func (f *Follower) Run(ctx context.Context) error {
-	defer f.cl.Close()
+	defer f.Close()
 	pos, err := f.positions(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

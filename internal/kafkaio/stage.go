@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -154,11 +155,12 @@ type StageConfig struct {
 // acknowledgement → commit. Offsets are committed only for batches whose outputs are durable, so a
 // crash at any point redelivers rather than loses (at-least-once; records carry ids for dedup).
 type Stage struct {
-	cfg StageConfig
-	cl  *kgo.Client
-	h   Handler
-	log *slog.Logger
-	m   *stageMetrics
+	cfg       StageConfig
+	cl        *kgo.Client
+	closeOnce sync.Once
+	h         Handler
+	log       *slog.Logger
+	m         *stageMetrics
 }
 
 // NewStage builds a stage with its own client. reg may be nil.
@@ -206,10 +208,17 @@ func NewStage(kcfg Config, cfg StageConfig, h Handler, reg prometheus.Registerer
 // Client returns the stage's client (for producing outside the loop, e.g. on a timer).
 func (s *Stage) Client() *kgo.Client { return s.cl }
 
+// Close leaves the group and closes the client; Run does it when it returns, and a second call
+// does nothing. A stage built but never run must be closed.
+func (s *Stage) Close() error {
+	s.closeOnce.Do(s.cl.Close)
+	return nil
+}
+
 // Run consumes until ctx ends, then finishes the in-flight batch, commits and leaves the group.
 // It returns nil on a clean shutdown.
 func (s *Stage) Run(ctx context.Context) error {
-	defer s.cl.Close()
+	defer s.Close()
 	s.log.Info("stage running", "group", s.cfg.Group, "topics", s.cfg.Topics)
 	for {
 		fetches := s.cl.PollRecords(ctx, s.cfg.MaxPoll)

@@ -114,3 +114,23 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, h *Health
 	}()
 	return ln.Addr().String(), nil
 }
+
+// Register registers c with reg and returns it, or returns the collector already registered
+// under the same description, so that two instances of one component in a process (the
+// responder's enforcing and notifying stages) share their metrics instead of panicking. A nil
+// reg registers nothing.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("register metrics: %v", err))
+	}
+	return c
+}

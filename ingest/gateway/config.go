@@ -1,0 +1,320 @@
+// Package gateway is the MCP audit gateway as a component: its configuration (one section of
+// mcpwatch.yaml, or flags), and the wiring of the HTTP gateway (package mcp) with its upstreams
+// — remote servers, or stdio servers launched per session in cgroup v2 sandboxes — its
+// authenticator, and the audit delivery and enforcement state every source shares (package
+// source).
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
+	"github.com/mcpwatch/mcpwatch/ingest/source"
+)
+
+// Type is the gateway's component type.
+const Type component.Type = "gateway"
+
+// Config is the gateway's section of the config file (see docs/gateway.md and
+// deploy/mcpwatch.yaml).
+type Config struct {
+	// Listen is the address MCP is served on.
+	Listen string `yaml:"listen"`
+	// Tenant is the tenant of the gateway's principals.
+	Tenant string `yaml:"tenant"`
+	// Upstream is the one upstream server's Streamable HTTP URL, named ServerName in events and
+	// quarantines. Exclusive with Upstreams.
+	Upstream   string `yaml:"upstream"`
+	ServerName string `yaml:"server_name"`
+	// Upstreams are several servers by route: remote (url) or stdio commands launched in
+	// sandboxes, one per MCP session.
+	Upstreams []Upstream `yaml:"upstreams"`
+	// Sandbox configures the sandboxes of every command upstream.
+	Sandbox Sandbox `yaml:"sandbox"`
+
+	Auth Auth `yaml:"auth"`
+	// Spool, Policy and ToolPins are the delivery and enforcement every source shares.
+	source.Config `yaml:",inline"`
+
+	// Masking masks personal data and secrets in events; off, events carry no tool arguments
+	// (debugging only).
+	Masking bool `yaml:"masking"`
+	// Redact redacts tool results before they reach the client: TOOL=CLASS[,CLASS] rules (TOOL
+	// may be * or SERVER/TOOL; classes pii, secret or masking kinds such as email, card).
+	Redact []string `yaml:"redact"`
+	// RedactOversize is what happens to a result to redact that is larger than MaxBodyBytes:
+	// block (withhold it, answer a JSON-RPC error) or pass (relay it unredacted, audited).
+	RedactOversize string `yaml:"redact_oversize"`
+	// MaxBodyBytes is the largest request body accepted and response message inspected.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ShowDeniedTools relays tools/list unfiltered (by default tools the caller may not call
+	// are removed).
+	ShowDeniedTools bool `yaml:"show_denied_tools"`
+	// Unauthenticated limits refused (unauthenticated) requests per source address.
+	Unauthenticated Unauthenticated `yaml:"unauthenticated"`
+	// DeviceHealthHeader is a request header trusted to carry device health; only behind a
+	// proxy that sets it and strips it from clients. Empty: device health unknown.
+	DeviceHealthHeader string `yaml:"device_health_header"`
+}
+
+// Auth is how the gateway knows who calls: OAuth 2.1 (production) or static tokens
+// (development), exactly one.
+type Auth struct {
+	// TokensFile is a YAML list of bearer tokens (sha256 or token) and their principals.
+	TokensFile string `yaml:"tokens_file"`
+	OAuth      OAuth  `yaml:"oauth"`
+}
+
+// OAuth makes the gateway an OAuth 2.1 resource server.
+type OAuth struct {
+	// Issuer is the authorization server's issuer; set, it enables OAuth.
+	Issuer string `yaml:"issuer"`
+	// Resource is this gateway's canonical URI (RFC 8707), the audience tokens must name.
+	Resource string `yaml:"resource"`
+	// JWKSURL overrides the JWKS URL from the issuer's discovery metadata.
+	JWKSURL string `yaml:"jwks_url"`
+	// Scopes are the scopes each tool or MCP method needs (key * for anything else).
+	Scopes map[string][]string `yaml:"scopes"`
+	// RequireAMR refuses tokens whose amr has none of these (e.g. mfa, hwk, otp).
+	RequireAMR []string `yaml:"require_amr"`
+	// RequireACR refuses tokens whose acr is none of these.
+	RequireACR []string `yaml:"require_acr"`
+	// RoleClaim is the claim holding the principal's roles (dotted path allowed).
+	RoleClaim     string        `yaml:"role_claim"`
+	Introspection Introspection `yaml:"introspection"`
+}
+
+// Introspection is RFC 7662 introspection of opaque tokens.
+type Introspection struct {
+	ClientID     string           `yaml:"client_id"`
+	ClientSecret component.Secret `yaml:"client_secret"`
+}
+
+// Unauthenticated limits refused requests per source address.
+type Unauthenticated struct {
+	Rate  float64 `yaml:"rate"`  // per second, sustained; negative: no limit
+	Burst int     `yaml:"burst"` // at once
+}
+
+// Sandbox configures the cgroup v2 sandboxes of command upstreams.
+type Sandbox struct {
+	CgroupRoot    string        `yaml:"cgroup_root"`    // default: found in /proc/self/mountinfo
+	CgroupParent  string        `yaml:"cgroup_parent"`  // default "mcpwatch"
+	RequireLimits bool          `yaml:"require_limits"` // refuse sandboxes whose limits cannot apply
+	StopGrace     time.Duration `yaml:"stop_grace"`
+}
+
+// Upstream is one upstream server: url, or command (with args, env, dir, sandbox).
+type Upstream struct {
+	Name       string            `yaml:"name"`
+	Route      string            `yaml:"route"`
+	URL        string            `yaml:"url"`
+	Command    string            `yaml:"command"`
+	Args       []string          `yaml:"args"`
+	Env        map[string]string `yaml:"env"`
+	InheritEnv []string          `yaml:"inherit_env"`
+	Dir        string            `yaml:"dir"`
+	Sandbox    Limits            `yaml:"sandbox"`
+}
+
+// Limits are one command upstream's sandbox limits and session bounds.
+type Limits struct {
+	Memory      string        `yaml:"memory"` // bytes, or with a unit: 512MiB, 1G
+	Pids        int64         `yaml:"pids"`
+	CPUs        float64       `yaml:"cpus"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	MaxSessions int           `yaml:"max_sessions"`
+	User        string        `yaml:"user"`    // a user name, or uid:gid; empty: the gateway's user
+	Network     string        `yaml:"network"` // none: no network; empty: the host's
+}
+
+// IntrospectionSecretEnv holds the introspection client's secret by default: never a flag,
+// which would show in process listings.
+const IntrospectionSecretEnv = "MCPWATCH_OAUTH_INTROSPECTION_SECRET"
+
+// DefaultConfig returns the defaults: 127.0.0.1:8787, masking on, a disk spool in the user's
+// cache directory that fails closed when full, tools the caller may not call hidden. No
+// upstream: the gateway runs only once one is configured.
+func DefaultConfig() *Config {
+	c := &Config{
+		Listen: "127.0.0.1:8787", Tenant: mcp.DefaultTenant, ServerName: "default",
+		Config:          source.DefaultConfig(),
+		Masking:         true,
+		RedactOversize:  string(mcp.OversizeBlock),
+		MaxBodyBytes:    mcp.DefaultMaxBodyBytes,
+		Unauthenticated: Unauthenticated{Rate: mcp.DefaultUnauthRate, Burst: mcp.DefaultUnauthBurst},
+		Auth:            Auth{OAuth: OAuth{Introspection: Introspection{ClientSecret: component.SecretFromEnv(IntrospectionSecretEnv)}}},
+	}
+	c.Spool.Dir = defaultSpoolDir()
+	return c
+}
+
+// defaultSpoolDir is a per-user cache directory, so a gateway started without settings keeps
+// its audit spool across restarts.
+func defaultSpoolDir() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "mcpwatch", "spool")
+}
+
+// Enabled reports whether an upstream is configured.
+func (c *Config) Enabled() bool { return c.Upstream != "" || len(c.Upstreams) > 0 }
+
+// Validate reports everything that cannot work, each problem naming its field. Zero trust: no
+// policy file is an error unless policy.none says so, and no authentication is an error.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add(component.Field("listen", err))
+	}
+	if c.Tenant == "" || strings.Contains(c.Tenant, "/") {
+		add(component.Fieldf("tenant", "%q: required, and without '/' (record keys are tenant/principal)", c.Tenant))
+	}
+	switch {
+	case c.Upstream == "" && len(c.Upstreams) == 0:
+		add(component.Fieldf("upstream", "give upstream (one server's URL) or upstreams (several servers by route)"))
+	case c.Upstream != "" && len(c.Upstreams) > 0:
+		add(component.Fieldf("upstream", "upstream and upstreams are exclusive (list the server under upstreams)"))
+	case c.Upstream != "":
+		if err := checkHTTPURL(c.Upstream); err != nil {
+			add(component.Field("upstream", err))
+		}
+		if c.ServerName == "" {
+			add(component.Fieldf("server_name", "required: quarantines and events name the upstream by it"))
+		}
+	}
+	names, routes := map[string]bool{}, map[string]bool{}
+	for i, u := range c.Upstreams {
+		at := fmt.Sprintf("upstreams[%d]", i)
+		add(component.Under(at, u.validate()))
+		if names[u.Name] && u.Name != "" {
+			add(component.Fieldf(at+".name", "%q is used twice", u.Name))
+		}
+		if routes[u.Route] && u.Route != "" {
+			add(component.Fieldf(at+".route", "%q is used twice", u.Route))
+		}
+		names[u.Name], routes[u.Route] = true, true
+	}
+	if c.Sandbox.StopGrace < 0 {
+		add(component.Fieldf("sandbox.stop_grace", "must not be negative"))
+	}
+	add(component.Under("auth", c.Auth.validate()))
+	add(c.Config.Validate())
+	if c.Policy.File == "" && !c.Policy.None {
+		add(component.Fieldf("policy.file", "required (zero trust: every call is denied unless a policy allows it); "+
+			"set policy.none (--no-policy) to run without one for development"))
+	}
+	for i, r := range c.Redact {
+		if _, err := mcp.ParseRedactRule(r); err != nil {
+			add(component.Field(fmt.Sprintf("redact[%d]", i), err))
+		}
+	}
+	switch mcp.OversizeAction(c.RedactOversize) {
+	case mcp.OversizeBlock, mcp.OversizePass:
+	default:
+		add(component.Fieldf("redact_oversize", "%q: want block or pass", c.RedactOversize))
+	}
+	if c.MaxBodyBytes < 1 {
+		add(component.Fieldf("max_body_bytes", "must be positive, got %d", c.MaxBodyBytes))
+	}
+	if c.Unauthenticated.Burst < 0 {
+		add(component.Fieldf("unauthenticated.burst", "must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (a Auth) validate() error {
+	o := a.OAuth
+	if o.Issuer == "" {
+		if o.Resource != "" || len(o.Scopes) > 0 || len(o.RequireAMR) > 0 || len(o.RequireACR) > 0 || o.JWKSURL != "" || o.Introspection.ClientID != "" {
+			return component.Fieldf("oauth.issuer", "the other oauth settings need an issuer")
+		}
+		if a.TokensFile == "" {
+			return component.Fieldf("tokens_file", "give oauth.issuer (production) or tokens_file (development): "+
+				"default deny, no authentication, no access")
+		}
+		return nil
+	}
+	var errs []error
+	if a.TokensFile != "" {
+		errs = append(errs, component.Fieldf("tokens_file", "tokens_file and oauth.issuer are exclusive"))
+	}
+	if o.Resource == "" {
+		errs = append(errs, component.Fieldf("oauth.resource", "required with an issuer: this gateway's canonical URI, the audience tokens must name"))
+	}
+	errs = append(errs, component.Field("oauth.introspection.client_secret", o.Introspection.ClientSecret.Validate()))
+	return errors.Join(errs...)
+}
+
+func (u Upstream) validate() error {
+	var errs []error
+	if u.Name == "" {
+		errs = append(errs, component.Fieldf("name", "required (events, policies and quarantines name the server by it)"))
+	}
+	if !strings.HasPrefix(u.Route, "/") {
+		errs = append(errs, component.Fieldf("route", "%q: want a path prefix such as /mcp/files", u.Route))
+	}
+	switch {
+	case u.URL == "" && u.Command == "":
+		errs = append(errs, component.Fieldf("url", "give url (a remote Streamable HTTP server) or command (a stdio server to launch)"))
+	case u.URL != "" && u.Command != "":
+		errs = append(errs, component.Fieldf("command", "give url or command, not both"))
+	case u.URL != "":
+		if err := checkHTTPURL(u.URL); err != nil {
+			errs = append(errs, component.Field("url", err))
+		}
+		if len(u.Args) > 0 || len(u.Env) > 0 || len(u.InheritEnv) > 0 || u.Dir != "" || u.Sandbox != (Limits{}) {
+			errs = append(errs, component.Fieldf("url", "args, env, inherit_env, dir and sandbox apply to command upstreams only"))
+		}
+	default:
+		if _, err := exec.LookPath(u.Command); err != nil {
+			errs = append(errs, component.Field("command", err))
+		}
+		if _, err := parseBytes(u.Sandbox.Memory); err != nil {
+			errs = append(errs, component.Field("sandbox.memory", err))
+		}
+		if u.Sandbox.Pids < 0 || u.Sandbox.CPUs < 0 || u.Sandbox.IdleTimeout < 0 || u.Sandbox.MaxSessions < 0 {
+			errs = append(errs, component.Fieldf("sandbox", "limits must not be negative"))
+		}
+		if _, err := parseUser(u.Sandbox.User); err != nil {
+			errs = append(errs, component.Field("sandbox.user", err))
+		}
+		if n := sandbox.Network(u.Sandbox.Network); n != sandbox.NetworkHost && n != sandbox.NetworkNone {
+			errs = append(errs, component.Fieldf("sandbox.network", "%q: want none, or leave it out for the host's network", u.Sandbox.Network))
+		}
+		for k := range u.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				errs = append(errs, component.Fieldf("env", "invalid variable name %q", k))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the URL, which may carry credentials
+		}
+		return fmt.Errorf("does not parse: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want http(s)://host[:port]/path", u.Redacted())
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mcpwatch/mcpwatch/app"
+	"github.com/mcpwatch/mcpwatch/ingest/gateway"
+)
+
+// Config errors must say where — the file, the line and column of the setting — and what to do.
+// If this failed, an operator would hunt through a long upstream list for the typo.
+func TestConfigErrors(t *testing.T) {
+	const head = "gateway:\n  auth: {tokens_file: t.yaml}\n  policy: {none: true}\n"
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "  upstreams:\n    - name: a\n      route: /a\n      url: http://x\n      urls: http://y\n", `g.yaml:8:7: unknown key "urls"`},
+		{"no upstream", "  listen: 127.0.0.1:0\n", "gateway.upstream: give upstream"},
+		{"neither", "  upstreams:\n    - name: a\n      route: /a\n      url: http://x\n    - name: b\n      route: /b\n", "gateway.upstreams[1].url: give url"},
+		{"both", "  upstreams:\n    - name: a\n      route: /a\n      url: http://x\n      command: sh\n", "g.yaml:8:16: gateway.upstreams[0].command: give url or command, not both"},
+		{"upstream and upstreams", "  upstream: http://x\n  upstreams:\n    - name: a\n      route: /a\n      url: http://x\n", "g.yaml:4:13: gateway.upstream: upstream and upstreams are exclusive"},
+		{"no name", "  upstreams:\n    - route: /a\n      url: http://x\n", "gateway.upstreams[0].name: required"},
+		{"twice", "  upstreams:\n    - {name: a, route: /a, url: http://x}\n    - {name: a, route: /b, url: http://x}\n", `g.yaml:6:14: gateway.upstreams[1].name: "a" is used twice`},
+		{"route", "  upstreams:\n    - name: a\n      route: a\n      url: http://x\n", `g.yaml:6:14: gateway.upstreams[0].route: "a": want a path prefix`},
+		{"url", "  upstreams:\n    - name: a\n      route: /a\n      url: ftp://x\n", `g.yaml:7:12: gateway.upstreams[0].url: "ftp://x": want http(s)`},
+		{"missing command", "  upstreams:\n    - name: a\n      route: /a\n      command: /no/such/server\n", "gateway.upstreams[0].command: "},
+		{"memory", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {memory: 12 parsecs}\n", "g.yaml:8:25: gateway.upstreams[0].sandbox.memory"},
+		{"url with limits", "  upstreams:\n    - name: a\n      route: /a\n      url: http://x\n      sandbox: {pids: 3}\n", "command upstreams only"},
+		{"user", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {user: no-such-user-here}\n", `gateway.upstreams[0].sandbox.user: user: unknown user no-such-user-here`},
+		{"uid:gid", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {user: \"1000:staff\"}\n", `sandbox.user: "staff" is not a numeric id`},
+		{"network", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {network: bridge}\n", `g.yaml:8:26: gateway.upstreams[0].sandbox.network: "bridge": want none`},
+		{"duration", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {idle_timeout: soon}\n", "g.yaml:8:31: time: invalid duration \"soon\""},
+		{"redact", "  upstream: http://x\n  redact: ['*=pii,nonsense']\n", "gateway.redact[0]: "},
+		{"spool", "  upstream: http://x\n  spool: {full: sometimes}\n", `gateway.spool.full: "sometimes": want fail_closed or fail_open`},
+		{"strict pins", "  upstream: http://x\n  tool_pins: {mode: strict}\n", "gateway.tool_pins.file: strict pinning needs a pin file"},
+		{"pin mode", "  upstream: http://x\n  tool_pins: {file: p.json, mode: sometimes}\n", "gateway.tool_pins.mode"},
+		{"literal secret", "  upstream: http://x\n  auth: {tokens_file: t.yaml, oauth: {introspection: {client_secret: s3cret}}}\n", "a secret is never written in the config file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := app.NewConfig(app.Components())
+			src := head + tc.yaml
+			if strings.Contains(tc.yaml, "  auth:") {
+				src = strings.Replace(src, "  auth: {tokens_file: t.yaml}\n", "", 1)
+			}
+			err := c.Load("g.yaml", []byte(src))
+			if err == nil {
+				err = c.Validate([]string{"gateway"})
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v\nwant %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Error("the error echoes a secret")
+			}
+		})
+	}
+}
+
+// Zero trust in the config: no authentication, or no policy without saying so, is an error; and
+// OAuth and static tokens exclude each other.
+func TestConfigZeroTrust(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*gateway.Config)
+		want string
+	}{
+		{"no auth", func(c *gateway.Config) { c.Policy.None = true }, "auth.tokens_file: give oauth.issuer (production) or tokens_file"},
+		{"no policy", func(c *gateway.Config) { c.Auth.TokensFile = "t.yaml" }, "policy.file: required (zero trust"},
+		{"policy and none", func(c *gateway.Config) { c.Auth.TokensFile, c.Policy.File, c.Policy.None = "t.yaml", "p.yaml", true }, "policy.none: a policy file and none are exclusive"},
+		{"both auths", func(c *gateway.Config) {
+			c.Policy.None, c.Auth.TokensFile, c.Auth.OAuth.Issuer, c.Auth.OAuth.Resource = true, "t.yaml", "https://as", "https://gw/mcp"
+		}, "tokens_file: tokens_file and oauth.issuer are exclusive"},
+		{"oauth without resource", func(c *gateway.Config) { c.Policy.None, c.Auth.OAuth.Issuer = true, "https://as" }, "auth.oauth.resource: required"},
+		{"oauth settings without issuer", func(c *gateway.Config) {
+			c.Policy.None, c.Auth.TokensFile, c.Auth.OAuth.Resource = true, "t.yaml", "https://gw/mcp"
+		}, "auth.oauth.issuer: the other oauth settings need an issuer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := gateway.DefaultConfig()
+			c.Upstream = "http://127.0.0.1:1/mcp"
+			tc.mod(c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v\nwant %q", err, tc.want)
+			}
+		})
+	}
+	c := gateway.DefaultConfig()
+	if gateway.NewFactory().Enabled(c) {
+		t.Fatal("a gateway without an upstream is enabled")
+	}
+	c.Upstream, c.Auth.TokensFile, c.Policy.File = "http://127.0.0.1:1/mcp", "t.yaml", "p.yaml"
+	if err := c.Validate(); err != nil || !gateway.NewFactory().Enabled(c) {
+		t.Fatalf("a complete config: %v", err)
+	}
+}

@@ -1,0 +1,227 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
+	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
+	"github.com/mcpwatch/mcpwatch/ingest/source"
+)
+
+// NewFactory returns the gateway's factory; it runs unasked only when an upstream is configured.
+func NewFactory() component.Factory {
+	return component.NewFactory(Type, DefaultConfig, create,
+		component.WithEnabled(func(c *Config) bool { return c.Enabled() }))
+}
+
+// Gateway is the running gateway component.
+type Gateway struct {
+	set     component.Settings
+	src     *source.Source
+	handler interface {
+		http.Handler
+		Close()
+	}
+	ln        net.Listener
+	url       string
+	upstream  string
+	sandboxes *sandbox.Manager
+	closes    []func()
+	closeOnce sync.Once
+}
+
+// URL is the gateway's MCP endpoint.
+func (g *Gateway) URL() string { return g.url }
+
+func create(ctx context.Context, set component.Settings, cfg *Config) (_ component.Component, err error) {
+	log := set.Logger
+	mc, err := cfg.runtime()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Policy.None {
+		log.Warn("GATEWAY RUNNING WITHOUT AN ACCESS POLICY (policy.none / --no-policy): every authenticated principal may call every tool; " +
+			"only revocations and scopes are enforced. Never do this in production.")
+	}
+	if !cfg.Masking {
+		log.Warn("gateway masking disabled: events carry no tool arguments")
+	}
+	g := &Gateway{set: set, upstream: cfg.Upstream}
+	defer func() {
+		if err != nil {
+			_ = g.Close()
+		}
+	}()
+	src, err := source.Open(set, cfg.Config, source.Options{FollowControl: true, FollowScores: true})
+	if err != nil {
+		return nil, err
+	}
+	g.src = src
+	g.closes = append(g.closes, func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := src.Close(fctx); err != nil {
+			log.Error("audit events not flushed at shutdown", "err", err)
+		}
+	})
+	if src.Policy != nil { // a nil *policy.Store in the interface would not read as "no policy"
+		mc.Policy = src.Policy
+	}
+	mc.ToolPins = src.Pins
+	// The gateway serves only once the scores are loaded, so a principal never scored has risk 0.
+	mc.Scores = src
+	// The OAuth resource server discovers the authorization server and fetches its keys now, so
+	// that a wrong issuer fails the start, not the first call.
+	auth, err := mcp.NewAuthenticator(ctx, *mc, log)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := auth.(interface{ Close() }); ok {
+		g.closes = append(g.closes, c.Close)
+	}
+	if len(cfg.Upstreams) > 0 {
+		routes, m, err := cfg.routes(log)
+		if err != nil {
+			return nil, err
+		}
+		g.sandboxes = m
+		for _, rt := range routes {
+			kind := "url"
+			if rt.Bridge != nil {
+				kind = "sandboxed command"
+			}
+			log.Info("gateway route", "route", rt.Prefix, "server", rt.Name, "upstream", kind)
+		}
+		if m != nil {
+			log.Info("sandboxes", "cgroup", m.Parent(), "controllers", m.Controllers())
+		}
+		r, err := mcp.NewRouter(*mc, routes, auth, src.Publisher, src.Controls, set.Registerer, log)
+		if err != nil {
+			for _, rt := range routes {
+				if rt.Bridge != nil {
+					_ = rt.Bridge.Close(context.Background())
+				}
+			}
+			return nil, err
+		}
+		g.handler = r
+	} else {
+		gw, err := mcp.New(*mc, auth, src.Publisher, src.Controls, set.Registerer, log)
+		if err != nil {
+			return nil, err
+		}
+		g.handler = gw
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	g.ln, g.url = ln, "http://"+ln.Addr().String()+"/mcp"
+	set.Health.Set("control-topic", errors.New("starting"))
+	return g, nil
+}
+
+// runtime is the HTTP gateway's configuration: static tokens or OAuth, parsed redaction rules.
+func (c *Config) runtime() (*mcp.Config, error) {
+	mc := &mcp.Config{
+		Listen: c.Listen, Upstream: c.Upstream, ServerName: c.ServerName, Tenant: c.Tenant,
+		NoMasking: !c.Masking, DeviceHealthHeader: c.DeviceHealthHeader,
+		RedactOversize: mcp.OversizeAction(c.RedactOversize), MaxBodyBytes: c.MaxBodyBytes,
+		ShowDeniedTools: c.ShowDeniedTools,
+		Unauthenticated: mcp.UnauthLimit{Rate: c.Unauthenticated.Rate, Burst: c.Unauthenticated.Burst},
+	}
+	for _, r := range c.Redact {
+		rule, err := mcp.ParseRedactRule(r)
+		if err != nil {
+			return nil, fmt.Errorf("redact: %w", err)
+		}
+		mc.Redact = append(mc.Redact, rule)
+	}
+	o := c.Auth.OAuth
+	if o.Issuer == "" {
+		tokens, err := LoadTokens(c.Auth.TokensFile)
+		if err != nil {
+			return nil, err
+		}
+		mc.Tokens = tokens
+		return mc, nil
+	}
+	oc := &oauth.Config{Issuer: o.Issuer, Resource: o.Resource, JWKSURL: o.JWKSURL, RoleClaim: o.RoleClaim,
+		RequiredScopes: o.Scopes, RequireAMR: o.RequireAMR, RequireACR: o.RequireACR}
+	if o.Introspection.ClientID != "" {
+		secret, err := o.Introspection.ClientSecret.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("oauth introspection client secret: %w", err)
+		}
+		oc.Introspection = oauth.Introspection{ClientID: o.Introspection.ClientID, ClientSecret: oauth.Secret(secret)}
+	}
+	if err := oc.Validate(); err != nil {
+		return nil, fmt.Errorf("oauth: %w", err)
+	}
+	mc.OAuth = oc
+	return mc, nil
+}
+
+// Run serves once the control and scores topics are loaded — before, a revoked principal could
+// slip in and every risk would be unknown — until ctx ends; then it stops taking calls, and
+// delivers or spools the audit events of the calls it took.
+func (g *Gateway) Run(ctx context.Context) error {
+	// The followers outlive the server: a call in flight at shutdown is still checked.
+	fctx, stopFollowers := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- g.src.Run(fctx) }()
+	defer func() {
+		stopFollowers()
+		if err := <-done; err != nil {
+			g.set.Logger.Warn("followers", "err", err)
+		}
+	}()
+	if err := g.src.WaitReady(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	g.set.Health.Set("control-topic", nil)
+	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 10 * time.Second}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	defer stop()
+	g.set.Logger.Info("gateway serving", "url", g.url, "upstream", g.upstream)
+	err := srv.Serve(g.ln) // Serve closes the listener
+	g.handler.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close ends sandboxed sessions, flushes the audit events and releases everything, once.
+func (g *Gateway) Close() error {
+	g.closeOnce.Do(func() {
+		if g.handler != nil {
+			g.handler.Close() // idempotent
+		}
+		if g.ln != nil {
+			_ = g.ln.Close() // a no-op error once Serve closed it
+		}
+		for i := len(g.closes) - 1; i >= 0; i-- {
+			g.closes[i]()
+		}
+		if g.sandboxes != nil {
+			closeManager(g.sandboxes, g.set.Logger)
+		}
+	})
+	return nil
+}

@@ -1,0 +1,68 @@
+package response
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+)
+
+// Component types of the two responder stages.
+const (
+	TypeRespond component.Type = StageRespond
+	TypeNotify  component.Type = StageNotify
+)
+
+func defaultConfig() *Config {
+	c := DefaultConfig()
+	return &c
+}
+
+// NewRespondFactory returns the factory of the enforcing stage: findings over the threshold →
+// revocation on the control topic and the revoke action record. See the package comment for why
+// enforcing and notifying are two consumer groups.
+func NewRespondFactory() component.Factory {
+	return component.NewFactory(TypeRespond, defaultConfig, func(_ context.Context, set component.Settings, cfg *Config) (component.Component, error) {
+		r, err := New(set.Topics, *cfg, set.Registerer, set.Logger)
+		if err != nil {
+			return nil, err
+		}
+		return stage(set, r, kafkaio.StageConfig{Name: StageRespond, Group: set.Group(StageRespond),
+			Topics: []string{set.Topics.Findings}, DeadLetterTopic: set.Topics.DeadLetter}, r.EnforceHandler())
+	})
+}
+
+// NewNotifyFactory returns the factory of the notifying stage: findings over the threshold →
+// signed webhooks and their action records. It reads the respond section, so its webhooks
+// describe exactly the revocations the enforcing stage issues; it is enabled when a webhook URL
+// is set.
+func NewNotifyFactory() component.Factory {
+	return component.NewFactory(TypeNotify, defaultConfig, func(_ context.Context, set component.Settings, cfg *Config) (component.Component, error) {
+		if cfg.WebhookURL == "" {
+			return nil, component.Fieldf("webhook_url", "the notify stage needs a webhook URL")
+		}
+		r, err := New(set.Topics, *cfg, set.Registerer, set.Logger)
+		if err != nil {
+			return nil, err
+		}
+		return stage(set, r, kafkaio.StageConfig{Name: StageNotify, Group: set.Group(StageNotify),
+			Topics: []string{set.Topics.Findings}, DeadLetterTopic: set.Topics.DeadLetter,
+			// Small batches: a batch is committed only when its slowest webhook is done.
+			MaxPoll: 4 * cfg.WebhookConcurrency}, r.NotifyHandler())
+	}, component.WithSection(string(TypeRespond)),
+		component.WithEnabled(func(c *Config) bool { return c.WebhookURL != "" }))
+}
+
+func stage(set component.Settings, r *Responder, sc kafkaio.StageConfig, h kafkaio.Handler) (component.Component, error) {
+	st, err := kafkaio.NewStage(set.KafkaClient(""), sc, h, set.Registerer, set.Logger)
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("%s stage: %w", sc.Name, err)
+	}
+	p := &component.Parts{}
+	p.Go(st.Run)
+	p.OnClose(func() error { r.Close(); return nil })
+	p.OnClose(st.Close)
+	return p, nil
+}
