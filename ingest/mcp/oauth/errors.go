@@ -26,6 +26,7 @@ var (
 const (
 	ReasonMalformed        = "malformed token"
 	ReasonAlgorithm        = "signing algorithm not allowed"
+	ReasonCritical         = "unsupported critical header"
 	ReasonUnknownKey       = "unknown signing key"
 	ReasonBadSignature     = "bad signature"
 	ReasonExpired          = "token expired"

@@ -8,7 +8,9 @@
 // JWT parsing, signature and claim checks come from github.com/golang-jwt/jwt/v5; the JWKS is
 // fetched, cached and refreshed by github.com/MicahParks/jwkset through
 // github.com/MicahParks/keyfunc/v3. This package decides policy: which algorithms, which
-// claims are required, when an unknown key may trigger a refresh.
+// claims are required, when an unknown key may trigger a refresh, and that a JOSE "crit"
+// header naming anything not understood refuses the token (RFC 7515 §4.1.11), which golang-jwt
+// does not check.
 package oauth
 
 import (
@@ -276,6 +278,11 @@ func (v *Verifier) verifyJWT(ctx context.Context, tok string) (*Grant, error) {
 	// Here err is nil or names an algorithm the library does not know.
 	if alg, _ := unverified.Header["alg"].(string); !slices.Contains(v.cfg.Algorithms, alg) {
 		return nil, invalid(ReasonAlgorithm, fmt.Errorf("alg %q", alg))
+	}
+	// golang-jwt ignores "crit"; RFC 7515 §4.1.11 says refuse what is not understood. Checked
+	// before the signature, so a refused token never triggers an unknown-kid JWKS refresh.
+	if err := checkCritical(unverified.Header); err != nil {
+		return nil, invalid(ReasonCritical, err)
 	}
 	claims := jwt.MapClaims{}
 	_, err = v.parser.ParseWithClaims(tok, claims, v.keyfunc(ctx))
