@@ -26,6 +26,8 @@ var (
 const (
 	ReasonMalformed        = "malformed token"
 	ReasonAlgorithm        = "signing algorithm not allowed"
+	ReasonCritical         = "unsupported critical header"
+	ReasonKeyNotAllowed    = "signing key not allowed"
 	ReasonUnknownKey       = "unknown signing key"
 	ReasonBadSignature     = "bad signature"
 	ReasonExpired          = "token expired"

@@ -8,7 +8,10 @@
 // JWT parsing, signature and claim checks come from github.com/golang-jwt/jwt/v5; the JWKS is
 // fetched, cached and refreshed by github.com/MicahParks/jwkset through
 // github.com/MicahParks/keyfunc/v3. This package decides policy: which algorithms, which
-// claims are required, when an unknown key may trigger a refresh.
+// claims are required, when an unknown key may trigger a refresh, which keys are strong enough
+// (RSA of [MinRSABits] or more, EC on the curve its ES* algorithm names), and that a JOSE
+// "crit" header naming anything not understood refuses the token (RFC 7515 §4.1.11), which
+// golang-jwt does not check.
 package oauth
 
 import (
@@ -70,6 +73,7 @@ type Verifier struct {
 	metadataURL string
 
 	cached jwkset.Storage  // the JWKS as last fetched; reading it never fetches
+	policy *policyStorage  // under cached: drops and remembers keys too weak to use
 	keys   keyfunc.Keyfunc // reads through to a refresh on an unknown kid
 	gate   *rate.Limiter   // allows one unknown-kid refresh per UnknownKIDEvery, never waits
 	parser *jwt.Parser     // signature and algorithm only
@@ -124,7 +128,9 @@ func New(ctx context.Context, cfg Config, httpClient *http.Client, log *slog.Log
 
 	bg, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
+	v.policy = newPolicyStorage(v.jwksURL, log)
 	cachedStore, err := jwkset.NewStorageFromHTTP(v.jwksURL, jwkset.HTTPClientStorageOptions{
+		Storage:         v.policy,
 		Client:          httpClient,
 		Ctx:             bg,
 		HTTPTimeout:     cfg.HTTPTimeout,
@@ -277,10 +283,17 @@ func (v *Verifier) verifyJWT(ctx context.Context, tok string) (*Grant, error) {
 	if alg, _ := unverified.Header["alg"].(string); !slices.Contains(v.cfg.Algorithms, alg) {
 		return nil, invalid(ReasonAlgorithm, fmt.Errorf("alg %q", alg))
 	}
+	// golang-jwt ignores "crit"; RFC 7515 §4.1.11 says refuse what is not understood. Checked
+	// before the signature, so a refused token never triggers an unknown-kid JWKS refresh.
+	if err := checkCritical(unverified.Header); err != nil {
+		return nil, invalid(ReasonCritical, err)
+	}
 	claims := jwt.MapClaims{}
 	_, err = v.parser.ParseWithClaims(tok, claims, v.keyfunc(ctx))
 	switch {
 	case err == nil:
+	case errors.Is(err, errKeyNotAllowed):
+		return nil, invalid(ReasonKeyNotAllowed, err)
 	case errors.Is(err, errUnknownKID) || errors.Is(err, jwkset.ErrKeyNotFound):
 		return nil, invalid(ReasonUnknownKey, err)
 	case errors.Is(err, jwt.ErrTokenMalformed):
@@ -302,11 +315,17 @@ func (v *Verifier) verifyJWT(ctx context.Context, tok string) (*Grant, error) {
 
 // keyfunc returns the verification key for a token. A kid not in the cached JWKS may trigger a
 // refresh (key rotation), at most once per UnknownKIDEvery: a flood of made-up kids neither
-// hammers the authorization server nor waits on it.
+// hammers the authorization server nor waits on it. A kid whose key the JWKS load dropped
+// ([checkJWK]) is refused without a refresh, and the key found must suit the token's alg
+// ([checkKeyForAlg]), in case a weak key reached the cache another way.
 func (v *Verifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 	inner := v.keys.KeyfuncCtx(ctx)
 	return func(t *jwt.Token) (any, error) {
+		alg, _ := t.Header["alg"].(string)
 		if kid, ok := t.Header["kid"].(string); ok {
+			if err := v.policy.refusedKey(kid); err != nil {
+				return nil, fmt.Errorf("kid %q: %w", clip(kid, 64), err)
+			}
 			_, err := v.cached.KeyRead(ctx, kid)
 			if errors.Is(err, jwkset.ErrKeyNotFound) {
 				if !v.gate.AllowN(v.cfg.Now(), 1) {
@@ -315,7 +334,16 @@ func (v *Verifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 				v.log.Info("unknown kid: refreshing JWKS", "kid", clip(kid, 64), "url", v.jwksURL)
 			}
 		}
-		return inner(t)
+		key, err := inner(t)
+		if err != nil {
+			if kid, ok := t.Header["kid"].(string); ok {
+				if why := v.policy.refusedKey(kid); why != nil { // the refresh just dropped it
+					return nil, fmt.Errorf("kid %q: %w", clip(kid, 64), why)
+				}
+			}
+			return nil, err
+		}
+		return allowKey(alg, key)
 	}
 }
 
