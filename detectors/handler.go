@@ -2,51 +2,90 @@ package detectors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mcpwatch/mcpwatch/detectors/detect"
+	"github.com/mcpwatch/mcpwatch/detectors/score"
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 )
 
-// Handler returns the detector stage's handler: it decodes normalized events (topic
-// names.Events), runs them through a [Rate] detector and returns findings for names.Findings and
-// score records for names.Scores, both keyed by [event.PrincipalKey]. Records that do not decode
-// are dead-lettered. reg may be nil.
+// NewHandler returns the detect stage's handler: it decodes normalized events (topic
+// topics.Events), runs each through every detector in order, returns their findings for
+// topics.Findings keyed by [event.PrincipalKey], and feeds their signals to a scorer built from
+// scoreCfg — the stage's only one — whose score records go to topics.Scores keyed by
+// [event.Score.Key]. Records that do not decode are dead-lettered. reg and log may be nil.
+//
+// After each event that moves the watermark (the newest valid event time seen) every detector's
+// [detect.Detector.Expire] runs, so what a batch yields does not depend on how the events were
+// split into batches.
 //
 // State is partition-local and in memory: a restarted or rebalanced consumer starts with empty
-// windows, so a burst that straddles the restart is judged only on its part after it. Events
-// of one principal share a partition (they are keyed by principal), so no two consumers ever
-// count the same principal. Persisting the state is left to a later change.
+// state, so a burst that straddles the restart is judged only on its part after it. Events of
+// one principal share a partition (they are keyed by principal), so no two consumers ever judge
+// the same principal. Persisting the state is left to a later change.
 //
 // Observing is not idempotent, so Handle never returns a transient error: a retried batch would
 // count its events twice.
-func Handler(names event.Topics, cfg RateConfig, reg prometheus.Registerer, log *slog.Logger) (kafkaio.Handler, error) {
-	r, err := NewRate(cfg)
-	if err != nil {
-		return nil, err
+func NewHandler(topics event.Topics, dets []detect.Detector, scoreCfg score.Config, reg prometheus.Registerer, log *slog.Logger) (kafkaio.Handler, error) {
+	if len(dets) == 0 {
+		return nil, errors.New("detectors: no detectors")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &rateHandler{names: names, rate: r, log: log.With("detector", DetectorRate), m: newMetrics(reg, DetectorRate)}, nil
+	h := &handler{topics: topics, log: log}
+	infos := make([]detect.Info, len(dets))
+	for i, d := range dets {
+		infos[i] = d.Info()
+		if infos[i].Name == scorerLabel {
+			return nil, fmt.Errorf("detectors: the name %q is the scorer's", scorerLabel)
+		}
+	}
+	sc, err := score.New(scoreCfg, infos...)
+	if err != nil {
+		return nil, err
+	}
+	h.sc, h.sm = sc, newScorerMetrics(reg)
+	for i, d := range dets {
+		h.dets = append(h.dets, &running{Detector: d, name: infos[i].Name,
+			log: log.With("detector", infos[i].Name), m: newDetectorMetrics(reg, infos[i].Name)})
+	}
+	return h, nil
 }
 
-type rateHandler struct {
-	names event.Topics
-	log   *slog.Logger
-	m     *metrics
+type handler struct {
+	topics event.Topics
+	log    *slog.Logger
 
-	mu   sync.Mutex // the stage loop calls Handle from one goroutine; this guards misuse
-	rate *Rate
-	last RateStats
+	mu      sync.Mutex // the stage loop calls Handle from one goroutine; this guards misuse
+	dets    []*running
+	sc      *score.Scorer
+	sm      *scorerMetrics
+	scLast  score.Stats
+	mark    time.Time // watermark: the newest valid event time seen
+	hasMark bool
+	out     detect.Output
 }
 
-func (h *rateHandler) Handle(_ context.Context, recs []*kgo.Record) (kafkaio.Result, error) {
+// running is a detector in the stage, with its metrics.
+type running struct {
+	detect.Detector
+	name    string
+	log     *slog.Logger
+	m       *detectorMetrics
+	last    detect.Stats
+	refused bool // a refused signal was logged; later ones are only counted
+}
+
+func (h *handler) Handle(_ context.Context, recs []*kgo.Record) (kafkaio.Result, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var res kafkaio.Result
@@ -56,88 +95,95 @@ func (h *rateHandler) Handle(_ context.Context, recs []*kgo.Record) (kafkaio.Res
 			res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: rec, Reason: err})
 			continue
 		}
-		f, s := h.rate.Observe(e)
-		key := event.PrincipalKey(e.Tenant, e.Principal)
-		if f != nil {
-			out, err := kafkaio.RecordOf(h.names.Findings, key, f)
-			if err != nil {
+		parked := false
+		for _, d := range h.dets {
+			h.out.Reset()
+			d.Observe(&e, &h.out)
+			if err := h.collect(d, &res); err != nil && !parked {
 				// Cannot happen with finite features; if it does, the evidence is parked, not lost.
-				h.log.Error("finding not encodable, dead-lettering its event", "finding", f.ID, "err", err)
-				res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: rec, Reason: fmt.Errorf("encode finding %s: %w", f.ID, err)})
-				continue
-			}
-			res.Out = append(res.Out, out)
-			h.log.Info("finding", "id", f.ID, "principal", key, "score", f.Score, "summary", f.Summary)
-		}
-		if s != nil {
-			if out, err := h.scoreRecord(s); err == nil {
-				res.Out = append(res.Out, out)
+				res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: rec, Reason: err})
+				parked = true
 			}
 		}
-	}
-	expired := h.rate.Expire()
-	for i := range expired {
-		if out, err := h.scoreRecord(&expired[i]); err == nil {
-			res.Out = append(res.Out, out)
+		if detect.ValidTime(e.Time) && (!h.hasMark || e.Time.After(h.mark)) {
+			h.mark, h.hasMark = e.Time, true
+			for _, d := range h.dets {
+				h.out.Reset()
+				d.Expire(h.mark, &h.out)
+				_ = h.collect(d, &res) // no record to park: collect logged and counted it
+			}
 		}
 	}
 	h.observeStats()
 	return res, nil
 }
 
-// scoreRecord encodes a score. Scores are refreshed continually, so one that cannot be encoded
-// is logged and skipped rather than dead-lettering an event that was processed.
-func (h *rateHandler) scoreRecord(s *event.Score) (*kgo.Record, error) {
-	out, err := kafkaio.RecordOf(h.names.Scores, s.Key(), s)
-	if err != nil {
-		h.log.Error("score not encodable", "principal", s.Key(), "err", err)
-		h.m.errors.Inc()
+// collect turns d's output into records: findings as they are, signals through the scorer. It
+// returns the error of a finding that could not be encoded, after logging it.
+func (h *handler) collect(d *running, res *kafkaio.Result) error {
+	var ferr error
+	for _, f := range h.out.Findings {
+		key := event.PrincipalKey(f.Tenant, f.Principal)
+		out, err := kafkaio.RecordOf(h.topics.Findings, key, f)
+		if err != nil {
+			d.log.Error("finding not encodable", "finding", f.ID, "err", err)
+			d.m.errors.Inc()
+			ferr = fmt.Errorf("encode finding %s: %w", f.ID, err)
+			continue
+		}
+		res.Out = append(res.Out, out)
+		d.m.findings.Inc()
+		d.log.Info("finding", "id", f.ID, "principal", key, "score", f.Score, "summary", f.Summary)
 	}
-	return out, err
+	for i := range h.out.Signals {
+		sig := &h.out.Signals[i]
+		var s *event.Score
+		var err error
+		if sig.Detector == d.name {
+			s, err = h.sc.Apply(sig)
+		} else {
+			err = fmt.Errorf("%w: detector %s signals as %q", score.ErrSignal, d.name, sig.Detector)
+		}
+		if err != nil {
+			d.m.errors.Inc()
+			if !d.refused {
+				d.refused = true
+				d.log.Error("signal refused (later ones are only counted)", "err", err)
+			}
+			continue
+		}
+		d.m.signals.Inc()
+		if s == nil {
+			continue
+		}
+		// Scores are refreshed continually, so one that cannot be encoded is logged and skipped
+		// rather than dead-lettering an event that was processed.
+		out, err := kafkaio.RecordOf(h.topics.Scores, s.Key(), s)
+		if err != nil {
+			h.log.Error("score not encodable", "principal", s.Key(), "err", err)
+			h.sm.errors.Inc()
+			continue
+		}
+		res.Out = append(res.Out, out)
+		h.sm.scores.Inc()
+	}
+	return ferr
 }
 
-func (h *rateHandler) observeStats() {
-	s := h.rate.Stats()
-	h.m.observed.WithLabelValues("counted").Add(float64(s.Counted - h.last.Counted))
-	h.m.observed.WithLabelValues("ignored").Add(float64(s.Ignored - h.last.Ignored))
-	h.m.observed.WithLabelValues("late").Add(float64(s.Late - h.last.Late))
-	h.m.findings.Add(float64(s.Findings - h.last.Findings))
-	h.m.scores.Add(float64(s.Scores - h.last.Scores))
-	h.m.evicted.WithLabelValues("idle").Add(float64(s.EvictedIdle - h.last.EvictedIdle))
-	h.m.evicted.WithLabelValues("capacity").Add(float64(s.EvictedCapacity - h.last.EvictedCapacity))
-	h.m.principals.Set(float64(s.Principals))
-	h.last = s
-}
-
-type metrics struct {
-	observed   *prometheus.CounterVec
-	findings   prometheus.Counter
-	scores     prometheus.Counter
-	evicted    *prometheus.CounterVec
-	principals prometheus.Gauge
-	errors     prometheus.Counter
-}
-
-func newMetrics(reg prometheus.Registerer, detector string) *metrics {
-	l := prometheus.Labels{"detector": detector}
-	m := &metrics{
-		observed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_detector_events_total",
-			Help: "Events seen by the detector: counted, ignored (not an MCP request), late (older than the window).", ConstLabels: l},
-			[]string{"result"}),
-		findings: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_detector_findings_total",
-			Help: "Findings emitted.", ConstLabels: l}),
-		scores: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_detector_scores_total",
-			Help: "Score records emitted.", ConstLabels: l}),
-		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_detector_evictions_total",
-			Help: "Principals forgotten: idle (harmless) or capacity (raise the principal limit).", ConstLabels: l},
-			[]string{"reason"}),
-		principals: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mcpwatch_detector_principals",
-			Help: "Principals tracked in memory.", ConstLabels: l}),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_detector_errors_total",
-			Help: "Outputs that could not be encoded.", ConstLabels: l}),
+func (h *handler) observeStats() {
+	for _, d := range h.dets {
+		s := d.Stats()
+		d.m.observed.WithLabelValues("counted").Add(float64(s.Counted - d.last.Counted))
+		d.m.observed.WithLabelValues("ignored").Add(float64(s.Ignored - d.last.Ignored))
+		d.m.observed.WithLabelValues("late").Add(float64(s.Late - d.last.Late))
+		d.m.evicted.WithLabelValues("idle").Add(float64(s.EvictedIdle - d.last.EvictedIdle))
+		d.m.evicted.WithLabelValues("capacity").Add(float64(s.EvictedCapacity - d.last.EvictedCapacity))
+		d.m.principals.Set(float64(s.Principals))
+		d.last = s
 	}
-	if reg != nil {
-		reg.MustRegister(m.observed, m.findings, m.scores, m.evicted, m.principals, m.errors)
-	}
-	return m
+	s := h.sc.Stats()
+	h.sm.evicted.WithLabelValues("idle").Add(float64(s.EvictedIdle - h.scLast.EvictedIdle))
+	h.sm.evicted.WithLabelValues("capacity").Add(float64(s.EvictedCapacity - h.scLast.EvictedCapacity))
+	h.sm.principals.Set(float64(s.Principals))
+	h.scLast = s
 }

@@ -84,11 +84,11 @@ func (s *Store) Len() int {
 	return len(s.m)
 }
 
-// ZeroWhenAbsent reads a principal without a score as risk 0, known. The detectors publish a
-// score only once a principal's rises above 0, and publish 0 when it falls back
-// (detectors.Rate.Expire), so once the [Follower] has caught up a missing score means "nothing
-// anomalous seen" — while [Store.Risk] reports it as unknown, which policies with max_risk deny.
-// Use it only behind a caught-up follower, as the pipeline does.
+// ZeroWhenAbsent reads a principal without a score as risk 0, known. The detect stage's scorer
+// (detectors/score) publishes a score only once a principal's rises above 0, and publishes 0
+// when the principal's signals expire, so once the [Follower] has caught up a missing score
+// means "nothing anomalous seen" — while [Store.Risk] reports it as unknown, which policies with
+// max_risk deny. Use it only behind a caught-up follower, as the pipeline does.
 type ZeroWhenAbsent struct{ *Store }
 
 // Risk returns the principal's score, 0 when none, and always true.

@@ -1,4 +1,4 @@
-package detectors
+package rate
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpwatch/mcpwatch/detectors/detect"
 	"github.com/mcpwatch/mcpwatch/event"
 )
 
@@ -24,21 +25,49 @@ func req(sub string, at time.Duration) event.Event {
 		Outcome:   event.Outcome{Result: event.ResultAllowed}}
 }
 
-func newRate(t testing.TB, mod func(*RateConfig)) *Rate {
+func newRate(t testing.TB, mod func(*Config)) *Rate {
 	t.Helper()
-	cfg := DefaultRateConfig()
+	cfg := DefaultConfig()
 	if mod != nil {
 		mod(&cfg)
 	}
-	r, err := NewRate(cfg)
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
+// obs observes e and returns the finding and the signal it produced, if any.
+func obs(r *Rate, e event.Event) (*event.Finding, *detect.Signal) {
+	var out detect.Output
+	r.Observe(&e, &out)
+	var f *event.Finding
+	var s *detect.Signal
+	if len(out.Findings) > 1 || len(out.Signals) > 1 {
+		panic(fmt.Sprintf("one event, %d findings and %d signals", len(out.Findings), len(out.Signals)))
+	}
+	if len(out.Findings) == 1 {
+		f = out.Findings[0]
+	}
+	if len(out.Signals) == 1 {
+		s = &out.Signals[0]
+	}
+	return f, s
+}
+
+// expire expires r at offset at from t0 and returns its signals.
+func expire(r *Rate, at time.Duration) []detect.Signal {
+	var out detect.Output
+	r.Expire(t0.Add(at), &out)
+	if len(out.Findings) != 0 {
+		panic("findings from Expire")
+	}
+	return out.Signals
+}
+
 // unit is a config where the score equals the number of calls in the last second (up to 100).
-func unit(c *RateConfig) {
+func unit(c *Config) {
 	c.Window, c.Baseline, c.Ceiling = time.Second, 0, 100
 }
 
@@ -46,7 +75,7 @@ func unit(c *RateConfig) {
 func burst(r *Rate, sub string, at time.Duration, n int) []*event.Finding {
 	var out []*event.Finding
 	for i := range n {
-		if f, _ := r.Observe(req(sub, at-time.Duration(n-1-i)*time.Millisecond)); f != nil {
+		if f, _ := obs(r, req(sub, at-time.Duration(n-1-i)*time.Millisecond)); f != nil {
 			out = append(out, f)
 		}
 	}
@@ -61,38 +90,46 @@ func scores(fs []*event.Finding) []float64 {
 	return out
 }
 
-func calls(r *Rate, key string) int {
-	if p := r.byKey[key]; p != nil {
+// principal returns the state of the principal "tenant/sub", or nil.
+func principalOf(r *Rate, k string) *principal {
+	tenant, sub, _ := strings.Cut(k, "/")
+	if e := r.principals.Get(key{tenant, sub}); e != nil {
+		return &e.Value
+	}
+	return nil
+}
+
+func calls(r *Rate, k string) int {
+	if p := principalOf(r, k); p != nil {
 		return p.win.len()
 	}
 	return -1
 }
 
 // A config the detector cannot honour must be refused at start, not produce nonsense scores.
-func TestRateConfigValidate(t *testing.T) {
+func TestConfigValidate(t *testing.T) {
 	cases := map[string]struct {
-		mod  func(*RateConfig)
+		mod  func(*Config)
 		want string // substring of the error; "" means valid
 	}{
-		"defaults":            {func(*RateConfig) {}, ""},
-		"zero baseline":       {func(c *RateConfig) { c.Baseline = 0 }, ""},
-		"zero cooldown":       {func(c *RateConfig) { c.Cooldown = 0 }, ""},
-		"zero window":         {func(c *RateConfig) { c.Window = 0 }, "window"},
-		"window over a day":   {func(c *RateConfig) { c.Window, c.Ceiling = 25*time.Hour, 0.001 }, "window"},
-		"negative baseline":   {func(c *RateConfig) { c.Baseline = -1 }, "baseline"},
-		"ceiling at baseline": {func(c *RateConfig) { c.Ceiling = 2 }, "ceiling"},
-		"NaN ceiling":         {func(c *RateConfig) { c.Ceiling = math.NaN() }, "finite"},
-		"zero threshold":      {func(c *RateConfig) { c.Threshold = 0 }, "threshold"},
-		"threshold above 100": {func(c *RateConfig) { c.Threshold = 101 }, "threshold"},
-		"negative cooldown":   {func(c *RateConfig) { c.Cooldown = -time.Second }, "cooldown"},
-		"negative score int":  {func(c *RateConfig) { c.ScoreEvery = -time.Second }, "score interval"},
-		"no principals":       {func(c *RateConfig) { c.MaxPrincipals = 0 }, "principals"},
-		"huge window":         {func(c *RateConfig) { c.Ceiling, c.Window = 1e6, time.Hour }, "timestamps per principal"},
-		"day window":          {func(c *RateConfig) { c.Window, c.Baseline, c.Ceiling = 24*time.Hour, 0, 0.01 }, ""},
+		"defaults":            {func(*Config) {}, ""},
+		"zero baseline":       {func(c *Config) { c.Baseline = 0 }, ""},
+		"zero cooldown":       {func(c *Config) { c.Cooldown = 0 }, ""},
+		"zero window":         {func(c *Config) { c.Window = 0 }, "window"},
+		"window over a day":   {func(c *Config) { c.Window, c.Ceiling = 25*time.Hour, 0.001 }, "window"},
+		"negative baseline":   {func(c *Config) { c.Baseline = -1 }, "baseline"},
+		"ceiling at baseline": {func(c *Config) { c.Ceiling = 2 }, "ceiling"},
+		"NaN ceiling":         {func(c *Config) { c.Ceiling = math.NaN() }, "finite"},
+		"zero threshold":      {func(c *Config) { c.Threshold = 0 }, "threshold"},
+		"threshold above 100": {func(c *Config) { c.Threshold = 101 }, "threshold"},
+		"negative cooldown":   {func(c *Config) { c.Cooldown = -time.Second }, "cooldown"},
+		"no principals":       {func(c *Config) { c.MaxPrincipals = 0 }, "principals"},
+		"huge window":         {func(c *Config) { c.Ceiling, c.Window = 1e6, time.Hour }, "timestamps per principal"},
+		"day window":          {func(c *Config) { c.Window, c.Baseline, c.Ceiling = 24*time.Hour, 0, 0.01 }, ""},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			cfg := DefaultRateConfig()
+			cfg := DefaultConfig()
 			c.mod(&cfg)
 			err := cfg.Validate()
 			switch {
@@ -101,8 +138,8 @@ func TestRateConfigValidate(t *testing.T) {
 			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 				t.Fatalf("got %v, want an error about %q", err, c.want)
 			}
-			if _, nerr := NewRate(cfg); (nerr == nil) != (err == nil) {
-				t.Fatalf("NewRate disagrees with Validate: %v vs %v", nerr, err)
+			if _, nerr := New(cfg); (nerr == nil) != (err == nil) {
+				t.Fatalf("New disagrees with Validate: %v vs %v", nerr, err)
 			}
 		})
 	}
@@ -125,12 +162,12 @@ func TestRateScoring(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprint(c.calls), func(t *testing.T) {
-			r := newRate(t, func(cfg *RateConfig) { cfg.ScoreEvery = 0; cfg.Threshold = 100 })
+			r := newRate(t, func(cfg *Config) { cfg.Threshold = 100 })
 			last := 0.0
 			step := 10 * time.Second / time.Duration(c.calls)
 			for i := range c.calls {
-				if _, s := r.Observe(req("alice", time.Duration(i)*step)); s != nil {
-					last = s.Score
+				if _, s := obs(r, req("alice", time.Duration(i)*step)); s != nil {
+					last = s.Value
 				}
 			}
 			if last != c.want {
@@ -144,12 +181,12 @@ func TestRateScoring(t *testing.T) {
 // evidence behind it.
 func TestRateFinding(t *testing.T) {
 	// Score 8.6/s → 36.7, 8.7/s → 37.2: with threshold 37 the 87th call is the first finding.
-	r := newRate(t, func(c *RateConfig) { c.Threshold = 37 })
+	r := newRate(t, func(c *Config) { c.Threshold = 37 })
 	var got []*event.Finding
 	var last event.Event
 	for i := range 87 {
 		last = req("alice", time.Duration(i)*100*time.Millisecond) // 87 calls over 8.6s
-		if f, _ := r.Observe(last); f != nil {
+		if f, _ := obs(r, last); f != nil {
 			got = append(got, f)
 		}
 	}
@@ -175,7 +212,7 @@ func TestRateFinding(t *testing.T) {
 	if len(f.EventIDs) != 20 || f.EventIDs[19] != last.ID {
 		t.Errorf("evidence: %d ids ending %q, want the last 20 ending %q", len(f.EventIDs), f.EventIDs[len(f.EventIDs)-1], last.ID)
 	}
-	if f.ID != FindingID("rate", last.ID) {
+	if f.ID != detect.FindingID("rate", last.ID) {
 		t.Errorf("finding id %s is not derived from its event", f.ID)
 	}
 	// The finding must survive the wire.
@@ -192,12 +229,12 @@ func TestRateFinding(t *testing.T) {
 // Principals without a subject are named by client; the evidence holds only in-window events.
 func TestRateFindingNamesClient(t *testing.T) {
 	r := newRate(t, unit)
-	r.Observe(req("bot", -10*time.Second)) // a different principal, long before
+	obs(r, req("bot", -10*time.Second)) // a different principal, long before
 	var f *event.Finding
 	for i := range 60 {
 		e := req("", time.Duration(i)*time.Millisecond)
 		e.Principal = event.Principal{ClientID: "scraper"}
-		if got, _ := r.Observe(e); got != nil && f == nil {
+		if got, _ := obs(r, e); got != nil && f == nil {
 			f = got
 		}
 	}
@@ -214,20 +251,20 @@ func TestRateFindingNamesClient(t *testing.T) {
 func TestRateWindowEviction(t *testing.T) {
 	r := newRate(t, nil) // 10s window
 	for i := range 10 {
-		r.Observe(req("alice", time.Duration(i)*time.Second)) // t = 0..9s
+		obs(r, req("alice", time.Duration(i)*time.Second)) // t = 0..9s
 	}
 	if n := calls(r, "acme/alice"); n != 10 {
 		t.Fatalf("calls %d, want 10", n)
 	}
-	r.Observe(req("alice", 10*time.Second)) // window (0s, 10s]: the call at 0s leaves
+	obs(r, req("alice", 10*time.Second)) // window (0s, 10s]: the call at 0s leaves
 	if n := calls(r, "acme/alice"); n != 10 {
 		t.Fatalf("calls %d at the boundary, want 10", n)
 	}
-	r.Observe(req("alice", 15*time.Second+time.Nanosecond)) // (5s+1ns, 15s+1ns]: 6..10s and this
+	obs(r, req("alice", 15*time.Second+time.Nanosecond)) // (5s+1ns, 15s+1ns]: 6..10s and this
 	if n := calls(r, "acme/alice"); n != 6 {
 		t.Fatalf("calls %d, want 6", n)
 	}
-	r.Observe(req("alice", time.Hour))
+	obs(r, req("alice", time.Hour))
 	if n := calls(r, "acme/alice"); n != 1 {
 		t.Fatalf("calls %d after an hour of silence, want 1", n)
 	}
@@ -237,17 +274,17 @@ func TestRateWindowEviction(t *testing.T) {
 // ones older than the window do not (they cannot change a decision already made).
 func TestRateLateEvents(t *testing.T) {
 	r := newRate(t, nil)
-	r.Observe(req("alice", 20*time.Second))
-	r.Observe(req("alice", 15*time.Second)) // late, inside (10s, 20s]
-	r.Observe(req("alice", 10*time.Second)) // late, on the boundary: outside
-	r.Observe(req("alice", 2*time.Second))  // far too late
+	obs(r, req("alice", 20*time.Second))
+	obs(r, req("alice", 15*time.Second)) // late, inside (10s, 20s]
+	obs(r, req("alice", 10*time.Second)) // late, on the boundary: outside
+	obs(r, req("alice", 2*time.Second))  // far too late
 	if n := calls(r, "acme/alice"); n != 2 {
 		t.Fatalf("calls %d, want 2", n)
 	}
 	if s := r.Stats(); s.Late != 2 || s.Counted != 2 {
 		t.Fatalf("stats %+v", s)
 	}
-	r.Observe(req("alice", 25*time.Second+time.Nanosecond)) // (15s+1ns, 25s+1ns]: 15s leaves
+	obs(r, req("alice", 25*time.Second+time.Nanosecond)) // (15s+1ns, 25s+1ns]: 15s leaves
 	if n := calls(r, "acme/alice"); n != 2 {
 		t.Fatalf("calls %d, want 2 (20s and 25s)", n)
 	}
@@ -298,7 +335,7 @@ func TestRatePrincipalSeparation(t *testing.T) {
 			for _, sub := range []string{"alice", "bob"} {
 				e := req(sub, at)
 				e.Tenant = tenant
-				if f, _ := r.Observe(e); f != nil {
+				if f, _ := obs(r, e); f != nil {
 					found = append(found, f)
 				}
 			}
@@ -345,7 +382,7 @@ func TestRateCountsOnlyRequests(t *testing.T) {
 				t.Fatalf("Counts = %v, want %v", got, c.want)
 			}
 			r := newRate(t, nil)
-			r.Observe(e)
+			obs(r, e)
 			if s := r.Stats(); (s.Counted == 1) != c.want || (s.Ignored == 1) == c.want {
 				t.Fatalf("stats %+v", s)
 			}
@@ -353,34 +390,48 @@ func TestRateCountsOnlyRequests(t *testing.T) {
 	}
 }
 
-// Score records keep the compacted scores topic current without one record per event.
-func TestRateScorePublishing(t *testing.T) {
-	r := newRate(t, unit) // score = calls in the last second; ScoreEvery 10s
-	var got []float64
-	var times []time.Duration
-	obs := func(at time.Duration) {
-		if _, s := r.Observe(req("alice", at)); s != nil {
-			got = append(got, s.Score)
-			times = append(times, s.Time.Sub(t0))
+// Every counted request yields the principal's current score as a frequency signal, with the
+// evidence behind it: the scorer can only publish what it is told, and a score row must be able
+// to say why.
+func TestRateSignals(t *testing.T) {
+	r := newRate(t, nil) // 10s window, baseline 2/s, ceiling 20/s
+	var last event.Event
+	var sig *detect.Signal
+	for i := range 110 { // 110 calls in 10.9s: the window (0.9s, 10.9s] holds 100 of them
+		last = req("alice", time.Duration(i)*100*time.Millisecond)
+		_, s := obs(r, last)
+		if s == nil {
+			t.Fatalf("call %d: no signal", i)
 		}
+		sig = s
 	}
-	for i := range 12 { // scores 1..12 within 12ms
-		obs(time.Duration(i) * time.Millisecond)
+	end := last.Time
+	want := detect.Signal{Detector: "rate", Tenant: "acme", Subject: "alice", Time: end, Component: detect.Frequency,
+		Value: 44.4, // 10/s: (10−2)/(20−2)
+		Evidence: detect.Evidence{Feature: "rate_per_s", Observed: 10, Baseline: 2,
+			WindowStart: end.Add(-10 * time.Second), WindowEnd: end}}
+	ids := sig.Evidence.EventIDs
+	sig.Evidence.EventIDs = nil
+	if !reflect.DeepEqual(*sig, want) {
+		t.Fatalf("signal\n%+v, want\n%+v", *sig, want)
 	}
-	// 1 is published (first change from 0), then 6 and 11 (each ≥ 5 above the last published).
-	if want := []float64{1, 6, 11}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("published %v, want %v", got, want)
+	if len(ids) != 20 || ids[19] != last.ID {
+		t.Fatalf("evidence ids %v, want the last 20 ending %s", ids, last.ID)
 	}
-	obs(5 * time.Second)                     // 1: a change of 10, published at once
-	obs(9 * time.Second)                     // 1: unchanged
-	obs(9*time.Second + time.Millisecond)    // 2: a small change 4s after the last: held back
-	obs(15*time.Second + 2*time.Millisecond) // 1: equal to the published score
-	obs(15*time.Second + 3*time.Millisecond) // 2: a small change 10s after the last: published
-	obs(15*time.Second + 4*time.Millisecond) // 3: small, too soon
-	obs(25*time.Second + 4*time.Millisecond) // 1: small, 10s after the last: published
-	want := []float64{1, 6, 11, 1, 2, 1}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("published %v at %v, want %v", got, times, want)
+	// A score of 0 needs no evidence; ignored and late events yield no signal at all.
+	if _, s := obs(r, req("bob", 0)); s == nil || s.Value != 0 || s.Evidence.EventIDs != nil || s.Subject != "bob" {
+		t.Fatalf("bob's first call: %+v", s)
+	}
+	span := req("alice", 11*time.Second)
+	span.Source = event.SourceOTel
+	if _, s := obs(r, span); s != nil {
+		t.Fatalf("span yielded %+v", s)
+	}
+	if _, s := obs(r, req("alice", 0)); s != nil {
+		t.Fatalf("late call yielded %+v", s)
+	}
+	if info := r.Info(); info.Name != "rate" || !reflect.DeepEqual(info.Components, []detect.Component{detect.Frequency}) {
+		t.Fatalf("info %+v", info)
 	}
 }
 
@@ -388,14 +439,14 @@ func TestRateScorePublishing(t *testing.T) {
 // the count is a lower bound instead of lying.
 func TestRateWindowCap(t *testing.T) {
 	// cap = max(2·10·1, 16) = 20; no cooldown, so every call past the ceiling reports
-	r := newRate(t, func(c *RateConfig) { unit(c); c.Ceiling = 10; c.Threshold = 100; c.Cooldown = 0 })
+	r := newRate(t, func(c *Config) { unit(c); c.Ceiling = 10; c.Threshold = 100; c.Cooldown = 0 })
 	var last *event.Finding
 	for i := range 500 {
-		if f, _ := r.Observe(req("alice", time.Duration(i)*time.Millisecond)); f != nil {
+		if f, _ := obs(r, req("alice", time.Duration(i)*time.Millisecond)); f != nil {
 			last = f
 		}
 	}
-	p := r.byKey["acme/alice"]
+	p := principalOf(r, "acme/alice")
 	if p.win.len() != 20 || len(p.win.buf) > 20 {
 		t.Fatalf("window holds %d of buffer %d, want 20 of ≤ 20", p.win.len(), len(p.win.buf))
 	}
@@ -403,7 +454,7 @@ func TestRateWindowCap(t *testing.T) {
 		t.Fatalf("saturated finding: %+v", last)
 	}
 	// Once everything dropped has aged out, the count is exact again.
-	r.Observe(req("alice", 2*time.Second))
+	obs(r, req("alice", 2*time.Second))
 	if p.win.saturated() || p.win.len() != 1 {
 		t.Fatalf("saturated=%v len=%d after the window passed", p.win.saturated(), p.win.len())
 	}
@@ -412,45 +463,45 @@ func TestRateWindowCap(t *testing.T) {
 // The number of principals is bounded, the least recently seen going first: an unbounded map is
 // a memory exhaustion attack.
 func TestRateMaxPrincipals(t *testing.T) {
-	r := newRate(t, func(c *RateConfig) { c.MaxPrincipals = 3 })
+	r := newRate(t, func(c *Config) { c.MaxPrincipals = 3 })
 	for i, sub := range []string{"a", "b", "c"} {
-		r.Observe(req(sub, time.Duration(i)*time.Millisecond))
+		obs(r, req(sub, time.Duration(i)*time.Millisecond))
 	}
-	r.Observe(req("a", 3*time.Millisecond)) // a is now the most recent; b the least
-	r.Observe(req("d", 4*time.Millisecond))
-	r.Observe(req("e", 5*time.Millisecond))
+	obs(r, req("a", 3*time.Millisecond)) // a is now the most recent; b the least
+	obs(r, req("d", 4*time.Millisecond))
+	obs(r, req("e", 5*time.Millisecond))
 	if s := r.Stats(); s.Principals != 3 || s.EvictedCapacity != 2 {
 		t.Fatalf("stats %+v", s)
 	}
 	for k, want := range map[string]bool{"acme/a": true, "acme/b": false, "acme/c": false, "acme/d": true, "acme/e": true} {
-		if _, ok := r.byKey[k]; ok != want {
+		if ok := principalOf(r, k) != nil; ok != want {
 			t.Errorf("%s tracked=%v, want %v", k, ok, want)
 		}
 	}
 }
 
-// Idle principals are forgotten, and one whose published score was above 0 gets a final 0 so
-// the compacted scores topic does not keep a stale high score forever.
+// Idle principals are forgotten, and each gets an expired signal stamped when its window
+// emptied, so the scorer can forget it too and publish its final 0 at the same time as before.
 func TestRateExpire(t *testing.T) {
 	r := newRate(t, unit) // idle after max(1s window, 30s cooldown)
 	burst(r, "alice", time.Second, 60)
-	r.Observe(req("bob", time.Second)) // score 1
-	r.Observe(req("carol", 20*time.Second))
-	if out := r.Expire(); len(out) != 0 || r.Stats().Principals != 3 {
+	obs(r, req("bob", time.Second)) // score 1
+	obs(r, req("carol", 20*time.Second))
+	if out := expire(r, 30*time.Second); len(out) != 0 || r.Stats().Principals != 3 {
 		t.Fatalf("expired %v before anyone was idle for 30s", out)
 	}
-	r.Observe(req("carol", 31*time.Second)) // alice and bob: last call at 1s, 30s ago
-	out := r.Expire()
+	out := expire(r, 31*time.Second) // alice and bob: last call at 1s, 30s ago
 	if len(out) != 2 {
-		t.Fatalf("expired %+v, want final scores for alice and bob", out)
+		t.Fatalf("expired %+v, want alice and bob", out)
 	}
 	for _, s := range out {
-		if s.Score != 0 || !s.Time.Equal(t0.Add(2*time.Second)) || s.Tenant != "acme" {
-			t.Fatalf("final score %+v, want 0 at 2s (when the window emptied)", s)
+		if !s.Expired || s.Value != 0 || !s.Time.Equal(t0.Add(2*time.Second)) || s.Tenant != "acme" ||
+			s.Detector != "rate" || s.Component != detect.Frequency {
+			t.Fatalf("expired signal %+v, want 0 at 2s (when the window emptied)", s)
 		}
 	}
-	if got := []string{out[0].Key(), out[1].Key()}; got[0] != "acme/alice" || got[1] != "acme/bob" {
-		t.Fatalf("keys %v", got)
+	if got := []string{out[0].Subject, out[1].Subject}; got[0] != "alice" || got[1] != "bob" {
+		t.Fatalf("subjects %v, want the least recently seen first", got)
 	}
 	if s := r.Stats(); s.Principals != 1 || s.EvictedIdle != 2 {
 		t.Fatalf("stats %+v", s)
@@ -459,14 +510,12 @@ func TestRateExpire(t *testing.T) {
 	if f := burst(r, "alice", 40*time.Second, 50); len(f) != 1 {
 		t.Fatalf("returning principal: %d findings", len(f))
 	}
-
-	// A principal that never scored above 0 leaves without a record: quiet principals must not
-	// cost a score record per visit.
-	q := newRate(t, nil) // baseline 2/s: one call scores 0
-	q.Observe(req("quiet", 0))
-	q.Observe(req("other", time.Hour))
-	if out := q.Expire(); len(out) != 0 || q.Stats().EvictedIdle != 1 {
-		t.Fatalf("expired a zero-score principal with records %+v, stats %+v", out, q.Stats())
+	// Principals forgotten for capacity are not retired: the scorer keeps their last value.
+	c := newRate(t, func(c *Config) { c.MaxPrincipals = 1 })
+	obs(c, req("a", 0))
+	obs(c, req("b", time.Second))
+	if out := expire(c, time.Second); len(out) != 0 || c.Stats().EvictedCapacity != 1 {
+		t.Fatalf("capacity eviction retired %+v", out)
 	}
 }
 
@@ -482,10 +531,10 @@ func TestRateReplayIsDeterministic(t *testing.T) {
 			evs = append(evs, req(sub, time.Duration(i)*200*time.Millisecond))
 		}
 	}
-	run := func() (fs []*event.Finding, ss []*event.Score) {
+	run := func() (fs []*event.Finding, ss []*detect.Signal) {
 		r := newRate(t, nil)
 		for _, e := range evs {
-			f, s := r.Observe(e)
+			f, s := obs(r, e)
 			if f != nil {
 				fs = append(fs, f)
 			}
@@ -510,12 +559,14 @@ func BenchmarkObserve(b *testing.B) {
 	for i := range evs {
 		evs[i] = req(fmt.Sprintf("user-%d", i), 0)
 	}
+	var out detect.Output
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		e := evs[i%principals]
 		e.Time = t0.Add(time.Duration(i) * 100 * time.Microsecond) // 10k events/s overall, 1/s each
-		r.Observe(e)
+		out.Reset()
+		r.Observe(&e, &out)
 		i++
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
@@ -527,15 +578,15 @@ func TestRateIgnoresBogusTimes(t *testing.T) {
 	for _, at := range []time.Time{{}, time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2500, 1, 1, 0, 0, 0, 0, time.UTC)} {
 		e := req("alice", 0)
 		e.Time = at
-		if f, s := r.Observe(e); f != nil || s != nil {
+		if f, s := obs(r, e); f != nil || s != nil {
 			t.Fatalf("%v: produced output", at)
 		}
 	}
 	if s := r.Stats(); s.Ignored != 3 || s.Counted != 0 || s.Principals != 0 {
 		t.Fatalf("stats %+v", s)
 	}
-	r.Observe(req("alice", 0)) // a sane event is still judged normally afterwards
-	if s := r.Stats(); s.Counted != 1 || len(r.Expire()) != 0 {
+	obs(r, req("alice", 0)) // a sane event is still judged normally afterwards
+	if s := r.Stats(); s.Counted != 1 || len(expire(r, 0)) != 0 {
 		t.Fatalf("stats %+v", s)
 	}
 }

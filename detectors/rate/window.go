@@ -1,4 +1,4 @@
-package detectors
+package rate
 
 // window is one principal's event times (Unix nanoseconds) in ascending order, in a ring buffer
 // that grows by doubling up to a fixed cap. At the cap the oldest entry is dropped to make room,

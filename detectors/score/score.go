@@ -1,0 +1,306 @@
+// Package score is the only writer of the scores topic: a [Scorer] combines the [detect.Signal]s
+// of every detector into one threat score per principal and decides when it is published.
+//
+// The score follows the source document's formula,
+// 0.3·(API call frequency) + 0.4·(data sensitivity) + 0.3·(user risk profile): each component
+// is the highest latest value of the detectors feeding it, and the score is the weighted mean of
+// the components some enabled detector feeds. With the rate detector alone the score is therefore
+// the rate detector's own score.
+package score
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/mcpwatch/mcpwatch/detectors/detect"
+	"github.com/mcpwatch/mcpwatch/detectors/internal/lru"
+	"github.com/mcpwatch/mcpwatch/event"
+)
+
+// ErrSignal is wrapped by the errors of signals the scorer refuses: from a detector it does not
+// know, for a component the detector does not feed, with a value outside 0–100 or a bogus time.
+var ErrSignal = errors.New("signal refused")
+
+// Scorer keeps, per principal, the latest signal of each detector on each component it feeds,
+// and turns them into [event.Score] records:
+//
+//   - component value: the highest live signal value on it (0 without one);
+//   - score: Σ wᵢ·componentᵢ / Σ wᵢ over the components the detectors feed, rounded to one
+//     decimal;
+//   - publication: at once when the score moves by PublishDelta or more from the last published
+//     score, else when it changed and PublishEvery passed since the last publication, in event
+//     time; when the principal's last live signal expires, a final 0 if the last published score
+//     was above 0, stamped with the expired signal's time.
+//
+// A score record's time is the newest signal time of the principal, so its records never go
+// back in time while it is tracked. Its [event.Score.Components] hold every component the
+// detectors feed and every detector's latest value (0 when it has none); see [Scorer.Keys].
+//
+// Memory is bounded: a principal is tracked from its first signal above 0 until its last live
+// signal expires, and at most MaxPrincipals are tracked (the one signalled least recently is
+// forgotten first, its last published score left standing).
+//
+// A Scorer is not safe for concurrent use.
+type Scorer struct {
+	delta float64
+	every int64 // nanoseconds
+	max   int
+
+	comps   []detect.Component // fed by some detector, in the formula's order
+	weights []float64          // parallel to comps, summing to 1
+	// A slot is one (detector, component) pair a detector declared: the unit of "latest signal".
+	slotOf   map[slotID]int
+	slotIDs  []slotID
+	slotComp []int    // slot → index in comps
+	slotKey  []string // slot → its key in Score.Components
+	dets     map[string]bool
+
+	table *lru.Table[key, principal]
+	stats Stats
+}
+
+type slotID struct {
+	detector  string
+	component detect.Component
+}
+
+// key is a principal: its tenant and subject ([event.PrincipalID]).
+type key struct{ tenant, subject string }
+
+type principal struct {
+	slots        []slot
+	now          int64 // newest signal time
+	published    float64
+	publishedAt  int64
+	hasPublished bool
+}
+
+type slot struct {
+	live     bool
+	value    float64
+	at       int64
+	evidence detect.Evidence
+}
+
+// Stats counts what a [Scorer] did since it was created.
+type Stats struct {
+	Principals      int    // tracked now
+	Signals         uint64 // applied
+	Refused         uint64 // refused with [ErrSignal]
+	Published       uint64 // score records returned
+	EvictedIdle     uint64 // principals forgotten when their last live signal expired
+	EvictedCapacity uint64 // principals forgotten to stay within MaxPrincipals
+}
+
+// New returns a scorer for signals of the detectors described by dets, or an error when the
+// config is invalid, dets is empty, two detectors share a name, a detector feeds no component or
+// an unknown one, or the components the detectors feed all weigh 0.
+func New(cfg Config, dets ...detect.Info) (*Scorer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("score: %w", err)
+	}
+	if len(dets) == 0 {
+		return nil, errors.New("score: no detectors")
+	}
+	s := &Scorer{delta: cfg.PublishDelta, every: int64(cfg.PublishEvery), max: cfg.MaxPrincipals,
+		slotOf: map[slotID]int{}, dets: map[string]bool{}, table: lru.New[key, principal]()}
+	fed := map[detect.Component]bool{}
+	for _, d := range dets {
+		switch {
+		case d.Name == "":
+			return nil, errors.New("score: a detector has no name")
+		case s.dets[d.Name]:
+			return nil, fmt.Errorf("score: two detectors are named %q", d.Name)
+		case len(d.Components) == 0:
+			return nil, fmt.Errorf("score: detector %s feeds no component", d.Name)
+		}
+		s.dets[d.Name] = true
+		for _, c := range d.Components {
+			if !c.Valid() {
+				return nil, fmt.Errorf("score: detector %s feeds unknown component %q", d.Name, c)
+			}
+			fed[c] = true
+		}
+	}
+	sum := 0.0
+	for _, c := range detect.Components() {
+		if fed[c] {
+			s.comps = append(s.comps, c)
+			s.weights = append(s.weights, cfg.Weights.Of(c))
+			sum += cfg.Weights.Of(c)
+		}
+	}
+	if sum == 0 {
+		return nil, fmt.Errorf("score: weights: the components the detectors feed (%v) all weigh 0", s.comps)
+	}
+	for i := range s.weights {
+		s.weights[i] /= sum
+	}
+	keys := map[string]bool{}
+	for _, c := range s.comps {
+		keys[string(c)] = true
+	}
+	for _, d := range dets {
+		for _, c := range d.Components {
+			id := slotID{d.Name, c}
+			if _, dup := s.slotOf[id]; dup {
+				continue
+			}
+			key := d.Name
+			if len(d.Components) > 1 {
+				key = d.Name + "." + string(c)
+			}
+			if keys[key] {
+				return nil, fmt.Errorf("score: detector %s: component key %q is taken", d.Name, key)
+			}
+			keys[key] = true
+			s.slotOf[id] = len(s.slotKey)
+			s.slotIDs = append(s.slotIDs, id)
+			s.slotKey = append(s.slotKey, key)
+			s.slotComp = append(s.slotComp, s.compIndex(c))
+		}
+	}
+	return s, nil
+}
+
+// Keys returns the keys of the published [event.Score.Components]: the components the detectors
+// feed ("frequency", "sensitivity", "risk"), each the value that entered the formula, then one
+// key per detector and component with the detector's latest value — the detector's name, or
+// "name.component" for a detector feeding several components.
+func (s *Scorer) Keys() []string {
+	out := make([]string, 0, len(s.comps)+len(s.slotKey))
+	for _, c := range s.comps {
+		out = append(out, string(c))
+	}
+	return append(out, s.slotKey...)
+}
+
+// Apply records sig as the latest signal of its detector on its component for its principal,
+// and returns the score record to publish, or nil when the published score stands. A refused
+// signal changes nothing and returns an error wrapping [ErrSignal].
+func (s *Scorer) Apply(sig *detect.Signal) (*event.Score, error) {
+	k, ok := s.slotOf[slotID{sig.Detector, sig.Component}]
+	v := sig.Value
+	switch {
+	case !s.dets[sig.Detector]:
+		return nil, s.refuse(sig, "unknown detector")
+	case !ok:
+		return nil, s.refuse(sig, "component not declared by the detector")
+	case !detect.ValidTime(sig.Time):
+		return nil, s.refuse(sig, "bogus time")
+	case sig.Expired:
+		v = 0
+	case math.IsNaN(v) || v < 0 || v > 100:
+		return nil, s.refuse(sig, "value outside 0–100")
+	}
+	s.stats.Signals++
+	pk := key{sig.Tenant, sig.Subject}
+	ent := s.table.Get(pk)
+	switch {
+	case ent == nil && (sig.Expired || v == 0):
+		return nil, nil // an untracked principal scores 0 and has no score above 0 published
+	case ent == nil:
+		ent = s.track(pk)
+	case !sig.Expired:
+		s.table.Touch(ent)
+	}
+	p := &ent.Value
+	t := sig.Time.UnixNano()
+	p.now = max(p.now, t)
+	if sig.Expired {
+		p.slots[k] = slot{}
+	} else {
+		p.slots[k] = slot{live: true, value: v, at: t, evidence: sig.Evidence}
+	}
+	var cv [3]float64 // component values, parallel to s.comps (at most every detect.Components())
+	live := false
+	for i := range p.slots {
+		if sl := &p.slots[i]; sl.live {
+			live = true
+			cv[s.slotComp[i]] = max(cv[s.slotComp[i]], sl.value)
+		}
+	}
+	score := 0.0
+	for i, w := range s.weights {
+		score += w * cv[i]
+	}
+	score = min(max(math.Round(score*10)/10, 0), 100)
+
+	var rec *event.Score
+	if d := math.Abs(score - p.published); d >= s.delta ||
+		(d > 0 && (!p.hasPublished || p.now-p.publishedAt >= s.every)) ||
+		(!live && p.published > 0) {
+		p.published, p.publishedAt, p.hasPublished = score, p.now, true
+		rec = s.record(pk, p, score, cv[:len(s.comps)])
+		s.stats.Published++
+	}
+	if !live {
+		s.table.Remove(ent)
+		s.stats.EvictedIdle++
+	}
+	return rec, nil
+}
+
+// Signals returns the live latest signals of the principal tenant/subject, in the order of
+// [Scorer.Keys]: what its current score is made of, with the evidence.
+func (s *Scorer) Signals(tenant, subject string) []detect.Signal {
+	ent := s.table.Get(key{tenant, subject})
+	if ent == nil {
+		return nil
+	}
+	var out []detect.Signal
+	for k, sl := range ent.Value.slots {
+		if sl.live {
+			id := s.slotIDs[k]
+			out = append(out, detect.Signal{Detector: id.detector, Tenant: tenant, Subject: subject,
+				Time: time.Unix(0, sl.at).UTC(), Component: id.component, Value: sl.value, Evidence: sl.evidence})
+		}
+	}
+	return out
+}
+
+// Stats returns counters of what the scorer did.
+func (s *Scorer) Stats() Stats {
+	st := s.stats
+	st.Principals = s.table.Len()
+	return st
+}
+
+func (s *Scorer) refuse(sig *detect.Signal, why string) error {
+	s.stats.Refused++
+	return fmt.Errorf("%w: %s: detector %q, component %q, principal %s/%s, value %v, time %v",
+		ErrSignal, why, sig.Detector, sig.Component, sig.Tenant, sig.Subject, sig.Value, sig.Time)
+}
+
+func (s *Scorer) compIndex(c detect.Component) int {
+	for i, x := range s.comps {
+		if x == c {
+			return i
+		}
+	}
+	panic("score: component not fed: " + string(c))
+}
+
+func (s *Scorer) track(k key) *lru.Entry[key, principal] {
+	if s.table.Len() >= s.max {
+		s.table.Remove(s.table.Oldest())
+		s.stats.EvictedCapacity++
+	}
+	ent := s.table.Add(k)
+	ent.Value = principal{slots: make([]slot, len(s.slotKey))}
+	return ent
+}
+
+func (s *Scorer) record(k key, p *principal, score float64, cv []float64) *event.Score {
+	comps := make(map[string]float64, len(cv)+len(p.slots))
+	for i, c := range s.comps {
+		comps[string(c)] = cv[i]
+	}
+	for i := range p.slots {
+		comps[s.slotKey[i]] = p.slots[i].value
+	}
+	return &event.Score{Time: time.Unix(0, p.now).UTC(), Tenant: k.tenant, Subject: k.subject, Score: score,
+		Components: comps}
+}
