@@ -68,7 +68,7 @@ func TestLoadFull(t *testing.T) {
 	if r.Threshold != 90 || r.RevokeFor != 15*time.Minute || r.MaxAge != time.Hour || r.WebhookSecretFrom != component.SecretFromEnv("SOAR_SECRET") {
 		t.Errorf("respond %+v", r)
 	}
-	if d := c.Section("detect").(*detectors.FactoryConfig); d.Rate.Window != 30*time.Second || d.Rate.Baseline != 2 {
+	if d := c.Section("detect").(*detectors.Config); d.Rate.Window != 30*time.Second || d.Rate.Baseline != 2 {
 		t.Errorf("detect %+v", d)
 	}
 	g := c.Section("gateway").(*gateway.Config)

@@ -2,11 +2,11 @@ package detectors
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
 	"github.com/mcpwatch/mcpwatch/detectors/rate"
 	"github.com/mcpwatch/mcpwatch/detectors/score"
@@ -29,29 +29,11 @@ func DefaultConfig() Config {
 // path ("rate.threshold: must be in (0, 100], got 0").
 func (c Config) Validate() error {
 	scoreErr := c.Score.Validate()
-	errs := []error{under("rate", c.Rate.Validate()), under("score", scoreErr)}
+	errs := []error{component.Under("rate", c.Rate.Validate()), component.Under("score", scoreErr)}
 	if scoreErr == nil && c.Score.Weights.Frequency == 0 {
-		errs = append(errs, errors.New("score.weights.frequency: must be above 0: the enabled detectors (rate) feed only the frequency component"))
+		errs = append(errs, component.Fieldf("score.weights.frequency", "must be above 0: the enabled detectors (rate) feed only the frequency component"))
 	}
 	return errors.Join(errs...)
-}
-
-// under prefixes the field paths of err's errors (joined or single) with section.
-func under(section string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
-	out := make([]error, len(errs))
-	for i, e := range errs {
-		out[i] = fmt.Errorf("%s.%w", section, e)
-	}
-	return errors.Join(out...)
 }
 
 // Build returns the detect stage's handler for cfg (see [NewHandler]), or cfg's validation error.

@@ -10,19 +10,11 @@ import (
 // Type is the detect stage's component type.
 const Type component.Type = "detect"
 
-// FactoryConfig configures the detect stage.
-type FactoryConfig struct {
-	Rate RateConfig `yaml:"rate"`
-}
-
-// Validate reports a config the stage cannot work with.
-func (c *FactoryConfig) Validate() error { return component.Under("rate", c.Rate.Validate()) }
-
 // NewFactory returns the detect stage's factory.
 func NewFactory() component.Factory {
-	return component.NewFactory(Type, func() *FactoryConfig { return &FactoryConfig{Rate: DefaultRateConfig()} },
-		func(_ context.Context, set component.Settings, cfg *FactoryConfig) (component.Component, error) {
-			h, err := Handler(set.Topics, cfg.Rate, set.Registerer, set.Logger)
+	return component.NewFactory(Type, func() *Config { c := DefaultConfig(); return &c },
+		func(_ context.Context, set component.Settings, cfg *Config) (component.Component, error) {
+			h, err := Build(set.Topics, *cfg, set.Registerer, set.Logger)
 			if err != nil {
 				return nil, err
 			}

@@ -179,11 +179,6 @@ func TestHandlerRejectsConfig(t *testing.T) {
 	if _, err := Build(event.TopicNames("t"), cfg, nil, nil); err == nil {
 		t.Fatal("ceiling below baseline accepted")
 	}
-	old := DefaultRateConfig()
-	old.Ceiling = 1
-	if _, err := Handler(event.TopicNames("t"), old, nil, nil); err == nil {
-		t.Fatal("deprecated Handler: ceiling below baseline accepted")
-	}
 	if _, err := NewHandler(event.TopicNames("t"), nil, score.DefaultConfig(), nil, nil); err == nil {
 		t.Fatal("a stage without detectors accepted")
 	}

@@ -73,7 +73,7 @@ detect:
 	if s.BatchRows != 222 || s.BatchDelay != 3*time.Second || s.BatchBytes != 16<<20 {
 		t.Errorf("sink %+v: flag, file, default", s)
 	}
-	if w := c.Section("detect").(*detectors.FactoryConfig).Rate.Window; w != 20*time.Second {
+	if w := c.Section("detect").(*detectors.Config).Rate.Window; w != 20*time.Second {
 		t.Errorf("detect window %s from the file", w)
 	}
 	// The flag also overrides the environment.

@@ -42,7 +42,7 @@ func sinkFlags(g *globals, fs *pflag.FlagSet) {
 }
 
 func detectFlags(g *globals, fs *pflag.FlagSet) {
-	c := &g.cfg.Section(string(detectors.Type)).(*detectors.FactoryConfig).Rate
+	c := &g.cfg.Section(string(detectors.Type)).(*detectors.Config).Rate
 	fs.DurationVar(&c.Window, "rate-window", c.Window, "sliding window for call rates")
 	fs.Float64Var(&c.Baseline, "rate-baseline", c.Baseline, "calls/s considered normal (score 0)")
 	fs.Float64Var(&c.Ceiling, "rate-ceiling", c.Ceiling, "calls/s that score 100")

@@ -2,9 +2,10 @@ package rate
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"time"
+
+	"github.com/mcpwatch/mcpwatch/component"
 )
 
 // Config configures the [Rate] detector. Start from [DefaultConfig]: zero values are not
@@ -54,7 +55,7 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+		errs = append(errs, component.Fieldf(field, format, args...))
 	}
 	finite := func(field string, v float64) bool {
 		if math.IsNaN(v) || math.IsInf(v, 0) {

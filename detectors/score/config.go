@@ -2,10 +2,10 @@ package score
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"time"
 
+	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
 )
 
@@ -61,7 +61,7 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+		errs = append(errs, component.Fieldf(field, format, args...))
 	}
 	sum := 0.0
 	for _, comp := range detect.Components() {
