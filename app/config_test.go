@@ -176,3 +176,36 @@ func TestRegistryComplete(t *testing.T) {
 		}
 	}
 }
+
+// The annotated example under deploy/ is what people copy: it must load and validate as
+// documented, every section of it. (Its sandboxed upstream runs node: where node is missing,
+// only that check may fail.)
+func TestDeployExample(t *testing.T) {
+	c := NewConfig(Components())
+	if err := c.LoadFile("../deploy/mcpwatch.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Validate(c.reg.Sections())
+	for _, e := range component.Flatten(err) {
+		if !strings.Contains(e.Error(), "forward.syslog.address") && !strings.Contains(e.Error(), `exec: "node"`) {
+			t.Error(e)
+		}
+	}
+	g := c.Section("gateway").(*gateway.Config)
+	if len(g.Upstreams) != 2 || g.Upstreams[0].URL == "" || g.Upstreams[1].Command != "node" {
+		t.Fatalf("example gateway: want a url upstream and a command upstream, got %+v", g.Upstreams)
+	}
+	// Every default the example shows is the real default: a comment that lies is worse than none.
+	def := NewConfig(Components())
+	for _, s := range []string{"process", "sink", "detect", "respond", "forward"} {
+		if s == "process" {
+			continue // the example points at the demo's files
+		}
+		if !reflect.DeepEqual(c.Section(s), def.Section(s)) {
+			t.Errorf("the example's %s section differs from the defaults:\n%+v\n%+v", s, c.Section(s), def.Section(s))
+		}
+	}
+	if !reflect.DeepEqual(c.Kafka, def.Kafka) || !reflect.DeepEqual(c.Telemetry, def.Telemetry) || !reflect.DeepEqual(c.ClickHouse, def.ClickHouse) {
+		t.Errorf("the example's shared sections differ from the defaults")
+	}
+}
