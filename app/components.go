@@ -7,7 +7,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/ingest/gateway"
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
-	"github.com/mcpwatch/mcpwatch/storage"
+	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
 
 // Components is the registry of every component mcpwatch ships, in data-flow order: this is
@@ -15,7 +15,7 @@ import (
 func Components() *component.Registry {
 	r, err := component.NewRegistry(
 		processors.NewFactory(),
-		storage.NewFactory(),
+		sink.NewFactory(),
 		detectors.NewFactory(),
 		response.NewRespondFactory(),
 		response.NewNotifyFactory(),

@@ -15,6 +15,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
 	"github.com/mcpwatch/mcpwatch/storage"
+	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
 
 func load(t *testing.T, name string) (*Config, error) {
@@ -59,7 +60,7 @@ func TestLoadFull(t *testing.T) {
 	if p := c.Section("process").(*processors.Config); p.CatalogFile != "/etc/mcpwatch/catalog.yaml" || p.DirectoryFile != "" || p.Reload != 5*time.Second {
 		t.Errorf("process %+v", p)
 	}
-	s := c.Section("sink").(*storage.Config)
+	s := c.Section("sink").(*sink.Config)
 	if s.BatchRows != 5000 || s.BatchDelay != 250*time.Millisecond || s.BatchBytes != 16<<20 ||
 		!reflect.DeepEqual(s.Retention, storage.Retention{"events": 30, "findings": 365}) {
 		t.Errorf("sink %+v", s)
@@ -151,7 +152,7 @@ func TestDurationNeedsUnit(t *testing.T) {
 // Validation errors about values that did not come from the file name the setting, not a line.
 func TestValidateDefaultsWithoutPosition(t *testing.T) {
 	c := NewConfig(Components())
-	c.Section("sink").(*storage.Config).BatchRows = 0 // as a flag would set it
+	c.Section("sink").(*sink.Config).BatchRows = 0 // as a flag would set it
 	err := c.Validate([]string{"sink"})
 	if err == nil || err.Error() != "sink.batch_rows: must be at least 1, got 0" {
 		t.Fatalf("got %v", err)

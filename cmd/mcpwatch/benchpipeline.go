@@ -28,6 +28,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/normalize"
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/storage"
+	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
 
 // pipelineBench configures `mcpwatch bench pipeline`.
@@ -432,9 +433,9 @@ func (e *pipeEnv) buildStages(ctx context.Context, t event.Topics, group string,
 	}
 	cfg.ClickHouse.Addr, cfg.ClickHouse.Database = e.opts.Addr, e.opts.Database
 	cfg.ClickHouse.User, cfg.ClickHouse.Password = e.opts.User, component.SecretValue(e.opts.Password)
-	types := []component.Type{storage.Type}
+	types := []component.Type{sink.Type}
 	if normalize {
-		types = []component.Type{processors.Type, storage.Type}
+		types = []component.Type{processors.Type, sink.Type}
 	}
 	return app.Build(ctx, cfg, types, app.Host{Logger: e.log})
 }

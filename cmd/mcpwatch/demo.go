@@ -33,6 +33,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
 	"github.com/mcpwatch/mcpwatch/storage"
+	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
 
 const demoTenant = "acme"
@@ -173,7 +174,7 @@ func (g *globals) runDemo(cmd *cobra.Command, o *demoOptions) error {
 	gwc.Auth.TokensFile = filepath.Join(dir, "tokens.yaml")
 	gwc.Policy.File = filepath.Join(dir, "demo-policy.yaml")
 	gwc.Spool.Dir = filepath.Join(dir, "spool")
-	types := []component.Type{processors.Type, storage.Type, detectors.Type, response.TypeRespond, response.TypeNotify, gateway.Type}
+	types := []component.Type{processors.Type, sink.Type, detectors.Type, response.TypeRespond, response.TypeNotify, gateway.Type}
 	p, err := app.Build(ctx, cfg, types, app.Host{Logger: g.log, Registerer: g.reg, Health: g.hl})
 	if err != nil {
 		return err
@@ -396,7 +397,7 @@ func printStageMetrics(out io.Writer, reg prometheus.Gatherer) error {
 		}
 	}
 	rows := [][]string{{"gateway", "-", fmt.Sprint(produced), "-", fmt.Sprint(failed)}}
-	for _, typ := range []component.Type{processors.Type, storage.Type, detectors.Type, response.TypeRespond, response.TypeNotify} {
+	for _, typ := range []component.Type{processors.Type, sink.Type, detectors.Type, response.TypeRespond, response.TypeNotify} {
 		if name := string(typ); stages[name] != nil {
 			r := stages[name]
 			rows = append(rows, []string{name, fmt.Sprint(r.in), fmt.Sprint(r.out), fmt.Sprint(r.dead), "0"})

@@ -10,7 +10,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/detectors"
 	"github.com/mcpwatch/mcpwatch/ingest/gateway"
-	"github.com/mcpwatch/mcpwatch/storage"
+	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
 
 // configFor parses args as the command line would and settles the configuration, without
@@ -69,7 +69,7 @@ detect:
 	if c.Kafka.Partitions != 9 {
 		t.Errorf("partitions %d: the flag must override the file", c.Kafka.Partitions)
 	}
-	s := c.Section("sink").(*storage.Config)
+	s := c.Section("sink").(*sink.Config)
 	if s.BatchRows != 222 || s.BatchDelay != 3*time.Second || s.BatchBytes != 16<<20 {
 		t.Errorf("sink %+v: flag, file, default", s)
 	}

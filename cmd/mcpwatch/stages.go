@@ -17,6 +17,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
 	"github.com/mcpwatch/mcpwatch/storage"
+	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
 
 // A component's flags are bound to the fields of its section of the configuration; each command
@@ -32,7 +33,7 @@ func processFlags(g *globals, fs *pflag.FlagSet) {
 }
 
 func sinkFlags(g *globals, fs *pflag.FlagSet) {
-	c := g.cfg.Section(string(storage.Type)).(*storage.Config)
+	c := g.cfg.Section(string(sink.Type)).(*sink.Config)
 	fs.IntVar(&c.BatchRows, "sink-batch-rows", c.BatchRows, "write a batch once it holds this many records")
 	fs.IntVar(&c.BatchBytes, "sink-batch-bytes", c.BatchBytes, "... or this many bytes of records")
 	fs.DurationVar(&c.BatchDelay, "sink-batch-delay", c.BatchDelay, "... or this long after its first record arrived")
@@ -148,7 +149,7 @@ func gatewayFlags(g *globals, fs *pflag.FlagSet) {
 // componentFlags are the flag sets of the components, for the commands that run them.
 var componentFlags = map[component.Type]func(*globals, *pflag.FlagSet){
 	processors.Type:      processFlags,
-	storage.Type:         sinkFlags,
+	sink.Type:         sinkFlags,
 	detectors.Type:       detectFlags,
 	response.TypeRespond: respondFlags,
 	response.TypeNotify:  respondFlags, // notify reads the respond section
@@ -210,7 +211,7 @@ upstream. The components still talk only through Kafka, as they do one per proce
 		},
 	}
 	cmd.Flags().StringSliceVar(&only, "components", nil, "components to run, comma-separated (default: the config's run list, else every enabled one)")
-	for _, t := range []component.Type{processors.Type, storage.Type, detectors.Type, response.TypeRespond, gateway.Type} {
+	for _, t := range []component.Type{processors.Type, sink.Type, detectors.Type, response.TypeRespond, gateway.Type} {
 		componentFlags[t](g, cmd.Flags())
 	}
 	return cmd
@@ -220,7 +221,7 @@ func addStageCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(
 		componentCmd(g, gateway.Type, "Run the MCP audit gateway in front of an upstream Streamable HTTP server, or several and sandboxed stdio servers (gateway.upstreams in --config)", ""),
 		componentCmd(g, processors.Type, "Normalize raw events to CEF and OCSF, enriched (raw topic → events topic)", ""),
-		componentCmd(g, storage.Type, "Store events, findings, actions and scores in ClickHouse", ""),
+		componentCmd(g, sink.Type, "Store events, findings, actions and scores in ClickHouse", ""),
 		componentCmd(g, detectors.Type, "Score per-principal call rates and publish findings and scores", ""),
 		componentCmd(g, response.TypeRespond, "Revoke principals for findings over the threshold (control topic)", ""),
 		componentCmd(g, response.TypeNotify, "Send signed webhooks for findings over the threshold", ""),

@@ -1,4 +1,6 @@
-package storage
+// Package sink is the sink stage: events, findings, actions and scores from Kafka into ClickHouse,
+// write-once, through [storage.Sink].
+package sink
 
 import (
 	"context"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/storage"
 )
 
 // Type is the sink's component type.
@@ -26,8 +29,8 @@ type Config struct {
 	InsertTimeout time.Duration `yaml:"insert_timeout"`
 	// Retention, when set, is enforced by the sink every RetentionInterval: days per table
 	// (events, findings, actions, scores, events_minute); a table not listed is kept.
-	Retention         Retention     `yaml:"retention"`
-	RetentionInterval time.Duration `yaml:"retention_interval"`
+	Retention         storage.Retention `yaml:"retention"`
+	RetentionInterval time.Duration     `yaml:"retention_interval"`
 }
 
 // DefaultConfig returns the defaults: batches of 20,000 records, 16 MiB or 1s, INSERTs of at
@@ -64,11 +67,11 @@ func NewFactory() component.Factory { return component.NewFactory(Type, DefaultC
 
 func create(ctx context.Context, set component.Settings, cfg *Config) (component.Component, error) {
 	ch := set.ClickHouse
-	conn, err := Open(ctx, Options{Addr: ch.Addr, Database: ch.Database, User: ch.User, Password: ch.Password})
+	conn, err := storage.Open(ctx, storage.Options{Addr: ch.Addr, Database: ch.Database, User: ch.User, Password: ch.Password})
 	if err != nil {
 		return nil, err
 	}
-	sink, err := NewSink(ctx, conn, SinkConfig{Database: ch.Database, Topics: set.Topics,
+	sink, err := storage.NewSink(ctx, conn, storage.SinkConfig{Database: ch.Database, Topics: set.Topics,
 		InsertTimeout: cfg.InsertTimeout, Logger: set.Logger, Registerer: set.Registerer})
 	if err != nil {
 		_ = conn.Close()
