@@ -22,7 +22,7 @@ const module = "github.com/mcpwatch/mcpwatch"
 // layer and libraries, never another stage: stages talk through topics.
 var stages = []string{
 	"processors",     // process
-	"storage",        // sink
+	"storage/sink",   // sink
 	"detectors",      // detect
 	"response",       // respond, notify
 	"forward",        // forward
