@@ -43,6 +43,14 @@ const (
 // Subjects lists the investigations, in the order the CLI shows them.
 var Subjects = []Subject{Principal, Session, Resource, Sandbox}
 
+// ParseSubject returns the subject named s: principal, session, resource or sandbox.
+func ParseSubject(s string) (Subject, error) {
+	if sub := Subject(s); slices.Contains(Subjects, sub) {
+		return sub, nil
+	}
+	return "", fmt.Errorf("investigate %q: want principal, session, resource or sandbox", s)
+}
+
 // ErrInvalid marks an investigation that cannot run as asked.
 var ErrInvalid = errors.New("invalid investigation")
 

@@ -1,31 +1,32 @@
 package forensics
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/mcpwatch/mcpwatch/internal/table"
 )
 
 // Write prints the timeline as "table" (a summary header, then one line per entry), "csv" (the
-// entries with a header row) or "json" (one object with query, summary and entries).
+// entries with a header row) or "json" (one object with query, summary and entries); the format
+// names are those of [table.ParseFormat].
 func (t *Timeline) Write(w io.Writer, format string) error {
-	switch format {
-	case "table", "":
-		return t.writeTable(w)
-	case "csv":
-		cw := csv.NewWriter(w)
-		_ = cw.Write(csvHeader)
-		for _, e := range t.Entries {
-			_ = cw.Write(e.row())
+	f, err := table.ParseFormat(format)
+	if err != nil {
+		return err
+	}
+	switch f {
+	case table.CSV:
+		rows := make([][]string, len(t.Entries))
+		for i, e := range t.Entries {
+			rows[i] = e.row()
 		}
-		cw.Flush()
-		return cw.Error()
-	case "json":
+		return table.WriteCSV(w, csvHeader, rows)
+	case table.JSON:
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
@@ -37,7 +38,7 @@ func (t *Timeline) Write(w io.Writer, format string) error {
 			*Timeline
 		}{t.Query.Subject, t.Query.Value, t.Query.Tenant, stamp(t.Query.Window.Since), stamp(t.Query.Window.Until), t})
 	}
-	return fmt.Errorf("unknown format %q: want table, csv or json", format)
+	return t.writeTable(w)
 }
 
 var csvHeader = []string{"time", "kind", "tenant", "principal", "signature", "name", "what", "outcome", "score", "detail", "src_ip", "session", "sandbox", "id"}
@@ -79,14 +80,13 @@ func (t *Timeline) writeTable(w io.Writer) error {
 		s.Events, s.Denials, s.Errors, s.KernelEvents, s.Findings, s.HighestScore, s.Actions)
 	fmt.Fprintf(w, "  first seen %s, last seen %s, sessions %d\n", stamp(s.FirstSeen), stamp(s.LastSeen), s.Sessions)
 	fmt.Fprintf(w, "  principals: %s\n  tools: %s\n  source IPs: %s\n\n", list(s.Principals), list(s.Tools), list(s.SrcIPs))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tKIND\tPRINCIPAL\tSIGNATURE\tWHAT\tOUTCOME\tSCORE\tDETAIL")
-	for _, e := range t.Entries {
+	rows := make([][]string, len(t.Entries))
+	for i, e := range t.Entries {
 		r := e.row()
-		fmt.Fprintln(tw, strings.Join([]string{r[0], e.Kind, dash(e.Principal), dash(e.Signature), dash(short(e.What, 60)),
-			dash(e.Outcome), dash(r[8]), short(e.Detail, 100)}, "\t"))
+		rows[i] = []string{r[0], e.Kind, dash(e.Principal), dash(e.Signature), dash(short(e.What, 60)),
+			dash(e.Outcome), dash(r[8]), short(e.Detail, 100)}
 	}
-	if err := tw.Flush(); err != nil {
+	if err := table.WriteAligned(w, []string{"TIME", "KIND", "PRINCIPAL", "SIGNATURE", "WHAT", "OUTCOME", "SCORE", "DETAIL"}, rows); err != nil {
 		return err
 	}
 	more := ""

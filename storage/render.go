@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"text/template"
@@ -141,3 +142,29 @@ func Render(m Migration, database string, f Features) ([]string, error) {
 }
 
 func (m Migration) file() string { return fmt.Sprintf("%04d_%s.sql", m.Version, m.Name) }
+
+// WriteSchema writes every migration of this build as a server of version v would get it, for
+// database: a header naming the version and its features, then each migration's statements
+// under a "-- NNNN name" comment, each ended with ';'. It connects to nothing.
+func WriteSchema(w io.Writer, database string, v Version) error {
+	if err := ValidIdentifier(database); err != nil {
+		return err
+	}
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	f := FeaturesFor(v)
+	fmt.Fprintf(w, "-- mcpwatch schema for ClickHouse %s (features: %s), database %s\n", v, f, database)
+	for _, m := range ms {
+		stmts, err := Render(m, database, f)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\n-- %04d %s\n", m.Version, m.Name)
+		for _, s := range stmts {
+			fmt.Fprintf(w, "%s;\n", s)
+		}
+	}
+	return nil
+}

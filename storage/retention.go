@@ -80,6 +80,22 @@ type RetentionResult struct {
 	Dropped []string // day partitions (YYYYMMDD) dropped now (18.16)
 }
 
+// Describe says in one line what [ApplyRetention] did to the table, or would do when dryRun, as
+// `mcpwatch retention` prints it.
+func (r RetentionResult) Describe(dryRun bool) string {
+	switch {
+	case r.TTL && dryRun:
+		return fmt.Sprintf("%s: would set TTL %d days", r.Table, r.Days)
+	case r.TTL:
+		return fmt.Sprintf("%s: TTL %d days (the server drops expired parts itself)", r.Table, r.Days)
+	case len(r.Dropped) == 0:
+		return fmt.Sprintf("%s: nothing older than %d days", r.Table, r.Days)
+	case dryRun:
+		return fmt.Sprintf("%s: would drop %d day partitions older than %d days: %s", r.Table, len(r.Dropped), r.Days, strings.Join(r.Dropped, " "))
+	}
+	return fmt.Sprintf("%s: dropped %d day partitions older than %d days: %s", r.Table, len(r.Dropped), r.Days, strings.Join(r.Dropped, " "))
+}
+
 // ttlStatements make the server enforce days on table itself, dropping whole parts only (the
 // parts of one day partition expire together, as partition drops on 18.16 do).
 func ttlStatements(database, table string, days int) []string {

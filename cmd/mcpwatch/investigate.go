@@ -2,20 +2,20 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mcpwatch/mcpwatch/forensics"
+	"github.com/mcpwatch/mcpwatch/internal/table"
 	"github.com/mcpwatch/mcpwatch/storage"
 )
 
 // investigate runs one canned investigation as the read-only user and prints its timeline.
 func (g *globals) investigate(ctx context.Context, out io.Writer, q forensics.Query, format string) error {
-	if err := checkFormat(format); err != nil {
-		return err
+	if _, err := table.ParseFormat(format); err != nil {
+		return err // before connecting
 	}
 	conn, err := storage.Open(ctx, g.clickhouseRO())
 	if err != nil {
@@ -52,11 +52,9 @@ The window is --last (default 24h) or --since/--until (UTC).`,
 		Args:      cobra.ExactArgs(2),
 		ValidArgs: []string{"principal", "session", "resource", "sandbox"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			subject := forensics.Subject(args[0])
-			switch subject {
-			case forensics.Principal, forensics.Session, forensics.Resource, forensics.Sandbox:
-			default:
-				return fmt.Errorf("investigate %q: want principal, session, resource or sandbox", args[0])
+			subject, err := forensics.ParseSubject(args[0])
+			if err != nil {
+				return err
 			}
 			if last == 0 && since == "" && until == "" {
 				last = 24 * time.Hour

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,12 +9,12 @@ import (
 	"os"
 	"os/user"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mcpwatch/mcpwatch/forensics"
+	"github.com/mcpwatch/mcpwatch/internal/table"
 	"github.com/mcpwatch/mcpwatch/privacy"
 	"github.com/mcpwatch/mcpwatch/storage"
 )
@@ -31,7 +30,8 @@ func (g *globals) queryParams(ctx context.Context, out io.Writer, sql, format st
 	if err != nil {
 		return err
 	}
-	if err := checkFormat(format); err != nil {
+	f, err := table.ParseFormat(format)
+	if err != nil {
 		return err
 	}
 	conn, err := storage.Open(ctx, g.clickhouseRO())
@@ -43,46 +43,12 @@ func (g *globals) queryParams(ctx context.Context, out io.Writer, sql, format st
 	if err != nil {
 		return err
 	}
-	return printTable(out, format, cols, rows)
+	return table.Write(out, f, cols, rows)
 }
 
-func checkFormat(format string) error {
-	switch format {
-	case "table", "csv", "json", "":
-		return nil
-	}
-	return fmt.Errorf("unknown format %q: want table, csv or json", format)
-}
-
+// printTable prints rows in format (table, csv or json). It forwards to [table.Write] for demo.go.
 func printTable(out io.Writer, format string, cols []string, rows [][]string) error {
-	switch format {
-	case "csv":
-		w := csv.NewWriter(out)
-		_ = w.Write(cols)
-		_ = w.WriteAll(rows)
-		return w.Error()
-	case "json":
-		enc := json.NewEncoder(out)
-		for _, r := range rows {
-			m := make(map[string]string, len(cols))
-			for i, c := range cols {
-				m[c] = r[i]
-			}
-			if err := enc.Encode(m); err != nil {
-				return err
-			}
-		}
-		return nil
-	case "table", "":
-		w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, strings.Join(cols, "\t"))
-		for _, r := range rows {
-			fmt.Fprintln(w, strings.Join(r, "\t"))
-		}
-		fmt.Fprintf(w, "(%d rows)\n", len(rows))
-		return w.Flush()
-	}
-	return checkFormat(format)
+	return table.Write(out, table.Format(format), cols, rows)
 }
 
 // dpFlags are the flags of `query --dp`.
@@ -101,7 +67,8 @@ type dpFlags struct {
 // dpQuery answers one differentially private aggregate: the analytic query as the read-only
 // user, the budget ledger as the writer.
 func (g *globals) dpQuery(ctx context.Context, out io.Writer, filter, format string, f dpFlags) error {
-	if err := checkFormat(format); err != nil {
+	tf, err := table.ParseFormat(format)
+	if err != nil {
 		return err
 	}
 	req := privacy.Request{Analyst: f.analyst, Aggregate: privacy.Aggregate(f.aggregate), Column: f.column,
@@ -135,20 +102,17 @@ func (g *globals) dpQuery(ctx context.Context, out io.Writer, filter, format str
 		if err != nil {
 			return err
 		}
-		return printTable(out, format, []string{"analyst", "remaining_epsilon", "budget", "period"},
+		return table.Write(out, tf, []string{"analyst", "remaining_epsilon", "budget", "period"},
 			[][]string{{f.analyst, fmt.Sprint(left), fmt.Sprint(f.budget), f.period.String()}})
 	}
 	a, err := eng.Query(ctx, req)
 	if err != nil {
 		return err
 	}
-	if format == "json" {
+	if tf == table.JSON {
 		return json.NewEncoder(out).Encode(a)
 	}
-	return printTable(out, format,
-		[]string{"aggregate", "value", "epsilon", "error95", "spent", "remaining", "query"},
-		[][]string{{string(a.Aggregate), fmt.Sprint(a.Value), fmt.Sprint(a.Epsilon), fmt.Sprintf("±%.3g", a.Error95),
-			fmt.Sprint(a.Spent), fmt.Sprint(a.Remaining), a.Query}})
+	return table.Write(out, tf, privacy.AnswerColumns, [][]string{a.Row()})
 }
 
 func currentUser() string {

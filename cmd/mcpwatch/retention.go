@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,18 +20,7 @@ func (g *globals) retention(ctx context.Context, out io.Writer, r storage.Retent
 	defer conn.Close()
 	res, err := storage.ApplyRetention(ctx, conn, g.chDatabase, r, time.Now(), dryRun)
 	for _, rr := range res {
-		switch {
-		case rr.TTL && dryRun:
-			fmt.Fprintf(out, "%s: would set TTL %d days\n", rr.Table, rr.Days)
-		case rr.TTL:
-			fmt.Fprintf(out, "%s: TTL %d days (the server drops expired parts itself)\n", rr.Table, rr.Days)
-		case len(rr.Dropped) == 0:
-			fmt.Fprintf(out, "%s: nothing older than %d days\n", rr.Table, rr.Days)
-		case dryRun:
-			fmt.Fprintf(out, "%s: would drop %d day partitions older than %d days: %s\n", rr.Table, len(rr.Dropped), rr.Days, strings.Join(rr.Dropped, " "))
-		default:
-			fmt.Fprintf(out, "%s: dropped %d day partitions older than %d days: %s\n", rr.Table, len(rr.Dropped), rr.Days, strings.Join(rr.Dropped, " "))
-		}
+		fmt.Fprintln(out, rr.Describe(dryRun))
 	}
 	return err
 }

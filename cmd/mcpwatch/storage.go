@@ -26,7 +26,11 @@ func (g *globals) migrate(ctx context.Context, out io.Writer) error {
 
 func (g *globals) migrateWith(ctx context.Context, out io.Writer, o migrateOptions) error {
 	if o.printFor != "" {
-		return printMigrations(out, g.chDatabase, o.printFor)
+		v, err := storage.ParseVersion(o.printFor)
+		if err != nil {
+			return err
+		}
+		return storage.WriteSchema(out, g.chDatabase, v)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -66,34 +70,6 @@ func (g *globals) migrateWith(ctx context.Context, out io.Writer, o migrateOptio
 		return err
 	}
 	fmt.Fprintf(out, "read-only user %s: readonly=2, role %s (SELECT on %s.*)\n", o.roUser, storage.ReaderRole(g.chDatabase), g.chDatabase)
-	return nil
-}
-
-// printMigrations writes every migration as a server of version would get it.
-func printMigrations(out io.Writer, database, version string) error {
-	v, err := storage.ParseVersion(version)
-	if err != nil {
-		return err
-	}
-	if err := storage.ValidIdentifier(database); err != nil {
-		return err
-	}
-	ms, err := storage.Migrations()
-	if err != nil {
-		return err
-	}
-	f := storage.FeaturesFor(v)
-	fmt.Fprintf(out, "-- mcpwatch schema for ClickHouse %s (features: %s), database %s\n", v, f, database)
-	for _, m := range ms {
-		stmts, err := storage.Render(m, database, f)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "\n-- %04d %s\n", m.Version, m.Name)
-		for _, s := range stmts {
-			fmt.Fprintf(out, "%s;\n", s)
-		}
-	}
 	return nil
 }
 

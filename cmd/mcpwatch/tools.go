@@ -3,15 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"slices"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mcpwatch/mcpwatch/internal/pins"
+	"github.com/mcpwatch/mcpwatch/internal/table"
 )
 
 func toolsCmd() *cobra.Command {
@@ -32,52 +30,12 @@ func toolsListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return listPins(cmd.OutOrStdout(), f, pendingOnly)
+			return table.WriteAligned(cmd.OutOrStdout(), pins.ListColumns, f.List(pendingOnly))
 		},
 	}
 	cmd.Flags().StringVar(&file, "pins", env("MCPWATCH_TOOL_PINS", ""), "tool pin file (the gateway's --tool-pins)")
 	cmd.Flags().BoolVar(&pendingOnly, "pending", false, "only tools awaiting approval")
 	return cmd
-}
-
-// listPins prints one line per tool: its state (ok, changed, unapproved), the pinned and seen
-// hashes (first 12 digits), and who approved the pin when.
-func listPins(w io.Writer, f *pins.File, pendingOnly bool) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVER\tTOOL\tSTATE\tPINNED\tSEEN\tAPPROVED BY\tAPPROVED AT")
-	for _, s := range f.ServerNames() {
-		var tools []string
-		for t := range f.Servers[s] {
-			tools = append(tools, t)
-		}
-		slices.Sort(tools)
-		for _, t := range tools {
-			p := f.Servers[s][t]
-			state := "ok"
-			switch {
-			case p.SHA256 == "":
-				state = "unapproved"
-			case p.Pending():
-				state = "changed"
-			}
-			if pendingOnly && state == "ok" {
-				continue
-			}
-			at := ""
-			if !p.ApprovedAt.IsZero() {
-				at = p.ApprovedAt.Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, t, state, short(p.SHA256), short(p.SeenSHA256), p.ApprovedBy, at)
-		}
-	}
-	return tw.Flush()
-}
-
-func short(h string) string {
-	if h == "" {
-		return "-"
-	}
-	return h[:min(12, len(h))]
 }
 
 func toolsApproveCmd() *cobra.Command {

@@ -1,23 +1,20 @@
-package main
+package bench
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -31,84 +28,66 @@ import (
 	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
 
-// pipelineBench configures `mcpwatch bench pipeline`.
-type pipelineBench struct {
-	events      int
-	rounds      int
-	lagRate     int
-	lagDuration time.Duration
-	lagSample   int
-	poll        time.Duration
-	keep        bool
-	passes      []string
-	cpuProfile  string
+// PipelinePasses are the throughput passes [PipelineOptions.Passes] may name: copy (a bare
+// consumer inserting raw bytes, the machine's limit), sink (the storage stage alone) and
+// pipeline (normalizer and sink).
+var PipelinePasses = []string{"copy", "sink", "pipeline"}
+
+// PipelineOptions configure [RunPipeline]. The benchmark settings have no defaults here: the
+// command's flags supply them.
+type PipelineOptions struct {
+	Events      int           // events per throughput pass, at least 1000
+	Rounds      int           // throughput rounds, each running Passes in order
+	LagRate     int           // events per second for the lag measurement; 0 skips it
+	LagDuration time.Duration // how long to produce at LagRate
+	LagSample   int           // time every n-th event of the lag run
+	Poll        time.Duration // how often to query ClickHouse for arrivals
+	Keep        bool          // keep the benchmark database and topics
+	Passes      []string      // throughput passes, from [PipelinePasses], in this order
+	CPUProfile  string        // write a CPU profile of the process here; empty: none
+
+	// Kafka is the cluster the stages and the producer use; its ClientID is replaced.
+	Kafka kafkaio.Config
+	// TopicPrefix starts the names of the fresh topics the benchmark creates (and deletes
+	// unless Keep); "mcpwatch-bench" when empty.
+	TopicPrefix string
+	Partitions  int32
+	Replication int16
+	// ClickHouse is the server as its admin user, who creates (and unless Keep drops) a fresh
+	// database mcpwatch_bench_<nanos>; Database is ignored.
+	ClickHouse storage.Options
+	Log        *slog.Logger // progress and warnings; nil: discard
+	Out        io.Writer    // the report; nil: discard
 }
 
-func benchPipelineCmd(g *globals) *cobra.Command {
-	b := &pipelineBench{}
-	cmd := &cobra.Command{
-		Use:   "pipeline",
-		Short: "Kafka → ClickHouse throughput (raw copy vs sink vs normalize+sink) and end-to-end lag",
-		Long: `Measures, side by side in one run, against the real Kafka and ClickHouse:
-
-  copy      the raw copy rate: a bare franz-go consumer inserting each raw record's bytes into a
-            one-column MergeTree table with columnar batches, no decoding (the machine's limit);
-  sink      the storage stage alone: normalized events from a Kafka topic into the events table;
-  pipeline  the normalizer and the sink: raw events → normalized topic → events table;
-
-each over --events pre-produced gateway-shaped tools/call events, repeated --rounds times in
-the order copy, sink, pipeline so that drift on a shared machine shows. Throughput is counted
-from the first row visible in ClickHouse to the last (polling count()), the same way for all
-three, so consumer-group joins do not count against the stages.
-
-Then lag: the normalizer and the sink run while events are produced open-loop at --lag-rate
-for --lag-duration; every --lag-sample-th event is timed from its production to the moment a
-SELECT as the benchmark sees it in the events table. Finally every produced event must be in
-ClickHouse, or the run fails.
-
-Everything runs in a fresh database (created and dropped with the admin user) and fresh topics.`,
-		RunE: func(cmd *cobra.Command, _ []string) error { return b.run(cmd.Context(), g) },
-	}
-	f := cmd.Flags()
-	f.IntVar(&b.events, "events", 200_000, "events per throughput pass")
-	f.IntVar(&b.rounds, "rounds", 2, "throughput rounds (each runs copy, sink, pipeline)")
-	f.IntVar(&b.lagRate, "lag-rate", 10_000, "events per second for the lag measurement (0 skips it)")
-	f.DurationVar(&b.lagDuration, "lag-duration", 30*time.Second, "how long to produce at --lag-rate")
-	f.IntVar(&b.lagSample, "lag-sample", 50, "time every n-th event of the lag run")
-	f.DurationVar(&b.poll, "poll", 20*time.Millisecond, "how often the benchmark queries ClickHouse for arrivals")
-	f.BoolVar(&b.keep, "keep", false, "keep the benchmark database and topics")
-	f.StringSliceVar(&b.passes, "passes", []string{"copy", "sink", "pipeline"}, "throughput passes to run, in this order")
-	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark process (stages, producer, copy consumer) to this file")
-	return cmd
-}
-
-type passResult struct {
-	name    string
-	round   int
-	rows    int
-	elapsed time.Duration
-}
-
-func (r passResult) rate() float64 { return float64(r.rows) / r.elapsed.Seconds() }
-
-func (b *pipelineBench) run(ctx context.Context, g *globals) error {
-	if b.events < 1000 || b.rounds < 1 || b.lagSample < 1 {
+// validate refuses settings the benchmark cannot run with, and fills in Log and Out.
+func (o *PipelineOptions) validate() error {
+	o.Log, o.Out = orDiscard(o.Log, o.Out)
+	if o.Events < 1000 || o.Rounds < 1 || o.LagSample < 1 {
 		return errors.New("bench pipeline: want --events >= 1000, --rounds >= 1, --lag-sample >= 1")
 	}
-	log := g.log
-	if b.cpuProfile != "" {
-		f, err := os.Create(b.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	return nil
+}
+
+// RunPipeline measures Kafka → ClickHouse throughput and end-to-end lag against the real
+// servers, in a fresh database and fresh topics. Each round runs the throughput passes over
+// Events pre-produced gateway-shaped tools/call events, counted from the first row visible in
+// ClickHouse to the last. Then, unless LagRate is 0, the normalizer and the sink run while
+// events are produced open-loop at LagRate for LagDuration, every LagSample-th timed from its
+// production to the moment a SELECT sees it; every produced event must arrive, or the run
+// fails.
+func RunPipeline(ctx context.Context, o PipelineOptions) error {
+	if err := o.validate(); err != nil {
+		return err
 	}
+	log := o.Log
+	stop, err := startCPUProfile(o.CPUProfile)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	stamp := time.Now().UnixNano()
-	opts := g.clickhouseAdmin()
+	opts := o.ClickHouse
 	opts.Database = fmt.Sprintf("mcpwatch_bench_%d", stamp)
 	admin, err := storage.Open(ctx, storage.Options{Addr: opts.Addr, Database: "default", User: opts.User, Password: opts.Password})
 	if err != nil {
@@ -118,7 +97,7 @@ func (b *pipelineBench) run(ctx context.Context, g *globals) error {
 	if err := storage.CreateDatabase(ctx, admin, opts.Database); err != nil {
 		return fmt.Errorf("bench pipeline: %w", err)
 	}
-	if !b.keep {
+	if !o.Keep {
 		defer func() {
 			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -139,13 +118,15 @@ func (b *pipelineBench) run(ctx context.Context, g *globals) error {
 		return fmt.Errorf("bench pipeline: create raw_copy: %w", err)
 	}
 
-	cl, err := kafkaio.NewClient(g.kafkaConfig("mcpwatch-bench-pipeline"), kgo.ProducerLinger(5*time.Millisecond))
+	env := &pipeEnv{o: &o, conn: conn, opts: opts, log: log}
+	cl, err := kafkaio.NewClient(env.kafka("mcpwatch-bench-pipeline"), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	env.cl = cl
 	var created []event.Topics
-	if !b.keep {
+	if !o.Keep {
 		defer func() {
 			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -158,17 +139,16 @@ func (b *pipelineBench) run(ctx context.Context, g *globals) error {
 			}
 		}()
 	}
-	newTopics := func(name string) (event.Topics, error) {
-		t := event.TopicNames(fmt.Sprintf("mcpwatch-bench-%d-%s", stamp, name))
+	env.newTopics = func(name string) (event.Topics, error) {
+		t := event.TopicNames(fmt.Sprintf("%s-%d-%s", topicPrefix(o.TopicPrefix), stamp, name))
 		created = append(created, t)
-		return t, kafkaio.EnsureTopics(ctx, cl, kafkaio.Topics(t, g.partitions, g.replication, 1))
+		return t, kafkaio.EnsureTopics(ctx, cl, kafkaio.Topics(t, o.Partitions, o.Replication, 1))
 	}
 
-	env := &pipeEnv{g: g, b: b, cl: cl, conn: conn, opts: opts, log: log, newTopics: newTopics}
 	var results []passResult
-	for round := 1; round <= b.rounds; round++ {
-		for _, pass := range b.passes {
-			if !slices.Contains([]string{"copy", "sink", "pipeline"}, pass) {
+	for round := 1; round <= o.Rounds; round++ {
+		for _, pass := range o.Passes {
+			if !slices.Contains(PipelinePasses, pass) {
 				return fmt.Errorf("bench pipeline: pass %q: want copy, sink or pipeline", pass)
 			}
 			r, err := env.throughput(ctx, pass, round)
@@ -180,12 +160,12 @@ func (b *pipelineBench) run(ctx context.Context, g *globals) error {
 		}
 	}
 	var lag *lagResult
-	if b.lagRate > 0 {
+	if o.LagRate > 0 {
 		if lag, err = env.lag(ctx); err != nil {
 			return fmt.Errorf("bench pipeline: lag: %w", err)
 		}
 	}
-	printPipelineBench(os.Stdout, b, results, lag)
+	writePipelineReport(o.Out, &o, results, lag)
 	if lag != nil && lag.missing > 0 {
 		return fmt.Errorf("bench pipeline: %d of %d events produced in the lag run are not in ClickHouse", lag.missing, lag.produced)
 	}
@@ -193,13 +173,42 @@ func (b *pipelineBench) run(ctx context.Context, g *globals) error {
 }
 
 type pipeEnv struct {
-	g         *globals
-	b         *pipelineBench
+	o         *PipelineOptions
 	cl        *kgo.Client
 	conn      driver.Conn
-	opts      storage.Options
+	opts      storage.Options // the benchmark database, as the admin user
 	log       *slog.Logger
 	newTopics func(string) (event.Topics, error)
+}
+
+// kafka is the Kafka config of one client of the benchmark.
+func (e *pipeEnv) kafka(clientID string) kafkaio.Config {
+	c := e.o.Kafka
+	c.ClientID = clientID
+	return c
+}
+
+// buildStages builds the sink, and the normalizer before it when normalize is set, over topics
+// t into the benchmark database, in consumer groups named after group. It is the one place the
+// harness builds pipeline stages.
+func (e *pipeEnv) buildStages(ctx context.Context, t event.Topics, group string, normalize bool) (run func(context.Context) error, err error) {
+	cfg := app.NewConfig(app.Components())
+	cfg.Kafka = app.Kafka{Brokers: e.o.Kafka.Brokers, TopicPrefix: strings.TrimSuffix(t.Raw, ".raw.v1"), GroupPrefix: group,
+		Partitions: e.o.Partitions, Replication: e.o.Replication, RetentionHours: 1}
+	if cfg.Topics() != t {
+		return nil, fmt.Errorf("bench topics %+v do not follow one prefix", t)
+	}
+	cfg.ClickHouse.Addr, cfg.ClickHouse.Database = e.opts.Addr, e.opts.Database
+	cfg.ClickHouse.User, cfg.ClickHouse.Password = e.opts.User, component.SecretValue(e.opts.Password)
+	types := []component.Type{sink.Type}
+	if normalize {
+		types = []component.Type{processors.Type, sink.Type}
+	}
+	a, err := app.Build(ctx, cfg, types, app.Host{Logger: e.log})
+	if err != nil {
+		return nil, err
+	}
+	return a.Run, nil
 }
 
 // benchEvent is a gateway-shaped tools/call request event as the gateway publishes it.
@@ -259,7 +268,7 @@ func (e *pipeEnv) produce(ctx context.Context, topic, tenant string, n int, norm
 	return nil
 }
 
-// throughput runs one pass over a fresh backlog of e.b.events records.
+// throughput runs one pass over a fresh backlog of e.o.Events records.
 func (e *pipeEnv) throughput(ctx context.Context, pass string, round int) (passResult, error) {
 	name := fmt.Sprintf("%s-%d", pass, round)
 	t, err := e.newTopics(name)
@@ -267,7 +276,7 @@ func (e *pipeEnv) throughput(ctx context.Context, pass string, round int) (passR
 		return passResult{}, err
 	}
 	tenant := "bench-" + name
-	n := e.b.events
+	n := e.o.Events
 	src := t.Raw
 	if pass == "sink" {
 		src = t.Events
@@ -296,13 +305,13 @@ func (e *pipeEnv) throughput(ctx context.Context, pass string, round int) (passR
 	n += before
 	switch pass {
 	case "copy":
-		go func() { defer close(done); runErr = e.rawCopy(rctx, src, e.b.events) }()
+		go func() { defer close(done); runErr = e.rawCopy(rctx, src, e.o.Events) }()
 	default:
-		p, err := e.buildStages(rctx, t, "mcpwatch-bench-"+name, pass == "pipeline")
+		run, err := e.buildStages(rctx, t, "mcpwatch-bench-"+name, pass == "pipeline")
 		if err != nil {
 			return passResult{}, err
 		}
-		go func() { defer close(done); runErr = p.Run(rctx) }()
+		go func() { defer close(done); runErr = run(rctx) }()
 	}
 	first, last, err := e.waitRows(ctx, countSQL, args, n, done)
 	cancel()
@@ -319,8 +328,8 @@ func (e *pipeEnv) throughput(ctx context.Context, pass string, round int) (passR
 		if err := e.conn.QueryRow(ctx, q, tenant).Scan(&rows, &ids); err != nil {
 			return passResult{}, fmt.Errorf("verify %s: %w", pass, err)
 		}
-		if rows != uint64(e.b.events) || ids != uint64(e.b.events) {
-			return passResult{}, fmt.Errorf("%s pass stored %d rows with %d distinct ids, want %d", pass, rows, ids, e.b.events)
+		if rows != uint64(e.o.Events) || ids != uint64(e.o.Events) {
+			return passResult{}, fmt.Errorf("%s pass stored %d rows with %d distinct ids, want %d", pass, rows, ids, e.o.Events)
 		}
 	}
 	return passResult{name: pass, round: round, rows: n - first.rows, elapsed: last.Sub(first.at)}, nil
@@ -364,7 +373,7 @@ func (e *pipeEnv) waitRows(ctx context.Context, countSQL string, args []any, wan
 			return first, now, fmt.Errorf("stages stopped with %d of %d rows", c, want)
 		case <-ctx.Done():
 			return first, now, ctx.Err()
-		case <-time.After(e.b.poll):
+		case <-time.After(e.o.Poll):
 		}
 	}
 	return first, time.Time{}, errors.New("timed out waiting for rows")
@@ -381,7 +390,7 @@ func (e *pipeEnv) count(ctx context.Context, q string, args ...any) (int, error)
 // rawCopy is the reference: consume records and insert their bytes, columnar, one INSERT per
 // poll, committing nothing (it reads from the start of a fresh topic).
 func (e *pipeEnv) rawCopy(ctx context.Context, topic string, n int) error {
-	cl, err := kafkaio.NewClient(e.g.kafkaConfig("mcpwatch-bench-copy"), kgo.ConsumeTopics(topic),
+	cl, err := kafkaio.NewClient(e.kafka("mcpwatch-bench-copy"), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return err
@@ -416,31 +425,7 @@ func (e *pipeEnv) rawCopy(ctx context.Context, topic string, n int) error {
 	return nil
 }
 
-type lagResult struct {
-	rate, produced, sampled, seen, missing int
-	achieved                               float64
-	p50, p90, p99, max                     time.Duration
-}
-
-// buildStages builds the sink, and the normalizer before it when normalize is set, over topics t
-// into the benchmark database, in consumer groups named after group.
-func (e *pipeEnv) buildStages(ctx context.Context, t event.Topics, group string, normalize bool) (*app.App, error) {
-	cfg := app.NewConfig(app.Components())
-	cfg.Kafka = app.Kafka{Brokers: e.g.cfg.Kafka.Brokers, TopicPrefix: strings.TrimSuffix(t.Raw, ".raw.v1"), GroupPrefix: group,
-		Partitions: e.g.partitions, Replication: e.g.replication, RetentionHours: 1}
-	if cfg.Topics() != t {
-		return nil, fmt.Errorf("bench topics %+v do not follow one prefix", t)
-	}
-	cfg.ClickHouse.Addr, cfg.ClickHouse.Database = e.opts.Addr, e.opts.Database
-	cfg.ClickHouse.User, cfg.ClickHouse.Password = e.opts.User, component.SecretValue(e.opts.Password)
-	types := []component.Type{sink.Type}
-	if normalize {
-		types = []component.Type{processors.Type, sink.Type}
-	}
-	return app.Build(ctx, cfg, types, app.Host{Logger: e.log})
-}
-
-// lag runs the normalizer and the sink while producing open-loop at lagRate.
+// lag runs the normalizer and the sink while producing open-loop at LagRate.
 func (e *pipeEnv) lag(ctx context.Context) (*lagResult, error) {
 	t, err := e.newTopics("lag")
 	if err != nil {
@@ -449,13 +434,13 @@ func (e *pipeEnv) lag(ctx context.Context) (*lagResult, error) {
 	tenant := "bench-lag"
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p, err := e.buildStages(rctx, t, "mcpwatch-bench-lag", true)
+	run, err := e.buildStages(rctx, t, "mcpwatch-bench-lag", true)
 	if err != nil {
 		return nil, err
 	}
 	done := make(chan struct{})
 	var runErr error
-	go func() { defer close(done); runErr = p.Run(rctx) }()
+	go func() { defer close(done); runErr = run(rctx) }()
 
 	// Warm up: the stages must have joined their groups before the clock runs.
 	countSQL := "SELECT count() FROM " + e.opts.Database + ".events WHERE tenant = ?"
@@ -473,12 +458,12 @@ func (e *pipeEnv) lag(ctx context.Context) (*lagResult, error) {
 	pollDone := make(chan error, 1)
 	go func() { pollDone <- e.pollSamples(ctx, tenant, &mu, pending, &lats, stopPoll) }()
 
-	res := &lagResult{rate: e.b.lagRate}
+	res := &lagResult{rate: e.o.LagRate}
 	var wg sync.WaitGroup
 	var perr atomic.Value
-	interval := time.Second / time.Duration(e.b.lagRate)
+	interval := time.Second / time.Duration(e.o.LagRate)
 	start := time.Now()
-	end := start.Add(e.b.lagDuration)
+	end := start.Add(e.o.LagDuration)
 	for i := 0; ; i++ {
 		due := start.Add(time.Duration(i) * interval)
 		if !due.Before(end) {
@@ -493,7 +478,7 @@ func (e *pipeEnv) lag(ctx context.Context) (*lagResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if i%e.b.lagSample == 0 {
+		if i%e.o.LagSample == 0 {
 			mu.Lock()
 			pending[ev.ID] = now
 			mu.Unlock()
@@ -556,7 +541,7 @@ func (e *pipeEnv) waitRowsAtLeast(ctx context.Context, countSQL, tenant string, 
 			return c, time.Time{}, fmt.Errorf("stages stopped with %d of %d rows", c, want)
 		case <-ctx.Done():
 			return c, time.Time{}, ctx.Err()
-		case <-time.After(e.b.poll):
+		case <-time.After(e.o.Poll):
 		}
 	}
 	return 0, time.Time{}, fmt.Errorf("timed out waiting for %d rows", want)
@@ -622,35 +607,7 @@ func (e *pipeEnv) pollSamples(ctx context.Context, tenant string, mu *sync.Mutex
 			last = true
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(e.b.poll):
+		case <-time.After(e.o.Poll):
 		}
 	}
-}
-
-func printPipelineBench(w *os.File, b *pipelineBench, results []passResult, lag *lagResult) {
-	fmt.Fprintf(w, "\nKafka → ClickHouse throughput, %d events per pass, rows/s from first to last row visible:\n", b.events)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\tcopy\tsink\tpipeline\tsink/copy\tpipeline/copy\t")
-	byRound := map[int]map[string]float64{}
-	for _, r := range results {
-		if byRound[r.round] == nil {
-			byRound[r.round] = map[string]float64{}
-		}
-		byRound[r.round][r.name] = r.rate()
-	}
-	for round := 1; round <= b.rounds; round++ {
-		m := byRound[round]
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.0f%%\t%.0f%%\t\n", round, m["copy"], m["sink"], m["pipeline"],
-			100*m["sink"]/m["copy"], 100*m["pipeline"]/m["copy"])
-	}
-	_ = tw.Flush()
-	if lag == nil {
-		return
-	}
-	fmt.Fprintf(w, "\nEnd-to-end lag (raw event produced → row visible to a SELECT), normalizer + sink:\n")
-	fmt.Fprintf(w, "  target %d ev/s, achieved %.0f ev/s over %s; %d produced, %d missing; %d sampled, %d timed\n",
-		lag.rate, lag.achieved, b.lagDuration, lag.produced, lag.missing, lag.sampled, lag.seen)
-	fmt.Fprintf(w, "  p50 %s  p90 %s  p99 %s  max %s (poll interval %s)\n",
-		lag.p50.Round(time.Millisecond), lag.p90.Round(time.Millisecond), lag.p99.Round(time.Millisecond),
-		lag.max.Round(time.Millisecond), b.poll)
 }
