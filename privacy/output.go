@@ -1,6 +1,12 @@
 package privacy
 
-import "fmt"
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/mcpwatch/mcpwatch/internal/table"
+)
 
 // AnswerColumns name the cells of [Answer.Row].
 var AnswerColumns = []string{"aggregate", "value", "epsilon", "error95", "spent", "remaining", "query"}
@@ -11,4 +17,13 @@ var AnswerColumns = []string{"aggregate", "value", "epsilon", "error95", "spent"
 func (a Answer) Row() []string {
 	return []string{string(a.Aggregate), fmt.Sprint(a.Value), fmt.Sprint(a.Epsilon), fmt.Sprintf("±%.3g", a.Error95),
 		fmt.Sprint(a.Spent), fmt.Sprint(a.Remaining), a.Query}
+}
+
+// Write prints a as `mcpwatch query --dp` does: in JSON the whole answer (noise parameters
+// included), otherwise the [AnswerColumns] row.
+func (a Answer) Write(w io.Writer, f table.Format) error {
+	if f == table.JSON {
+		return json.NewEncoder(w).Encode(a)
+	}
+	return table.Write(w, f, AnswerColumns, [][]string{a.Row()})
 }

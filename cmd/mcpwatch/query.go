@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -109,10 +108,7 @@ func (g *globals) dpQuery(ctx context.Context, out io.Writer, filter, format str
 	if err != nil {
 		return err
 	}
-	if tf == table.JSON {
-		return json.NewEncoder(out).Encode(a)
-	}
-	return table.Write(out, tf, privacy.AnswerColumns, [][]string{a.Row()})
+	return a.Write(out, tf)
 }
 
 func currentUser() string {

@@ -30,7 +30,7 @@ var stages = []string{
 }
 
 // hosts may import stages: they build components from the registry.
-var hosts = []string{"app", "cmd/mcpwatch"}
+var hosts = []string{"app", "cmd/mcpwatch", "internal/bench", "internal/demo"}
 
 type pkg struct {
 	dir     string // relative to the module root, "/"-separated
