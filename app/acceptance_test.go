@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mcpwatch/mcpwatch/app"
 	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/gateway"
@@ -89,7 +90,7 @@ func TestAcceptance(t *testing.T) {
 	t.Setenv("ACCEPTANCE_CH_PASSWORD", che.AdminPassword)
 	names := testenv.Topics(t)
 	// The whole pipeline from one config file, as `mcpwatch run --config` reads it.
-	cfg := NewConfig(Components())
+	cfg := app.NewConfig(app.Components())
 	src := fmt.Sprintf(`kafka:
   brokers: [%s]
   topic_prefix: %s
@@ -123,11 +124,11 @@ gateway:
 	if cfg.Topics() != names {
 		t.Fatalf("topics %+v, want %+v", cfg.Topics(), names)
 	}
-	types := RunTypes(cfg)
+	types := app.RunTypes(cfg)
 	if want := []component.Type{"process", "sink", "detect", "respond", "notify", "gateway"}; !slices.Equal(types, want) {
 		t.Fatalf("run would start %v, want %v", types, want)
 	}
-	p, err := Build(ctx, cfg, types, Host{Logger: log, Registerer: prometheus.NewRegistry()})
+	p, err := app.Build(ctx, cfg, types, app.Host{Logger: log, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

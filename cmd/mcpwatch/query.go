@@ -18,11 +18,6 @@ import (
 	"github.com/mcpwatch/mcpwatch/storage"
 )
 
-// query runs sql as the read-only user and prints the result.
-func (g *globals) query(ctx context.Context, out io.Writer, sql, format string) error {
-	return g.queryParams(ctx, out, sql, format, nil)
-}
-
 // queryParams is query with {name:Type} parameters bound by the driver.
 func (g *globals) queryParams(ctx context.Context, out io.Writer, sql, format string, params map[string]string) error {
 	sql, args, err := forensics.BindParams(sql, params)
@@ -43,11 +38,6 @@ func (g *globals) queryParams(ctx context.Context, out io.Writer, sql, format st
 		return err
 	}
 	return table.Write(out, f, cols, rows)
-}
-
-// printTable prints rows in format (table, csv or json). It forwards to [table.Write] for demo.go.
-func printTable(out io.Writer, format string, cols []string, rows [][]string) error {
-	return table.Write(out, table.Format(format), cols, rows)
 }
 
 // dpFlags are the flags of `query --dp`.

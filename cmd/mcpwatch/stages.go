@@ -149,7 +149,7 @@ func gatewayFlags(g *globals, fs *pflag.FlagSet) {
 // componentFlags are the flag sets of the components, for the commands that run them.
 var componentFlags = map[component.Type]func(*globals, *pflag.FlagSet){
 	processors.Type:      processFlags,
-	sink.Type:         sinkFlags,
+	sink.Type:            sinkFlags,
 	detectors.Type:       detectFlags,
 	response.TypeRespond: respondFlags,
 	response.TypeNotify:  respondFlags, // notify reads the respond section
