@@ -1,6 +1,8 @@
 package app
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -209,4 +211,33 @@ func TestDeployExample(t *testing.T) {
 	if !reflect.DeepEqual(c.Kafka, def.Kafka) || !reflect.DeepEqual(c.Telemetry, def.Telemetry) || !reflect.DeepEqual(c.ClickHouse, def.ClickHouse) {
 		t.Errorf("the example's shared sections differ from the defaults")
 	}
+}
+
+// FuzzLoad: a config file is operator input, but a hostile or mangled one (a bad merge, a
+// truncated ConfigMap) must yield an error, never a panic, and a file that loads must validate or
+// be refused with an *Error.
+func FuzzLoad(f *testing.F) {
+	files, _ := filepath.Glob("testdata/config_*.yaml")
+	files = append(files, "../deploy/mcpwatch.yaml")
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("kafka: &a\n  brokers: [*a]\n"))
+	f.Add([]byte("gateway:\n  upstreams:\n    - {name: a, route: /a, url: http://x}\n    - *b\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		c := NewConfig(Components())
+		if err := c.Load("f.yaml", src); err != nil {
+			return
+		}
+		for _, e := range component.Flatten(c.Validate(c.reg.Sections())) {
+			var ce *Error
+			if !errors.As(e, &ce) {
+				t.Fatalf("validation error %T %v is not placed", e, e)
+			}
+		}
+	})
 }
