@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 )
@@ -217,5 +219,42 @@ func TestPairingMatchesBridge(t *testing.T) {
 				t.Fatalf("paired %v, want %v\n%s", got, tc.Want, dump(evs))
 			}
 		})
+	}
+}
+
+// TestSandboxedURIsMasked: behind a route to a sandboxed stdio server (the sandbox bridge), the
+// gateway records resource URIs masked as for any upstream, the sandbox named on the events, and
+// the bridge delivers each answer to its request (the call returns, paired). If it failed, the
+// sandbox path would publish URIs unmasked or lose the answers of resource requests.
+func TestSandboxedURIsMasked(t *testing.T) {
+	requireSandboxes(t)
+	bridge := goStdioBridge(t, newSandboxManager(t), "local")
+	f := newRouterFixture(t, []Route{{Name: "local", Prefix: "/local/mcp", Bridge: bridge}})
+	cs := f.connect(t, "/local/mcp", clientOpts{token: aliceToken})
+	for _, tc := range resourceURICases {
+		// The server has no resources: it answers with an error, audited all the same.
+		if _, err := cs.ReadResource(callCtx(t), &sdk.ReadResourceParams{URI: tc.uri}); err == nil {
+			t.Fatalf("%s: read succeeded", tc.uri)
+		}
+	}
+	evs := f.events.waitFor(t, "the answers", has(event.DirResponse, "resources/read", len(resourceURICases)))
+	reqs, resps := find(evs, event.DirRequest, "resources/read"), find(evs, event.DirResponse, "resources/read")
+	for i, tc := range resourceURICases {
+		for _, e := range []*event.Event{reqs[i], resps[i]} {
+			if e.MCP.ResourceURI != tc.want || e.Target.Sandbox == "" || e.Target.Sandbox != bridge.SandboxOf(cs.ID()) {
+				t.Errorf("%s: %s recorded %q in sandbox %q", tc.uri, e.MCP.Direction, e.MCP.ResourceURI, e.Target.Sandbox)
+			}
+		}
+		if resps[i].Outcome.Result != event.ResultError || resps[i].Attributes[mcpwire.AttrUnmatched] != "" {
+			t.Errorf("%s: answer %+v %v", tc.uri, resps[i].Outcome, resps[i].Attributes)
+		}
+	}
+	for _, e := range evs {
+		b, _ := event.Encode(e)
+		for _, tc := range resourceURICases {
+			if bytes.Contains(b, []byte(tc.secret)) {
+				t.Fatalf("%q published: %s", tc.secret, b)
+			}
+		}
 	}
 }
