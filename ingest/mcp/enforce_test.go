@@ -12,6 +12,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/internal/scores"
 	"github.com/mcpwatch/mcpwatch/policy"
 )
@@ -204,7 +205,7 @@ func TestMaskingBeforePublish(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.MCP.ArgumentsMasked), &args); err != nil || args["text"] != "mail [EMAIL] card [CARD]" {
 		t.Fatalf("arguments_masked %q (%v)", e.MCP.ArgumentsMasked, err)
 	}
-	if strings.Join(e.DataClasses, ",") != ClassPII {
+	if strings.Join(e.DataClasses, ",") != mcpwire.ClassPII {
 		t.Fatalf("data classes %v, want [pii]", e.DataClasses)
 	}
 }
@@ -218,7 +219,7 @@ func TestArgumentsMaskedBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := lastRequest(f.events.all(), "echo")
-	if len(e.MCP.ArgumentsMasked) > MaxArgumentsMasked || e.Attributes[attrArgsCut] != "true" || e.PII["email"] != 1 {
+	if len(e.MCP.ArgumentsMasked) > mcpwire.MaxArgumentsMasked || e.Attributes[mcpwire.AttrArgumentsCut] != "true" || e.PII["email"] != 1 {
 		t.Fatalf("len %d attrs %v pii %v", len(e.MCP.ArgumentsMasked), e.Attributes, e.PII)
 	}
 	if _, err := event.Encode(e); err != nil {

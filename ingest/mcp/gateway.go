@@ -29,8 +29,8 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/internal/control"
-	"github.com/mcpwatch/mcpwatch/internal/mask"
 )
 
 // Transport is the value of [event.MCP.Transport] for this gateway.
@@ -54,8 +54,8 @@ type Gateway struct {
 	public   map[string]http.Handler // paths served without authentication (RFC 9728 metadata)
 	pub      Publisher
 	ctl      *control.Store
-	masker   *mask.Masker // nil: masking off ([Config.NoMasking])
-	redact   *redactor    // nil: no result redaction ([Config.Redact])
+	b        *mcpwire.Builder // builds the audit events; masking off when b.Masker is nil ([Config.NoMasking])
+	redact   *redactor        // nil: no result redaction ([Config.Redact])
 	unauth   *unauthLimiter
 	log      *slog.Logger
 	m        *metrics
@@ -63,7 +63,7 @@ type Gateway struct {
 
 	// pending pairs responses that arrive on another HTTP exchange (a resumed GET stream) with
 	// their requests, and client responses with the server requests they answer.
-	pending *boundedMap[pendingKey, pendingReq]
+	pending *boundedMap[pendingKey, mcpwire.Pending]
 	// sessions remembers who opened each stateful session and with which client (which only
 	// initialize names).
 	sessions *boundedMap[string, sessionInfo]
@@ -74,15 +74,6 @@ type pendingKey struct {
 	session    string
 	fromServer bool // a server→client request, answered by the client
 	id         string
-}
-
-type pendingReq struct {
-	method          string
-	tool            string
-	resourceURI     string // resources/read and (un)subscribe: the URI its answer is about
-	prompt          string // prompts/get
-	start           time.Time
-	traceID, spanID string
 }
 
 type sessionInfo struct {
@@ -106,16 +97,18 @@ func New(cfg Config, auth Authenticator, pub Publisher, ctl *control.Store, reg 
 		log = slog.Default()
 	}
 	u, _ := url.Parse(cfg.Upstream) // validated above
-	masker, err := newMasker(cfg)
+	masker, err := mcpwire.NewMasker(cfg.NoMasking, cfg.Mask)
 	if err != nil {
 		return nil, fmt.Errorf("mcp gateway config: %w", err)
 	}
 	g := &Gateway{
-		cfg: cfg, upstream: u, auth: auth, pub: pub, ctl: ctl, masker: masker, redact: newRedactor(cfg),
+		cfg: cfg, upstream: u, auth: auth, pub: pub, ctl: ctl, redact: newRedactor(cfg),
+		b: &mcpwire.Builder{Tenant: cfg.Tenant, Observer: cfg.Observer, Server: cfg.ServerName, Route: cfg.Route,
+			Transport: Transport, Masker: masker, DataClasses: cfg.DataClasses},
 		unauth:   newUnauthLimiter(cfg.Unauthenticated),
 		log:      log.With("component", "mcp-gateway", "server", cfg.ServerName),
 		m:        newMetrics(reg),
-		pending:  newBoundedMap[pendingKey, pendingReq](cfg.MaxPending),
+		pending:  newBoundedMap[pendingKey, mcpwire.Pending](cfg.MaxPending),
 		sessions: newBoundedMap[string, sessionInfo](cfg.MaxPending),
 	}
 	g.authz, _ = auth.(Authorizer)
@@ -175,8 +168,8 @@ type call struct {
 func (g *Gateway) newCall(r *http.Request, p event.Principal) *call {
 	c := &call{
 		r: r, principal: p, pkey: event.PrincipalKey(g.cfg.Tenant, p),
-		session:         clip(r.Header.Get(headerSessionID), maxIDLen),
-		protocolVersion: clip(r.Header.Get(headerProtocolVersion), 64),
+		session:         mcpwire.Clip(r.Header.Get(headerSessionID), mcpwire.MaxIDLen),
+		protocolVersion: mcpwire.Clip(r.Header.Get(headerProtocolVersion), mcpwire.MaxVersionLen),
 	}
 	c.traceID, c.spanID = event.ParseTraceparent(r.Header.Get("Traceparent"))
 	c.net.SrcIP, c.net.SrcPort = splitAddr(r.RemoteAddr)
@@ -228,8 +221,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.foreign {
 		// 404 is what the upstream says of an unknown session: the caller learns nothing, the
 		// audit record says what happened.
-		e := g.event(c, event.DirRequest, nil)
-		e.Attributes = map[string]string{"http.method": clip(r.Method, 32)}
+		e := g.event(c, event.DirRequest)
+		e.Attributes = map[string]string{"http.method": mcpwire.Clip(r.Method, 32)}
 		e.Outcome.Reason = "session belongs to another principal"
 		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusNotFound, denySession, CodeInvalidRequest,
 			"session not found", "")
@@ -242,66 +235,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveStream(w, c)
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
-		e := g.event(c, event.DirRequest, nil)
-		e.Attributes = map[string]string{"http.method": clip(r.Method, 32)}
+		e := g.event(c, event.DirRequest)
+		e.Attributes = map[string]string{"http.method": mcpwire.Clip(r.Method, 32)}
 		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusMethodNotAllowed, denyMethod, CodeInvalidRequest,
-			"method "+clip(r.Method, 32)+" not allowed", "")
+			"method "+mcpwire.Clip(r.Method, 32)+" not allowed", "")
 	}
 }
 
-// event starts an audit event for c; m, when given, fills in the message's fields.
-func (g *Gateway) event(c *call, dir event.Direction, m *message) *event.Event {
-	e := &event.Event{
-		ID:        event.NewID(),
-		Time:      time.Now(),
-		Source:    event.SourceMCP,
-		Observer:  g.cfg.Observer,
-		Tenant:    g.cfg.Tenant,
-		Principal: c.principal,
-		Correlation: event.Correlation{
-			TraceID: c.traceID, SpanID: c.spanID, SessionID: c.session,
-		},
-		MCP: &event.MCP{
-			Direction: dir, Transport: Transport, ProtocolVersion: c.protocolVersion,
-			ClientName: c.client.clientName, ClientVersion: c.client.clientVersion,
-		},
-		Target:  event.Target{Server: g.cfg.ServerName, Route: g.cfg.Route, Sandbox: g.sandboxOf(c.session)},
-		Network: c.net,
-		Outcome: event.Outcome{Result: event.ResultAllowed},
+// context is where the messages of c are seen, for their events.
+func (g *Gateway) context(c *call) *mcpwire.Context {
+	return &mcpwire.Context{
+		Principal: c.principal, Session: c.session, Sandbox: g.sandboxOf(c.session),
+		TraceID: c.traceID, SpanID: c.spanID, ProtocolVersion: c.protocolVersion,
+		ClientName: c.client.clientName, ClientVersion: c.client.clientVersion, Network: c.net,
 	}
-	if m == nil {
-		return e
-	}
-	if m.id != "" {
-		e.Correlation.RequestID = m.id
-	}
-	if m.traceID != "" {
-		e.Correlation.TraceID, e.Correlation.SpanID = m.traceID, m.spanID
-	}
-	mc := e.MCP
-	mc.Method = m.method
-	mc.Tool = m.tool
-	mc.ResourceURI = clip(m.resourceURI, 2*maxFieldLen)
-	mc.Prompt = clip(m.prompt, maxFieldLen)
-	if m.protocolVersion != "" {
-		mc.ProtocolVersion = clip(m.protocolVersion, 64)
-	}
-	if m.clientName != "" {
-		mc.ClientName, mc.ClientVersion = clip(m.clientName, 256), clip(m.clientVersion, 256)
-	}
-	if dir == event.DirResponse {
-		e.Size.Response = m.size
-	} else {
-		e.Size.Request = m.size
-	}
-	if m.method == "tools/call" && m.kind == kindRequest {
-		e.Attributes = map[string]string{"mcp.tool.arguments_bytes": strconv.Itoa(m.argBytes)}
-	}
-	return e
+}
+
+// event starts an audit event for c that no message fills in.
+func (g *Gateway) event(c *call, dir event.Direction) *event.Event {
+	return g.b.Event(g.context(c), dir, nil)
 }
 
 func (g *Gateway) publish(ctx context.Context, e *event.Event) {
-	g.maskReason(e)
+	g.b.MaskReason(e)
 	g.m.count(e)
 	g.pub.Publish(ctx, e)
 }
@@ -334,16 +290,16 @@ func (g *Gateway) unauthenticated(w http.ResponseWriter, c *call, err error) {
 // It returns false, having answered, when one is refused: 403 insufficient_scope with the scopes
 // the call needs, so that the client can step up, and every message audited as denied under the
 // rule "scope:<required scopes>".
-func (g *Gateway) authorize(w http.ResponseWriter, c *call, events []*event.Event, msgs []message, batch bool) bool {
+func (g *Gateway) authorize(w http.ResponseWriter, c *call, events []*event.Event, msgs []mcpwire.Message, batch bool) bool {
 	if g.authz == nil {
 		return true
 	}
 	for i := range msgs {
 		m := &msgs[i]
-		if m.kind == kindResponse {
+		if m.Kind == mcpwire.KindResponse {
 			continue // answers a server request: no method of its own
 		}
-		err := g.authz.Authorize(c.principal, m.method, m.tool)
+		err := g.authz.Authorize(c.principal, m.Method, m.Tool)
 		if err == nil {
 			continue
 		}
@@ -353,7 +309,7 @@ func (g *Gateway) authorize(w http.ResponseWriter, c *call, events []*event.Even
 	return true
 }
 
-func (g *Gateway) forbidden(w http.ResponseWriter, c *call, events []*event.Event, msgs []message, batch bool, err error) {
+func (g *Gateway) forbidden(w http.ResponseWriter, c *call, events []*event.Event, msgs []mcpwire.Message, batch bool, err error) {
 	status, text := http.StatusForbidden, "forbidden: "+err.Error()
 	if g.chal != nil {
 		status, text = g.chal.Challenge(w, err)
@@ -366,9 +322,9 @@ func (g *Gateway) forbidden(w http.ResponseWriter, c *call, events []*event.Even
 }
 
 // refuse answers a request the gateway will not forward, with a JSON-RPC error for each request
-// among msgs (see [errorResponse]), and publishes its events as denied. The audit reason is text
-// unless an event already carries one meant for the audit only.
-func (g *Gateway) refuse(w http.ResponseWriter, c *call, events []*event.Event, msgs []message, batch bool, status int, reason string, code int, text, rule string) {
+// among msgs (see [mcpwire.ErrorResponse]), and publishes its events as denied. The audit reason
+// is text unless an event already carries one meant for the audit only.
+func (g *Gateway) refuse(w http.ResponseWriter, c *call, events []*event.Event, msgs []mcpwire.Message, batch bool, status int, reason string, code int, text, rule string) {
 	g.m.denied.WithLabelValues(reason).Inc()
 	for _, e := range events {
 		why := text
@@ -380,21 +336,20 @@ func (g *Gateway) refuse(w http.ResponseWriter, c *call, events []*event.Event, 
 	}
 	var ids []string
 	for _, m := range msgs {
-		if m.kind == kindRequest {
-			ids = append(ids, m.id)
+		if m.Kind == mcpwire.KindRequest {
+			ids = append(ids, m.ID)
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(errorResponse(ids, batch, code, text))
+	_, _ = w.Write(mcpwire.ErrorResponse(ids, batch, code, text))
 }
 
 func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 	r := c.r
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
 	if err != nil {
-		e := g.event(c, event.DirRequest, nil)
-		e.Size.Request = len(body)
+		e := g.b.Unread(g.context(c), event.DirRequest, len(body))
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusRequestEntityTooLarge, denyTooLarge, CodeInvalidRequest,
 				fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), "")
@@ -404,21 +359,21 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 			"reading request body: "+err.Error(), "")
 		return
 	}
-	msgs, batch, perr := parseBody(body)
+	msgs, batch, perr := mcpwire.Parse(body)
 	if perr != nil {
-		e := g.event(c, event.DirRequest, nil)
-		e.Size.Request = len(body)
+		e := g.b.Unread(g.context(c), event.DirRequest, len(body))
 		reason := denyInvalid
-		if perr.code == CodeParseError {
+		if perr.Code == CodeParseError {
 			reason = denyParse
 		}
-		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusBadRequest, reason, perr.code, perr.msg, "")
+		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusBadRequest, reason, perr.Code, perr.Message, "")
 		return
 	}
 
+	ctx := g.context(c)
 	events := make([]*event.Event, len(msgs))
 	for i := range msgs {
-		events[i] = g.messageEvent(c, &msgs[i])
+		events[i] = g.b.FromClient(ctx, &msgs[i])
 	}
 	if !batch {
 		if text := headerMismatch(r.Header, &msgs[0]); text != "" {
@@ -429,7 +384,7 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 	// Enforcement: every message is checked, on every request, so a control applies from the
 	// next call on. One refused message refuses the whole body.
 	for i := range msgs {
-		if ctl, ok := g.controlled(c, msgs[i].tool); ok {
+		if ctl, ok := g.controlled(c, msgs[i].Tool); ok {
 			g.refuse(w, c, events, msgs, batch, http.StatusForbidden, denyControl, CodeDenied,
 				"access revoked by mcpwatch: "+ctl.Reason, "control:"+ctl.Key())
 			return
@@ -457,29 +412,29 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 	x := &exchange{g: g, c: c, forwarded: time.Now(), batch: batch}
 	for i := range msgs {
 		m := &msgs[i]
-		switch m.kind {
-		case kindRequest:
-			x.track(m)
-			if m.method == "initialize" && m.clientName != "" {
-				x.initClient = sessionInfo{clientName: clip(m.clientName, 256), clientVersion: clip(m.clientVersion, 256)}
+		switch m.Kind {
+		case mcpwire.KindRequest:
+			x.track(m, events[i])
+			if m.Method == "initialize" && m.ClientName != "" {
+				x.initClient = sessionInfo{clientName: mcpwire.Clip(m.ClientName, mcpwire.MaxClientLen),
+					clientVersion: mcpwire.Clip(m.ClientVersion, mcpwire.MaxClientLen)}
 			}
-		case kindResponse:
+		case mcpwire.KindResponse:
 			// The client answering a server request (sampling, elicitation, roots).
-			if sr, ok := g.pending.Take(pendingKey{c.pkey, c.session, true, m.id}); ok {
-				events[i].MCP.Method = sr.method
-				events[i].MCP.LatencyMS = ms(time.Since(sr.start))
+			if sr, ok := g.pending.Take(pendingKey{c.pkey, c.session, true, m.ID}); ok {
+				mcpwire.Pair(events[i], sr) // the method of the server request it answers
 			}
 		}
 		// Audit before the upstream acts on it.
 		g.publish(r.Context(), events[i])
 	}
-	if len(x.reqs) == 1 && msgs[0].kind == kindRequest && msgs[0].method == "tools/call" {
-		x.tool = msgs[0].tool
+	if len(x.reqs) == 1 && msgs[0].Kind == mcpwire.KindRequest && msgs[0].Method == "tools/call" {
+		x.tool = msgs[0].Tool
 	}
 	for i := range msgs {
-		if m := &msgs[i]; m.kind == kindRequest {
-			x.redacting = x.redacting || m.method == "tools/call" && g.redact.forTool(g.cfg.ServerName, m.tool) != nil
-			x.listing = x.listing || m.method == "tools/list" && !g.cfg.ShowDeniedTools
+		if m := &msgs[i]; m.Kind == mcpwire.KindRequest {
+			x.redacting = x.redacting || m.Method == "tools/call" && g.redact.forTool(g.cfg.ServerName, m.Tool) != nil
+			x.listing = x.listing || m.Method == "tools/list" && !g.cfg.ShowDeniedTools
 		}
 	}
 	r2 := r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
@@ -489,38 +444,14 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 	g.proxy.ServeHTTP(w, r2)
 }
 
-// messageEvent is the audit event of one message the client sent.
-func (g *Gateway) messageEvent(c *call, m *message) *event.Event {
-	dir := event.DirRequest
-	switch m.kind {
-	case kindNotification:
-		dir = event.DirNotification
-	case kindResponse:
-		dir = event.DirResponse
-	}
-	e := g.event(c, dir, m)
-	if m.kind != kindRequest {
-		e.Attributes = map[string]string{"mcp.sender": "client"}
-	}
-	g.classify(e, m)
-	if m.kind == kindResponse {
-		// A client's answer is audited as what it is, a request-sized message from the client.
-		e.Size = event.Size{Request: m.size}
-		if m.isError {
-			e.Outcome = event.Outcome{Result: event.ResultError, ErrorCode: m.errorCode}
-		}
-	}
-	return e
-}
-
 // headerMismatch checks the 2026-07-28 Mcp-Method and Mcp-Name headers against the body. Proxies,
 // load balancers and WAFs route and filter on these headers, so a request whose headers claim one
 // call while its body makes another is refused rather than passed on.
-func headerMismatch(h http.Header, m *message) string {
-	if m.kind == kindResponse {
+func headerMismatch(h http.Header, m *mcpwire.Message) string {
+	if m.Kind == mcpwire.KindResponse {
 		return ""
 	}
-	if v := h.Get(headerMethod); v != "" && v != m.method {
+	if v := h.Get(headerMethod); v != "" && v != m.Method {
 		return "header mismatch: " + headerMethod + " does not match the body's method"
 	}
 	v := h.Get(headerName)
@@ -528,13 +459,13 @@ func headerMismatch(h http.Header, m *message) string {
 		return ""
 	}
 	var name string
-	switch m.method {
+	switch m.Method {
 	case "tools/call":
-		name = m.tool
+		name = m.Tool
 	case "prompts/get":
-		name = m.prompt
+		name = m.Prompt
 	case "resources/read":
-		name = m.resourceURI
+		name = m.ResourceURI
 	default:
 		return ""
 	}
@@ -563,10 +494,10 @@ func decodeHeaderValue(v string) string {
 // from what a revoked principal holds, and frees the upstream's resources.
 func (g *Gateway) serveStream(w http.ResponseWriter, c *call) {
 	r := c.r
-	e := g.event(c, event.DirRequest, nil)
+	e := g.event(c, event.DirRequest)
 	e.Attributes = map[string]string{"http.method": r.Method}
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		e.Attributes["sse.last_event_id"] = clip(id, maxIDLen)
+		e.Attributes["sse.last_event_id"] = mcpwire.Clip(id, mcpwire.MaxIDLen)
 	}
 	if ctl, ok := g.controlled(c, ""); ok && r.Method == http.MethodGet {
 		g.refuse(w, c, []*event.Event{e}, nil, false, http.StatusForbidden, denyControl, CodeDenied,
@@ -620,8 +551,6 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	h.Set("X-Forwarded-Proto", proto)
 	pr.Out.Header = h
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // Close releases the gateway's idle upstream connections. Stop the HTTP server first: requests in
 // flight keep theirs.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/internal/pins"
 )
 
@@ -38,7 +39,7 @@ func toolHashes(result json.RawMessage) map[string]string {
 	if len(result) == 0 || result[0] != '{' {
 		return nil
 	}
-	f, err := members(result, "tools")
+	f, err := mcpwire.Members(result, "tools")
 	if err != nil || f[0] == nil {
 		return nil
 	}
@@ -51,12 +52,12 @@ func toolHashes(result json.RawMessage) map[string]string {
 		if len(def) == 0 || def[0] != '{' {
 			continue
 		}
-		nf, err := members(def, "name")
+		nf, err := mcpwire.Members(def, "name")
 		if err != nil {
 			continue
 		}
-		var name string
-		if jsonString(nf[0], &name) != nil || name == "" {
+		name, ok := mcpwire.StringValue(nf[0])
+		if !ok || name == "" {
 			continue
 		}
 		h, herr := pins.Hash(def)
@@ -77,7 +78,7 @@ func toolHashes(result json.RawMessage) map[string]string {
 func (x *exchange) observeTools(e *event.Event, result json.RawMessage) {
 	g := x.g
 	base := func() *event.Event {
-		ce := g.event(x.c, event.DirResponse, nil)
+		ce := g.event(x.c, event.DirResponse)
 		ce.Correlation = e.Correlation
 		ce.Outcome.HTTPStatus = x.status
 		return ce
@@ -98,7 +99,7 @@ func ObservePins(st *pins.Store, server string, result json.RawMessage, base fun
 	var out []*event.Event
 	for _, ch := range st.Observe(server, toolHashes(result)) {
 		ce := base()
-		ce.MCP.Method, ce.MCP.Tool = "tools/list", clip(ch.Tool, maxFieldLen)
+		ce.MCP.Method, ce.MCP.Tool = "tools/list", mcpwire.Clip(ch.Tool, mcpwire.MaxFieldLen)
 		ce.Severity = SeverityToolChanged
 		key, reason := attrToolChanged, pins.ReasonChanged
 		if ch.Pinned == "" {
@@ -118,28 +119,30 @@ func ObservePins(st *pins.Store, server string, result json.RawMessage, base fun
 // PinRule is the rule that names a tool blocked by its pin: "pin:<server>/<tool>".
 func PinRule(server, tool string) string { return pinRule(server, tool) }
 
-func pinRule(server, tool string) string { return "pin:" + server + "/" + clip(tool, maxFieldLen) }
+func pinRule(server, tool string) string {
+	return "pin:" + server + "/" + mcpwire.Clip(tool, mcpwire.MaxFieldLen)
+}
 
 // checkPins refuses a body with a tools/call of a tool the pins block. It returns false, having
 // answered, on refusal.
-func (g *Gateway) checkPins(w http.ResponseWriter, c *call, events []*event.Event, msgs []message, batch bool) bool {
+func (g *Gateway) checkPins(w http.ResponseWriter, c *call, events []*event.Event, msgs []mcpwire.Message, batch bool) bool {
 	if g.cfg.ToolPins == nil {
 		return true
 	}
 	for i := range msgs {
 		m := &msgs[i]
-		if m.kind != kindRequest || m.method != "tools/call" {
+		if m.Kind != mcpwire.KindRequest || m.Method != "tools/call" {
 			continue
 		}
-		pin, reason, blocked := g.cfg.ToolPins.Blocked(g.cfg.ServerName, m.tool)
+		pin, reason, blocked := g.cfg.ToolPins.Blocked(g.cfg.ServerName, m.Tool)
 		if !blocked {
 			continue
 		}
 		e := events[i]
-		setAttr(e, attrPinnedSHA256, pin.SHA256)
-		setAttr(e, attrSeenSHA256, pin.SeenSHA256)
-		setAttr(e, attrPinning, string(g.cfg.ToolPins.Mode()))
-		rule := pinRule(g.cfg.ServerName, m.tool)
+		mcpwire.SetAttr(e, attrPinnedSHA256, pin.SHA256)
+		mcpwire.SetAttr(e, attrSeenSHA256, pin.SeenSHA256)
+		mcpwire.SetAttr(e, attrPinning, string(g.cfg.ToolPins.Mode()))
+		rule := pinRule(g.cfg.ServerName, m.Tool)
 		g.refuse(w, c, events, msgs, batch, http.StatusForbidden, denyPin, CodeDenied,
 			"tool blocked by mcpwatch: "+reason+", awaiting approval (rule "+rule+")", rule)
 		return false

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 )
 
 // Limiting unauthenticated requests: a request that carries no credential or one the gateway
@@ -184,8 +185,8 @@ func retryAfter(d time.Duration) string {
 // budget allows, with the count of those it did not publish.
 func (g *Gateway) refuseUnauthenticated(w http.ResponseWriter, c *call, status int, reason, text string) {
 	now := time.Now()
-	e := g.event(c, event.DirRequest, nil)
-	e.Attributes = map[string]string{"http.method": clip(c.r.Method, 32)}
+	e := g.event(c, event.DirRequest)
+	e.Attributes = map[string]string{"http.method": mcpwire.Clip(c.r.Method, 32)}
 	code := CodeUnauthenticated
 	if status != http.StatusServiceUnavailable { // the authorization server's outage is not the client's doing
 		if ok, retry := g.unauth.refused(c.net.SrcIP, now); !ok {

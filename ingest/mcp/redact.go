@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/internal/mask"
 )
 
@@ -29,7 +30,7 @@ type RedactRule struct {
 	Server string `yaml:"server,omitempty"`
 	// Tool is a tool name, or "*" for every tool.
 	Tool string `yaml:"tool"`
-	// Redact lists data classes ([ClassPII], [ClassSecret]) and masking kinds ("email",
+	// Redact lists data classes ([mcpwire.ClassPII], [mcpwire.ClassSecret]) and masking kinds ("email",
 	// "card", "ipv4", ... see [mask.AllKinds]) to redact.
 	Redact []string `yaml:"redact"`
 }
@@ -57,8 +58,8 @@ const (
 
 // piiKinds and secretKinds' detectors are what the classes stand for.
 var classKinds = map[string][]string{
-	ClassPII: {mask.KindPhoneKR, mask.KindRRNKR, mask.KindEmail, mask.KindPhoneE164, mask.KindCard, mask.KindIBAN},
-	ClassSecret: {mask.KindAPIKey, mask.KindBearer, mask.KindPrivateKey, mask.KindAWSAccessKey, mask.KindAWSSecret,
+	mcpwire.ClassPII: {mask.KindPhoneKR, mask.KindRRNKR, mask.KindEmail, mask.KindPhoneE164, mask.KindCard, mask.KindIBAN},
+	mcpwire.ClassSecret: {mask.KindAPIKey, mask.KindBearer, mask.KindPrivateKey, mask.KindAWSAccessKey, mask.KindAWSSecret,
 		mask.KindJWT},
 }
 
@@ -69,12 +70,12 @@ func expand(names []string) (kinds []string, fields bool, err error) {
 		n = strings.ToLower(strings.TrimSpace(n))
 		if ks, ok := classKinds[n]; ok {
 			kinds = append(kinds, ks...)
-			fields = fields || n == ClassSecret
+			fields = fields || n == mcpwire.ClassSecret
 			continue
 		}
 		if !slices.Contains(mask.AllKinds(), n) {
 			return nil, false, fmt.Errorf("unknown data class or kind %q (classes: %s, %s; kinds: %s)",
-				n, ClassPII, ClassSecret, strings.Join(mask.AllKinds(), ", "))
+				n, mcpwire.ClassPII, mcpwire.ClassSecret, strings.Join(mask.AllKinds(), ", "))
 		}
 		kinds = append(kinds, n)
 	}
@@ -189,67 +190,12 @@ func redactResult(mk *mask.Masker, e *event.Event, result []byte) []byte {
 	for _, n := range counts {
 		total += n
 	}
-	setAttr(e, attrRedacted, strconv.Itoa(total))
+	mcpwire.SetAttr(e, attrRedacted, strconv.Itoa(total))
 	if err != nil || total == 0 {
 		return nil
 	}
-	e.PII = counts
-	classes := slices.Clone(e.DataClasses)
-	for k := range counts {
-		if c := classOf(k); c != "" {
-			classes = append(classes, c)
-		}
-	}
-	slices.Sort(classes)
-	e.DataClasses = slices.Compact(classes)
+	mcpwire.AddFindings(e, counts)
 	return out
-}
-
-// replaceMember returns the JSON object obj with the value of its member name replaced by val,
-// every other byte kept; false when obj has no such member, or has it twice (parsers disagree on
-// which one counts). obj must be valid JSON.
-func replaceMember(obj []byte, name string, val []byte) ([]byte, bool) {
-	s := scan{b: obj}
-	s.ws()
-	if !s.eat('{') {
-		return nil, false
-	}
-	start, end := -1, -1
-	for {
-		s.ws()
-		if s.eat('}') {
-			break
-		}
-		key, ok := s.key()
-		if !ok {
-			return nil, false
-		}
-		s.ws()
-		if !s.eat(':') {
-			return nil, false
-		}
-		s.ws()
-		vs := s.i
-		if !s.value() {
-			return nil, false
-		}
-		if key == name {
-			if start >= 0 {
-				return nil, false
-			}
-			start, end = vs, s.i
-		}
-		s.ws()
-		if !s.eat(',') && (s.i >= len(obj) || obj[s.i] != '}') {
-			return nil, false
-		}
-	}
-	if start < 0 {
-		return nil, false
-	}
-	out := make([]byte, 0, len(obj)-(end-start)+len(val))
-	out = append(append(append(out, obj[:start]...), val...), obj[end:]...)
-	return out, true
 }
 
 // ruleRedactOversize is the rule of a result withheld because it was too large to redact.
@@ -346,12 +292,12 @@ func (x *exchange) withhold(size int, sse bool) []byte {
 	}
 	slices.Sort(ids)
 	if !sse {
-		return errorResponse(ids, x.batch, CodeResultWithheld, text)
+		return mcpwire.ErrorResponse(ids, x.batch, CodeResultWithheld, text)
 	}
 	var out []byte
 	for _, id := range ids {
 		out = append(out, "event: message\ndata: "...)
-		out = append(out, errorBody(id, CodeResultWithheld, text)...)
+		out = append(out, mcpwire.ErrorBody(id, CodeResultWithheld, text)...)
 		out = append(out, "\n\n"...)
 	}
 	return out

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/internal/control"
 )
@@ -191,18 +192,19 @@ func (r *Router) noRoute(w http.ResponseWriter, req *http.Request) {
 	g := r.routes[0].g
 	p, _ := g.auth.Authenticate(req)
 	c := g.newCall(req, p)
-	e := g.event(c, event.DirRequest, nil)
+	e := g.event(c, event.DirRequest)
 	e.Target = event.Target{}
 	e.Correlation.SessionID = "" // a session id names a session of some server, not of this path
-	e.Attributes = map[string]string{"http.method": clip(req.Method, 32), "http.path": clip(req.URL.Path, 256)}
+	// The path is the client's to write, so it is masked like a resource URI.
+	e.Attributes = map[string]string{"http.method": mcpwire.Clip(req.Method, 32), "http.path": g.b.MaskURI(req.URL.Path, 256)}
 	e.Outcome = event.Outcome{Result: event.ResultDenied, Reason: "no MCP server is served at this path",
 		ErrorCode: CodeInvalidRequest, HTTPStatus: http.StatusNotFound}
-	g.maskReason(e)
+	g.b.MaskReason(e)
 	r.unrouted.Inc()
 	r.pub.Publish(req.Context(), e)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusNotFound)
-	_, _ = w.Write(errorResponse(nil, false, CodeInvalidRequest, "no MCP server at this path"))
+	_, _ = w.Write(mcpwire.ErrorResponse(nil, false, CodeInvalidRequest, "no MCP server at this path"))
 }
 
 // controlled is the control in force that refuses c's call to tool ("" for none): the
@@ -330,10 +332,7 @@ func (r *Router) sessionEnded(rt *routed, se sandbox.SessionEnd) {
 	case "exited":
 		e.Attributes[attrSandboxExit] = se.Exit
 		if tail := strings.TrimSpace(se.Stderr); tail != "" {
-			if rt.g.masker != nil {
-				tail, _ = rt.g.masker.String(tail)
-			}
-			e.Attributes[attrSandboxStderr] = clip(tail, 512)
+			e.Attributes[attrSandboxStderr] = rt.g.b.MaskText(tail, 512)
 		}
 		e.Outcome = event.Outcome{Result: event.ResultError, Reason: "MCP server process exited (" + se.Exit + ")"}
 		e.Severity = 5

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 )
 
 type exchangeKey struct{}
@@ -21,7 +22,7 @@ type exchange struct {
 	forwarded time.Time
 	batch     bool
 	// reqs are this POST's requests still waiting for their response, by id.
-	reqs map[string]pendingReq
+	reqs map[string]mcpwire.Pending
 	// tool is the tool of a single tools/call, for re-checking quarantines while it streams.
 	tool       string
 	initClient sessionInfo // the client an initialize request named, for its session
@@ -34,24 +35,23 @@ type exchange struct {
 	done               bool
 }
 
-// track records a forwarded request so its response can be paired with it.
-func (x *exchange) track(m *message) {
+// track records a forwarded request, whose event is e, so its response can be paired with it.
+func (x *exchange) track(m *mcpwire.Message, e *event.Event) {
 	if x.reqs == nil {
-		x.reqs = make(map[string]pendingReq, 1)
+		x.reqs = make(map[string]mcpwire.Pending, 1)
 	}
-	pr := pendingReq{method: m.method, tool: m.tool, resourceURI: clip(m.resourceURI, 2*maxFieldLen),
-		prompt: clip(m.prompt, maxFieldLen), start: x.forwarded, traceID: m.traceID, spanID: m.spanID}
-	x.reqs[m.id] = pr
+	pr := mcpwire.PendingOf(e, m, x.forwarded)
+	x.reqs[m.ID] = pr
 	// With a session the response may come on a later, resumed stream; without one it cannot.
 	if x.c.session != "" {
-		if x.g.pending.Put(pendingKey{x.c.pkey, x.c.session, false, m.id}, pr) {
+		if x.g.pending.Put(pendingKey{x.c.pkey, x.c.session, false, m.ID}, pr) {
 			x.g.m.evicted.Inc()
 		}
 	}
 }
 
 // take removes and returns the pending request a response with id answers.
-func (x *exchange) take(id string) (pendingReq, bool) {
+func (x *exchange) take(id string) (mcpwire.Pending, bool) {
 	pr, ok := x.reqs[id]
 	delete(x.reqs, id)
 	if x.c.session != "" {
@@ -70,7 +70,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	x.status = resp.StatusCode
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	if sid := resp.Header.Get(headerSessionID); sid != "" && x.c.session == "" && ok {
-		x.c.session = clip(sid, maxIDLen)
+		x.c.session = mcpwire.Clip(sid, mcpwire.MaxIDLen)
 		info := x.initClient
 		info.owner = x.c.pkey
 		x.c.client = info
@@ -106,132 +106,107 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // from servers of the 2025-03-26 revision, a batch of them. It returns what to relay instead of
 // raw when the gateway rewrote a message (a redacted result, a filtered tool list), else nil.
 func (x *exchange) onMessage(raw []byte) []byte {
-	msgs, batch, err := parseBody(raw)
+	msgs, batch, err := mcpwire.Parse(raw)
 	if err != nil {
-		x.g.publish(x.c.r.Context(), x.unparseable(len(raw), err.msg))
+		x.g.publish(x.c.r.Context(), x.unparseable(len(raw), err.Message))
 		return nil
 	}
+	outs := make([][]byte, len(msgs))
 	changed := false
 	for i := range msgs {
-		x.g.publish(x.c.r.Context(), x.upstreamEvent(&msgs[i]))
-		changed = changed || msgs[i].out != nil
+		var e *event.Event
+		e, outs[i] = x.upstreamEvent(&msgs[i])
+		x.g.publish(x.c.r.Context(), e)
+		changed = changed || outs[i] != nil
 	}
 	switch {
 	case !changed:
 		return nil
 	case !batch:
-		return msgs[0].out
+		return outs[0]
 	}
 	parts := make([][]byte, len(msgs))
 	for i, m := range msgs {
-		parts[i] = m.raw
-		if m.out != nil {
-			parts[i] = m.out
+		parts[i] = m.Raw
+		if outs[i] != nil {
+			parts[i] = outs[i]
 		}
 	}
-	return append(append([]byte{'['}, bytes.Join(parts, []byte{','})...), ']')
+	return mcpwire.JoinBatch(parts)
 }
 
 func (x *exchange) unparseable(size int, why string) *event.Event {
-	e := x.g.event(x.c, event.DirResponse, nil)
-	e.Size.Response = size
+	e := x.g.b.Unread(x.g.context(x.c), event.DirResponse, size)
 	e.Outcome = event.Outcome{Result: event.ResultError, HTTPStatus: x.status, Reason: "unreadable message from upstream: " + why}
 	return e
 }
 
 // uninspected is the event for a message from the upstream too large to read, passed on unread.
 func (x *exchange) uninspected(size int) *event.Event {
-	e := x.g.event(x.c, event.DirResponse, nil)
-	e.Size.Response = size
+	e := x.g.b.Unread(x.g.context(x.c), event.DirResponse, size)
 	e.Outcome = event.Outcome{Result: event.ResultAllowed, HTTPStatus: x.status,
 		Reason: fmt.Sprintf("not inspected: larger than %d bytes", x.g.cfg.MaxBodyBytes)}
-	e.Attributes = map[string]string{"mcp.uninspected": "true"}
+	e.Attributes = map[string]string{mcpwire.AttrUninspected: "true"}
 	return e
-}
-
-// paired fills in a response event from the request it answers.
-func paired(e *event.Event, pr pendingReq) {
-	e.MCP.Method, e.MCP.Tool, e.MCP.LatencyMS = pr.method, pr.tool, ms(time.Since(pr.start))
-	e.MCP.ResourceURI, e.MCP.Prompt = pr.resourceURI, pr.prompt
-	if e.Correlation.TraceID == "" {
-		e.Correlation.TraceID, e.Correlation.SpanID = pr.traceID, pr.spanID
-	}
 }
 
 // upstreamEvent builds the event of a message from the upstream, pairing a response with its
-// request (which it removes from the pending ones).
-func (x *exchange) upstreamEvent(m *message) *event.Event {
+// request (which it removes from the pending ones). It returns, with the event, the message to
+// relay in place of m when the gateway rewrote it (a redacted result, a filtered tool list).
+func (x *exchange) upstreamEvent(m *mcpwire.Message) (e *event.Event, out []byte) {
 	g, c := x.g, x.c
-	switch m.kind {
-	case kindRequest:
+	e = g.b.FromServer(g.context(c), m)
+	if m.Kind == mcpwire.KindRequest {
 		// Sampling, elicitation, roots: remember it to name the method of the client's answer.
-		if g.pending.Put(pendingKey{c.pkey, c.session, true, m.id}, pendingReq{method: m.method, start: time.Now()}) {
+		if g.pending.Put(pendingKey{c.pkey, c.session, true, m.ID}, mcpwire.Pending{Method: m.Method, Start: time.Now()}) {
 			g.m.evicted.Inc()
 		}
-		e := g.event(c, event.DirServerRequest, m)
-		e.Size = event.Size{Response: m.size}
-		return e
-	case kindNotification:
-		e := g.event(c, event.DirNotification, m)
-		e.Size = event.Size{Response: m.size}
-		e.Attributes = map[string]string{"mcp.sender": "server"}
-		return e
 	}
-	e := g.event(c, event.DirResponse, m)
+	if m.Kind != mcpwire.KindResponse {
+		return e, nil
+	}
 	e.Outcome.HTTPStatus = x.status
-	pr, ok := x.take(m.id)
+	pr, ok := x.take(m.ID)
 	if ok {
-		paired(e, pr)
-		g.m.upstream.WithLabelValues(methodLabel(pr.method)).Observe(time.Since(pr.start).Seconds())
+		mcpwire.Pair(e, pr)
+		g.m.upstream.WithLabelValues(methodLabel(pr.Method)).Observe(time.Since(pr.Start).Seconds())
 	} else {
-		e.Attributes = map[string]string{"mcp.unmatched": "true"}
+		mcpwire.SetAttr(e, mcpwire.AttrUnmatched, "true")
 	}
-	if pr.method == "tools/call" {
+	if pr.Method == "tools/call" {
 		// An error's message and data may quote the data as much as a result does.
-		member, body := "result", m.result
-		if m.isError {
+		member, body := "result", m.Result
+		if m.IsError {
 			member, body = "error", nil
-			if f, err := members(m.raw, "error"); err == nil {
+			if f, err := mcpwire.Members(m.Raw, "error"); err == nil {
 				body = f[0]
 			}
 		}
-		if mk := g.redact.forTool(g.cfg.ServerName, pr.tool); mk != nil && body != nil {
+		if mk := g.redact.forTool(g.cfg.ServerName, pr.Tool); mk != nil && body != nil {
 			if red := redactResult(mk, e, body); red != nil {
-				m.out, _ = replaceMember(m.raw, member, red)
+				out, _ = mcpwire.ReplaceMember(m.Raw, member, red)
 			}
 		}
 	}
-	if m.isError {
-		e.Outcome.Result, e.Outcome.ErrorCode = event.ResultError, m.errorCode
-		return e
+	mcpwire.Answer(e, m, pr.Method)
+	if m.IsError {
+		return e, out
 	}
-	ri := inspectResult(pr.method, m.result)
-	if ri.toolError {
-		e.Outcome.Result, e.Outcome.Reason = event.ResultError, "tool reported an error"
+	if pr.Method == "tools/list" && g.cfg.ToolPins != nil {
+		x.observeTools(e, m.Result)
 	}
-	if ri.protocolVersion != "" {
-		e.MCP.ProtocolVersion = ri.protocolVersion
-	}
-	e.MCP.ToolsHash = ri.toolsHash
-	if pr.method == "tools/list" && g.cfg.ToolPins != nil {
-		x.observeTools(e, m.result)
-	}
-	if pr.method == "tools/list" && !g.cfg.ShowDeniedTools {
+	if pr.Method == "tools/list" && !g.cfg.ShowDeniedTools {
 		// After the pins have seen the whole list: a tool they just blocked is hidden at once.
-		if res := x.filterTools(e, m.result); res != nil {
-			m.out, _ = replaceMember(m.raw, "result", res)
+		if res := x.filterTools(e, m.Result); res != nil {
+			out, _ = mcpwire.ReplaceMember(m.Raw, "result", res)
 		}
 	}
-	return e
+	return e, out
 }
 
 // pendingEvent is the event for a request that gets no response from the upstream.
-func (x *exchange) pendingEvent(id string, pr pendingReq, o event.Outcome) *event.Event {
-	e := x.g.event(x.c, event.DirResponse, nil)
-	e.Correlation.RequestID = id
-	paired(e, pr)
-	e.Outcome = o
-	return e
+func (x *exchange) pendingEvent(id string, pr mcpwire.Pending, o event.Outcome) *event.Event {
+	return x.g.b.Unanswered(x.g.context(x.c), id, pr, o)
 }
 
 // finish audits the requests of the exchange left unanswered when the response ends. On a stateful
@@ -271,17 +246,18 @@ func (x *exchange) cutStream(ctl event.Control, withheld []byte, inject bool) []
 		ErrorCode: CodeDenied, HTTPStatus: x.status}
 	var ids []string
 	var events []*event.Event
-	if msgs, _, err := parseBody(withheld); err != nil {
-		events = append(events, x.unparseable(len(withheld), err.msg))
+	if msgs, _, err := mcpwire.Parse(withheld); err != nil {
+		events = append(events, x.unparseable(len(withheld), err.Message))
 	} else {
 		for i := range msgs {
 			m := &msgs[i]
-			if _, waiting := x.reqs[m.id]; m.kind == kindResponse && waiting {
-				ids = append(ids, m.id)
+			if _, waiting := x.reqs[m.ID]; m.Kind == mcpwire.KindResponse && waiting {
+				ids = append(ids, m.ID)
 			}
-			events = append(events, x.upstreamEvent(m))
-			if m.kind == kindRequest { // never delivered, so never answered
-				g.pending.Take(pendingKey{c.pkey, c.session, true, m.id})
+			e, _ := x.upstreamEvent(m)
+			events = append(events, e)
+			if m.Kind == mcpwire.KindRequest { // never delivered, so never answered
+				g.pending.Take(pendingKey{c.pkey, c.session, true, m.ID})
 			}
 		}
 	}
@@ -300,7 +276,7 @@ func (x *exchange) cutStream(ctl event.Control, withheld []byte, inject bool) []
 	var out []byte
 	for _, id := range ids {
 		out = append(out, "event: message\ndata: "...)
-		out = append(out, errorBody(id, CodeDenied, text)...)
+		out = append(out, mcpwire.ErrorBody(id, CodeDenied, text)...)
 		out = append(out, "\n\n"...)
 	}
 	return out
@@ -411,7 +387,7 @@ func (t *sseTap) dispatch(ev *sseEvent) {
 	case ev.overflow || partial:
 		e := t.x.uninspected(t.evBytes)
 		if t.x.redacting {
-			setAttr(e, attrRedactSkipped, "too large to scan")
+			mcpwire.SetAttr(e, attrRedactSkipped, "too large to scan")
 		}
 		t.x.g.publish(t.x.c.r.Context(), e)
 	default:
@@ -478,13 +454,13 @@ func (t *jsonTap) audit() {
 	case t.over:
 		e := x.uninspected(t.size)
 		if x.redacting {
-			setAttr(e, attrRedactSkipped, "too large to scan")
+			mcpwire.SetAttr(e, attrRedactSkipped, "too large to scan")
 		}
 		if len(x.reqs) == 1 { // the answer of a single request is that request's, read or not
 			for id := range x.reqs {
 				pr, _ := x.take(id)
 				e.Correlation.RequestID = id
-				paired(e, pr)
+				mcpwire.Pair(e, pr)
 			}
 		}
 		x.g.publish(x.c.r.Context(), e)
@@ -538,11 +514,11 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		for id := range x.reqs {
 			ids = append(ids, id)
 		}
-		x.finishWith(text+": "+clip(err.Error(), 256), CodeUpstreamUnavailable, http.StatusBadGateway)
+		x.finishWith(text+": "+mcpwire.Clip(err.Error(), 256), CodeUpstreamUnavailable, http.StatusBadGateway)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusBadGateway)
-	_, _ = w.Write(errorResponse(ids, x != nil && x.batch, CodeUpstreamUnavailable, text))
+	_, _ = w.Write(mcpwire.ErrorResponse(ids, x != nil && x.batch, CodeUpstreamUnavailable, text))
 }
 
 // finishWith audits every request of the exchange as failed for reason.
@@ -553,20 +529,4 @@ func (x *exchange) finishWith(reason string, code, status int) {
 		x.g.publish(x.c.r.Context(), x.pendingEvent(id, pr, event.Outcome{Result: event.ResultError,
 			Reason: reason, ErrorCode: code, HTTPStatus: status}))
 	}
-}
-
-// errorResponse is the JSON-RPC error body answering the requests ids: one object, an array for a
-// batch, or one error with a null id when there is no request to answer.
-func errorResponse(ids []string, batch bool, code int, text string) []byte {
-	switch {
-	case len(ids) == 0:
-		return errorBody("", code, text)
-	case !batch && len(ids) == 1:
-		return errorBody(ids[0], code, text)
-	}
-	parts := make([][]byte, len(ids))
-	for i, id := range ids {
-		parts[i] = errorBody(id, code, text)
-	}
-	return append(append([]byte{'['}, bytes.Join(parts, []byte{','})...), ']')
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/policy"
 )
 
@@ -29,7 +30,7 @@ func (x *exchange) filterTools(e *event.Event, result json.RawMessage) []byte {
 	if len(result) == 0 || result[0] != '{' {
 		return nil
 	}
-	f, err := members(result, "tools")
+	f, err := mcpwire.Members(result, "tools")
 	if err != nil || f[0] == nil {
 		return nil
 	}
@@ -50,13 +51,13 @@ func (x *exchange) filterTools(e *event.Event, result json.RawMessage) []byte {
 		}
 		hidden = append(hidden, name)
 	}
-	setAttr(e, attrToolsHidden, strconv.Itoa(len(hidden)))
+	mcpwire.SetAttr(e, attrToolsHidden, strconv.Itoa(len(hidden)))
 	if len(hidden) == 0 {
 		return nil
 	}
-	setAttr(e, attrToolsHiddenWho, clip(strings.Join(hidden, ","), maxHiddenNames))
+	mcpwire.SetAttr(e, attrToolsHiddenWho, mcpwire.Clip(strings.Join(hidden, ","), maxHiddenNames))
 	list := append(append([]byte{'['}, bytes.Join(kept, []byte{','})...), ']')
-	out, ok := replaceMember(result, "tools", list)
+	out, ok := mcpwire.ReplaceMember(result, "tools", list)
 	if !ok {
 		return nil
 	}
@@ -68,14 +69,11 @@ func toolName(def json.RawMessage) string {
 	if len(def) == 0 || def[0] != '{' {
 		return ""
 	}
-	nf, err := members(def, "name")
+	nf, err := mcpwire.Members(def, "name")
 	if err != nil {
 		return ""
 	}
-	var name string
-	if jsonString(nf[0], &name) != nil {
-		return ""
-	}
+	name, _ := mcpwire.StringValue(nf[0])
 	return name
 }
 
@@ -95,7 +93,7 @@ func (g *Gateway) mayCall(c *call, tool string, now time.Time, req **policy.Requ
 		return true
 	}
 	if *req == nil {
-		r := g.policyRequest(c, &message{kind: kindRequest, method: "tools/call"}, &event.Event{})
+		r := g.policyRequest(c, &mcpwire.Message{Kind: mcpwire.KindRequest, Method: "tools/call"}, &event.Event{})
 		*req = &r
 	}
 	r := **req

@@ -10,6 +10,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 )
 
 // Defaults for [Config].
@@ -112,10 +113,10 @@ func TokenPrincipal(_ context.Context, req sdk.Request) Principal {
 	ti := ex.TokenInfo
 	str := func(k string) string {
 		s, _ := ti.Extra[k].(string)
-		return clip(s, maxClaimLen)
+		return mcpwire.Clip(s, maxClaimLen)
 	}
 	p := Principal{
-		Subject:     clip(ti.UserID, maxClaimLen),
+		Subject:     mcpwire.Clip(ti.UserID, maxClaimLen),
 		ClientID:    str("client_id"),
 		Issuer:      str("iss"),
 		TokenID:     str("jti"),
@@ -139,7 +140,7 @@ func strs(v any) []string {
 	var out []string
 	add := func(s string) {
 		if s != "" && len(out) < maxClaimValues {
-			out = append(out, clip(s, maxClaimLen))
+			out = append(out, mcpwire.Clip(s, maxClaimLen))
 		}
 	}
 	switch v := v.(type) {

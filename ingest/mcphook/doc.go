@@ -44,6 +44,10 @@
 //   - trace context from the message's _meta.traceparent or the HTTP Traceparent header;
 //   - tool arguments only by size unless [Config.MaskArguments] is set; the hook never logs
 //     them, and never copies an error's text, which may quote them, into an event;
+//   - resource URIs, prompt names and the client's name and version masked as the gateway masks
+//     them (github.com/mcpwatch/mcpwatch/ingest/mcpwire builds the events of both), with the
+//     default kinds: credentials in query parameters and user information removed, personal
+//     data replaced, findings counted in [event.Event.PII];
 //   - for tools/list answers, [ToolsHash], equal to the gateway's hash of the same answer.
 //
 // Auditing never breaks the server: panics in the publisher, the principal function, the

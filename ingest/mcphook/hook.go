@@ -18,13 +18,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 	"weak"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
+	"github.com/mcpwatch/mcpwatch/internal/mask"
 )
 
 // Publisher takes the hook's audit events; it has the shape of ingest/mcp's Publisher, so the
@@ -42,15 +43,6 @@ type PublisherFunc func(ctx context.Context, e *Event)
 // Publish calls f.
 func (f PublisherFunc) Publish(ctx context.Context, e *Event) { f(ctx, e) }
 
-// Limits on what events copy from messages, as the gateway's.
-const (
-	maxIDLen      = 256
-	maxMethodLen  = 256
-	maxFieldLen   = 1024
-	maxVersionLen = 64
-	maxClientLen  = 256
-)
-
 // Hook audits an MCP server built on the official Go SDK from inside: [Hook.Middleware] and
 // [Hook.SendingMiddleware] publish, for every message the server receives and sends, the audit
 // events the gateway of ingest/mcp publishes for the same message on the wire. Auditing never
@@ -60,6 +52,9 @@ type Hook struct {
 	cfg Config
 	pub Publisher
 	log *slog.Logger
+	// b builds the events as the gateway's builder does; its masker (the default kinds) masks
+	// resource URIs, prompt names and client names. Arguments go through [Config.MaskArguments].
+	b *mcpwire.Builder
 
 	// idPrefix and seq make the request ids of events (see [Hook.Middleware]).
 	idPrefix string
@@ -85,8 +80,14 @@ func New(cfg Config, pub Publisher, log *slog.Logger) (*Hook, error) {
 	var b [4]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	cfg = cfg.withDefaults()
+	masker, err := mask.New(mask.Config{})
+	if err != nil { // the default configuration is valid
+		return nil, fmt.Errorf("mcphook: %w", err)
+	}
 	return &Hook{
 		cfg: cfg, pub: pub,
+		b: &mcpwire.Builder{Tenant: cfg.Tenant, Observer: cfg.Observer, Server: cfg.ServerName, Transport: Transport,
+			Masker: masker},
 		log:      log.With("component", "mcp-hook", "server", cfg.ServerName),
 		idPrefix: "hook:" + hex.EncodeToString(b[:]) + ":",
 	}, nil
@@ -104,6 +105,8 @@ type call struct {
 	principal       Principal
 	start           time.Time
 	fromServer      bool // a request the server sent, answered by the client
+	// resourceURI and prompt are as the request's event recorded them (masked), for its answer's.
+	resourceURI, prompt string
 }
 
 type callKey struct{}
@@ -190,14 +193,12 @@ func (h *Hook) request(ctx context.Context, method string, req sdk.Request) (c *
 		h.sessions.remember(ss, c.principal)
 	}
 	c.requestID = h.idPrefix + strconv.FormatUint(h.seq.Add(1), 10)
-	e := h.event(c, event.DirRequest)
-	e.Correlation.RequestID = c.requestID
 	params := req.GetParams()
-	e.Size.Request = encodedLen(params)
-	fillParams(e, params)
+	e := h.b.FromClient(h.context(c), clientMessage(mcpwire.KindRequest, c, params))
 	if p, ok := params.(*sdk.CallToolParamsRaw); ok && !isNil(params) {
 		h.arguments(e, p.Arguments)
 	}
+	c.resourceURI, c.prompt = e.MCP.ResourceURI, e.MCP.Prompt
 	h.publish(ctx, e)
 	return c
 }
@@ -209,10 +210,8 @@ func (h *Hook) serverRequest(ctx context.Context, method string, req sdk.Request
 	c.principal = h.sendingPrincipal(ctx, req)
 	c.fromServer = true
 	c.requestID = h.idPrefix + strconv.FormatUint(h.seq.Add(1), 10)
-	e := h.event(c, event.DirServerRequest)
-	e.Correlation.RequestID = c.requestID
-	e.Size.Response = encodedLen(req.GetParams())
-	h.publish(ctx, e)
+	h.publish(ctx, h.b.FromServer(h.context(c), &mcpwire.Message{Kind: mcpwire.KindRequest, ID: c.requestID,
+		Method: c.method, Tool: c.tool, Size: encodedLen(req.GetParams())}))
 	return c
 }
 
@@ -220,30 +219,22 @@ func (h *Hook) serverRequest(ctx context.Context, method string, req sdk.Request
 func (h *Hook) notification(ctx context.Context, method string, req sdk.Request, sent bool) {
 	defer h.recoverInternal("notification event")
 	c := h.newCall(ctx, method, req)
-	sender := "client"
-	if sent {
-		sender = "server"
-		c.principal = h.sendingPrincipal(ctx, req)
-	} else {
-		c.principal = h.principal(ctx, req)
-	}
-	e := h.event(c, event.DirNotification)
 	params := req.GetParams()
 	if sent {
-		e.Size.Response = encodedLen(params)
-	} else {
-		e.Size.Request = encodedLen(params)
-		fillParams(e, params)
+		c.principal = h.sendingPrincipal(ctx, req)
+		h.publish(ctx, h.b.FromServer(h.context(c), &mcpwire.Message{Kind: mcpwire.KindNotification, Method: c.method,
+			Size: encodedLen(params)}))
+		return
 	}
-	e.Attributes = map[string]string{"mcp.sender": sender}
-	h.publish(ctx, e)
+	c.principal = h.principal(ctx, req)
+	h.publish(ctx, h.b.FromClient(h.context(c), clientMessage(mcpwire.KindNotification, c, params)))
 }
 
 // newCall reads what every event of a message carries: method, session, client, trace context.
 func (h *Hook) newCall(ctx context.Context, method string, req sdk.Request) *call {
-	c := &call{method: clip(method, maxMethodLen), start: time.Now()}
+	c := &call{method: mcpwire.Clip(method, mcpwire.MaxMethodLen), start: time.Now()}
 	if ss, ok := req.GetSession().(*sdk.ServerSession); ok && ss != nil {
-		c.session = clip(ss.ID(), maxIDLen)
+		c.session = mcpwire.Clip(ss.ID(), mcpwire.MaxIDLen)
 		if ip := ss.InitializeParams(); ip != nil {
 			c.protocolVersion = ip.ProtocolVersion
 			if ip.ClientInfo != nil {
@@ -282,11 +273,12 @@ func (h *Hook) newCall(ctx context.Context, method string, req sdk.Request) *cal
 		}
 	case *sdk.CallToolParamsRaw:
 		if !isNil(params) {
-			c.tool = clip(p.Name, maxFieldLen)
+			c.tool = mcpwire.Clip(p.Name, mcpwire.MaxFieldLen)
 		}
 	}
-	c.protocolVersion = clip(c.protocolVersion, maxVersionLen)
-	c.clientName, c.clientVersion = clip(c.clientName, maxClientLen), clip(c.clientVersion, maxClientLen)
+	c.protocolVersion = mcpwire.Clip(c.protocolVersion, mcpwire.MaxVersionLen)
+	c.clientName = mcpwire.Clip(c.clientName, mcpwire.MaxClientLen)
+	c.clientVersion = mcpwire.Clip(c.clientVersion, mcpwire.MaxClientLen)
 	// As the gateway: the HTTP header, overridden by the message's own _meta.traceparent.
 	c.traceID, c.spanID = event.ParseTraceparent(header)
 	if !isNil(params) {
@@ -331,64 +323,54 @@ func (h *Hook) sendingPrincipal(ctx context.Context, req sdk.Request) Principal 
 	return Principal{}
 }
 
-// event starts an audit event of c.
-func (h *Hook) event(c *call, dir event.Direction) *event.Event {
-	return &event.Event{
-		ID:        event.NewID(),
-		Time:      time.Now(),
-		Source:    event.SourceMCP,
-		Observer:  h.cfg.Observer,
-		Tenant:    h.cfg.Tenant,
-		Principal: clonePrincipal(c.principal),
-		Correlation: event.Correlation{
-			TraceID: c.traceID, SpanID: c.spanID, SessionID: c.session,
-		},
-		MCP: &event.MCP{
-			Direction: dir, Method: c.method, Tool: c.tool, Transport: Transport,
-			ProtocolVersion: c.protocolVersion, ClientName: c.clientName, ClientVersion: c.clientVersion,
-		},
-		Target:  event.Target{Server: h.cfg.ServerName},
-		Outcome: event.Outcome{Result: event.ResultAllowed},
+// context is where c's messages are seen, for their events.
+func (h *Hook) context(c *call) *mcpwire.Context {
+	return &mcpwire.Context{
+		Principal: clonePrincipal(c.principal), Session: c.session, TraceID: c.traceID, SpanID: c.spanID,
+		ProtocolVersion: c.protocolVersion, ClientName: c.clientName, ClientVersion: c.clientVersion,
 	}
 }
 
-// fillParams copies the method-specific fields of a request's params into its event.
-func fillParams(e *event.Event, params sdk.Params) {
+// clientMessage is what a message from the client says, as the gateway's parser would read it off
+// the wire: the builder records and masks it as the gateway does. Its arguments are left out: they
+// reach the event only through [Config.MaskArguments] ([Hook.arguments]).
+func clientMessage(kind mcpwire.Kind, c *call, params sdk.Params) *mcpwire.Message {
+	m := &mcpwire.Message{Kind: kind, ID: c.requestID, Method: c.method, Tool: c.tool, Size: encodedLen(params)}
 	if isNil(params) {
-		return
+		return m
 	}
 	switch p := params.(type) {
 	case *sdk.ReadResourceParams:
-		e.MCP.ResourceURI = clip(p.URI, 2*maxFieldLen)
+		m.ResourceURI = p.URI
 	case *sdk.SubscribeParams:
-		e.MCP.ResourceURI = clip(p.URI, 2*maxFieldLen)
+		m.ResourceURI = p.URI
 	case *sdk.UnsubscribeParams:
-		e.MCP.ResourceURI = clip(p.URI, 2*maxFieldLen)
+		m.ResourceURI = p.URI
 	case *sdk.GetPromptParams:
-		e.MCP.Prompt = clip(p.Name, maxFieldLen)
+		m.Prompt = p.Name
+	case *sdk.CallToolParamsRaw:
+		m.ArgumentBytes = len(p.Arguments)
 	}
+	return m
 }
 
-// arguments records the size of a tool call's arguments and, if the server gave a masker and
-// they are small enough, their masked text and what the masking found.
+// arguments records, if the server gave a masker and a tool call's arguments are small enough,
+// their masked text and what the masking found (counted and classed as the gateway does).
 func (h *Hook) arguments(e *event.Event, args json.RawMessage) {
-	e.Attributes = map[string]string{"mcp.tool.arguments_bytes": strconv.Itoa(len(args))}
 	if h.cfg.MaskArguments == nil || len(args) == 0 {
 		return
 	}
 	if len(args) > h.cfg.MaxArgumentBytes {
-		e.Attributes["mcp.tool.arguments_omitted"] = "too large to mask"
+		mcpwire.SetAttr(e, "mcp.tool.arguments_omitted", "too large to mask")
 		return
 	}
 	masked, pii, ok := h.mask(args)
 	if !ok {
-		e.Attributes["mcp.tool.arguments_omitted"] = "masking failed"
+		mcpwire.SetAttr(e, "mcp.tool.arguments_omitted", "masking failed")
 		return
 	}
-	e.MCP.ArgumentsMasked = clip(masked, h.cfg.MaxArgumentBytes)
-	if len(pii) > 0 {
-		e.PII = pii
-	}
+	e.MCP.ArgumentsMasked = mcpwire.Clip(masked, h.cfg.MaxArgumentBytes)
+	mcpwire.AddFindings(e, pii)
 }
 
 func (h *Hook) mask(args []byte) (masked string, pii map[string]int, ok bool) {
@@ -408,9 +390,9 @@ func (h *Hook) mask(args []byte) (masked string, pii map[string]int, ok bool) {
 // client's to a server request.
 func (h *Hook) answer(ctx context.Context, c *call, res sdk.Result, err error) {
 	defer h.recoverInternal("response event")
-	e := h.event(c, event.DirResponse)
-	e.Correlation.RequestID = c.requestID
-	e.MCP.LatencyMS = ms(time.Since(c.start))
+	e := h.b.Event(h.context(c), event.DirResponse, &mcpwire.Message{Kind: mcpwire.KindResponse, ID: c.requestID})
+	mcpwire.Pair(e, mcpwire.Pending{Method: c.method, Tool: c.tool, ResourceURI: c.resourceURI, Prompt: c.prompt,
+		Start: c.start, TraceID: c.traceID, SpanID: c.spanID})
 	var size int
 	if err != nil {
 		e.Outcome.Result = event.ResultError
@@ -438,7 +420,7 @@ func (h *Hook) answer(ctx context.Context, c *call, res sdk.Result, err error) {
 			}
 		case *sdk.InitializeResult:
 			if r.ProtocolVersion != "" {
-				e.MCP.ProtocolVersion = clip(r.ProtocolVersion, maxVersionLen)
+				e.MCP.ProtocolVersion = mcpwire.Clip(r.ProtocolVersion, mcpwire.MaxVersionLen)
 			}
 		case *sdk.ListToolsResult:
 			e.MCP.ToolsHash = ToolsHash(r.Tools)
@@ -448,7 +430,7 @@ func (h *Hook) answer(ctx context.Context, c *call, res sdk.Result, err error) {
 		// The client answering a server request: a request-sized message from the client, as
 		// the gateway records it.
 		e.Size.Request = size
-		e.Attributes = map[string]string{"mcp.sender": "client"}
+		mcpwire.SetAttr(e, mcpwire.AttrSender, "client")
 	} else {
 		e.Size.Response = size
 	}
@@ -544,9 +526,9 @@ func (h *Hook) warn(msg string, args ...any) {
 func panicText(r any) string {
 	switch v := r.(type) {
 	case string:
-		return clip(v, 256)
+		return mcpwire.Clip(v, 256)
 	case runtime.Error:
-		return clip(v.Error(), 256)
+		return mcpwire.Clip(v.Error(), 256)
 	}
 	return fmt.Sprintf("%T", r)
 }
@@ -600,16 +582,3 @@ func (t *sessionTable) len() int {
 	t.m.Range(func(any, any) bool { n++; return true })
 	return n
 }
-
-// clip shortens s to at most n bytes without splitting a UTF-8 sequence.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -13,10 +13,11 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 )
 
 // Defaults for [BridgeConfig].
@@ -36,9 +37,7 @@ const (
 	// CodeQuarantined answers requests to a frozen (quarantined) sandbox.
 	CodeQuarantined = -32001
 	// CodeStartFailed answers an initialize whose server could not be started.
-	CodeStartFailed    = -32002
-	codeInvalidRequest = -32600
-	codeParseError     = -32700
+	CodeStartFailed = -32002
 )
 
 const headerSessionID = "Mcp-Session-Id"
@@ -290,45 +289,15 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func httpError(w http.ResponseWriter, status int, text string) {
-	writeJSONRPCError(w, status, nil, codeInvalidRequest, text)
+	writeJSONRPCError(w, status, nil, mcpwire.CodeInvalidRequest, text)
 }
 
-// writeJSONRPCError answers with a JSON-RPC error: one per request id, or a single one with a
-// null id when there are none.
-func writeJSONRPCError(w http.ResponseWriter, status int, ids []json.RawMessage, code int, text string) {
+// writeJSONRPCError answers with a JSON-RPC error: one per request id (canonical), or a single one
+// with a null id when there are none.
+func writeJSONRPCError(w http.ResponseWriter, status int, ids []string, code int, text string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	if len(ids) == 0 {
-		ids = []json.RawMessage{json.RawMessage("null")}
-	}
-	var out [][]byte
-	for _, id := range ids {
-		out = append(out, errorMessage(id, code, text))
-	}
-	if len(out) == 1 {
-		_, _ = w.Write(out[0])
-		return
-	}
-	_, _ = w.Write(joinBatch(out))
-}
-
-func errorMessage(id json.RawMessage, code int, text string) []byte {
-	b, _ := json.Marshal(struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id"`
-		Error   struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}{JSONRPC: "2.0", ID: id, Error: struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	}{code, text}})
-	return b
-}
-
-func joinBatch(msgs [][]byte) []byte {
-	return append(append([]byte{'['}, bytes.Join(msgs, []byte{','})...), ']')
+	_, _ = w.Write(mcpwire.ErrorResponse(ids, len(ids) > 1, code, text))
 }
 
 // lookup returns the session a request names, answering 400/404 itself when there is none.
@@ -348,7 +317,7 @@ func (b *Bridge) lookup(w http.ResponseWriter, r *http.Request) *session {
 	return s
 }
 
-func (b *Bridge) refuseFrozen(w http.ResponseWriter, s *session, ids []json.RawMessage) bool {
+func (b *Bridge) refuseFrozen(w http.ResponseWriter, s *session, ids []string) bool {
 	if !s.sb.Frozen() {
 		return false
 	}
@@ -358,11 +327,30 @@ func (b *Bridge) refuseFrozen(w http.ResponseWriter, s *session, ids []json.RawM
 
 // inMsg is a client message, parsed as far as routing needs.
 type inMsg struct {
-	raw    []byte // compact: one line on the server's stdin
-	id     json.RawMessage
-	key    string // canonical id, for requests
+	line   []byte // compact: one line on the server's stdin
+	id     string // canonical id ([mcpwire.CanonicalID]) of a request; "" for other messages
 	method string
-	token  string // params._meta.progressToken, canonical
+	token  string // params._meta.progressToken of a request, canonical
+}
+
+// readClientBody parses a POST body with the gateway's parser ([mcpwire.Parse]), so that the
+// bridge pairs and refuses exactly as the gateway in front of it does, and compacts each message
+// to the single line the server's stdin takes.
+func readClientBody(body []byte) ([]inMsg, bool, *mcpwire.Error) {
+	msgs, batch, perr := mcpwire.Parse(body)
+	if perr != nil {
+		return nil, batch, perr
+	}
+	out := make([]inMsg, len(msgs))
+	for i, m := range msgs {
+		var buf bytes.Buffer
+		_ = json.Compact(&buf, m.Raw) // cannot fail: the body parsed
+		out[i] = inMsg{line: buf.Bytes(), method: m.Method}
+		if m.Kind == mcpwire.KindRequest {
+			out[i].id, out[i].token = m.ID, m.ProgressToken
+		}
+	}
+	return out, batch, nil
 }
 
 func (b *Bridge) servePost(w http.ResponseWriter, r *http.Request) {
@@ -375,15 +363,15 @@ func (b *Bridge) servePost(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "reading request body: "+err.Error())
 		return
 	}
-	msgs, batch, err := parseClientBody(body)
-	if err != nil {
-		writeJSONRPCError(w, http.StatusBadRequest, nil, codeParseError, err.Error())
+	msgs, batch, perr := readClientBody(body)
+	if perr != nil {
+		writeJSONRPCError(w, http.StatusBadRequest, nil, perr.Code, perr.Message)
 		return
 	}
-	var ids []json.RawMessage
+	var ids []string
 	init := false
 	for _, m := range msgs {
-		if m.key != "" {
+		if m.id != "" {
 			ids = append(ids, m.id)
 		}
 		init = init || m.method == "initialize"
@@ -392,7 +380,7 @@ func (b *Bridge) servePost(w http.ResponseWriter, r *http.Request) {
 	created := false
 	if r.Header.Get(headerSessionID) == "" {
 		if !init || len(ids) == 0 {
-			writeJSONRPCError(w, http.StatusBadRequest, ids, codeInvalidRequest,
+			writeJSONRPCError(w, http.StatusBadRequest, ids, mcpwire.CodeInvalidRequest,
 				"Bad Request: no valid session ID provided; a session starts with initialize")
 			return
 		}
@@ -525,8 +513,16 @@ type waiter struct {
 	sse     bool            // the client accepts an event stream
 	pending map[string]bool // request keys still unanswered (POST only)
 	tokens  []string        // progress tokens of its requests
-	ch      chan []byte
+	ch      chan srvMsg
 	done    chan struct{} // closed when the HTTP handler stops reading ch
+}
+
+// srvMsg is a message for the client: from the server, or the bridge's own error for a request
+// the server will not answer.
+type srvMsg struct {
+	raw     []byte
+	id      string // a response's canonical id; "" for requests and notifications
+	isError bool   // a JSON-RPC error response
 }
 
 func acceptsSSE(r *http.Request) bool {
@@ -538,27 +534,26 @@ func acceptsSSE(r *http.Request) bool {
 	return false
 }
 
-// post writes a POST's messages to the server and answers with the responses to its requests.
-func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []inMsg, batch, created bool) {
-	wt := &waiter{sse: acceptsSSE(r), pending: map[string]bool{}, ch: make(chan []byte, 16), done: make(chan struct{})}
-	defer close(wt.done)
-	var ids []json.RawMessage
+// errSessionEnded: the session ended before a request could be registered.
+var errSessionEnded = errors.New("session not found")
+
+// register makes wt the waiter of the requests among msgs, so that route delivers their responses
+// to it. It returns their ids, or the id of one already awaited on the session (inUse) and then
+// registers none.
+func (s *session) register(wt *waiter, msgs []inMsg) (ids []string, inUse string, err error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.ended {
-		s.mu.Unlock()
-		httpError(w, http.StatusNotFound, "session not found")
-		return
+		return nil, "", errSessionEnded
 	}
 	for _, m := range msgs {
-		if m.key == "" {
+		if m.id == "" {
 			continue
 		}
-		if s.waiters[m.key] != nil || wt.pending[m.key] {
-			s.mu.Unlock()
-			writeJSONRPCError(w, http.StatusBadRequest, []json.RawMessage{m.id}, codeInvalidRequest, "request id "+m.key+" is already in use")
-			return
+		if s.waiters[m.id] != nil || wt.pending[m.id] {
+			return nil, m.id, nil
 		}
-		wt.pending[m.key] = true
+		wt.pending[m.id] = true
 		ids = append(ids, m.id)
 		if m.token != "" {
 			wt.tokens = append(wt.tokens, m.token)
@@ -572,11 +567,26 @@ func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []inMsg, bat
 	}
 	s.inflight++
 	s.lastActive = time.Now()
-	s.mu.Unlock()
+	return ids, "", nil
+}
+
+// post writes a POST's messages to the server and answers with the responses to its requests.
+func (s *session) post(w http.ResponseWriter, r *http.Request, msgs []inMsg, batch, created bool) {
+	wt := &waiter{sse: acceptsSSE(r), pending: map[string]bool{}, ch: make(chan srvMsg, 16), done: make(chan struct{})}
+	defer close(wt.done)
+	ids, inUse, err := s.register(wt, msgs)
+	switch {
+	case err != nil:
+		httpError(w, http.StatusNotFound, err.Error())
+		return
+	case inUse != "":
+		writeJSONRPCError(w, http.StatusBadRequest, []string{inUse}, mcpwire.CodeInvalidRequest, "request id "+inUse+" is already in use")
+		return
+	}
 	defer s.unregister(wt)
 
 	for _, m := range msgs {
-		if err := s.writeLine(m.raw); err != nil {
+		if err := s.writeLine(m.line); err != nil {
 			s.b.log.Warn("write to MCP server", "sandbox", s.sb.ID(), "err", err)
 			writeJSONRPCError(w, http.StatusBadGateway, ids, CodeServerExited, "MCP server did not take the message: "+err.Error())
 			if created {
@@ -605,8 +615,8 @@ func (s *session) respond(w http.ResponseWriter, r *http.Request, wt *waiter, ba
 	streaming := false
 	flusher, _ := w.(http.Flusher)
 	allOK := true
-	send := func(msg []byte) bool {
-		if _, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", msg); err != nil {
+	send := func(msg srvMsg) bool {
+		if _, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", msg.raw); err != nil {
 			return false
 		}
 		if flusher != nil {
@@ -620,7 +630,7 @@ func (s *session) respond(w http.ResponseWriter, r *http.Request, wt *waiter, ba
 		w.Header().Set("Cache-Control", "no-cache")
 		w.WriteHeader(http.StatusOK)
 		for _, c := range collected {
-			if !send(c) {
+			if !send(srvMsg{raw: c}) {
 				return false
 			}
 		}
@@ -628,22 +638,21 @@ func (s *session) respond(w http.ResponseWriter, r *http.Request, wt *waiter, ba
 		return true
 	}
 	// handle relays one message routed to this POST; false when the client is gone.
-	handle := func(msg []byte) bool {
-		isResp, isErr := responseKind(msg)
-		if isResp {
+	handle := func(msg srvMsg) bool {
+		if msg.id != "" {
 			s.mu.Lock()
-			delete(wt.pending, responseKey(msg))
+			delete(wt.pending, msg.id)
 			s.mu.Unlock()
-			allOK = allOK && !isErr
+			allOK = allOK && !msg.isError
 			if streaming {
 				return send(msg)
 			}
-			collected = append(collected, msg)
+			collected = append(collected, msg.raw)
 			return true
 		}
 		if !streaming {
 			if !wt.sse {
-				s.reroute(msg) // the client takes JSON only: the GET stream gets it
+				s.reroute(msg.raw) // the client takes JSON only: the GET stream gets it
 				return true
 			}
 			if !startStream() {
@@ -688,7 +697,7 @@ func (s *session) respond(w http.ResponseWriter, r *http.Request, wt *waiter, ba
 			slices.Sort(keys)
 			for _, k := range keys {
 				allOK = false
-				if !handle(errorMessage(json.RawMessage(k), CodeServerExited, why)) {
+				if !handle(srvMsg{raw: mcpwire.ErrorBody(k, CodeServerExited, why), id: k, isError: true}) {
 					return false
 				}
 			}
@@ -702,7 +711,7 @@ func (s *session) respond(w http.ResponseWriter, r *http.Request, wt *waiter, ba
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	if batch {
-		_, _ = w.Write(joinBatch(collected))
+		_, _ = w.Write(mcpwire.JoinBatch(collected))
 	} else if len(collected) > 0 {
 		_, _ = w.Write(collected[0])
 	}
@@ -731,8 +740,8 @@ func (s *session) unregister(wt *waiter) {
 	for {
 		select {
 		case msg := <-wt.ch:
-			if k, _ := responseKind(msg); !k {
-				s.reroute(msg)
+			if msg.id == "" {
+				s.reroute(msg.raw)
 			}
 		default:
 			return
@@ -741,7 +750,7 @@ func (s *session) unregister(wt *waiter) {
 }
 
 func (s *session) serveGet(w http.ResponseWriter, r *http.Request) {
-	wt := &waiter{sse: true, ch: make(chan []byte, 16), done: make(chan struct{})}
+	wt := &waiter{sse: true, ch: make(chan srvMsg, 16), done: make(chan struct{})}
 	defer close(wt.done)
 	s.mu.Lock()
 	if s.ended {
@@ -782,7 +791,7 @@ func (s *session) serveGet(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case msg := <-wt.ch:
-			if !send(msg) {
+			if !send(msg.raw) {
 				return
 			}
 		case <-s.streamsEnd:
@@ -860,52 +869,64 @@ func (s *session) read() {
 	}
 }
 
-// outMsg is what routing needs of a server message.
-type outMsg struct {
-	ID     json.RawMessage `json:"id"`
-	Method string          `json:"method"`
-	Params struct {
-		ProgressToken json.RawMessage `json:"progressToken"`
-	} `json:"params"`
-}
-
-// route delivers one server message: a response to the POST awaiting it; a progress notification
-// to the POST whose request carried its token; any other message to the newest POST that can
-// stream, else the GET stream, else the backlog.
-func (s *session) route(msg []byte) {
-	if len(msg) > 0 && msg[0] == '[' { // a batch from a 2025-03-26 server: route each
+// route delivers what the server wrote on one line: each message of a batch (from a 2025-03-26
+// server) on its own, as if on a line of its own.
+func (s *session) route(line []byte) {
+	if len(line) > 0 && line[0] == '[' {
 		var elems []json.RawMessage
-		if json.Unmarshal(msg, &elems) == nil {
+		if json.Unmarshal(line, &elems) == nil {
 			for _, e := range elems {
-				s.route(e)
+				s.routeMessage(e)
 			}
 			return
 		}
 	}
-	var m outMsg
-	if err := json.Unmarshal(msg, &m); err != nil || !json.Valid(msg) {
-		s.b.log.Warn("dropped output of the MCP server that is not JSON-RPC", "sandbox", s.sb.ID(), "bytes", len(msg))
+	s.routeMessage(line)
+}
+
+// routeMessage delivers one server message, read by the gateway's parser ([mcpwire.Parse]) so
+// that a response goes to the request the gateway in front pairs it with: a response to the POST
+// awaiting it; a progress notification to the POST whose request carried its token; any other
+// message to the newest POST that can stream, else the GET stream, else the backlog. A message the
+// parser refuses is relayed as one outside any request, as the gateway relays (and audits) it;
+// output that is not JSON is dropped.
+func (s *session) routeMessage(raw []byte) {
+	msgs, _, perr := mcpwire.Parse(raw)
+	var m mcpwire.Message
+	switch {
+	case perr != nil && !json.Valid(raw):
+		s.b.log.Warn("dropped output of the MCP server that is not JSON-RPC", "sandbox", s.sb.ID(), "bytes", len(raw))
+		return
+	case perr != nil:
+		s.b.log.Warn("MCP server message is not valid JSON-RPC; relayed outside any request", "sandbox", s.sb.ID(),
+			"err", perr.Message)
+	case len(msgs) == 1:
+		m = msgs[0]
+	default: // a batch nested in a batch: each on its own
+		for _, e := range msgs {
+			s.routeMessage(e.Raw)
+		}
 		return
 	}
+	msg := srvMsg{raw: raw}
 	s.mu.Lock()
 	var to *waiter
-	if m.Method == "" && len(m.ID) > 0 {
-		k := canonicalID(m.ID)
-		if to = s.waiters[k]; to != nil {
-			delete(s.waiters, k) // the POST removes it from its pending set when it relays it
+	if m.Kind == mcpwire.KindResponse {
+		msg.id, msg.isError = m.ID, m.IsError
+		if to = s.waiters[m.ID]; to != nil {
+			delete(s.waiters, m.ID) // the POST removes it from its pending set when it relays it
 		}
 		s.mu.Unlock()
 		if to == nil {
-			s.b.log.Debug("dropped a response nobody waits for", "sandbox", s.sb.ID(), "id", k)
+			s.b.log.Debug("dropped a response nobody waits for", "sandbox", s.sb.ID(), "id", m.ID)
 			return
 		}
 		s.deliver(to, msg)
 		return
 	}
-	if m.Method == "notifications/progress" && len(m.Params.ProgressToken) > 0 {
-		tok := canonicalID(m.Params.ProgressToken)
+	if m.Method == "notifications/progress" && m.ProgressToken != "" {
 		for _, p := range s.posts {
-			if p.sse && slices.Contains(p.tokens, tok) {
+			if p.sse && slices.Contains(p.tokens, m.ProgressToken) {
 				to = p
 			}
 		}
@@ -919,7 +940,7 @@ func (s *session) route(msg []byte) {
 		to = s.get
 	}
 	if to == nil {
-		s.keepLocked(msg)
+		s.keepLocked(raw)
 		s.mu.Unlock()
 		return
 	}
@@ -927,12 +948,12 @@ func (s *session) route(msg []byte) {
 	s.deliver(to, msg)
 }
 
-func (s *session) deliver(to *waiter, msg []byte) {
+func (s *session) deliver(to *waiter, msg srvMsg) {
 	select {
 	case to.ch <- msg:
 	case <-to.done:
-		if k, _ := responseKind(msg); !k {
-			s.reroute(msg)
+		if msg.id == "" {
+			s.reroute(msg.raw)
 		}
 	}
 }
@@ -948,7 +969,7 @@ func (s *session) reroute(msg []byte) {
 	}
 	s.mu.Unlock()
 	select {
-	case g.ch <- msg:
+	case g.ch <- srvMsg{raw: msg}:
 	case <-g.done:
 		s.mu.Lock()
 		s.keepLocked(msg)
@@ -1049,89 +1070,3 @@ func (s *session) endStreams() {
 }
 
 const endStreamGrace = 500 * time.Millisecond
-
-// responseKind reports whether a server message is a response, and whether an error one.
-func responseKind(msg []byte) (response, isError bool) {
-	var m struct {
-		Method *string          `json:"method"`
-		ID     json.RawMessage  `json:"id"`
-		Error  *json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(msg, &m) != nil {
-		return false, false
-	}
-	return m.Method == nil && len(m.ID) > 0, m.Error != nil
-}
-
-// responseKey is the canonical id of a response.
-func responseKey(msg []byte) string {
-	var m struct {
-		ID json.RawMessage `json:"id"`
-	}
-	_ = json.Unmarshal(msg, &m)
-	return canonicalID(m.ID)
-}
-
-// parseClientBody splits a POST body into its JSON-RPC messages, compacted to single lines.
-func parseClientBody(body []byte) ([]inMsg, bool, error) {
-	t := bytes.TrimSpace(body)
-	if len(t) == 0 {
-		return nil, false, errors.New("empty body")
-	}
-	var elems []json.RawMessage
-	batch := t[0] == '['
-	if batch {
-		if err := json.Unmarshal(t, &elems); err != nil {
-			return nil, true, fmt.Errorf("parse error: %w", err)
-		}
-		if len(elems) == 0 {
-			return nil, true, errors.New("empty batch")
-		}
-	} else {
-		elems = []json.RawMessage{t}
-	}
-	out := make([]inMsg, 0, len(elems))
-	for _, e := range elems {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, e); err != nil {
-			return nil, batch, fmt.Errorf("parse error: %w", err)
-		}
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-			Params struct {
-				Meta struct {
-					ProgressToken json.RawMessage `json:"progressToken"`
-				} `json:"_meta"`
-			} `json:"params"`
-		}
-		if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
-			return nil, batch, fmt.Errorf("not a JSON-RPC message: %w", err)
-		}
-		im := inMsg{raw: buf.Bytes(), method: m.Method}
-		if m.Method != "" && len(m.ID) > 0 && string(m.ID) != "null" {
-			im.id, im.key = m.ID, canonicalID(m.ID)
-		}
-		if len(m.Params.Meta.ProgressToken) > 0 {
-			im.token = canonicalID(m.Params.Meta.ProgressToken)
-		}
-		out = append(out, im)
-	}
-	return out, batch, nil
-}
-
-// canonicalID is the key of a JSON-RPC id: its compact JSON text, integers without fraction or
-// exponent (a server may re-encode 1.0 as 1).
-func canonicalID(id json.RawMessage) string {
-	t := bytes.TrimSpace(id)
-	if len(t) > 0 && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9')) {
-		if f, err := strconv.ParseFloat(string(t), 64); err == nil && f == float64(int64(f)) {
-			return strconv.FormatInt(int64(f), 10)
-		}
-	}
-	var buf bytes.Buffer
-	if json.Compact(&buf, t) == nil {
-		return buf.String()
-	}
-	return string(t)
-}

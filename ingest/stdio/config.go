@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/internal/mask"
 	"github.com/mcpwatch/mcpwatch/internal/pins"
 )
@@ -96,7 +97,7 @@ func (c Config) Validate() error {
 		return errors.New("stdio: limits must not be negative")
 	}
 	if !c.NoMasking {
-		if _, err := mcp.NewMasker(false, c.Mask); err != nil {
+		if _, err := mcpwire.NewMasker(false, c.Mask); err != nil {
 			return err
 		}
 	}

@@ -19,30 +19,23 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
-	"github.com/mcpwatch/mcpwatch/internal/mask"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/policy"
 )
 
-// Reasons and attributes of events the wrapper publishes.
+// Reasons of events the wrapper publishes.
 const (
-	ReasonMalformed   = "malformed JSON-RPC"
-	ReasonUnanswered  = "server ended without answering"
-	attrSender        = "mcp.sender"
-	attrUninspected   = "mcp.uninspected"
-	attrUnmatched     = "mcp.unmatched"
-	attrArgumentBytes = "mcp.tool.arguments_bytes"
+	ReasonMalformed  = "malformed JSON-RPC"
+	ReasonUnanswered = "server ended without answering"
 )
 
 // Relay audits the MCP traffic between a client (clientIn, clientOut) and a server already
@@ -59,10 +52,10 @@ func Relay(ctx context.Context, cfg Config, clientIn io.Reader, clientOut io.Wri
 }
 
 type relay struct {
-	cfg    Config
-	pub    mcp.Publisher
-	log    *slog.Logger
-	masker *mask.Masker
+	cfg Config
+	pub mcp.Publisher
+	log *slog.Logger
+	b   *mcpwire.Builder
 	// toClient is shared: the server's messages and the wrapper's own refusals go to the client.
 	toClient *lineWriter
 
@@ -71,7 +64,7 @@ type relay struct {
 	clientName    string
 	clientVersion string
 	protoVersion  string
-	pending       map[pendingKey]pendingReq
+	pending       map[pendingKey]mcpwire.Pending
 
 	observed []*event.Event // pin changes seen in the server message being handled (its goroutine only)
 }
@@ -79,14 +72,6 @@ type relay struct {
 type pendingKey struct {
 	fromServer bool // a server→client request, answered by the client
 	id         string
-}
-
-type pendingReq struct {
-	method, tool    string
-	resourceURI     string
-	prompt          string
-	start           time.Time
-	traceID, spanID string
 }
 
 func newRelay(cfg Config, clientOut io.Writer, pub mcp.Publisher, log *slog.Logger) (*relay, error) {
@@ -100,16 +85,18 @@ func newRelay(cfg Config, clientOut io.Writer, pub mcp.Publisher, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	masker, err := mcp.NewMasker(cfg.NoMasking, cfg.Mask)
+	masker, err := mcpwire.NewMasker(cfg.NoMasking, cfg.Mask)
 	if err != nil {
 		return nil, fmt.Errorf("stdio config: %w", err)
 	}
 	return &relay{
-		cfg: cfg, pub: pub, masker: masker,
+		cfg: cfg, pub: pub,
+		b: &mcpwire.Builder{Tenant: cfg.Tenant, Observer: cfg.Observer, Server: cfg.ServerName, Transport: Transport,
+			Masker: masker, DataClasses: cfg.DataClasses},
 		log:       log.With("component", "mcp-stdio", "server", cfg.ServerName),
 		toClient:  &lineWriter{w: clientOut},
 		principal: cfg.Principal,
-		pending:   make(map[pendingKey]pendingReq),
+		pending:   make(map[pendingKey]mcpwire.Pending),
 	}, nil
 }
 
@@ -200,7 +187,7 @@ func (r *relay) fromClient(ctx context.Context, line []byte, toServer *lineWrite
 		toServer.write(line)
 		return
 	}
-	msgs, batch, err := mcp.Classify(raw)
+	msgs, batch, err := mcpwire.Parse(raw)
 	if err != nil {
 		e := r.malformed(event.DirRequest, len(raw), err)
 		if !r.enforcing() {
@@ -212,7 +199,7 @@ func (r *relay) fromClient(ctx context.Context, line []byte, toServer *lineWrite
 		// otherwise than the check did.
 		e.Outcome.Result = event.ResultDenied
 		r.publish(ctx, e)
-		r.toClient.write(append(errorBody("null", e.Outcome.ErrorCode, ReasonMalformed), '\n'))
+		r.toClient.write(append(mcpwire.ErrorBody("", e.Outcome.ErrorCode, ReasonMalformed), '\n'))
 		return
 	}
 	events := make([]*event.Event, len(msgs))
@@ -227,14 +214,11 @@ func (r *relay) fromClient(ctx context.Context, line []byte, toServer *lineWrite
 	for i := range msgs {
 		m := &msgs[i]
 		switch m.Kind {
-		case mcp.KindRequest:
-			r.track(pendingKey{false, m.ID}, pendingReq{method: m.Method, tool: m.Tool, resourceURI: m.ResourceURI,
-				prompt: m.Prompt, start: time.Now(),
-				traceID: m.TraceID, spanID: m.SpanID})
-		case mcp.KindResponse:
+		case mcpwire.KindRequest:
+			r.track(pendingKey{false, m.ID}, mcpwire.PendingOf(events[i], m, time.Now()))
+		case mcpwire.KindResponse:
 			if sr, ok := r.take(pendingKey{true, m.ID}); ok {
-				events[i].MCP.Method = sr.method
-				events[i].MCP.LatencyMS = ms(time.Since(sr.start))
+				mcpwire.Pair(events[i], sr) // the method of the server request it answers
 			}
 		}
 	}
@@ -249,45 +233,23 @@ func (r *relay) fromClient(ctx context.Context, line []byte, toServer *lineWrite
 // clientEvent builds the event of one message from the client, learning the client's identity
 // from initialize (or, in the 2026-07-28 revision without a handshake, the first request whose
 // _meta names it).
-func (r *relay) clientEvent(m *mcp.Message) *event.Event {
-	if m.Kind == mcp.KindRequest && (m.ClientName != "" || m.ProtocolVersion != "") {
+func (r *relay) clientEvent(m *mcpwire.Message) *event.Event {
+	if m.Kind == mcpwire.KindRequest && (m.ClientName != "" || m.ProtocolVersion != "") {
 		r.mu.Lock()
 		if m.ClientName != "" && (m.Method == "initialize" || r.clientName == "") {
-			r.clientName, r.clientVersion = m.ClientName, m.ClientVersion
+			r.clientName = mcpwire.Clip(m.ClientName, mcpwire.MaxClientLen)
+			r.clientVersion = mcpwire.Clip(m.ClientVersion, mcpwire.MaxClientLen)
 			if r.cfg.Principal.ClientID == "" {
-				r.principal.ClientID = m.ClientName
+				// Recorded on every event like the client's name, so masked like it.
+				r.principal.ClientID = r.b.MaskText(m.ClientName, mcpwire.MaxClientLen)
 			}
 		}
 		if m.ProtocolVersion != "" && (m.Method == "initialize" || r.protoVersion == "") {
-			r.protoVersion = m.ProtocolVersion
+			r.protoVersion = mcpwire.Clip(m.ProtocolVersion, mcpwire.MaxVersionLen)
 		}
 		r.mu.Unlock()
 	}
-	dir := event.DirRequest
-	switch m.Kind {
-	case mcp.KindNotification:
-		dir = event.DirNotification
-	case mcp.KindResponse:
-		dir = event.DirResponse
-	}
-	e := r.event(dir, m)
-	e.Size = event.Size{Request: m.Size}
-	switch m.Kind {
-	case mcp.KindRequest:
-		if m.Method == "tools/call" {
-			setAttr(e, attrArgumentBytes, strconv.Itoa(m.ArgumentBytes))
-		}
-		mcp.MaskArguments(r.masker, e, m.Arguments)
-		r.classes(e, m)
-	case mcp.KindNotification:
-		setAttr(e, attrSender, "client")
-	case mcp.KindResponse:
-		setAttr(e, attrSender, "client")
-		if m.IsError {
-			e.Outcome = event.Outcome{Result: event.ResultError, ErrorCode: m.ErrorCode}
-		}
-	}
-	return e
+	return r.b.FromClient(r.context(), m)
 }
 
 // enforcing reports whether client messages are checked before they are forwarded; then what
@@ -299,10 +261,10 @@ func (r *relay) enforcing() bool {
 // admit runs the checks a client line must pass before it is forwarded, in the gateway's order:
 // revocations and quarantines (Check), tool pins, the policy, and the audit trail's health. It
 // returns the refusal of the first message refused, nil when all pass.
-func (r *relay) admit(events []*event.Event, msgs []mcp.Message) error {
+func (r *relay) admit(events []*event.Event, msgs []mcpwire.Message) error {
 	for i := range msgs {
 		m := &msgs[i]
-		if m.Kind == mcp.KindResponse {
+		if m.Kind == mcpwire.KindResponse {
 			continue
 		}
 		if r.cfg.Check != nil {
@@ -310,7 +272,7 @@ func (r *relay) admit(events []*event.Event, msgs []mcp.Message) error {
 				return cerr
 			}
 		}
-		if st := r.cfg.ToolPins; st != nil && m.Kind == mcp.KindRequest && m.Method == "tools/call" {
+		if st := r.cfg.ToolPins; st != nil && m.Kind == mcpwire.KindRequest && m.Method == "tools/call" {
 			if _, why, blocked := st.Blocked(r.cfg.ServerName, m.Tool); blocked {
 				rule := mcp.PinRule(r.cfg.ServerName, m.Tool)
 				return &Refusal{Rule: rule, Reason: "tool blocked: " + why + ", awaiting approval (rule " + rule + ")"}
@@ -324,7 +286,7 @@ func (r *relay) admit(events []*event.Event, msgs []mcp.Message) error {
 	if h, ok := r.pub.(interface{ Healthy() error }); ok {
 		if err := h.Healthy(); err != nil {
 			for i := range msgs {
-				if msgs[i].Kind != mcp.KindResponse {
+				if msgs[i].Kind != mcpwire.KindResponse {
 					return &Refusal{Rule: "audit:fail_closed", Code: mcp.CodeAuditUnavailable,
 						Reason: "audit trail unavailable, call refused: " + err.Error()}
 				}
@@ -336,17 +298,17 @@ func (r *relay) admit(events []*event.Event, msgs []mcp.Message) error {
 
 // decide evaluates every governed client message by the policy and records the decision on its
 // event; the first one not allowed refuses the line.
-func (r *relay) decide(events []*event.Event, msgs []mcp.Message) error {
+func (r *relay) decide(events []*event.Event, msgs []mcpwire.Message) error {
 	if r.cfg.Policy == nil {
 		return nil
 	}
 	for i := range msgs {
 		m, e := &msgs[i], events[i]
-		if m.Kind == mcp.KindResponse {
+		if m.Kind == mcpwire.KindResponse {
 			continue
 		}
 		if _, governed := policy.ActionOf(m.Method); !governed {
-			setAttr(e, mcp.AttrPolicyEffect, "ungoverned")
+			mcpwire.SetAttr(e, mcp.AttrPolicyEffect, "ungoverned")
 			continue
 		}
 		req := policy.Request{Tenant: r.cfg.Tenant, Principal: e.Principal, Time: time.Now(), Method: m.Method,
@@ -359,14 +321,14 @@ func (r *relay) decide(events []*event.Event, msgs []mcp.Message) error {
 			req.Risk, req.RiskKnown = r.cfg.Scores.Risk(r.cfg.Tenant, subject)
 		}
 		d := r.cfg.Policy.Evaluate(req)
-		setAttr(e, mcp.AttrPolicyEffect, string(d.Effect))
+		mcpwire.SetAttr(e, mcp.AttrPolicyEffect, string(d.Effect))
 		e.Outcome.PolicyRule = d.Rule
 		if d.Effect == policy.Allow {
 			continue
 		}
 		for _, o := range events {
 			if o.Attributes[mcp.AttrPolicyEffect] == "" {
-				setAttr(o, mcp.AttrPolicyEffect, "not_evaluated")
+				mcpwire.SetAttr(o, mcp.AttrPolicyEffect, "not_evaluated")
 			}
 		}
 		text := "denied by mcpwatch policy (rule " + d.Rule + ")"
@@ -379,27 +341,9 @@ func (r *relay) decide(events []*event.Event, msgs []mcp.Message) error {
 	return nil
 }
 
-// classes adds the configured data classes of the message's target to its event.
-func (r *relay) classes(e *event.Event, m *mcp.Message) {
-	var key string
-	switch {
-	case m.Tool != "":
-		key = "tool:" + m.Tool
-	case m.ResourceURI != "":
-		key = "resource:" + m.ResourceURI
-	case m.Prompt != "":
-		key = "prompt:" + m.Prompt
-	}
-	if cs := r.cfg.DataClasses[key]; key != "" && len(cs) > 0 {
-		all := append(slices.Clone(e.DataClasses), cs...)
-		slices.Sort(all)
-		e.DataClasses = slices.Compact(all)
-	}
-}
-
 // refuse answers the client's refused line itself (a JSON-RPC error per request, as a batch if
 // the line was one) and audits every message of it as denied.
-func (r *relay) refuse(ctx context.Context, events []*event.Event, msgs []mcp.Message, batch bool, cerr error) {
+func (r *relay) refuse(ctx context.Context, events []*event.Event, msgs []mcpwire.Message, batch bool, cerr error) {
 	text := "refused by mcpwatch: " + cerr.Error()
 	rule, why, code := "", text, mcp.CodeDenied
 	if rf := (*Refusal)(nil); errors.As(cerr, &rf) {
@@ -415,19 +359,14 @@ func (r *relay) refuse(ctx context.Context, events []*event.Event, msgs []mcp.Me
 		e.Outcome = event.Outcome{Result: event.ResultDenied, Reason: why, PolicyRule: rule, ErrorCode: code}
 		r.publish(ctx, e)
 	}
-	var answers []json.RawMessage
+	var ids []string
 	for _, m := range msgs {
-		if m.Kind == mcp.KindRequest {
-			answers = append(answers, errorBody(m.ID, code, text))
+		if m.Kind == mcpwire.KindRequest {
+			ids = append(ids, m.ID)
 		}
 	}
-	switch {
-	case len(answers) == 0: // notifications only: nothing to answer
-	case !batch:
-		r.toClient.write(append(answers[0], '\n'))
-	default:
-		b, _ := json.Marshal(answers)
-		r.toClient.write(append(b, '\n'))
+	if len(ids) > 0 { // notifications only: nothing to answer
+		r.toClient.write(append(mcpwire.ErrorResponse(ids, batch, code, text), '\n'))
 	}
 }
 
@@ -438,7 +377,7 @@ func (r *relay) fromServer(ctx context.Context, line []byte) {
 		r.toClient.write(line)
 		return
 	}
-	msgs, _, err := mcp.Classify(raw)
+	msgs, _, err := mcpwire.Parse(raw)
 	if err != nil {
 		r.publish(ctx, r.malformed(event.DirResponse, len(raw), err))
 		r.toClient.write(line)
@@ -455,48 +394,34 @@ func (r *relay) fromServer(ctx context.Context, line []byte) {
 	r.toClient.write(line)
 }
 
-func (r *relay) serverEvent(m *mcp.Message) *event.Event {
+func (r *relay) serverEvent(m *mcpwire.Message) *event.Event {
+	e := r.b.FromServer(r.context(), m)
 	switch m.Kind {
-	case mcp.KindRequest:
+	case mcpwire.KindRequest:
 		// Sampling, elicitation, roots: remember it to name the method of the client's answer.
 		r.mu.Lock()
-		r.track(pendingKey{true, m.ID}, pendingReq{method: m.Method, start: time.Now()})
+		r.track(pendingKey{true, m.ID}, mcpwire.Pending{Method: m.Method, Start: time.Now()})
 		r.mu.Unlock()
-		e := r.event(event.DirServerRequest, m)
-		e.Size = event.Size{Response: m.Size}
 		return e
-	case mcp.KindNotification:
-		e := r.event(event.DirNotification, m)
-		e.Size = event.Size{Response: m.Size}
-		setAttr(e, attrSender, "server")
+	case mcpwire.KindNotification:
 		return e
 	}
 	r.mu.Lock()
 	pr, ok := r.take(pendingKey{false, m.ID})
 	r.mu.Unlock()
-	ri := mcp.InspectResult(pr.method, m.Result)
-	if ri.ProtocolVersion != "" {
+	if ok {
+		mcpwire.Pair(e, pr)
+	} else {
+		mcpwire.SetAttr(e, mcpwire.AttrUnmatched, "true")
+	}
+	if ri := mcpwire.Answer(e, m, pr.Method); ri.ProtocolVersion != "" {
 		r.mu.Lock()
 		r.protoVersion = ri.ProtocolVersion
 		r.mu.Unlock()
 	}
-	e := r.event(event.DirResponse, m)
-	e.Size = event.Size{Response: m.Size}
-	if ok {
-		paired(e, pr)
-	} else {
-		setAttr(e, attrUnmatched, "true")
-	}
-	switch {
-	case m.IsError:
-		e.Outcome.Result, e.Outcome.ErrorCode = event.ResultError, m.ErrorCode
-	case ri.ToolError:
-		e.Outcome.Result, e.Outcome.Reason = event.ResultError, "tool reported an error"
-	}
-	e.MCP.ToolsHash = ri.ToolsHash
-	if ok && pr.method == "tools/list" && r.cfg.ToolPins != nil && !m.IsError {
+	if ok && pr.Method == "tools/list" && r.cfg.ToolPins != nil && !m.IsError {
 		r.observed = mcp.ObservePins(r.cfg.ToolPins, r.cfg.ServerName, m.Result, func() *event.Event {
-			ce := r.event(event.DirResponse, nil)
+			ce := r.b.Event(r.context(), event.DirResponse, nil)
 			ce.Correlation = e.Correlation
 			return ce
 		})
@@ -504,65 +429,33 @@ func (r *relay) serverEvent(m *mcp.Message) *event.Event {
 	return e
 }
 
-// event starts the audit event of one message (m may be nil for one that could not be read).
-func (r *relay) event(dir event.Direction, m *mcp.Message) *event.Event {
+// context is where the wrapper sees messages now: its principal (the slices cloned, since the
+// principal may still learn its client id) and what the client said of itself.
+func (r *relay) context() *mcpwire.Context {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	p := r.principal
 	p.Roles, p.AuthMethods, p.Scopes = cloneStrings(p.Roles), cloneStrings(p.AuthMethods), cloneStrings(p.Scopes)
-	mc := &event.MCP{Direction: dir, Transport: Transport, ProtocolVersion: r.protoVersion,
-		ClientName: r.clientName, ClientVersion: r.clientVersion}
-	r.mu.Unlock()
-	e := &event.Event{
-		ID: event.NewID(), Time: time.Now(), Source: event.SourceMCP,
-		Observer: r.cfg.Observer, Tenant: r.cfg.Tenant, Principal: p,
-		MCP: mc, Target: event.Target{Server: r.cfg.ServerName},
-		Outcome: event.Outcome{Result: event.ResultAllowed},
-	}
-	if m == nil {
-		return e
-	}
-	e.Correlation = event.Correlation{RequestID: m.ID, TraceID: m.TraceID, SpanID: m.SpanID}
-	mc.Method, mc.Tool, mc.ResourceURI, mc.Prompt = m.Method, m.Tool, m.ResourceURI, m.Prompt
-	if m.ProtocolVersion != "" {
-		mc.ProtocolVersion = m.ProtocolVersion
-	}
-	if m.ClientName != "" {
-		mc.ClientName, mc.ClientVersion = m.ClientName, m.ClientVersion
-	}
-	return e
+	return &mcpwire.Context{Principal: p, ProtocolVersion: r.protoVersion, ClientName: r.clientName, ClientVersion: r.clientVersion}
 }
 
 // malformed is the event of a line that is not valid JSON-RPC, forwarded as it was.
-func (r *relay) malformed(dir event.Direction, size int, err error) *event.Event {
-	e := r.event(dir, nil)
-	if dir == event.DirResponse {
-		e.Size.Response = size
-	} else {
-		e.Size.Request = size
-	}
-	code := 0
-	if me := (*mcp.MessageError)(nil); errors.As(err, &me) {
-		code = me.Code
-	}
-	e.Outcome = event.Outcome{Result: event.ResultError, ErrorCode: code, Reason: ReasonMalformed + ": " + err.Error()}
+func (r *relay) malformed(dir event.Direction, size int, err *mcpwire.Error) *event.Event {
+	e := r.b.Unread(r.context(), dir, size)
+	e.Outcome = event.Outcome{Result: event.ResultError, ErrorCode: err.Code, Reason: ReasonMalformed + ": " + err.Message}
 	return e
 }
 
 // uninspected is the event of a line longer than MaxLineBytes, forwarded unread or, when
 // dropped, refused.
 func (r *relay) uninspected(ctx context.Context, dir event.Direction, size int, dropped bool) {
-	e := r.event(dir, nil)
-	if dir == event.DirResponse {
-		e.Size.Response = size
-	} else {
-		e.Size.Request = size
-	}
+	e := r.b.Unread(r.context(), dir, size)
 	e.Outcome.Reason = fmt.Sprintf("not inspected: longer than %d bytes", r.cfg.MaxLineBytes)
 	if dropped {
-		e.Outcome = event.Outcome{Result: event.ResultDenied, ErrorCode: mcp.CodeInvalidRequest,
+		e.Outcome = event.Outcome{Result: event.ResultDenied, ErrorCode: mcpwire.CodeInvalidRequest,
 			Reason: fmt.Sprintf("refused: longer than %d bytes, cannot be checked", r.cfg.MaxLineBytes)}
 	}
-	setAttr(e, attrUninspected, "true")
+	mcpwire.SetAttr(e, mcpwire.AttrUninspected, "true")
 	r.publish(ctx, e)
 }
 
@@ -583,16 +476,12 @@ func (r *relay) unanswered(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		e := r.event(event.DirResponse, nil)
-		e.Correlation.RequestID = k.id
-		paired(e, pr)
-		e.Outcome = event.Outcome{Result: event.ResultError, Reason: ReasonUnanswered}
-		r.publish(ctx, e)
+		r.publish(ctx, r.b.Unanswered(r.context(), k.id, pr, event.Outcome{Result: event.ResultError, Reason: ReasonUnanswered}))
 	}
 }
 
 // track remembers a request; r.mu must be held. Beyond MaxPending it is not tracked.
-func (r *relay) track(k pendingKey, pr pendingReq) {
+func (r *relay) track(k pendingKey, pr mcpwire.Pending) {
 	if _, dup := r.pending[k]; !dup && len(r.pending) >= r.cfg.MaxPending {
 		return
 	}
@@ -600,7 +489,7 @@ func (r *relay) track(k pendingKey, pr pendingReq) {
 }
 
 // take removes and returns a pending request; r.mu must be held.
-func (r *relay) take(k pendingKey) (pendingReq, bool) {
+func (r *relay) take(k pendingKey) (mcpwire.Pending, bool) {
 	pr, ok := r.pending[k]
 	if ok {
 		delete(r.pending, k)
@@ -609,19 +498,8 @@ func (r *relay) take(k pendingKey) (pendingReq, bool) {
 }
 
 func (r *relay) publish(ctx context.Context, e *event.Event) {
-	if r.masker != nil && e.Outcome.Reason != "" {
-		e.Outcome.Reason, _ = r.masker.String(e.Outcome.Reason)
-	}
+	r.b.MaskReason(e)
 	r.pub.Publish(ctx, e)
-}
-
-// paired fills in a response event from the request it answers.
-func paired(e *event.Event, pr pendingReq) {
-	e.MCP.Method, e.MCP.Tool, e.MCP.LatencyMS = pr.method, pr.tool, ms(time.Since(pr.start))
-	e.MCP.ResourceURI, e.MCP.Prompt = pr.resourceURI, pr.prompt
-	if e.Correlation.TraceID == "" {
-		e.Correlation.TraceID, e.Correlation.SpanID = pr.traceID, pr.spanID
-	}
 }
 
 // lineWriter serializes whole lines to one destination. After a write fails (the reader went
@@ -647,24 +525,9 @@ func (lw *lineWriter) writeLocked(b []byte) {
 	}
 }
 
-// errorBody encodes a JSON-RPC error response; id is canonical JSON text.
-func errorBody(id string, code int, msg string) []byte {
-	m, _ := json.Marshal(msg)
-	return fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%s,"error":{"code":%d,"message":%s}}`, id, code, m)
-}
-
-func setAttr(e *event.Event, k, v string) {
-	if e.Attributes == nil {
-		e.Attributes = map[string]string{}
-	}
-	e.Attributes[k] = v
-}
-
 func cloneStrings(s []string) []string {
 	if s == nil {
 		return nil
 	}
 	return append([]string(nil), s...)
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

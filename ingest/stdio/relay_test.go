@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 )
 
 // recorder collects published events.
@@ -196,7 +197,7 @@ func TestRelayAuditsBothDirections(t *testing.T) {
 	if evs[5].MCP.ResourceURI != "file:///etc/hosts" || evs[6].MCP.ResourceURI != "file:///etc/hosts" {
 		t.Errorf("resource of request %q, of its response %q", evs[5].MCP.ResourceURI, evs[6].MCP.ResourceURI)
 	}
-	if evs[8].Size.Request == 0 || evs[8].Attributes[attrSender] != "client" || evs[9].Attributes[attrSender] != "server" {
+	if evs[8].Size.Request == 0 || evs[8].Attributes[mcpwire.AttrSender] != "client" || evs[9].Attributes[mcpwire.AttrSender] != "server" {
 		t.Errorf("client answer %+v %v, server notification %v", evs[8].Size, evs[8].Attributes, evs[9].Attributes)
 	}
 }
@@ -249,7 +250,7 @@ func TestRelayMalformedAndLarge(t *testing.T) {
 	}
 	for i, dir := range []event.Direction{event.DirRequest, event.DirResponse} {
 		e := evs[2+i]
-		if e.Attributes[attrUninspected] != "true" || e.Outcome.Result != event.ResultAllowed || e.MCP.Direction != dir ||
+		if e.Attributes[mcpwire.AttrUninspected] != "true" || e.Outcome.Result != event.ResultAllowed || e.MCP.Direction != dir ||
 			e.Size.Request+e.Size.Response != len(big) {
 			t.Errorf("big line %d: %+v %+v %v", i, e.Outcome, e.Size, e.Attributes)
 		}
@@ -321,7 +322,7 @@ func TestRelayCheckRefuses(t *testing.T) {
 	if e := evs[0]; e.Outcome.ErrorCode != mcp.CodeDenied || e.MCP.Tool != "rm" || e.Outcome.PolicyRule != "control:revoke/tool/default/fake/rm" {
 		t.Errorf("denied call event %+v tool %q", e.Outcome, e.MCP.Tool)
 	}
-	if e := evs[4]; e.Attributes[attrUninspected] != "true" {
+	if e := evs[4]; e.Attributes[mcpwire.AttrUninspected] != "true" {
 		t.Errorf("oversized line event %+v", e.Attributes)
 	}
 	if e := evs[5]; e.Outcome.Result != event.ResultAllowed || e.MCP.Tool != "ls" {

@@ -246,23 +246,10 @@ var (
 
 // secretName reports whether a field name looks like it holds a credential.
 func secretName(key string) bool {
-	var buf [64]byte
-	n := 0
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if c == '_' || c == '-' || c == '.' || c == ' ' {
-			continue
-		}
-		if n == len(buf) {
-			return false
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[n] = c
-		n++
+	norm, ok := normalizeName(key)
+	if !ok {
+		return false
 	}
-	norm := string(buf[:n])
 	if secretExact[norm] {
 		return true
 	}
@@ -272,6 +259,28 @@ func secretName(key string) bool {
 		}
 	}
 	return false
+}
+
+// normalizeName lower-cases a field name and drops "_", "-", "." and " ", the form the secret
+// name lists hold; false for names over 64 bytes, which no list holds.
+func normalizeName(key string) (string, bool) {
+	var buf [64]byte
+	n := 0
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c == '_' || c == '-' || c == '.' || c == ' ' {
+			continue
+		}
+		if n == len(buf) {
+			return "", false
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[n] = c
+		n++
+	}
+	return string(buf[:n]), true
 }
 
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD; U+2028 and U+2029 are

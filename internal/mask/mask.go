@@ -4,7 +4,7 @@
 //
 // A [Masker] is built once from a [Config] and is safe for concurrent use. [Masker.String] masks
 // free text; [Masker.JSON] masks the string and number values of a JSON document and keeps it valid
-// JSON. Both report how many findings of each kind they replaced — never the values — which is
+// JSON; [Masker.URI] masks a URI part by part and keeps its shape. All report how many findings of each kind they replaced — never the values — which is
 // what [event.Event.PII] carries.
 //
 // Detectors are hand-written scanners, not one regular expression per kind: every kind is found

@@ -1,11 +1,10 @@
-package mcp
+package mcpwire
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,53 +13,59 @@ import (
 
 // The classifier decides what is audited and what is enforced: a wrong method or tool name is a
 // wrong audit record or a quarantine bypass.
-func TestClassify(t *testing.T) {
+func TestParseMessage(t *testing.T) {
 	cases := []struct {
 		name string
 		in   string
-		want message // compared on the fields set here
+		want Message // compared on the fields set here
 	}{
 		{"tools/call", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"db_query","arguments":{"sql":"select 1"}}}`,
-			message{kind: kindRequest, id: "7", method: "tools/call", tool: "db_query", argBytes: len(`{"sql":"select 1"}`),
-				args: json.RawMessage(`{"sql":"select 1"}`)}},
+			Message{Kind: KindRequest, ID: "7", Method: "tools/call", Tool: "db_query", ArgumentBytes: len(`{"sql":"select 1"}`),
+				Arguments: json.RawMessage(`{"sql":"select 1"}`)}},
 		{"string id canonical", `{"jsonrpc":"2.0","id":"\u0061b","method":"ping"}`,
-			message{kind: kindRequest, id: `"ab"`, method: "ping"}},
+			Message{Kind: KindRequest, ID: `"ab"`, Method: "ping"}},
 		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
-			message{kind: kindNotification, method: "notifications/initialized"}},
+			Message{Kind: KindNotification, Method: "notifications/initialized"}},
 		{"initialize", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","clientInfo":{"name":"claude","version":"1.2"},"capabilities":{}}}`,
-			message{kind: kindRequest, id: "0", method: "initialize", protocolVersion: "2025-11-25", clientName: "claude", clientVersion: "1.2"}},
+			Message{Kind: KindRequest, ID: "0", Method: "initialize", ProtocolVersion: "2025-11-25", ClientName: "claude", ClientVersion: "1.2"}},
 		{"2026 meta", `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"go","version":"1"},"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}}`,
-			message{kind: kindRequest, id: "1", method: "tools/list", protocolVersion: "2026-07-28", clientName: "go", clientVersion: "1",
-				traceID: "4bf92f3577b34da6a3ce929d0e0e4736", spanID: "00f067aa0ba902b7"}},
+			Message{Kind: KindRequest, ID: "1", Method: "tools/list", ProtocolVersion: "2026-07-28", ClientName: "go", ClientVersion: "1",
+				TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7"}},
 		{"bad traceparent ignored", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"traceparent":"00-XYZ"}}}`,
-			message{kind: kindRequest, id: "1", method: "ping"}},
+			Message{Kind: KindRequest, ID: "1", Method: "ping"}},
 		{"resources/read", `{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}`,
-			message{kind: kindRequest, id: "2", method: "resources/read", resourceURI: "file:///etc/passwd"}},
+			Message{Kind: KindRequest, ID: "2", Method: "resources/read", ResourceURI: "file:///etc/passwd"}},
 		{"prompts/get", `{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"summarize"}}`,
-			message{kind: kindRequest, id: "3", method: "prompts/get", prompt: "summarize"}},
+			Message{Kind: KindRequest, ID: "3", Method: "prompts/get", Prompt: "summarize"}},
 		{"result", `{"jsonrpc":"2.0","id":7,"result":{"content":[]}}`,
-			message{kind: kindResponse, id: "7"}},
+			Message{Kind: KindResponse, ID: "7"}},
 		{"error", `{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"no"}}`,
-			message{kind: kindResponse, id: `"x"`, isError: true, errorCode: -32601}},
+			Message{Kind: KindResponse, ID: `"x"`, IsError: true, ErrorCode: -32601}},
 		{"error with null id", `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}`,
-			message{kind: kindResponse, id: "null", isError: true, errorCode: -32700}},
+			Message{Kind: KindResponse, ID: "null", IsError: true, ErrorCode: -32700}},
 		{"ambiguous _meta goes unread", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","TraceParent":"x"}}}`,
-			message{kind: kindRequest, id: "1", method: "ping"}},
+			Message{Kind: KindRequest, ID: "1", Method: "ping"}},
+		{"progress token asked for", `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":"p\u0031"}}}`,
+			Message{Kind: KindRequest, ID: "5", Method: "tools/call", Tool: "t", ProgressToken: `"p1"`}},
+		{"progress reported", `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1.0,"progress":0.5}}`,
+			Message{Kind: KindNotification, Method: "notifications/progress", ProgressToken: "1"}},
+		{"progressToken elsewhere is not one", `{"jsonrpc":"2.0","id":6,"method":"ping","params":{"progressToken":1}}`,
+			Message{Kind: KindRequest, ID: "6", Method: "ping"}},
 		{"unknown members ignored", `{"jsonrpc":"2.0","id":1,"method":"ping","extra":{"a":[1,2]}}`,
-			message{kind: kindRequest, id: "1", method: "ping"}},
+			Message{Kind: KindRequest, ID: "1", Method: "ping"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := classify([]byte(tc.in))
+			got, err := ParseMessage([]byte(tc.in))
 			if err != nil {
-				t.Fatalf("classify: %v", err)
+				t.Fatalf("ParseMessage: %v", err)
 			}
-			got.result = nil
-			if string(got.raw) != tc.in {
-				t.Fatalf("raw %q, want the input", got.raw)
+			got.Result = nil
+			if string(got.Raw) != tc.in {
+				t.Fatalf("raw %q, want the input", got.Raw)
 			}
-			got.raw = nil
-			tc.want.size = len(tc.in)
+			got.Raw = nil
+			tc.want.Size = len(tc.in)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tc.want)
 			}
@@ -70,7 +75,7 @@ func TestClassify(t *testing.T) {
 
 // Everything refused here is never forwarded. The ambiguity cases are the ones where parsers
 // disagree, so that the upstream could act on something other than what the gateway checked.
-func TestClassifyRejects(t *testing.T) {
+func TestParseRejects(t *testing.T) {
 	cases := []struct {
 		name string
 		in   string
@@ -87,8 +92,8 @@ func TestClassifyRejects(t *testing.T) {
 		{"empty method", `{"jsonrpc":"2.0","id":1,"method":""}`, CodeInvalidRequest},
 		{"null request id", `{"jsonrpc":"2.0","id":null,"method":"ping"}`, CodeInvalidRequest},
 		{"object id", `{"jsonrpc":"2.0","id":{},"method":"ping"}`, CodeInvalidRequest},
-		{"long id", `{"jsonrpc":"2.0","id":"` + strings.Repeat("a", maxIDLen) + `","method":"ping"}`, CodeInvalidRequest},
-		{"long method", `{"jsonrpc":"2.0","id":1,"method":"` + strings.Repeat("a", maxMethodLen+1) + `"}`, CodeInvalidRequest},
+		{"long id", `{"jsonrpc":"2.0","id":"` + strings.Repeat("a", MaxIDLen) + `","method":"ping"}`, CodeInvalidRequest},
+		{"long method", `{"jsonrpc":"2.0","id":1,"method":"` + strings.Repeat("a", MaxMethodLen+1) + `"}`, CodeInvalidRequest},
 		{"method and result", `{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}`, CodeInvalidRequest},
 		{"result and error", `{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":""}}`, CodeInvalidRequest},
 		{"response without id", `{"jsonrpc":"2.0","result":{}}`, CodeInvalidRequest},
@@ -104,7 +109,7 @@ func TestClassifyRejects(t *testing.T) {
 		{"tools/call without params", `{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, CodeInvalidParams},
 		{"tools/call without name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}`, CodeInvalidParams},
 		{"tools/call numeric name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":42}}`, CodeInvalidParams},
-		{"tools/call long name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + strings.Repeat("t", maxFieldLen+1) + `"}}`, CodeInvalidParams},
+		{"tools/call long name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + strings.Repeat("t", MaxFieldLen+1) + `"}}`, CodeInvalidParams},
 		{"empty batch", `[]`, CodeInvalidRequest},
 		{"batch with a bad element", `[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0"}]`, CodeInvalidRequest},
 		{"batch with a repeated id", `[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":1,"method":"tools/list"}]`, CodeInvalidRequest},
@@ -112,12 +117,12 @@ func TestClassifyRejects(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			msgs, _, err := parseBody([]byte(tc.in))
+			msgs, _, err := Parse([]byte(tc.in))
 			if err == nil {
 				t.Fatalf("accepted: %+v", msgs)
 			}
-			if err.code != tc.code {
-				t.Fatalf("code %d (%s), want %d", err.code, err.msg, tc.code)
+			if err.Code != tc.code {
+				t.Fatalf("code %d (%s), want %d", err.Code, err.Message, tc.code)
 			}
 		})
 	}
@@ -125,47 +130,47 @@ func TestClassifyRejects(t *testing.T) {
 
 // A batch (2025-03-26) is audited element by element.
 func TestParseBatch(t *testing.T) {
-	msgs, batch, err := parseBody([]byte(` [{"jsonrpc":"2.0","id":1,"method":"tools/list"},
+	msgs, batch, err := Parse([]byte(` [{"jsonrpc":"2.0","id":1,"method":"tools/list"},
 		{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":0}},
 		{"jsonrpc":"2.0","id":"s1","result":{"action":"accept"}}]`))
 	if err != nil || !batch || len(msgs) != 3 {
-		t.Fatalf("parseBody: %v batch=%v n=%d", err, batch, len(msgs))
+		t.Fatalf("Parse: %v batch=%v n=%d", err, batch, len(msgs))
 	}
-	if msgs[0].kind != kindRequest || msgs[1].kind != kindNotification || msgs[2].kind != kindResponse {
-		t.Fatalf("kinds: %v %v %v", msgs[0].kind, msgs[1].kind, msgs[2].kind)
+	if msgs[0].Kind != KindRequest || msgs[1].Kind != KindNotification || msgs[2].Kind != KindResponse {
+		t.Fatalf("kinds: %v %v %v", msgs[0].Kind, msgs[1].Kind, msgs[2].Kind)
 	}
 }
 
 // The tools hash is how detectors notice a server changing its tool definitions under a client
 // (a "rug pull"); it must ignore formatting and change with content.
 func TestInspectResult(t *testing.T) {
-	a := inspectResult("tools/list", []byte(`{"tools":[{"name":"a","inputSchema":{"type":"object"}}]}`))
-	b := inspectResult("tools/list", []byte(`{ "tools" : [ { "name" : "a", "inputSchema" : { "type" : "object" } } ] }`))
-	c := inspectResult("tools/list", []byte(`{"tools":[{"name":"a","description":"now evil","inputSchema":{"type":"object"}}]}`))
-	if a.toolsHash == "" || a.toolsHash != b.toolsHash || a.toolsHash == c.toolsHash {
-		t.Fatalf("hashes: %q %q %q", a.toolsHash, b.toolsHash, c.toolsHash)
+	a := InspectResult("tools/list", []byte(`{"tools":[{"name":"a","inputSchema":{"type":"object"}}]}`))
+	b := InspectResult("tools/list", []byte(`{ "tools" : [ { "name" : "a", "inputSchema" : { "type" : "object" } } ] }`))
+	c := InspectResult("tools/list", []byte(`{"tools":[{"name":"a","description":"now evil","inputSchema":{"type":"object"}}]}`))
+	if a.ToolsHash == "" || a.ToolsHash != b.ToolsHash || a.ToolsHash == c.ToolsHash {
+		t.Fatalf("hashes: %q %q %q", a.ToolsHash, b.ToolsHash, c.ToolsHash)
 	}
-	if !inspectResult("tools/call", []byte(`{"content":[],"isError":true}`)).toolError {
+	if !InspectResult("tools/call", []byte(`{"content":[],"isError":true}`)).ToolError {
 		t.Fatal("isError not seen")
 	}
-	if v := inspectResult("initialize", []byte(`{"protocolVersion":"2025-06-18"}`)).protocolVersion; v != "2025-06-18" {
+	if v := InspectResult("initialize", []byte(`{"protocolVersion":"2025-06-18"}`)).ProtocolVersion; v != "2025-06-18" {
 		t.Fatalf("negotiated version %q", v)
 	}
 }
 
 func TestClip(t *testing.T) {
-	if got := clip("héllo", 2); got != "h" {
+	if got := Clip("héllo", 2); got != "h" {
 		t.Fatalf("clip split a rune: %q", got)
 	}
-	if got := clip("abc", 5); got != "abc" {
+	if got := Clip("abc", 5); got != "abc" {
 		t.Fatalf("clip changed a short string: %q", got)
 	}
 }
 
-// FuzzClassify feeds untrusted bodies to the parser. It must never panic, and whatever it accepts
+// FuzzParse feeds untrusted bodies to the parser. It must never panic, and whatever it accepts
 // must be self-consistent: a request has an id, a notification has none, every message a method
 // or a response role.
-func FuzzClassify(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"db_query","arguments":{"sql":"select 1"}}}`,
 		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","clientInfo":{"name":"c","version":"1"}}}`,
@@ -180,10 +185,10 @@ func FuzzClassify(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		msgs, _, err := parseBody(b)
+		msgs, _, err := Parse(b)
 		if err != nil {
-			if err.code != CodeParseError && err.code != CodeInvalidRequest && err.code != CodeInvalidParams {
-				t.Fatalf("unexpected error code %d", err.code)
+			if err.Code != CodeParseError && err.Code != CodeInvalidRequest && err.Code != CodeInvalidParams {
+				t.Fatalf("unexpected error code %d", err.Code)
 			}
 			return
 		}
@@ -191,44 +196,44 @@ func FuzzClassify(f *testing.F) {
 			t.Fatal("accepted a body with no messages")
 		}
 		for _, m := range msgs {
-			switch m.kind {
-			case kindRequest:
-				if m.id == "" || m.id == "null" || m.method == "" {
-					t.Fatalf("request without id or method: %+v", m)
+			switch m.Kind {
+			case KindRequest:
+				if m.ID == "" || m.ID == "null" || m.Method == "" {
+					t.Fatalf("request without id or Method: %+v", m)
 				}
-				if m.method == "tools/call" && m.tool == "" {
+				if m.Method == "tools/call" && m.Tool == "" {
 					t.Fatalf("tools/call accepted without a tool name: %q", b)
 				}
-			case kindNotification:
-				if m.id != "" || m.method == "" {
-					t.Fatalf("notification with id or without method: %+v", m)
+			case KindNotification:
+				if m.ID != "" || m.Method == "" {
+					t.Fatalf("notification with id or without Method: %+v", m)
 				}
-			case kindResponse:
-				if m.id == "" || m.method != "" {
-					t.Fatalf("response without id or with method: %+v", m)
+			case KindResponse:
+				if m.ID == "" || m.Method != "" {
+					t.Fatalf("response without id or with Method: %+v", m)
 				}
 			default:
 				t.Fatalf("accepted a message of no kind: %q", b)
 			}
-			if len(m.id) > maxIDLen+2 || len(m.method) > maxMethodLen {
+			if len(m.ID) > MaxIDLen+maxPadding+2 || len(m.Method) > MaxMethodLen {
 				t.Fatalf("limits not enforced: %+v", m)
 			}
 		}
 	})
 }
 
-func BenchmarkClassify(b *testing.B) {
+func BenchmarkParse(b *testing.B) {
 	body := []byte(`{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"db_query","arguments":{"sql":"select * from sales where region = 'emea' limit 100","timeout":30},"_meta":{"progressToken":"p1","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}}`)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := parseBody(body); err != nil {
+		if _, _, err := Parse(body); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// membersReference is the obvious implementation of [members] on encoding/json's tokenizer, which
+// membersReference is the obvious implementation of [Members] on encoding/json's tokenizer, which
 // the fast scanner must agree with on every valid JSON input.
 func membersReference(raw []byte, names ...string) ([]json.RawMessage, bool) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -280,7 +285,7 @@ func FuzzMembers(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		names := []string{"name", "arguments", "uri", "_meta", "k"}
-		got, err := members(b, names...) // must not panic on any input
+		got, err := Members(b, names...) // must not panic on any input
 		if !json.Valid(b) || !utf8.Valid(b) {
 			return
 		}
@@ -297,31 +302,4 @@ func FuzzMembers(f *testing.F) {
 			}
 		}
 	})
-}
-
-// Headers that contradict the body would let header-routing infrastructure be told one call while
-// the upstream runs another.
-func TestHeaderMismatch(t *testing.T) {
-	call, _ := classify([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"naïve"}}`))
-	for name, tc := range map[string]struct {
-		headers  map[string]string
-		mismatch bool
-	}{
-		"no headers":      {nil, false},
-		"matching":        {map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "naïve"}, false},
-		"base64 name":     {map[string]string{"Mcp-Name": "=?base64?bmHDr3Zl?="}, false},
-		"other method":    {map[string]string{"Mcp-Method": "tools/list"}, true},
-		"other name":      {map[string]string{"Mcp-Name": "drop_table"}, true},
-		"bad base64 name": {map[string]string{"Mcp-Name": "=?base64?***?="}, true},
-	} {
-		t.Run(name, func(t *testing.T) {
-			h := http.Header{}
-			for k, v := range tc.headers {
-				h.Set(k, v)
-			}
-			if got := headerMismatch(h, &call) != ""; got != tc.mismatch {
-				t.Fatalf("mismatch = %v", got)
-			}
-		})
-	}
 }
