@@ -84,6 +84,9 @@ func (s *Secret) UnmarshalYAML(n ast.Node) error {
 	if p.Env == "" && p.File == "" {
 		return &yaml.SyntaxError{Token: n.GetToken(), Message: "a secret needs env or file"}
 	}
+	if err := Secret(p).Validate(); err != nil {
+		return &yaml.SyntaxError{Token: n.GetToken(), Message: err.Error()}
+	}
 	*s = Secret(p)
-	return s.Validate()
+	return nil
 }
