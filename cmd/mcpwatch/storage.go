@@ -87,6 +87,6 @@ DateTime64, LowCardinality, codecs and skip indexes, 20.5 and newer a read-only 
 		},
 	}
 	cmd.Flags().StringVar(&o.roUser, "ro-user", "", "also create or update this read-only user (password from $MCPWATCH_CLICKHOUSE_RO_PASSWORD) on servers with SQL access control (20.5+)")
-	cmd.Flags().StringVar(&o.printFor, "print", "", "print the DDL a server of this version (e.g. 24.8) would get, and change nothing")
+	cmd.Flags().StringVar(&o.printFor, "print", "", "print the DDL a server of this version (major.minor.patch, e.g. 24.8.1) would get, and change nothing")
 	return cmd
 }

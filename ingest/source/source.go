@@ -272,7 +272,7 @@ func (s *Source) WaitReady(ctx context.Context) error {
 
 // Risk is the principal's live threat score for the policy: unknown until the scores topic is
 // loaded (rules with max_risk then refuse), and 0 for a principal never scored after that, since
-// the detectors publish a score of 0 when one falls back.
+// the scorer publishes a score of 0 when one falls back.
 func (s *Source) Risk(tenant, subject string) (float64, bool) {
 	if s.scores == nil {
 		return 0, false
