@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/detectors"
 	"github.com/mcpwatch/mcpwatch/ingest/gateway"
 	"github.com/mcpwatch/mcpwatch/storage/sink"
@@ -177,5 +178,18 @@ func TestGatewayRequiresPolicy(t *testing.T) {
 	_, err = runCLI(t, "--metrics-addr", "", "gateway", "--upstream", "http://127.0.0.1:1/mcp", "--tokens-file", tokens, "--no-policy", "--policy-file", "p.yaml")
 	if err == nil || !strings.Contains(err.Error(), "exclusive") {
 		t.Fatalf("--policy-file with --no-policy: %v", err)
+	}
+}
+
+// `mcpwatch respond` runs the webhook stage beside the enforcing one when a webhook URL is set,
+// as it did before the two became components of their own; without one it enforces alone.
+func TestRespondRunsNotifyWithWebhook(t *testing.T) {
+	g, err := configFor(t, "respond")
+	if err != nil || !slices.Equal(respondTypes(g), []component.Type{"respond"}) {
+		t.Fatalf("without a webhook: %v %v", respondTypes(g), err)
+	}
+	g, err = configFor(t, "respond", "--webhook-url", "https://soar.example.com/hook")
+	if err != nil || !slices.Equal(respondTypes(g), []component.Type{"respond", "notify"}) {
+		t.Fatalf("with a webhook: %v %v", respondTypes(g), err)
 	}
 }

@@ -189,6 +189,23 @@ func componentCmd(g *globals, typ component.Type, short, long string) *cobra.Com
 	return cmd
 }
 
+// respondCmd runs the enforcing stage and, when a webhook URL is set, the notifying one beside
+// it, as `mcpwatch respond` always has; `mcpwatch notify` runs the notifier alone, to scale or
+// place it apart.
+func respondCmd(g *globals) *cobra.Command {
+	cmd := componentCmd(g, response.TypeRespond, "Revoke principals for findings over the threshold (control topic), and send signed webhooks when a webhook URL is set", "")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return g.runComponents(cmd, respondTypes(g)) }
+	return cmd
+}
+
+func respondTypes(g *globals) []component.Type {
+	types := []component.Type{response.TypeRespond}
+	if f, err := g.cfg.Registry().Lookup(response.TypeNotify); err == nil && f.Enabled(g.cfg.Section(f.Section())) {
+		types = append(types, response.TypeNotify)
+	}
+	return types
+}
+
 func runCmd(g *globals) *cobra.Command {
 	var only []string
 	cmd := &cobra.Command{
@@ -223,7 +240,7 @@ func addStageCommands(root *cobra.Command, g *globals) {
 		componentCmd(g, processors.Type, "Normalize raw events to CEF and OCSF, enriched (raw topic → events topic)", ""),
 		componentCmd(g, sink.Type, "Store events, findings, actions and scores in ClickHouse", ""),
 		componentCmd(g, detectors.Type, "Score per-principal call rates and publish findings and scores", ""),
-		componentCmd(g, response.TypeRespond, "Revoke principals for findings over the threshold (control topic)", ""),
+		respondCmd(g),
 		componentCmd(g, response.TypeNotify, "Send signed webhooks for findings over the threshold", ""),
 		componentCmd(g, forward.Type, "Send normalized events (and findings) to a SIEM as CEF over syslog (RFC 5424, TLS 1.3)",
 			`Reads the normalized events topic (and, with --findings, the findings topic) and sends each
