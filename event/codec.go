@@ -18,7 +18,7 @@ var ErrSchema = errors.New("unsupported schema version")
 
 // Record is any type that travels on an mcpwatch topic.
 type Record interface {
-	Event | Finding | Score | Action | Control
+	Event | Finding | Score | Action | Control | Profile
 }
 
 // Encode stamps the record with [SchemaVersion] and encodes it for the wire: JSON, so that SOC
@@ -53,6 +53,8 @@ func setSchema(r any) {
 		v.Schema = SchemaVersion
 	case *Control:
 		v.Schema = SchemaVersion
+	case *Profile:
+		v.Schema = SchemaVersion
 	}
 }
 
@@ -75,6 +77,8 @@ func validate(r any) error {
 		schema, id, zero, what = v.Schema, v.Subject, v.Time.IsZero(), "score"
 	case *Action:
 		schema, id, zero, what = v.Schema, v.ID, v.Time.IsZero(), "action"
+	case *Profile:
+		schema, id, zero, what = v.Schema, v.Subject, v.Time.IsZero(), "profile"
 	case *Control:
 		schema, id, zero, what = v.Schema, v.ID, v.Time.IsZero(), "control"
 		if v.Kind == "" || v.Scope == "" || v.Value == "" {

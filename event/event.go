@@ -129,10 +129,16 @@ type Target struct {
 
 // Network addresses of the observed connection.
 type Network struct {
+	// SrcIP is the client's address: the TCP peer, or the address a configured trusted proxy
+	// forwarded (Forwarded / X-Forwarded-For) when the peer is one.
 	SrcIP   string `json:"src_ip,omitempty"`
 	SrcPort int    `json:"src_port,omitempty"`
 	DstIP   string `json:"dst_ip,omitempty"`
 	DstPort int    `json:"dst_port,omitempty"`
+	// UserAgent is the HTTP client's User-Agent header, clipped.
+	UserAgent string `json:"user_agent,omitempty"`
+	// Proxy is the TCP peer when it was a trusted proxy and SrcIP came from its headers.
+	Proxy string `json:"proxy,omitempty"`
 }
 
 // Outcome says what happened and, for decisions, which rule made them.
@@ -203,6 +209,41 @@ type Finding struct {
 	WindowEnd   time.Time          `json:"window_end"`
 	Features    map[string]float64 `json:"features,omitempty"`  // the numbers behind the score
 	EventIDs    []string           `json:"event_ids,omitempty"` // a sample of the evidence
+	// Check names the detector's check that concluded ("new_tool", "denial_spree", ...); empty
+	// for a detector with a single check.
+	Check string `json:"check,omitempty"`
+	// Evidence explains the finding, most telling first: the check's own evidence, then the
+	// evidence behind the principal's threat score when the finding was concluded.
+	Evidence []Evidence `json:"evidence,omitempty"`
+	// Tags classify the finding (MITRE ATT&CK / ATLAS technique ids, "ueba", ...).
+	Tags []string `json:"tags,omitempty"`
+}
+
+// Evidence is one reason behind a score or a finding, complete enough for an analyst to answer
+// "why?" from it alone: which detector and feature, the value observed, what is normal for this
+// principal, where the value ranks among its peers, and over which window of event time.
+type Evidence struct {
+	Detector  string `json:"detector"`
+	Check     string `json:"check,omitempty"`
+	Component string `json:"component,omitempty"` // the score component it feeds
+	Feature   string `json:"feature"`             // e.g. "calls_per_min", "tool"
+	// Value is the signal's value 0–100; Contribution what it added to the score (its
+	// component's weight times Value, when it is the component's highest signal).
+	Value        float64 `json:"value"`
+	Contribution float64 `json:"contribution,omitempty"`
+	Observed     float64 `json:"observed"`
+	Baseline     float64 `json:"baseline"`
+	// BaselineSource says whose history Baseline comes from: "self", "peers" (the principal's
+	// own history was too thin to trust) or "rule" (a fixed threshold).
+	BaselineSource string `json:"baseline_source,omitempty"`
+	// PeerPercentile ranks Observed among the principal's peer group, 0–100; nil when the peer
+	// group is unknown or too small.
+	PeerPercentile *float64 `json:"peer_percentile,omitempty"`
+	// Detail says it in words: "first call of payments/transfer; used by 0 of 12 peers".
+	Detail      string    `json:"detail,omitempty"`
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+	EventIDs    []string  `json:"event_ids,omitempty"`
 }
 
 // Score is the current threat score of a principal, published so gateways can use it in policy.
@@ -213,6 +254,66 @@ type Score struct {
 	Subject    string             `json:"sub"`
 	Score      float64            `json:"score"`
 	Components map[string]float64 `json:"components,omitempty"`
+	// Contributions are each component's share of Score: its weight times its value.
+	Contributions map[string]float64 `json:"contributions,omitempty"`
+	// Evidence are the live signals behind Score, the largest contribution first (at most a few).
+	Evidence []Evidence `json:"evidence,omitempty"`
+	// Explanation is the score in one line, for webhooks and logs.
+	Explanation string `json:"explanation,omitempty"`
+}
+
+// Profile is a detector's behaviour profile of one principal (or of a peer group) at a point of
+// event time: the baseline an investigator compares "now" with, and the state the detector
+// resumes from after a restart or a rebalance. It travels on the compacted profiles topic keyed
+// like the principal's events ([PrincipalKey]), so it lands in the partition of the events it
+// summarises.
+type Profile struct {
+	Schema int       `json:"schema"`
+	Time   time.Time `json:"time"` // event time of the newest event profiled
+	Tenant string    `json:"tenant"`
+	// Subject is the principal's [PrincipalID], or "peer:" and the group for a peer profile.
+	Subject  string `json:"sub"`
+	Detector string `json:"detector"`
+	// Version orders the profile's records (its Time in milliseconds, made strictly increasing).
+	Version      uint64    `json:"version"`
+	FirstSeen    time.Time `json:"first_seen"`
+	Observations uint64    `json:"observations"`
+	// Confidence 0–1 is how far the principal's own history can be trusted as its baseline;
+	// below the detector's gate its peers' baseline is used.
+	Confidence float64 `json:"confidence"`
+	Department string  `json:"department,omitempty"`
+	PeerGroup  string  `json:"peer_group,omitempty"`
+	// Features summarise numeric features (rates, volumes, ratios).
+	Features []ProfileFeature `json:"features,omitempty"`
+	// Categories are the categorical distributions (tools, servers, clients, networks, ...).
+	Categories []ProfileCategory `json:"categories,omitempty"`
+	// WeekHours is the time-of-week histogram: 168 hourly bins from Monday 00:00 UTC.
+	WeekHours []float64 `json:"week_hours,omitempty"`
+	// State is the detector's own encoding of the profile, to resume from; opaque to others.
+	State []byte `json:"state,omitempty"`
+}
+
+// ProfileFeature is one numeric feature of a [Profile].
+type ProfileFeature struct {
+	Name   string  `json:"name"`
+	Mean   float64 `json:"mean"`
+	Stddev float64 `json:"stddev"`
+	P50    float64 `json:"p50"`
+	P95    float64 `json:"p95"`
+}
+
+// ProfileCategory is one categorical distribution of a [Profile]: values with their (decayed)
+// counts and when each was first seen.
+type ProfileCategory struct {
+	Name   string         `json:"name"` // "tool", "server", "client", "network", ...
+	Values []ProfileValue `json:"values"`
+}
+
+// ProfileValue is one value of a [ProfileCategory].
+type ProfileValue struct {
+	Value     string    `json:"value"`
+	Count     float64   `json:"count"`
+	FirstSeen time.Time `json:"first_seen"`
 }
 
 // ActionKind names a response.

@@ -47,3 +47,7 @@ func ParseScoreKey(k string) (tenant, principalID string, err error) {
 func (c Control) Key() string {
 	return string(c.Kind) + "/" + string(c.Scope) + "/" + c.Tenant + "/" + c.Value
 }
+
+// Key is the record key of p on the profiles topic: [ScoreKey] of its tenant and subject, so a
+// principal's profile shares the partition of its events.
+func (p Profile) Key() string { return ScoreKey(p.Tenant, p.Subject) }

@@ -9,6 +9,7 @@ type Topics struct {
 	OCSF       string // the normalized events as bare OCSF 1.x objects, key: tenant/principal
 	Findings   string // detector findings, key: tenant/principal
 	Scores     string // latest threat score per principal, key: tenant/principal (compacted)
+	Profiles   string // latest behaviour profile per principal, key: tenant/principal (compacted)
 	Actions    string // response actions taken, key: tenant/principal
 	Control    string // revocations and quarantines, key: Control.Key (compacted)
 	DeadLetter string // records a stage could not process, with the reason in headers
@@ -25,11 +26,11 @@ func TopicNames(prefix string) Topics {
 	n := func(s string) string { return prefix + "." + s + ".v1" }
 	return Topics{
 		Raw: n("raw"), Events: n("events"), OCSF: n("ocsf"), Findings: n("findings"), Scores: n("scores"),
-		Actions: n("actions"), Control: n("control"), DeadLetter: n("deadletter"),
+		Profiles: n("profiles"), Actions: n("actions"), Control: n("control"), DeadLetter: n("deadletter"),
 	}
 }
 
 // All returns every topic name, for tools that create or delete a deployment's topics.
 func (t Topics) All() []string {
-	return []string{t.Raw, t.Events, t.OCSF, t.Findings, t.Scores, t.Actions, t.Control, t.DeadLetter}
+	return []string{t.Raw, t.Events, t.OCSF, t.Findings, t.Scores, t.Profiles, t.Actions, t.Control, t.DeadLetter}
 }

@@ -45,6 +45,11 @@ func Topics(names event.Topics, partitions int32, replication int16, retentionHo
 		{Name: names.Scores, Partitions: partitions, Replication: replication, Configs: map[string]string{
 			"cleanup.policy": "compact",
 		}},
+		// Profiles are partitioned like the events they summarise, so the detector that owns an
+		// events partition restores its principals from the same partition here.
+		{Name: names.Profiles, Partitions: partitions, Replication: replication, Configs: map[string]string{
+			"cleanup.policy": "compact",
+		}},
 		// One partition: every gateway reads all of it, and one partition keeps control records
 		// in the order the responder wrote them.
 		{Name: names.Control, Partitions: 1, Replication: replication, Configs: map[string]string{
