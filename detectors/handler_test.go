@@ -206,7 +206,7 @@ func newLevel(name string, c detect.Component) *level {
 }
 
 func (l *level) Info() detect.Info {
-	return detect.Info{Name: l.name, Components: []detect.Component{l.comp}}
+	return detect.Info{Name: l.name, Checks: []detect.Check{{Name: l.name, Component: l.comp}}}
 }
 
 func (l *level) Observe(e *event.Event, out *detect.Output) {
@@ -227,7 +227,7 @@ func (l *level) Observe(e *event.Event, out *detect.Output) {
 	if l.forge != "" {
 		name = l.forge
 	}
-	out.Signals = append(out.Signals, detect.Signal{Detector: name, Tenant: e.Tenant, Subject: sub, Time: e.Time,
+	out.Signals = append(out.Signals, detect.Signal{Detector: name, Check: l.name, Tenant: e.Tenant, Subject: sub, Time: e.Time,
 		Component: l.comp, Value: v, Evidence: detect.Evidence{Feature: l.name, Observed: v, EventIDs: []string{e.ID}}})
 	if v == 100 || math.IsNaN(v) {
 		out.Findings = append(out.Findings, &event.Finding{ID: detect.FindingID(l.name, e.ID), Time: e.Time, Tenant: e.Tenant,
@@ -239,7 +239,7 @@ func (l *level) Expire(now time.Time, out *detect.Output) {
 	keep := l.order[:0]
 	for _, k := range l.order {
 		if t := l.last[k]; !t.Add(time.Minute).After(now) {
-			out.Signals = append(out.Signals, detect.Signal{Detector: l.name, Tenant: l.subs[k][0], Subject: l.subs[k][1],
+			out.Signals = append(out.Signals, detect.Signal{Detector: l.name, Check: l.name, Tenant: l.subs[k][0], Subject: l.subs[k][1],
 				Time: t.Add(time.Minute), Component: l.comp, Expired: true})
 			delete(l.last, k)
 			l.counts.EvictedIdle++

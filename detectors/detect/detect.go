@@ -23,7 +23,7 @@ import (
 //
 // A Detector is driven by one goroutine and need not be safe for concurrent use.
 type Detector interface {
-	// Info names the detector and the score components its signals feed. It must not change.
+	// Info names the detector and the checks it signals with. It must not change.
 	Info() Info
 	// Observe judges one event and appends what it concluded to out. It must not keep e or
 	// anything e points to past the call.
@@ -45,9 +45,17 @@ type Info struct {
 	// Name is the detector's name in findings ([event.Finding.Detector]), signals, metrics and
 	// score components. It must not be the name of a [Component].
 	Name string
-	// Components are the score components the detector's signals feed. The scorer weighs only
-	// the components some enabled detector feeds.
-	Components []Component
+	// Checks are the kinds of signal the detector emits, each feeding one score component. The
+	// scorer keeps the latest signal per principal and check, and weighs only the components
+	// some enabled detector's check feeds.
+	Checks []Check
+}
+
+// Check is one kind of signal a detector emits: its name ([Signal.Check]) and the component it
+// feeds. A detector with a single check names it after itself.
+type Check struct {
+	Name      string
+	Component Component
 }
 
 // Output collects what a detector concluded. The stage resets it before each call.
@@ -94,10 +102,12 @@ type Signal struct {
 	Detector string // the emitting detector's [Info.Name]
 	Tenant   string
 	// Subject is the principal's [event.PrincipalID], as in [event.Score.Subject].
-	Subject   string
+	Subject string
+	// Check is the detector's check that emitted it: one of [Info.Checks].
+	Check     string
 	Time      time.Time // the event time the value holds at
-	Component Component
-	Value     float64 // 0–100
+	Component Component // the check's component
+	Value     float64   // 0–100
 	// Expired says the detector has forgotten the principal: the scorer drops this detector's
 	// value. Value is 0 and Time is when the detector's evidence ran out (for a window, when it
 	// emptied).
@@ -111,11 +121,35 @@ type Evidence struct {
 	Feature  string  // e.g. "rate_per_s"
 	Observed float64 // the feature's value
 	Baseline float64 // the feature's normal value
+	// BaselineSource says whose history Baseline comes from: "self", "peers" (the principal's
+	// own history is too thin to trust) or "rule" (a fixed threshold).
+	BaselineSource string
+	// PeerPercentile ranks Observed among the principal's peer group (0–100) when HasPeer.
+	PeerPercentile float64
+	HasPeer        bool
+	// Detail says it in words: "first call of payments/transfer; used by 0 of 12 peers".
+	Detail string
 	// WindowStart and WindowEnd bound the events measured: (WindowStart, WindowEnd].
 	WindowStart, WindowEnd time.Time
 	// EventIDs are a sample of the events measured, oldest first. Detectors may leave it empty
 	// when Value is 0.
 	EventIDs []string
+}
+
+// Stateful is a [Detector] whose per-principal state (its behaviour profiles) outlives the
+// process: the stage publishes the profiles it checkpoints on the compacted profiles topic, keyed
+// like the events, and restores them from the same partitions when it is assigned them.
+type Stateful interface {
+	Detector
+	// Checkpoint appends the profiles of principals changed since their last checkpoint that are
+	// due for one at event time now (the detector bounds how often), and marks them clean.
+	Checkpoint(now time.Time, out []*event.Profile) []*event.Profile
+	// Restore resumes a principal from a profile Checkpoint wrote, replacing what the detector
+	// holds for it unless that is newer. A profile it cannot read is an error, and nothing changes.
+	Restore(p *event.Profile) error
+	// Forget drops every principal for which keep returns false: their partitions went to
+	// another consumer.
+	Forget(keep func(tenant, subject string) bool)
 }
 
 // Event times outside [1970, ~2116] are bogus: no gateway produces them, and the bounds keep

@@ -80,7 +80,7 @@ func New(cfg Config) (*Rate, error) {
 
 // Info names the detector and says it feeds the frequency component.
 func (r *Rate) Info() detect.Info {
-	return detect.Info{Name: Name, Components: []detect.Component{detect.Frequency}}
+	return detect.Info{Name: Name, Checks: []detect.Check{{Name: Name, Component: detect.Frequency}}}
 }
 
 // Counts reports whether the rate detector counts e: MCP requests as the gateway saw them,
@@ -129,9 +129,9 @@ func (r *Rate) Observe(e *event.Event, out *detect.Output) {
 		p.findingAt, p.findingScore, p.hasFinding = now, score, true
 		out.Findings = append(out.Findings, r.finding(e, p, calls, perSec, score))
 	}
-	sig := detect.Signal{Detector: Name, Tenant: k.tenant, Subject: k.sub, Time: time.Unix(0, now).UTC(),
-		Component: detect.Frequency, Value: score,
-		Evidence: detect.Evidence{Feature: "rate_per_s", Observed: perSec, Baseline: r.cfg.Baseline,
+	sig := detect.Signal{Detector: Name, Tenant: k.tenant, Subject: k.sub, Check: Name,
+		Time: time.Unix(0, now).UTC(), Component: detect.Frequency, Value: score,
+		Evidence: detect.Evidence{Feature: "rate_per_s", Observed: perSec, Baseline: r.cfg.Baseline, BaselineSource: "rule",
 			WindowStart: time.Unix(0, now-r.window).UTC(), WindowEnd: time.Unix(0, now).UTC()}}
 	if score > 0 {
 		sig.Evidence.EventIDs = r.eventIDs(p, calls)
@@ -147,8 +147,8 @@ func (r *Rate) Expire(now time.Time, out *detect.Output) {
 		p := &ent.Value
 		end := p.newest + r.window
 		out.Signals = append(out.Signals, detect.Signal{Detector: Name, Tenant: ent.Key.tenant, Subject: ent.Key.sub,
-			Time: time.Unix(0, end).UTC(), Component: detect.Frequency, Expired: true,
-			Evidence: detect.Evidence{Feature: "rate_per_s", Baseline: r.cfg.Baseline,
+			Check: Name, Time: time.Unix(0, end).UTC(), Component: detect.Frequency, Expired: true,
+			Evidence: detect.Evidence{Feature: "rate_per_s", Baseline: r.cfg.Baseline, BaselineSource: "rule",
 				WindowStart: time.Unix(0, p.newest).UTC(), WindowEnd: time.Unix(0, end).UTC()}})
 		r.principals.Remove(ent)
 		r.stats.EvictedIdle++

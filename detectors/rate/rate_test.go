@@ -406,9 +406,9 @@ func TestRateSignals(t *testing.T) {
 		sig = s
 	}
 	end := last.Time
-	want := detect.Signal{Detector: "rate", Tenant: "acme", Subject: "alice", Time: end, Component: detect.Frequency,
+	want := detect.Signal{Detector: "rate", Tenant: "acme", Subject: "alice", Check: "rate", Time: end, Component: detect.Frequency,
 		Value: 44.4, // 10/s: (10−2)/(20−2)
-		Evidence: detect.Evidence{Feature: "rate_per_s", Observed: 10, Baseline: 2,
+		Evidence: detect.Evidence{Feature: "rate_per_s", Observed: 10, Baseline: 2, BaselineSource: "rule",
 			WindowStart: end.Add(-10 * time.Second), WindowEnd: end}}
 	ids := sig.Evidence.EventIDs
 	sig.Evidence.EventIDs = nil
@@ -430,7 +430,7 @@ func TestRateSignals(t *testing.T) {
 	if _, s := obs(r, req("alice", 0)); s != nil {
 		t.Fatalf("late call yielded %+v", s)
 	}
-	if info := r.Info(); info.Name != "rate" || !reflect.DeepEqual(info.Components, []detect.Component{detect.Frequency}) {
+	if info := r.Info(); info.Name != "rate" || !reflect.DeepEqual(info.Checks, []detect.Check{{Name: "rate", Component: detect.Frequency}}) {
 		t.Fatalf("info %+v", info)
 	}
 }

@@ -51,19 +51,20 @@ type Scorer struct {
 	comps   []detect.Component // fed by some detector, in the formula's order
 	weights []float64          // parallel to comps, summing to 1
 	// A slot is one (detector, component) pair a detector declared: the unit of "latest signal".
-	slotOf   map[slotID]int
-	slotIDs  []slotID
-	slotComp []int    // slot → index in comps
-	slotKey  []string // slot → its key in Score.Components
-	dets     map[string]bool
+	slotOf       map[slotID]int
+	slotIDs      []slotID
+	slotComp     []int    // slot → index in comps
+	slotKey      []string // slot → its key in Score.Components
+	slotCompName []detect.Component
+	dets         map[string]bool
 
 	table *lru.Table[key, principal]
 	stats Stats
 }
 
 type slotID struct {
-	detector  string
-	component detect.Component
+	detector string
+	check    string
 }
 
 // key is a principal: its tenant and subject ([event.PrincipalID]).
@@ -113,15 +114,18 @@ func New(cfg Config, dets ...detect.Info) (*Scorer, error) {
 			return nil, errors.New("score: a detector has no name")
 		case s.dets[d.Name]:
 			return nil, fmt.Errorf("score: two detectors are named %q", d.Name)
-		case len(d.Components) == 0:
-			return nil, fmt.Errorf("score: detector %s feeds no component", d.Name)
+		case len(d.Checks) == 0:
+			return nil, fmt.Errorf("score: detector %s has no checks", d.Name)
 		}
 		s.dets[d.Name] = true
-		for _, c := range d.Components {
-			if !c.Valid() {
-				return nil, fmt.Errorf("score: detector %s feeds unknown component %q", d.Name, c)
+		for _, c := range d.Checks {
+			switch {
+			case c.Name == "":
+				return nil, fmt.Errorf("score: detector %s has a check without a name", d.Name)
+			case !c.Component.Valid():
+				return nil, fmt.Errorf("score: detector %s: check %s feeds unknown component %q", d.Name, c.Name, c.Component)
 			}
-			fed[c] = true
+			fed[c.Component] = true
 		}
 	}
 	sum := 0.0
@@ -143,14 +147,14 @@ func New(cfg Config, dets ...detect.Info) (*Scorer, error) {
 		keys[string(c)] = true
 	}
 	for _, d := range dets {
-		for _, c := range d.Components {
-			id := slotID{d.Name, c}
+		for _, c := range d.Checks {
+			id := slotID{d.Name, c.Name}
 			if _, dup := s.slotOf[id]; dup {
-				continue
+				return nil, fmt.Errorf("score: detector %s declares check %s twice", d.Name, c.Name)
 			}
 			key := d.Name
-			if len(d.Components) > 1 {
-				key = d.Name + "." + string(c)
+			if c.Name != d.Name {
+				key = d.Name + "." + c.Name
 			}
 			if keys[key] {
 				return nil, fmt.Errorf("score: detector %s: component key %q is taken", d.Name, key)
@@ -159,7 +163,8 @@ func New(cfg Config, dets ...detect.Info) (*Scorer, error) {
 			s.slotOf[id] = len(s.slotKey)
 			s.slotIDs = append(s.slotIDs, id)
 			s.slotKey = append(s.slotKey, key)
-			s.slotComp = append(s.slotComp, s.compIndex(c))
+			s.slotComp = append(s.slotComp, s.compIndex(c.Component))
+			s.slotCompName = append(s.slotCompName, c.Component)
 		}
 	}
 	return s, nil
@@ -181,13 +186,15 @@ func (s *Scorer) Keys() []string {
 // and returns the score record to publish, or nil when the published score stands. A refused
 // signal changes nothing and returns an error wrapping [ErrSignal].
 func (s *Scorer) Apply(sig *detect.Signal) (*event.Score, error) {
-	k, ok := s.slotOf[slotID{sig.Detector, sig.Component}]
+	k, ok := s.slotOf[slotID{sig.Detector, sig.Check}]
 	v := sig.Value
 	switch {
 	case !s.dets[sig.Detector]:
 		return nil, s.refuse(sig, "unknown detector")
 	case !ok:
-		return nil, s.refuse(sig, "component not declared by the detector")
+		return nil, s.refuse(sig, "check not declared by the detector")
+	case sig.Component != s.slotCompName[k]:
+		return nil, s.refuse(sig, "component is not the check's")
 	case !detect.ValidTime(sig.Time):
 		return nil, s.refuse(sig, "bogus time")
 	case sig.Expired:
@@ -254,8 +261,8 @@ func (s *Scorer) Signals(tenant, subject string) []detect.Signal {
 	for k, sl := range ent.Value.slots {
 		if sl.live {
 			id := s.slotIDs[k]
-			out = append(out, detect.Signal{Detector: id.detector, Tenant: tenant, Subject: subject,
-				Time: time.Unix(0, sl.at).UTC(), Component: id.component, Value: sl.value, Evidence: sl.evidence})
+			out = append(out, detect.Signal{Detector: id.detector, Check: id.check, Tenant: tenant, Subject: subject,
+				Time: time.Unix(0, sl.at).UTC(), Component: s.slotCompName[k], Value: sl.value, Evidence: sl.evidence})
 		}
 	}
 	return out
@@ -270,8 +277,8 @@ func (s *Scorer) Stats() Stats {
 
 func (s *Scorer) refuse(sig *detect.Signal, why string) error {
 	s.stats.Refused++
-	return fmt.Errorf("%w: %s: detector %q, component %q, principal %s/%s, value %v, time %v",
-		ErrSignal, why, sig.Detector, sig.Component, sig.Tenant, sig.Subject, sig.Value, sig.Time)
+	return fmt.Errorf("%w: %s: detector %q, check %q, component %q, principal %s/%s, value %v, time %v",
+		ErrSignal, why, sig.Detector, sig.Check, sig.Component, sig.Tenant, sig.Subject, sig.Value, sig.Time)
 }
 
 func (s *Scorer) compIndex(c detect.Component) int {

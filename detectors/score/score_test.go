@@ -246,14 +246,14 @@ func TestScorerRateAloneMatchesOldRule(t *testing.T) {
 
 // Three fake detectors for combination tests: two on frequency, one on risk.
 var (
-	fast = detect.Info{Name: "fast", Components: []detect.Component{detect.Frequency}}
-	slow = detect.Info{Name: "slow", Components: []detect.Component{detect.Frequency}}
-	prof = detect.Info{Name: "profile", Components: []detect.Component{detect.Risk}}
-	sens = detect.Info{Name: "sens", Components: []detect.Component{detect.Sensitivity}}
+	fast = detect.Info{Name: "fast", Checks: []detect.Check{{Name: "fast", Component: detect.Frequency}}}
+	slow = detect.Info{Name: "slow", Checks: []detect.Check{{Name: "slow", Component: detect.Frequency}}}
+	prof = detect.Info{Name: "profile", Checks: []detect.Check{{Name: "profile", Component: detect.Risk}}}
+	sens = detect.Info{Name: "sens", Checks: []detect.Check{{Name: "sens", Component: detect.Sensitivity}}}
 )
 
 func sig(det string, c detect.Component, at time.Duration, v float64) detect.Signal {
-	return detect.Signal{Detector: det, Tenant: "acme", Subject: "alice", Time: t0.Add(at), Component: c, Value: v}
+	return detect.Signal{Detector: det, Check: det, Tenant: "acme", Subject: "alice", Time: t0.Add(at), Component: c, Value: v}
 }
 
 func newScorer(t *testing.T, mod func(*Config), dets ...detect.Info) *Scorer {
@@ -335,15 +335,17 @@ func TestScorerCombination(t *testing.T) {
 	}
 }
 
-// A detector feeding several components keeps one latest signal per component, reported under
-// "name.component": its sensitivity signal must not overwrite its risk signal.
+// A detector with several checks keeps one latest signal per check, reported under
+// "name.check": its sensitivity signal must not overwrite its risk signal.
 func TestScorerMultiComponentDetector(t *testing.T) {
-	ueba := detect.Info{Name: "ueba", Components: []detect.Component{detect.Sensitivity, detect.Risk}}
+	ueba := detect.Info{Name: "ueba", Checks: []detect.Check{{Name: "sensitivity", Component: detect.Sensitivity}, {Name: "risk", Component: detect.Risk}}}
 	s := newScorer(t, nil, fast, ueba)
 	if got, want := s.Keys(), []string{"frequency", "sensitivity", "risk", "fast", "ueba.sensitivity", "ueba.risk"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
-	rec := apply(t, s, sig("ueba", detect.Sensitivity, 0, 50), sig("ueba", detect.Risk, 0, 100))
+	sens, risk := sig("ueba", detect.Sensitivity, 0, 50), sig("ueba", detect.Risk, 0, 100)
+	sens.Check, risk.Check = "sensitivity", "risk"
+	rec := apply(t, s, sens, risk)
 	if rec.Score != 50 || rec.Components["ueba.sensitivity"] != 50 || rec.Components["ueba.risk"] != 100 {
 		t.Fatalf("record %+v, want 0.3·0 + 0.4·50 + 0.3·100 = 50", rec)
 	}
@@ -489,11 +491,11 @@ func TestNewRefuses(t *testing.T) {
 		want string
 	}{
 		"no detectors":        {nil, nil, "no detectors"},
-		"nameless":            {nil, []detect.Info{{Components: []detect.Component{detect.Risk}}}, "no name"},
+		"nameless":            {nil, []detect.Info{{Checks: []detect.Check{{Name: "x", Component: detect.Risk}}}}, "no name"},
 		"duplicate":           {nil, []detect.Info{fast, fast}, "two detectors"},
-		"feeds nothing":       {nil, []detect.Info{{Name: "x"}}, "feeds no component"},
-		"unknown component":   {nil, []detect.Info{{Name: "x", Components: []detect.Component{"speed"}}}, "unknown component"},
-		"name is a component": {nil, []detect.Info{{Name: "risk", Components: []detect.Component{detect.Risk}}}, "taken"},
+		"feeds nothing":       {nil, []detect.Info{{Name: "x"}}, "has no checks"},
+		"unknown component":   {nil, []detect.Info{{Name: "x", Checks: []detect.Check{{Name: "x", Component: "speed"}}}}, "unknown component"},
+		"name is a component": {nil, []detect.Info{{Name: "risk", Checks: []detect.Check{{Name: "risk", Component: detect.Risk}}}}, "taken"},
 		"fed weights all 0":   {func(c *Config) { c.Weights.Frequency = 0 }, []detect.Info{fast, slow}, "all weigh 0"},
 		"invalid config":      {func(c *Config) { c.PublishDelta = 0 }, []detect.Info{fast}, "publish_delta"},
 	}
