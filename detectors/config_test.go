@@ -38,7 +38,7 @@ func TestConfigFiles(t *testing.T) {
 	full := Config{
 		Rate: rate.Config{Window: time.Minute, Baseline: 0.5, Ceiling: 5, Threshold: 60, Cooldown: 2 * time.Minute, MaxPrincipals: 5000},
 		Score: score.Config{Weights: score.Weights{Frequency: 1, Sensitivity: 2, Risk: 1}, PublishDelta: 2.5,
-			PublishEvery: 30 * time.Second, MaxPrincipals: 5000},
+			PublishEvery: 30 * time.Second, MaxPrincipals: 5000, FindingsHalfLife: 30 * time.Minute, Evidence: 3},
 	}
 	partial := DefaultConfig()
 	partial.Rate.Threshold, partial.Score.Weights.Risk = 70, 0.5

@@ -18,8 +18,10 @@ func NewFactory() component.Factory {
 			if err != nil {
 				return nil, err
 			}
+			assigned, revoked := Hooks(h, set.Topics, set.KafkaClient("-profiles"))
 			st, err := kafkaio.NewStage(set.KafkaClient(""), kafkaio.StageConfig{Name: string(Type), Group: set.Group(string(Type)),
-				Topics: []string{set.Topics.Events}, DeadLetterTopic: set.Topics.DeadLetter}, h, set.Registerer, set.Logger)
+				Topics: []string{set.Topics.Events}, DeadLetterTopic: set.Topics.DeadLetter,
+				OnAssigned: assigned, OnRevoked: revoked}, h, set.Registerer, set.Logger)
 			if err != nil {
 				return nil, err
 			}

@@ -73,6 +73,9 @@ type handler struct {
 	mark    time.Time // watermark: the newest valid event time seen
 	hasMark bool
 	out     detect.Output
+
+	profiles []*event.Profile // checkpoint scratch
+	restored int              // profiles restored, for the log line
 }
 
 // running is a detector in the stage, with its metrics.
@@ -112,29 +115,37 @@ func (h *handler) Handle(_ context.Context, recs []*kgo.Record) (kafkaio.Result,
 				d.Expire(h.mark, &h.out)
 				_ = h.collect(d, &res) // no record to park: collect logged and counted it
 			}
+			for _, s := range h.sc.Tick(h.mark) {
+				h.score(s, &res)
+			}
 		}
+	}
+	if h.hasMark {
+		h.checkpoint(&res)
 	}
 	h.observeStats()
 	return res, nil
 }
 
-// collect turns d's output into records: findings as they are, signals through the scorer. It
-// returns the error of a finding that could not be encoded, after logging it.
-func (h *handler) collect(d *running, res *kafkaio.Result) error {
-	var ferr error
-	for _, f := range h.out.Findings {
-		key := event.PrincipalKey(f.Tenant, f.Principal)
-		out, err := kafkaio.RecordOf(h.topics.Findings, key, f)
-		if err != nil {
-			d.log.Error("finding not encodable", "finding", f.ID, "err", err)
-			d.m.errors.Inc()
-			ferr = fmt.Errorf("encode finding %s: %w", f.ID, err)
-			continue
-		}
-		res.Out = append(res.Out, out)
-		d.m.findings.Inc()
-		d.log.Info("finding", "id", f.ID, "principal", key, "score", f.Score, "summary", f.Summary)
+// score appends the record of a score to publish.
+func (h *handler) score(s *event.Score, res *kafkaio.Result) {
+	// Scores are refreshed continually, so one that cannot be encoded is logged and skipped
+	// rather than dead-lettering an event that was processed.
+	out, err := kafkaio.RecordOf(h.topics.Scores, s.Key(), s)
+	if err != nil {
+		h.log.Error("score not encodable", "principal", s.Key(), "err", err)
+		h.sm.errors.Inc()
+		return
 	}
+	res.Out = append(res.Out, out)
+	h.sm.scores.Inc()
+}
+
+// collect turns d's output into records: signals through the scorer first, then findings, each
+// recorded in its principal's user-risk and carrying the evidence behind the principal's score
+// as it stands with the finding. It returns the error of a finding that could not be encoded,
+// after logging it.
+func (h *handler) collect(d *running, res *kafkaio.Result) error {
 	for i := range h.out.Signals {
 		sig := &h.out.Signals[i]
 		var s *event.Score
@@ -153,21 +164,47 @@ func (h *handler) collect(d *running, res *kafkaio.Result) error {
 			continue
 		}
 		d.m.signals.Inc()
-		if s == nil {
-			continue
+		if s != nil {
+			h.score(s, res)
 		}
-		// Scores are refreshed continually, so one that cannot be encoded is logged and skipped
-		// rather than dead-lettering an event that was processed.
-		out, err := kafkaio.RecordOf(h.topics.Scores, s.Key(), s)
+	}
+	var ferr error
+	for _, f := range h.out.Findings {
+		if s := h.sc.Finding(f); s != nil {
+			h.score(s, res)
+		}
+		f.Evidence = appendEvidence(f.Evidence, h.sc.Explain(f.Tenant, event.PrincipalID(f.Principal)))
+		key := event.PrincipalKey(f.Tenant, f.Principal)
+		out, err := kafkaio.RecordOf(h.topics.Findings, key, f)
 		if err != nil {
-			h.log.Error("score not encodable", "principal", s.Key(), "err", err)
-			h.sm.errors.Inc()
+			d.log.Error("finding not encodable", "finding", f.ID, "err", err)
+			d.m.errors.Inc()
+			ferr = fmt.Errorf("encode finding %s: %w", f.ID, err)
 			continue
 		}
 		res.Out = append(res.Out, out)
-		h.sm.scores.Inc()
+		d.m.findings.Inc()
+		d.log.Info("finding", "id", f.ID, "principal", key, "score", f.Score, "summary", f.Summary)
 	}
 	return ferr
+}
+
+// appendEvidence appends the items of more that own does not already hold (the same detector,
+// check and feature).
+func appendEvidence(own, more []event.Evidence) []event.Evidence {
+	for _, m := range more {
+		dup := false
+		for _, o := range own {
+			if o.Detector == m.Detector && o.Check == m.Check && o.Feature == m.Feature {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			own = append(own, m)
+		}
+	}
+	return own
 }
 
 func (h *handler) observeStats() {

@@ -302,15 +302,15 @@ func TestHandlerOneScorePerPrincipal(t *testing.T) {
 	byKey := map[string][]event.Score{}
 	for _, s := range scores {
 		byKey[s.Key()] = append(byKey[s.Key()], s)
-		if len(s.Components) != 4 {
-			t.Fatalf("record %+v: want frequency, risk, freq and profile in every record", s)
+		if len(s.Components) != 5 {
+			t.Fatalf("record %+v: want frequency, risk, freq, profile and findings in every record", s)
 		}
 	}
 	m := byKey["acme/mallory"]
 	if len(m) != 2 || m[0].Score != 40 || m[1].Score != 45 {
 		t.Fatalf("mallory's records %+v, want 40 then 45", m)
 	}
-	if want := map[string]float64{"frequency": 80, "risk": 10, "freq": 80, "profile": 10}; !reflect.DeepEqual(m[1].Components, want) {
+	if want := map[string]float64{"frequency": 80, "risk": 10, "freq": 80, "profile": 10, "findings": 0}; !reflect.DeepEqual(m[1].Components, want) {
 		t.Fatalf("components %v, want %v", m[1].Components, want)
 	}
 	if a := byKey["acme/alice"]; len(a) != 1 || a[0].Score != 10 {
@@ -489,3 +489,30 @@ func TestStageFake(t *testing.T) {
 }
 
 func TestStageKafka(t *testing.T) { testStage(t, testenv.Kafka(t), testenv.Topics(t)) }
+
+// A finding carries the evidence behind its principal's score as it stands with the finding, and
+// enters the user-risk component: mallory's finding raises her score past what her signals give.
+func TestHandlerFindingsExplainedAndScored(t *testing.T) {
+	names := event.TopicNames("t")
+	freq, prof := newLevel("freq", detect.Frequency), newLevel("profile", detect.Risk)
+	cfg := score.DefaultConfig()
+	cfg.PublishEvery = 0
+	h, err := NewHandler(names, []Detector{freq, prof}, cfg, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := handle(t, h, names, at("mallory", 0, "profile", "30"), at("mallory", time.Second, "freq", "100"))
+	findings, scores := split(t, names, res)
+	if len(findings) != 1 {
+		t.Fatalf("findings %+v", findings)
+	}
+	ev := findings[0].Evidence
+	if len(ev) != 2 || ev[0].Detector != "freq" || ev[0].Observed != 100 || ev[1].Detector != "profile" {
+		t.Fatalf("finding evidence %+v, want freq then profile", ev)
+	}
+	last := scores[len(scores)-1]
+	// Signals alone: 0.5·100 + 0.5·30 = 65. The finding has no severity here, so it adds nothing.
+	if last.Score != 65 || last.Explanation == "" {
+		t.Fatalf("last score %+v", last)
+	}
+}

@@ -20,6 +20,7 @@ type detectorMetrics struct {
 	evicted    *prometheus.CounterVec
 	principals prometheus.Gauge
 	errors     prometheus.Counter
+	profiles   *prometheus.CounterVec
 }
 
 func newDetectorMetrics(reg prometheus.Registerer, detector string) *detectorMetrics {
@@ -38,9 +39,12 @@ func newDetectorMetrics(reg prometheus.Registerer, detector string) *detectorMet
 			Help: helpPrincipals, ConstLabels: l}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_detector_errors_total",
 			Help: helpErrors, ConstLabels: l}),
+		profiles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_detector_profiles_total",
+			Help: "Profiles checkpointed to the profiles topic, restored from it, refused (unreadable) or forgotten (partitions revoked).", ConstLabels: l},
+			[]string{"op"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.observed, m.findings, m.signals, m.evicted, m.principals, m.errors)
+		reg.MustRegister(m.observed, m.findings, m.signals, m.evicted, m.principals, m.errors, m.profiles)
 	}
 	return m
 }

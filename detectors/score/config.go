@@ -42,17 +42,26 @@ type Config struct {
 	// MaxPrincipals bounds the principals scored. Past it the principal signalled least recently
 	// is forgotten; its last published score stays on the scores topic.
 	MaxPrincipals int `yaml:"max_principals"`
+	// FindingsHalfLife is how long a finding takes to lose half its weight in the user-risk
+	// component, in event time. Findings feed that component only when some detector's check
+	// feeds it too; 0 leaves findings out of the score.
+	FindingsHalfLife time.Duration `yaml:"findings_half_life"`
+	// Evidence bounds the evidence items a score record carries, the largest contribution first.
+	Evidence int `yaml:"evidence"`
 }
 
 // DefaultConfig returns the defaults: the source document's weights (0.3 frequency, 0.4
 // sensitivity, 0.3 risk), publication at once for changes of 5 or more and at most every 10s
-// otherwise, 100,000 principals.
+// otherwise, 100,000 principals, findings fading with a half-life of an hour, five evidence
+// items per score.
 func DefaultConfig() Config {
 	return Config{
-		Weights:       Weights{Frequency: 0.3, Sensitivity: 0.4, Risk: 0.3},
-		PublishDelta:  5,
-		PublishEvery:  10 * time.Second,
-		MaxPrincipals: 100_000,
+		Weights:          Weights{Frequency: 0.3, Sensitivity: 0.4, Risk: 0.3},
+		PublishDelta:     5,
+		PublishEvery:     10 * time.Second,
+		MaxPrincipals:    100_000,
+		FindingsHalfLife: time.Hour,
+		Evidence:         5,
 	}
 }
 
@@ -83,6 +92,12 @@ func (c Config) Validate() error {
 	}
 	if c.PublishEvery < 0 {
 		bad("publish_every", "must not be negative, got %s", c.PublishEvery)
+	}
+	if c.FindingsHalfLife < 0 {
+		bad("findings_half_life", "must not be negative, got %s", c.FindingsHalfLife)
+	}
+	if c.Evidence < 1 || c.Evidence > 20 {
+		bad("evidence", "must be in [1, 20], got %d", c.Evidence)
 	}
 	if c.MaxPrincipals < 1 {
 		bad("max_principals", "must be at least 1, got %d", c.MaxPrincipals)

@@ -12,6 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
@@ -58,6 +61,13 @@ type Scorer struct {
 	slotCompName []detect.Component
 	dets         map[string]bool
 
+	// findingsSlot is the slot of the user-risk component the findings feed, -1 when they do not.
+	findingsSlot int
+	halfLife     int64 // nanoseconds
+	evidence     int
+	lastTick     int64
+	iterating    bool
+
 	table *lru.Table[key, principal]
 	stats Stats
 }
@@ -72,10 +82,22 @@ type key struct{ tenant, subject string }
 
 type principal struct {
 	slots        []slot
-	now          int64 // newest signal time
+	marks        []mark // recent findings, at most maxFindings
+	now          int64  // newest signal or finding time
 	published    float64
 	publishedAt  int64
 	hasPublished bool
+	gone         bool // nothing live: Tick forgets it after iterating
+}
+
+// maxFindings bounds the findings a principal's user-risk component remembers.
+const maxFindings = 8
+
+// mark is a finding remembered for the user-risk component.
+type mark struct {
+	at                           int64
+	weight                       float64 // severity as 0–1
+	detector, check, summary, id string
 }
 
 type slot struct {
@@ -90,6 +112,7 @@ type Stats struct {
 	Principals      int    // tracked now
 	Signals         uint64 // applied
 	Refused         uint64 // refused with [ErrSignal]
+	Findings        uint64 // findings recorded in the user-risk component
 	Published       uint64 // score records returned
 	EvictedIdle     uint64 // principals forgotten when their last live signal expired
 	EvictedCapacity uint64 // principals forgotten to stay within MaxPrincipals
@@ -106,7 +129,8 @@ func New(cfg Config, dets ...detect.Info) (*Scorer, error) {
 		return nil, errors.New("score: no detectors")
 	}
 	s := &Scorer{delta: cfg.PublishDelta, every: int64(cfg.PublishEvery), max: cfg.MaxPrincipals,
-		slotOf: map[slotID]int{}, dets: map[string]bool{}, table: lru.New[key, principal]()}
+		slotOf: map[slotID]int{}, dets: map[string]bool{}, table: lru.New[key, principal](),
+		findingsSlot: -1, halfLife: int64(cfg.FindingsHalfLife), evidence: cfg.Evidence}
 	fed := map[detect.Component]bool{}
 	for _, d := range dets {
 		switch {
@@ -167,8 +191,22 @@ func New(cfg Config, dets ...detect.Info) (*Scorer, error) {
 			s.slotCompName = append(s.slotCompName, c.Component)
 		}
 	}
+	if fed[detect.Risk] && s.halfLife > 0 && s.weights[s.compIndex(detect.Risk)] > 0 {
+		if keys[FindingsKey] {
+			return nil, fmt.Errorf("score: component key %q is taken", FindingsKey)
+		}
+		s.findingsSlot = len(s.slotKey)
+		s.slotIDs = append(s.slotIDs, slotID{FindingsKey, FindingsKey})
+		s.slotKey = append(s.slotKey, FindingsKey)
+		s.slotComp = append(s.slotComp, s.compIndex(detect.Risk))
+		s.slotCompName = append(s.slotCompName, detect.Risk)
+	}
 	return s, nil
 }
+
+// FindingsKey is the key in [event.Score.Components] of the user-risk the principal's recent
+// findings carry (see [Scorer.Finding]).
+const FindingsKey = "findings"
 
 // Keys returns the keys of the published [event.Score.Components]: the components the detectors
 // feed ("frequency", "sensitivity", "risk"), each the value that entered the formula, then one
@@ -182,9 +220,9 @@ func (s *Scorer) Keys() []string {
 	return append(out, s.slotKey...)
 }
 
-// Apply records sig as the latest signal of its detector on its component for its principal,
-// and returns the score record to publish, or nil when the published score stands. A refused
-// signal changes nothing and returns an error wrapping [ErrSignal].
+// Apply records sig as the latest signal of its detector's check for its principal, and returns
+// the score record to publish, or nil when the published score stands. A refused signal changes
+// nothing and returns an error wrapping [ErrSignal].
 func (s *Scorer) Apply(sig *detect.Signal) (*event.Score, error) {
 	k, ok := s.slotOf[slotID{sig.Detector, sig.Check}]
 	v := sig.Value
@@ -221,6 +259,101 @@ func (s *Scorer) Apply(sig *detect.Signal) (*event.Score, error) {
 	} else {
 		p.slots[k] = slot{live: true, value: v, at: t, evidence: sig.Evidence}
 	}
+	return s.update(ent), nil
+}
+
+// Finding records f in its principal's user-risk component, where it weighs its severity (0–10
+// as 0–1) fading with FindingsHalfLife, and returns the score record to publish, or nil. The risk
+// is the noisy-or of the weights of the principal's last [maxFindings] findings. A scorer whose
+// detectors feed no risk check, or configured with no half-life, ignores findings.
+func (s *Scorer) Finding(f *event.Finding) *event.Score {
+	if s.findingsSlot < 0 || !detect.ValidTime(f.Time) || f.Severity <= 0 {
+		return nil
+	}
+	pk := key{f.Tenant, event.PrincipalID(f.Principal)}
+	ent := s.table.Get(pk)
+	if ent == nil {
+		ent = s.track(pk)
+	} else {
+		s.table.Touch(ent)
+	}
+	p := &ent.Value
+	t := f.Time.UnixNano()
+	p.now = max(p.now, t)
+	m := mark{at: t, weight: min(float64(f.Severity), 10) / 10, detector: f.Detector, check: f.Check,
+		summary: f.Summary, id: f.ID}
+	// Replace the faintest mark when full: what is left is what weighs most now.
+	if len(p.marks) < maxFindings {
+		p.marks = append(p.marks, m)
+	} else {
+		i := 0
+		for j := range p.marks {
+			if s.fade(p.marks[j], p.now) < s.fade(p.marks[i], p.now) {
+				i = j
+			}
+		}
+		p.marks[i] = m
+	}
+	s.stats.Findings++
+	return s.update(ent)
+}
+
+// Tick lets findings fade at event time now: at most once per PublishEvery it revisits every
+// principal whose score rests on findings and returns the score records their fading publishes
+// (a final 0 when nothing is left, after which the principal is forgotten).
+func (s *Scorer) Tick(now time.Time) []*event.Score {
+	t := now.UnixNano()
+	if s.findingsSlot < 0 || !detect.ValidTime(now) || t-s.lastTick < max(s.every, int64(time.Second)) {
+		return nil
+	}
+	s.lastTick = t
+	var out []*event.Score
+	var gone []*lru.Entry[key, principal]
+	s.iterating = true
+	s.table.Each(func(ent *lru.Entry[key, principal]) {
+		p := &ent.Value
+		if len(p.marks) == 0 || t <= p.now {
+			return
+		}
+		p.now = t
+		if rec := s.update(ent); rec != nil {
+			out = append(out, rec)
+		}
+		if ent.Value.gone {
+			gone = append(gone, ent)
+		}
+	})
+	s.iterating = false
+	for _, ent := range gone {
+		s.table.Remove(ent)
+		s.stats.EvictedIdle++
+	}
+	return out
+}
+
+// update recomputes ent's score at its newest time and returns the record to publish, or nil.
+// A principal left with nothing live is forgotten (by Tick when it is iterating).
+func (s *Scorer) update(ent *lru.Entry[key, principal]) *event.Score {
+	p := &ent.Value
+	if s.findingsSlot >= 0 {
+		risk := 1.0
+		for i := 0; i < len(p.marks); {
+			w := s.fade(p.marks[i], p.now)
+			if w < 0.005 { // faded to nothing: forget it
+				p.marks[i] = p.marks[len(p.marks)-1]
+				p.marks = p.marks[:len(p.marks)-1]
+				continue
+			}
+			risk *= 1 - w
+			i++
+		}
+		v := math.Round((1-risk)*1000) / 10
+		if v > 0 {
+			p.slots[s.findingsSlot] = slot{live: true, value: v, at: p.now, evidence: s.findingsEvidence(p)}
+		} else {
+			p.slots[s.findingsSlot] = slot{}
+		}
+	}
 	var cv [3]float64 // component values, parallel to s.comps (at most every detect.Components())
 	live := false
 	for i := range p.slots {
@@ -240,14 +373,46 @@ func (s *Scorer) Apply(sig *detect.Signal) (*event.Score, error) {
 		(d > 0 && (!p.hasPublished || p.now-p.publishedAt >= s.every)) ||
 		(!live && p.published > 0) {
 		p.published, p.publishedAt, p.hasPublished = score, p.now, true
-		rec = s.record(pk, p, score, cv[:len(s.comps)])
+		rec = s.record(ent.Key, p, score, cv[:len(s.comps)])
 		s.stats.Published++
 	}
 	if !live {
-		s.table.Remove(ent)
-		s.stats.EvictedIdle++
+		if s.iterating {
+			p.gone = true
+		} else {
+			s.table.Remove(ent)
+			s.stats.EvictedIdle++
+		}
 	}
-	return rec, nil
+	return rec
+}
+
+// fade is m's weight at time now.
+func (s *Scorer) fade(m mark, now int64) float64 {
+	return m.weight * math.Exp2(-float64(max(now-m.at, 0))/float64(s.halfLife))
+}
+
+// findingsEvidence explains the findings slot by its heaviest finding now.
+func (s *Scorer) findingsEvidence(p *principal) detect.Evidence {
+	best := -1
+	for i := range p.marks {
+		if best < 0 || s.fade(p.marks[i], p.now) > s.fade(p.marks[best], p.now) {
+			best = i
+		}
+	}
+	m := p.marks[best]
+	name := m.detector
+	if m.check != "" {
+		name += "/" + m.check
+	}
+	ev := detect.Evidence{Feature: "findings", Observed: float64(len(p.marks)), BaselineSource: "rule",
+		WindowStart: time.Unix(0, m.at).UTC(), WindowEnd: time.Unix(0, p.now).UTC(),
+		Detail: fmt.Sprintf("%d recent finding(s); heaviest now %s %q (weight %.2f, half-life %s)",
+			len(p.marks), name, m.summary, s.fade(m, p.now), time.Duration(s.halfLife))}
+	if m.id != "" {
+		ev.EventIDs = []string{m.id}
+	}
+	return ev
 }
 
 // Signals returns the live latest signals of the principal tenant/subject, in the order of
@@ -266,6 +431,17 @@ func (s *Scorer) Signals(tenant, subject string) []detect.Signal {
 		}
 	}
 	return out
+}
+
+// Explain returns the evidence behind the principal's current score, the largest contribution
+// first, at most the configured number: what a finding concluded now should carry.
+func (s *Scorer) Explain(tenant, subject string) []event.Evidence {
+	ent := s.table.Get(key{tenant, subject})
+	if ent == nil {
+		return nil
+	}
+	ev, _ := s.explain(&ent.Value)
+	return ev
 }
 
 // Stats returns counters of what the scorer did.
@@ -300,6 +476,71 @@ func (s *Scorer) track(k key) *lru.Entry[key, principal] {
 	return ent
 }
 
+// explain ranks p's live slots: each slot's contribution is its component's weight times its
+// value when it is the component's highest (the value that entered the formula), else 0. It
+// returns the evidence of the top slots and the contribution per component.
+func (s *Scorer) explain(p *principal) ([]event.Evidence, []float64) {
+	type ranked struct {
+		slot    int
+		contrib float64
+	}
+	var top [3]int // per component: the slot carrying its value, -1 when none
+	for i := range top {
+		top[i] = -1
+	}
+	for i := range p.slots {
+		if sl := &p.slots[i]; sl.live && sl.value > 0 {
+			c := s.slotComp[i]
+			if top[c] < 0 || sl.value > p.slots[top[c]].value {
+				top[c] = i
+			}
+		}
+	}
+	contrib := make([]float64, len(s.comps))
+	var rs []ranked
+	for i := range p.slots {
+		sl := &p.slots[i]
+		if !sl.live || sl.value <= 0 {
+			continue
+		}
+		c := s.slotComp[i]
+		r := ranked{slot: i}
+		if top[c] == i {
+			r.contrib = s.weights[c] * sl.value
+			contrib[c] = r.contrib
+		}
+		rs = append(rs, r)
+	}
+	sort.SliceStable(rs, func(a, b int) bool {
+		if rs[a].contrib != rs[b].contrib {
+			return rs[a].contrib > rs[b].contrib
+		}
+		return p.slots[rs[a].slot].value > p.slots[rs[b].slot].value
+	})
+	if len(rs) > s.evidence {
+		rs = rs[:s.evidence]
+	}
+	out := make([]event.Evidence, 0, len(rs))
+	for _, r := range rs {
+		sl := &p.slots[r.slot]
+		id := s.slotIDs[r.slot]
+		e := sl.evidence
+		ev := event.Evidence{Detector: id.detector, Check: id.check, Component: string(s.slotCompName[r.slot]),
+			Feature: e.Feature, Value: sl.value, Contribution: round1(r.contrib), Observed: finite(e.Observed),
+			Baseline: finite(e.Baseline), BaselineSource: e.BaselineSource, Detail: e.Detail,
+			WindowStart: e.WindowStart, WindowEnd: e.WindowEnd, EventIDs: e.EventIDs}
+		if id.check == id.detector {
+			ev.Check = ""
+		}
+		if e.HasPeer {
+			pp := finite(e.PeerPercentile)
+			ev.PeerPercentile = &pp
+		}
+		out = append(out, ev)
+	}
+	return out, contrib
+}
+
 func (s *Scorer) record(k key, p *principal, score float64, cv []float64) *event.Score {
 	comps := make(map[string]float64, len(cv)+len(p.slots))
 	for i, c := range s.comps {
@@ -308,6 +549,64 @@ func (s *Scorer) record(k key, p *principal, score float64, cv []float64) *event
 	for i := range p.slots {
 		comps[s.slotKey[i]] = p.slots[i].value
 	}
-	return &event.Score{Time: time.Unix(0, p.now).UTC(), Tenant: k.tenant, Subject: k.subject, Score: score,
+	rec := &event.Score{Time: time.Unix(0, p.now).UTC(), Tenant: k.tenant, Subject: k.subject, Score: score,
 		Components: comps}
+	if score == 0 {
+		return rec
+	}
+	ev, contrib := s.explain(p)
+	rec.Evidence = ev
+	rec.Contributions = make(map[string]float64, len(s.comps))
+	for i, c := range s.comps {
+		rec.Contributions[string(c)] = round1(contrib[i])
+	}
+	rec.Explanation = s.explanation(score, contrib, ev)
+	return rec
+}
+
+// explanation is the score in one line: the sum of the contributions, then the evidence.
+func (s *Scorer) explanation(score float64, contrib []float64, ev []event.Evidence) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "score %g =", score)
+	for i, c := range s.comps {
+		if i > 0 {
+			b.WriteString(" +")
+		}
+		fmt.Fprintf(&b, " %s %.1f", c, contrib[i])
+	}
+	for i, e := range ev {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		name := e.Detector
+		if e.Check != "" {
+			name += "/" + e.Check
+		}
+		fmt.Fprintf(&b, "%s %g (%s %s vs %s", name, e.Value, e.Feature, num(e.Observed), num(e.Baseline))
+		if e.BaselineSource != "" {
+			fmt.Fprintf(&b, " %s", e.BaselineSource)
+		}
+		if e.PeerPercentile != nil {
+			fmt.Fprintf(&b, ", peer p%s", num(*e.PeerPercentile))
+		}
+		if !e.WindowStart.IsZero() && e.WindowEnd.After(e.WindowStart) {
+			fmt.Fprintf(&b, ", over %s", e.WindowEnd.Sub(e.WindowStart).Round(time.Second))
+		}
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+func num(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+
+// finite keeps evidence encodable: JSON has no NaN or infinities.
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,6 +235,12 @@ func TestScorerRateAloneMatchesOldRule(t *testing.T) {
 		t.Fatalf("%d records, %d of them 0: the stream exercises too little", len(want), finals)
 	}
 	t.Logf("%d records, %d of them 0", len(want), finals)
+	for _, s := range got { // the old rule had no explanations
+		if s.Score > 0 && (len(s.Evidence) == 0 || s.Explanation == "" || s.Contributions["frequency"] != s.Score) {
+			t.Fatalf("record without its explanation: %+v", s)
+		}
+		s.Evidence, s.Explanation, s.Contributions = nil, "", nil
+	}
 	if !reflect.DeepEqual(got, want) {
 		for i := range min(len(got), len(want)) {
 			if !reflect.DeepEqual(got[i], want[i]) {
@@ -297,14 +304,14 @@ func TestScorerCombination(t *testing.T) {
 	}{
 		"different components are weighed (0.3, 0.3 renormalised to halves)": {
 			dets: []detect.Info{fast, prof}, sigs: []detect.Signal{sig("fast", detect.Frequency, 0, 80), sig("profile", detect.Risk, 0, 30)},
-			score: 55, comps: map[string]float64{"frequency": 80, "risk": 30, "fast": 80, "profile": 30}},
+			score: 55, comps: map[string]float64{"frequency": 80, "risk": 30, "fast": 80, "profile": 30, "findings": 0}},
 		"all three components: 0.3·80 + 0.4·50 + 0.3·10": {
 			dets: []detect.Info{fast, sens, prof}, sigs: []detect.Signal{sig("fast", detect.Frequency, 0, 80),
 				sig("sens", detect.Sensitivity, 0, 50), sig("profile", detect.Risk, 0, 10)},
-			score: 47, comps: map[string]float64{"frequency": 80, "sensitivity": 50, "risk": 10, "fast": 80, "sens": 50, "profile": 10}},
+			score: 47, comps: map[string]float64{"frequency": 80, "sensitivity": 50, "risk": 10, "fast": 80, "sens": 50, "profile": 10, "findings": 0}},
 		"a component no signal reached counts 0": {
 			dets: []detect.Info{fast, sens, prof}, sigs: []detect.Signal{sig("sens", detect.Sensitivity, 0, 50)},
-			score: 20, comps: map[string]float64{"frequency": 0, "sensitivity": 50, "risk": 0, "fast": 0, "sens": 50, "profile": 0}},
+			score: 20, comps: map[string]float64{"frequency": 0, "sensitivity": 50, "risk": 0, "fast": 0, "sens": 50, "profile": 0, "findings": 0}},
 		"one component: the max of its detectors": {
 			dets: []detect.Info{fast, slow}, sigs: []detect.Signal{sig("fast", detect.Frequency, 0, 40), sig("slow", detect.Frequency, 0, 70)},
 			score: 70, comps: map[string]float64{"frequency": 70, "fast": 40, "slow": 70}},
@@ -315,14 +322,14 @@ func TestScorerCombination(t *testing.T) {
 		"configured weights (frequency 1, risk 3)": {
 			dets: []detect.Info{fast, prof}, mod: func(c *Config) { c.Weights = Weights{Frequency: 1, Risk: 3} },
 			sigs:  []detect.Signal{sig("fast", detect.Frequency, 0, 80), sig("profile", detect.Risk, 0, 40)},
-			score: 50, comps: map[string]float64{"frequency": 80, "risk": 40, "fast": 80, "profile": 40}},
+			score: 50, comps: map[string]float64{"frequency": 80, "risk": 40, "fast": 80, "profile": 40, "findings": 0}},
 		"a zero-weight component is reported but weighs nothing": {
 			dets: []detect.Info{fast, prof}, mod: func(c *Config) { c.Weights.Risk = 0 },
 			sigs:  []detect.Signal{sig("profile", detect.Risk, 0, 90), sig("fast", detect.Frequency, 0, 30)},
 			score: 30, comps: map[string]float64{"frequency": 30, "risk": 90, "fast": 30, "profile": 90}},
 		"rounded to one decimal": {
 			dets: []detect.Info{fast, sens, prof}, sigs: []detect.Signal{sig("fast", detect.Frequency, 0, 33.3)},
-			score: 10, comps: map[string]float64{"frequency": 33.3, "sensitivity": 0, "risk": 0, "fast": 33.3, "sens": 0, "profile": 0}},
+			score: 10, comps: map[string]float64{"frequency": 33.3, "sensitivity": 0, "risk": 0, "fast": 33.3, "sens": 0, "profile": 0, "findings": 0}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -340,7 +347,7 @@ func TestScorerCombination(t *testing.T) {
 func TestScorerMultiComponentDetector(t *testing.T) {
 	ueba := detect.Info{Name: "ueba", Checks: []detect.Check{{Name: "sensitivity", Component: detect.Sensitivity}, {Name: "risk", Component: detect.Risk}}}
 	s := newScorer(t, nil, fast, ueba)
-	if got, want := s.Keys(), []string{"frequency", "sensitivity", "risk", "fast", "ueba.sensitivity", "ueba.risk"}; !reflect.DeepEqual(got, want) {
+	if got, want := s.Keys(), []string{"frequency", "sensitivity", "risk", "fast", "ueba.sensitivity", "ueba.risk", "findings"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
 	sens, risk := sig("ueba", detect.Sensitivity, 0, 50), sig("ueba", detect.Risk, 0, 100)
@@ -400,7 +407,7 @@ func TestScorerExpiry(t *testing.T) {
 	// profile expires: 1 → 0, a small change inside PublishEvery, yet the final 0 is published.
 	rec = apply(t, s, exp("profile", detect.Risk, 7*time.Second))
 	if rec == nil || rec.Score != 0 || !rec.Time.Equal(t0.Add(7*time.Second)) ||
-		!reflect.DeepEqual(rec.Components, map[string]float64{"frequency": 0, "risk": 0, "fast": 0, "profile": 0}) {
+		!reflect.DeepEqual(rec.Components, map[string]float64{"frequency": 0, "risk": 0, "fast": 0, "profile": 0, "findings": 0}) {
 		t.Fatalf("final record %+v", rec)
 	}
 	if st := s.Stats(); st.Principals != 0 || st.EvictedIdle != 1 {
@@ -568,5 +575,82 @@ func BenchmarkApply(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// Findings feed the user-risk component as a noisy-or of their severities, fading with the
+// half-life; Tick publishes the fading and finally forgets the principal.
+func TestScorerFindingsFade(t *testing.T) {
+	s := newScorer(t, func(c *Config) { c.FindingsHalfLife = time.Hour }, fast, prof)
+	f := &event.Finding{ID: "f1", Time: t0, Tenant: "acme", Principal: event.Principal{Subject: "alice"},
+		Detector: "ueba", Check: "new_value", Severity: 8, Summary: "first call of payments/transfer_funds"}
+	rec := s.Finding(f)
+	// risk 80 → 0.3/(0.3+0.3)·80 = 40
+	if rec == nil || rec.Score != 40 || rec.Components[FindingsKey] != 80 || rec.Components["risk"] != 80 {
+		t.Fatalf("record %+v, want 40 with findings 80", rec)
+	}
+	if len(rec.Evidence) != 1 || rec.Evidence[0].Detector != FindingsKey || rec.Evidence[0].Contribution != 40 ||
+		!strings.Contains(rec.Evidence[0].Detail, "ueba/new_value") || !strings.Contains(rec.Explanation, "risk 40.0") {
+		t.Fatalf("evidence %+v, explanation %q", rec.Evidence, rec.Explanation)
+	}
+	// A second finding of severity 5: 1 − (1−0.8)(1−0.5) = 0.9 → 45.
+	f2 := *f
+	f2.ID, f2.Severity = "f2", 5
+	if rec := s.Finding(&f2); rec == nil || rec.Score != 45 {
+		t.Fatalf("second finding record %+v, want 45", rec)
+	}
+	// One half-life later: 1 − (1−0.4)(1−0.25) = 0.55 → 27.5.
+	recs := s.Tick(t0.Add(time.Hour))
+	if len(recs) != 1 || recs[0].Score != 27.5 || !recs[0].Time.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("after a half-life %+v, want 27.5", recs)
+	}
+	if recs := s.Tick(t0.Add(time.Hour + time.Second)); len(recs) != 0 {
+		t.Fatalf("tick within PublishEvery published %+v", recs)
+	}
+	// Ten half-lives: the weights fall under 0.005 and the principal is forgotten with a final 0.
+	recs = s.Tick(t0.Add(10 * time.Hour))
+	if len(recs) != 1 || recs[0].Score != 0 || s.Stats().Principals != 0 {
+		t.Fatalf("faded %+v, stats %+v", recs, s.Stats())
+	}
+}
+
+// With no detector feeding the risk component (the rate detector alone), findings do not enter
+// the score: the score stays the rate detector's own.
+func TestScorerFindingsNeedARiskCheck(t *testing.T) {
+	s := newScorer(t, nil, fast)
+	f := &event.Finding{ID: "f1", Time: t0, Tenant: "acme", Principal: event.Principal{Subject: "alice"}, Severity: 9}
+	if rec := s.Finding(f); rec != nil || s.Stats().Principals != 0 {
+		t.Fatalf("finding scored %+v without a risk check", rec)
+	}
+	if got := s.Keys(); slices.Contains(got, FindingsKey) {
+		t.Fatalf("keys %v", got)
+	}
+}
+
+// The explanation ranks evidence by contribution and says feature, observed, baseline, whose
+// baseline, peer percentile and window in one line.
+func TestScorerExplanation(t *testing.T) {
+	s := newScorer(t, nil, fast, sens, prof)
+	a := sig("fast", detect.Frequency, 0, 90)
+	a.Evidence = detect.Evidence{Feature: "calls_per_min", Observed: 312, Baseline: 4, BaselineSource: "self",
+		PeerPercentile: 99.5, HasPeer: true, WindowStart: t0.Add(-time.Minute), WindowEnd: t0}
+	b := sig("sens", detect.Sensitivity, 0, 70)
+	b.Evidence = detect.Evidence{Feature: "sensitivity_per_min", Observed: 21, Baseline: 0.7, BaselineSource: "peers"}
+	rec := apply(t, s, a, b)
+	// 0.3·90 + 0.4·70 = 27 + 28 = 55
+	if rec.Score != 55 || rec.Contributions["frequency"] != 27 || rec.Contributions["sensitivity"] != 28 {
+		t.Fatalf("record %+v", rec)
+	}
+	if len(rec.Evidence) != 2 || rec.Evidence[0].Detector != "sens" || rec.Evidence[1].PeerPercentile == nil ||
+		*rec.Evidence[1].PeerPercentile != 99.5 {
+		t.Fatalf("evidence %+v", rec.Evidence)
+	}
+	want := "score 55 = frequency 27.0 + sensitivity 28.0 + risk 0.0: sens 70 (sensitivity_per_min 21 vs 0.7 peers); " +
+		"fast 90 (calls_per_min 312 vs 4 self, peer p99.5, over 1m0s)"
+	if rec.Explanation != want {
+		t.Fatalf("explanation\n%s\nwant\n%s", rec.Explanation, want)
+	}
+	if ev := s.Explain("acme", "alice"); !reflect.DeepEqual(ev, rec.Evidence) {
+		t.Fatalf("Explain %+v", ev)
 	}
 }

@@ -149,6 +149,11 @@ type StageConfig struct {
 	FromEnd bool
 	// DeadLetterTopic receives records the handler gives up on. Required.
 	DeadLetterTopic string
+	// OnAssigned runs when the group gives this consumer partitions of the input topics, before
+	// any of their records is handled; OnRevoked when they are taken away or lost, after the last
+	// batch from them was committed (rebalances wait for the batch in hand). A stage with
+	// partition-local state loads and drops it here. Either may be nil.
+	OnAssigned, OnRevoked func(ctx context.Context, partitions map[string][]int32)
 }
 
 // Stage is a consumer-group loop: poll → handle → produce outputs and dead letters → wait for
@@ -189,7 +194,15 @@ func NewStage(kcfg Config, cfg StageConfig, h Handler, reg prometheus.Registerer
 	if cfg.FromEnd {
 		start = kgo.NewOffset().AtEnd()
 	}
-	cl, err := NewClient(kcfg,
+	var hooks []kgo.Opt
+	if f := cfg.OnAssigned; f != nil {
+		hooks = append(hooks, kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { f(ctx, m) }))
+	}
+	if f := cfg.OnRevoked; f != nil {
+		hook := func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { f(ctx, m) }
+		hooks = append(hooks, kgo.OnPartitionsRevoked(hook), kgo.OnPartitionsLost(hook))
+	}
+	cl, err := NewClient(kcfg, append(hooks,
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.ConsumeResetOffset(start),
@@ -198,7 +211,7 @@ func NewStage(kcfg Config, cfg StageConfig, h Handler, reg prometheus.Registerer
 		// hand a batch to a second consumer while the first is still writing its outputs.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}

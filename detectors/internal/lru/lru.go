@@ -69,3 +69,11 @@ func (t *Table[K, T]) link(e *Entry[K, T]) {
 	e.prev, e.next = &t.root, t.root.next
 	e.next.prev, t.root.next = e, e
 }
+
+// Each calls fn for every entry, the most recently used first. fn must not add, touch or remove
+// entries.
+func (t *Table[K, T]) Each(fn func(*Entry[K, T])) {
+	for e := t.root.next; e != &t.root; e = e.next {
+		fn(e)
+	}
+}
