@@ -174,6 +174,9 @@ func (h *handler) collect(d *running, res *kafkaio.Result) error {
 			h.score(s, res)
 		}
 		f.Evidence = appendEvidence(f.Evidence, h.sc.Explain(f.Tenant, event.PrincipalID(f.Principal)))
+		if f.Explanation == "" && len(f.Evidence) > 0 {
+			f.Explanation = f.Summary + " — " + score.Line(f.Evidence)
+		}
 		key := event.PrincipalKey(f.Tenant, f.Principal)
 		out, err := kafkaio.RecordOf(h.topics.Findings, key, f)
 		if err != nil {

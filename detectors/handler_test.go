@@ -510,6 +510,9 @@ func TestHandlerFindingsExplainedAndScored(t *testing.T) {
 	if len(ev) != 2 || ev[0].Detector != "freq" || ev[0].Observed != 100 || ev[1].Detector != "profile" {
 		t.Fatalf("finding evidence %+v, want freq then profile", ev)
 	}
+	if want := "freq at 100 — freq 100 (freq 100 vs 0); profile 30 (profile 30 vs 0)"; findings[0].Explanation != want {
+		t.Fatalf("explanation %q, want %q", findings[0].Explanation, want)
+	}
 	last := scores[len(scores)-1]
 	// Signals alone: 0.5·100 + 0.5·30 = 65. The finding has no severity here, so it adds nothing.
 	if last.Score != 65 || last.Explanation == "" {

@@ -217,6 +217,8 @@ type Finding struct {
 	Evidence []Evidence `json:"evidence,omitempty"`
 	// Tags classify the finding (MITRE ATT&CK / ATLAS technique ids, "ueba", ...).
 	Tags []string `json:"tags,omitempty"`
+	// Explanation is the finding in one line with its evidence, for webhooks and logs.
+	Explanation string `json:"explanation,omitempty"`
 }
 
 // Evidence is one reason behind a score or a finding, complete enough for an analyst to answer

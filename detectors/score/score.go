@@ -574,10 +574,19 @@ func (s *Scorer) explanation(score float64, contrib []float64, ev []event.Eviden
 		}
 		fmt.Fprintf(&b, " %s %.1f", c, contrib[i])
 	}
+	if len(ev) > 0 {
+		b.WriteString(": ")
+		b.WriteString(Line(ev))
+	}
+	return b.String()
+}
+
+// Line renders evidence in one line, item by item: "detector/check value (feature observed vs
+// baseline source, peer pN, over window)".
+func Line(ev []event.Evidence) string {
+	var b strings.Builder
 	for i, e := range ev {
-		if i == 0 {
-			b.WriteString(": ")
-		} else {
+		if i > 0 {
 			b.WriteString("; ")
 		}
 		name := e.Detector
