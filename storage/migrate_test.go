@@ -49,7 +49,7 @@ func TestMigrationFilesFollowTheRules(t *testing.T) {
 		t.Fatalf("migrations %v", ms)
 	}
 	create := regexp.MustCompile(`(?i)^CREATE\s+(TABLE|DATABASE|VIEW|MATERIALIZED\s+VIEW|ROLE|USER)\s+`)
-	guardedAlter := regexp.MustCompile(`(?i)^ALTER\s+TABLE\s+db\.\w+\s+(ADD\s+COLUMN\s+\w+\s|ADD\s+INDEX\s+IF\s+NOT\s+EXISTS\s|MODIFY\s+(TTL|SETTING)\s)`)
+	guardedAlter := regexp.MustCompile(`(?i)^ALTER\s+TABLE\s+db\.\w+\s+(ADD\s+COLUMN\s+\w+(?:\.\w+)?\s|ADD\s+INDEX\s+IF\s+NOT\s+EXISTS\s|MODIFY\s+(TTL|SETTING)\s)`)
 	for _, m := range ms {
 		total := 0
 		for _, f := range []Features{{}, AllFeatures()} {
