@@ -41,7 +41,7 @@ var cookbook = map[string][][]string{
 		{"2026-11-20 02:05:00", "87", "87: calls_per_min 6 vs 0.5 (self); first use of export_csv", "ueba", "rate", "calls_per_min", "6", "0.5", "self", "99", "27", "6 calls/min, normal 0.5"},
 		{"2026-11-20 02:05:00", "87", "87: calls_per_min 6 vs 0.5 (self); first use of export_csv", "ueba", "new_tool", "tool", "1", "0", "peers", "NULL", "18", "first call of export_csv"},
 	},
-	"tools-outside-profile": {{"mallory", "export_csv", "1", "2026-11-20 02:03:10"}},
+	"tools-outside-profile":     {{"mallory", "export_csv", "1", "2026-11-20 02:03:10"}},
 	"revocations":               {{"mallory", "2026-11-20 02:05:00", "2026-11-20 02:05:00", "92.5", "412", "succeeded", "1"}},
 	"response-latency":          {{"quarantine", "1", "0", "1250", "1250"}, {"revoke", "1", "0", "412", "412"}, {"webhook", "1", "0", "380", "380"}},
 	"retried-or-failed-actions": {{"2026-11-20 02:05:01", "quarantine", "quarantine/sandbox/acme/sbx-7", "succeeded", "2", "cgroup frozen"}},
