@@ -37,6 +37,11 @@ var cookbook = map[string][][]string{
 		{"2026-11-20 02:00:30", "mallory", "db_query", "denied", "no-bulk-export"},
 		{"2026-11-20 02:03:10", "mallory", "export_csv", "allowed", "analysts-read-sales"},
 	},
+	"why-this-score": {
+		{"2026-11-20 02:05:00", "87", "87: calls_per_min 6 vs 0.5 (self); first use of export_csv", "ueba", "rate", "calls_per_min", "6", "0.5", "self", "99", "27", "6 calls/min, normal 0.5"},
+		{"2026-11-20 02:05:00", "87", "87: calls_per_min 6 vs 0.5 (self); first use of export_csv", "ueba", "new_tool", "tool", "1", "0", "peers", "NULL", "18", "first call of export_csv"},
+	},
+	"tools-outside-profile":     {{"mallory", "export_csv", "1", "2026-11-20 02:03:10"}},
 	"revocations":               {{"mallory", "2026-11-20 02:05:00", "2026-11-20 02:05:00", "92.5", "412", "succeeded", "1"}},
 	"response-latency":          {{"quarantine", "1", "0", "1250", "1250"}, {"revoke", "1", "0", "412", "412"}, {"webhook", "1", "0", "380", "380"}},
 	"retried-or-failed-actions": {{"2026-11-20 02:05:01", "quarantine", "quarantine/sandbox/acme/sbx-7", "succeeded", "2", "cgroup frozen"}},
@@ -86,12 +91,19 @@ func TestCookbook(t *testing.T) {
 		t.Errorf("the cookbook has %d queries; it promises about 20", len(queries))
 	}
 	db := seeded(t)
-	params := map[string]string{"tenant": "acme", "since": "2026-11-20 00:00:00", "until": "2026-11-21 00:00:00"}
+	all := map[string]string{"tenant": "acme", "since": "2026-11-20 00:00:00", "until": "2026-11-21 00:00:00", "principal": "mallory"}
 	for _, name := range slices.Sorted(mapsKeys(queries)) {
 		t.Run(name, func(t *testing.T) {
 			want, ok := cookbook[name]
 			if !ok {
 				t.Fatalf("no expected result for cookbook query %s: add it to the cookbook table", name)
+			}
+			// BindParams refuses a value without a placeholder: pass each query only its own.
+			params := map[string]string{}
+			for k, v := range all {
+				if strings.Contains(queries[name], "{"+k+":") {
+					params[k] = v
+				}
 			}
 			sql, args, err := BindParams(queries[name], params)
 			if err != nil {

@@ -23,6 +23,8 @@ func store(t *testing.T, db *chtest.DB, s seedData) {
 	recs := chtest.Records(t, topics.Events, s.events)
 	recs = append(recs, chtest.Records(t, topics.Findings, s.findings)...)
 	recs = append(recs, chtest.Records(t, topics.Actions, s.actions)...)
+	recs = append(recs, chtest.Records(t, topics.Scores, s.scores)...)
+	recs = append(recs, chtest.Records(t, topics.Profiles, s.profiles)...)
 	db.Store(t, topics, recs, recs[30+2:30+2+30]) // the replay: mallory again
 }
 

@@ -107,6 +107,9 @@ type Timeline struct {
 	Summary   Summary `json:"summary"`
 	Entries   []Entry `json:"entries"`
 	Truncated bool    `json:"truncated"` // some kind had more entries than Limit
+	// Behaviour is what is normal for a principal (its profiles) next to what it did in the last
+	// hour, and its latest score with the evidence; principal investigations only.
+	Behaviour *Behaviour `json:"behaviour,omitempty"`
 }
 
 // Investigate runs q against database on conn (the read-only user, normally).
@@ -142,6 +145,11 @@ func Investigate(ctx context.Context, conn driver.Conn, database string, q Query
 			es, tl.Truncated = es[:q.Limit], true
 		}
 		tl.Entries = append(tl.Entries, es...)
+	}
+	if q.Subject == Principal {
+		if tl.Behaviour, err = s.behaviour(ctx, conn, q); err != nil {
+			return nil, err
+		}
 	}
 	kindOrder := map[string]int{"event": 0, "finding": 1, "action": 2}
 	slices.SortStableFunc(tl.Entries, func(a, b Entry) int {

@@ -271,3 +271,74 @@ func TestReadOnlyUser(t *testing.T) {
 		t.Fatalf("INSERT through the test reader: %v, want 164", err)
 	}
 }
+
+// A principal investigation sets its profile ("normal": the newest version) next to its last
+// hour ("now") and shows its latest score with the evidence, in the table and in JSON; other
+// investigations do not.
+func TestPrincipalBehaviour(t *testing.T) {
+	db := seeded(t)
+	ctx := context.Background()
+	tl, err := Investigate(ctx, db.Reader, db.Name, Query{Subject: Principal, Value: "mallory", Tenant: "acme", Window: day})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := tl.Behaviour
+	if b == nil || len(b.Normal) != 1 || b.Now == nil || b.Score == nil {
+		t.Fatalf("behaviour %+v", b)
+	}
+	n := b.Normal[0]
+	if n.Detector != "ueba" || n.Version != 2 || n.Observations != 40 || !slices.Equal(n.Tools, []Count{{"db_query", 40}}) ||
+		!slices.Equal(n.Networks, []Count{{"10.1.0.0/16", 40}}) || len(n.Features) != 1 || n.HourCounts[10] != 40 {
+		t.Errorf("normal %+v", n)
+	}
+	if b.Now.Calls != 30 || !slices.Equal(b.Now.Tools, []Count{{"db_query", 29}, {"export_csv", 1}}) ||
+		!slices.Equal(b.Now.SrcIPs, []Count{{"203.0.113.7", 30}}) || b.Now.Until.Format(time.TimeOnly) != "02:04:50" {
+		t.Errorf("now %+v", b.Now)
+	}
+	if b.Score.Score != 87 || len(b.Score.Evidence) != 2 || b.Score.Evidence[0].Feature != "calls_per_min" || b.Score.Evidence[1].PeerPercentile != nil {
+		t.Errorf("score %+v", b.Score)
+	}
+	var out bytes.Buffer
+	if err := tl.Write(&out, "table"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Normal (ueba profile v2, updated 2026-11-19 10:00:02, since 2026-11-01 10:00:00, 40 observations, confidence 0.60, peer group analysts):",
+		"  tools: db_query 40\n", "  networks: 10.1.0.0/16 40\n", "  calls_per_min: mean 0.5 ± 0.3, p50 0.4, p95 1\n",
+		"  active hours (UTC): 10 (40)\n",
+		"Now (the hour to 2026-11-20 02:04:50): 30 calls\n  tools: db_query 29, export_csv 1\n",
+		"Latest score 87.0 at 2026-11-20 02:05:00: 87: calls_per_min 6 vs 0.5 (self); first use of export_csv\n",
+		"calls_per_min", "6 calls/min, normal 0.5", "first call of export_csv",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("\n%s", out.String()[:strings.Index(out.String(), "TIME ")])
+	out.Reset()
+	if err := tl.Write(&out, "json"); err != nil {
+		t.Fatal(err)
+	}
+	var j struct {
+		Behaviour Behaviour `json:"behaviour"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &j); err != nil || j.Behaviour.Score == nil || j.Behaviour.Normal[0].Version != 2 {
+		t.Fatalf("json behaviour %+v, %v", j.Behaviour, err)
+	}
+	other, err := Investigate(ctx, db.Reader, db.Name, Query{Subject: Session, Value: "s-mall", Window: day})
+	if err != nil || other.Behaviour != nil {
+		t.Fatalf("session investigation behaviour %+v, %v", other.Behaviour, err)
+	}
+	// A principal without a profile or a score says so rather than failing.
+	bob, err := Investigate(ctx, db.Reader, db.Name, Query{Subject: Principal, Value: "bob", Tenant: "acme", Window: day})
+	if err != nil || bob.Behaviour == nil || len(bob.Behaviour.Normal) != 0 || bob.Behaviour.Score != nil || bob.Behaviour.Now.Calls != 12 {
+		t.Fatalf("bob %+v, %v", bob.Behaviour, err)
+	}
+	out.Reset()
+	if err := bob.Write(&out, "table"); err != nil || !strings.Contains(out.String(), "Normal: no behaviour profile stored") {
+		t.Fatalf("bob table: %v\n%s", err, out.String())
+	}
+}

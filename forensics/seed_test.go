@@ -22,6 +22,11 @@ import (
 //     of sbx-7 at 02:05:01 (failed once, then succeeded: 2 attempts, 1250 ms).
 //   - sandbox sbx-7 kernel events: 02:01:00 execve /bin/sh by python3, 02:01:05 connect to
 //     198.51.100.9:4444, 02:01:10 openat /etc/shadow.
+//   - mallory's behaviour profile (detector ueba, two versions; the newer, v2, has 40
+//     observations since 2026-11-01): db_query 40, client claude-desktop, network 10.1.0.0/16,
+//     calls_per_min mean 0.5, active at 10:00 UTC. Her threat score at 02:05:00 is 87 with two
+//     pieces of evidence: calls_per_min 6 against 0.5 (self, 99th percentile of peers) and the
+//     first use of export_csv (no peer percentile).
 //   - globex/alice: 10:00, one allowed tools/call db_query (a different tenant's alice).
 //   - the day before, 10:00: one db_query call each by acme's alice and mallory.
 var seedDay = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
@@ -38,6 +43,8 @@ type seedData struct {
 	events   []event.Event
 	findings []event.Finding
 	actions  []event.Action
+	scores   []event.Score
+	profiles []event.Profile
 	// mallory's events, for evidence ids and replay
 	mallory []event.Event
 }
@@ -136,5 +143,32 @@ func seed() seedData {
 			Kind: event.ActionQuarantine, Target: "quarantine/sandbox/acme/sbx-7", Status: "succeeded", Attempts: 2, LatencyMS: 1250,
 			Detail: "cgroup frozen"},
 	)
+	for v, obs := range map[uint64]uint64{1: 30, 2: 40} {
+		week := make([]float64, 168)
+		week[3*24+10] = float64(obs) // Thursday 10:00 UTC
+		d.profiles = append(d.profiles, event.Profile{Time: at("10:00:00").Add(-24*time.Hour + time.Duration(v)*time.Second),
+			Tenant: "acme", Subject: "mallory", Detector: "ueba", Version: v, FirstSeen: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC),
+			Observations: obs, Confidence: 0.6, PeerGroup: "analysts",
+			Features: []event.ProfileFeature{{Name: "calls_per_min", Mean: 0.5, Stddev: 0.3, P50: 0.4, P95: 1}},
+			Categories: []event.ProfileCategory{
+				{Name: "tool", Values: []event.ProfileValue{{Value: "db_query", Count: float64(obs)}}},
+				{Name: "client", Values: []event.ProfileValue{{Value: "claude-desktop", Count: float64(obs)}}},
+				{Name: "network", Values: []event.ProfileValue{{Value: "10.1.0.0/16", Count: float64(obs)}}},
+			},
+			WeekHours: week, State: []byte{1, 2, 3}})
+	}
+	pp := 99.0
+	d.scores = append(d.scores, event.Score{Time: at("02:05:00"), Tenant: "acme", Subject: "mallory", Score: 87,
+		Components:    map[string]float64{"frequency": 0.9, "user_risk": 0.6},
+		Contributions: map[string]float64{"frequency": 27, "user_risk": 18},
+		Explanation:   "87: calls_per_min 6 vs 0.5 (self); first use of export_csv",
+		Evidence: []event.Evidence{
+			{Detector: "ueba", Check: "rate", Component: "frequency", Feature: "calls_per_min", Value: 90, Contribution: 27,
+				Observed: 6, Baseline: 0.5, BaselineSource: "self", PeerPercentile: &pp, Detail: "6 calls/min, normal 0.5",
+				WindowStart: at("02:00:00"), WindowEnd: at("02:05:00"), EventIDs: []string{d.mallory[0].ID}},
+			{Detector: "ueba", Check: "new_tool", Component: "user_risk", Feature: "tool", Value: 60, Contribution: 18,
+				Observed: 1, Baseline: 0, BaselineSource: "peers", Detail: "first call of export_csv",
+				WindowStart: at("02:03:10"), WindowEnd: at("02:03:10"), EventIDs: []string{d.mallory[19].ID}},
+		}})
 	return d
 }

@@ -97,8 +97,13 @@ func TestNewerServerSchemaOnChdb(t *testing.T) {
 		ev("e1", "2026-11-23 09:06:12", "db_query", "allowed", "10"), // a replayed copy
 		ev("e2", "2026-11-23 09:06:40", "db_query", "denied", "0"),
 		ev("e3", "2026-11-23 09:07:01", "send_mail", "allowed", "30"),
-		`INSERT INTO mcpw.scores (id, time, time_ms, tenant, subject, score, component_names, component_values) VALUES
-			('acme/alice/1795424772000', toDateTime64('2026-11-23 09:06:12.000', 3, 'UTC'), 1795424772000, 'acme', 'alice', 42.5, ['frequency'], [0.9])`,
+		`INSERT INTO mcpw.scores (id, time, time_ms, tenant, subject, score, component_names, component_values, explanation,
+			evidence.feature, evidence.observed, evidence.peer_percentile, evidence.window_start, evidence.event_ids) VALUES
+			('acme/alice/1795424772000', toDateTime64('2026-11-23 09:06:12.000', 3, 'UTC'), 1795424772000, 'acme', 'alice', 42.5, ['frequency'], [0.9],
+			'42.5: calls_per_min', ['calls_per_min', 'tool'], [182, 1], [99, nan],
+			[toDateTime64('2026-11-23 09:06:00.000', 3, 'UTC'), toDateTime64('2026-11-23 09:05:00.000', 3, 'UTC')], [['e1'], []])`,
+		`INSERT INTO mcpw.findings (id, time, time_ms, tenant, principal, detector, check, tags, evidence.feature) VALUES
+			('f1', toDateTime64('2026-11-23 09:06:12.000', 3, 'UTC'), 1795424772000, 'acme', 'alice', 'ueba', 'new_tool', ['T1530'], ['tool'])`,
 		`INSERT INTO mcpw.profiles (tenant, principal, profile, period, version, updated_time, observations, feature_names, feature_mean) VALUES
 			('acme', 'alice', 'calls', '7d', 1, now64(3), 10, ['rate'], [1.5])`,
 		`INSERT INTO mcpw.profiles (tenant, principal, profile, period, version, updated_time, observations, feature_names, feature_mean) VALUES
@@ -112,6 +117,10 @@ func TestNewerServerSchemaOnChdb(t *testing.T) {
 		"SELECT minute, tool, result, calls, denied, latency_ms_p50_p90_p99 FROM mcpw.events_per_minute ORDER BY minute, tool, result",
 		"SELECT observations, feature_mean FROM mcpw.profiles_latest",
 		"SELECT count() FROM mcpw.scores_dedup WHERE time >= toDateTime('2026-11-23 00:00:00', 'UTC')",
+		// 0007: evidence through the recreated dedup views, one row per evidence.
+		"SELECT explanation, e.feature, e.observed, isNaN(e.peer_percentile), toString(e.window_start), e.event_ids FROM mcpw.scores_dedup ARRAY JOIN evidence AS e",
+		"SELECT check, tags, evidence.feature FROM mcpw.findings_dedup ARRAY JOIN evidence",
+		"SELECT type FROM system.columns WHERE database = 'mcpw' AND table = 'scores' AND name = 'evidence.window_start'",
 	}
 	version, res := chdb(t, stmts, queries)
 	t.Logf("chdb ClickHouse %s: %d statements", version, len(stmts))
@@ -129,6 +138,12 @@ func TestNewerServerSchemaOnChdb(t *testing.T) {
 		},
 		{{"20", "[2.5]"}},
 		{{"1"}},
+		{
+			{"42.5: calls_per_min", "calls_per_min", "182", "0", "2026-11-23 09:06:00.000", "['e1']"},
+			{"42.5: calls_per_min", "tool", "1", "1", "2026-11-23 09:05:00.000", "[]"},
+		},
+		{{"new_tool", "['T1530']", "tool"}},
+		{{"Array(DateTime64(3, 'UTC'))"}},
 	}
 	for i := range want {
 		if i >= len(res) || !slices.EqualFunc(res[i], want[i], slices.Equal[[]string]) {

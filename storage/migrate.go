@@ -310,8 +310,9 @@ func applied(ctx context.Context, conn driver.Conn, database string) ([]Applied,
 	return out, nil
 }
 
-// addColumnRE matches the one ALTER form migrations may use on every server.
-var addColumnRE = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+COLUMN\s+(\w+)\s`)
+// addColumnRE matches the one ALTER form migrations may use on every server. The column may be a
+// Nested sub-column (evidence.feature): system.columns lists those under that dotted name.
+var addColumnRE = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+COLUMN\s+(\w+(?:\.\w+)?)\s`)
 
 // execGuarded runs one migration statement. ADD COLUMN has no IF NOT EXISTS on 18.16, so an
 // "ALTER TABLE db.t ADD COLUMN c ..." statement is skipped when system.columns already lists c:

@@ -49,7 +49,7 @@ func TestMigrationFilesFollowTheRules(t *testing.T) {
 		t.Fatalf("migrations %v", ms)
 	}
 	create := regexp.MustCompile(`(?i)^CREATE\s+(TABLE|DATABASE|VIEW|MATERIALIZED\s+VIEW|ROLE|USER)\s+`)
-	guardedAlter := regexp.MustCompile(`(?i)^ALTER\s+TABLE\s+db\.\w+\s+(ADD\s+COLUMN\s+\w+\s|ADD\s+INDEX\s+IF\s+NOT\s+EXISTS\s|MODIFY\s+(TTL|SETTING)\s)`)
+	guardedAlter := regexp.MustCompile(`(?i)^ALTER\s+TABLE\s+db\.\w+\s+(ADD\s+COLUMN\s+\w+(?:\.\w+)?\s|ADD\s+INDEX\s+IF\s+NOT\s+EXISTS\s|MODIFY\s+(TTL|SETTING)\s)`)
 	for _, m := range ms {
 		total := 0
 		for _, f := range []Features{{}, AllFeatures()} {
@@ -265,6 +265,43 @@ func TestMigrateRefusesMissingDatabaseAndBadNames(t *testing.T) {
 	for _, bad := range []string{"", "a.b", "x; DROP DATABASE y", "1abc", "a-b", "`a`"} {
 		if _, err := Migrate(ctx, conn, bad); err == nil {
 			t.Errorf("database name %q accepted", bad)
+		}
+	}
+}
+
+// 0007 re-run whole after it was applied (a run interrupted before it was recorded) changes
+// nothing and fails nowhere: Nested sub-columns are guarded like plain ones, and the recreated
+// dedup views still show the new columns.
+func TestMigrationExplanationsRerun(t *testing.T) {
+	conn, db := migrated(t)
+	ctx := context.Background()
+	ms, _ := Migrations()
+	ver, err := ServerVersion(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ms[6]
+	if m.Name != "explanations" {
+		t.Fatalf("migration 7 is %s", m.Name)
+	}
+	stmts, err := Render(m, db, FeaturesFor(ver))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := count(t, conn, "SELECT count() FROM system.columns WHERE database = ?", db)
+	for range 2 {
+		for i, s := range stmts {
+			if err := execGuarded(ctx, conn, db, s); err != nil {
+				t.Fatalf("statement %d again: %v\n%s", i+1, err, s)
+			}
+		}
+	}
+	if after := count(t, conn, "SELECT count() FROM system.columns WHERE database = ?", db); after != before {
+		t.Fatalf("%d columns after re-running 0007, %d before", after, before)
+	}
+	for table, col := range map[string]string{"scores_dedup": "evidence.peer_percentile", "findings_dedup": "tags", "events_dedup": "user_agent"} {
+		if n := count(t, conn, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?", db, table, col); n != 1 {
+			t.Errorf("%s has no column %s", table, col)
 		}
 	}
 }

@@ -144,7 +144,7 @@ type eventRows struct {
 	sessionID, requestID, traceID, spanID                                                []string
 	direction, method, tool, resourceURI, prompt, protoVersion, transport                []string
 	clientName, clientVersion, toolsHash, arguments, server, route, sandbox              []string
-	srcIP, dstIP                                                                         []string
+	srcIP, dstIP, userAgent, proxy                                                       []string
 	srcPort, dstPort, httpStatus                                                         []uint16
 	result, policyRule, reason                                                           []string
 	errorCode                                                                            []int32
@@ -172,6 +172,7 @@ func (r *eventRows) columns() []column {
 		{"client_name", r.clientName}, {"client_version", r.clientVersion}, {"tools_hash", r.toolsHash},
 		{"arguments_masked", r.arguments}, {"server", r.server}, {"route", r.route}, {"sandbox", r.sandbox},
 		{"src_ip", r.srcIP}, {"src_port", r.srcPort}, {"dst_ip", r.dstIP}, {"dst_port", r.dstPort},
+		{"user_agent", r.userAgent}, {"proxy", r.proxy},
 		{"result", r.result}, {"policy_rule", r.policyRule}, {"reason", r.reason},
 		{"error_code", r.errorCode}, {"http_status", r.httpStatus},
 		{"request_bytes", r.reqBytes}, {"response_bytes", r.respBytes}, {"latency_ms", r.latency},
@@ -276,6 +277,8 @@ func (r *eventRows) add(e *event.Event, raw []byte, ingest time.Time) error {
 	r.srcPort = append(r.srcPort, srcPort)
 	r.dstIP = append(r.dstIP, e.Network.DstIP)
 	r.dstPort = append(r.dstPort, dstPort)
+	r.userAgent = append(r.userAgent, e.Network.UserAgent)
+	r.proxy = append(r.proxy, e.Network.Proxy)
 	r.result = append(r.result, resultEnum(e.Outcome.Result))
 	r.policyRule = append(r.policyRule, e.Outcome.PolicyRule)
 	r.reason = append(r.reason, e.Outcome.Reason)
@@ -316,7 +319,9 @@ func (r *eventRows) add(e *event.Event, raw []byte, ingest time.Time) error {
 // findingRows buffers rows of the findings table.
 type findingRows struct {
 	id, tenant, principal, subject, clientID, detector, summary, raw []string
-	department, peerGroup                                            []string
+	department, peerGroup, check                                     []string
+	tags                                                             [][]string
+	evidence                                                         evidenceRows
 	time, ingest, windowStart, windowEnd                             []time.Time
 	timeMS                                                           []uint64
 	schema                                                           []uint16
@@ -327,14 +332,15 @@ type findingRows struct {
 }
 
 func (r *findingRows) columns() []column {
-	return []column{
+	return append([]column{
 		{"id", r.id}, {"time", r.time}, {"time_ms", r.timeMS}, {"ingest_time", r.ingest},
 		{"schema", r.schema}, {"tenant", r.tenant}, {"principal", r.principal}, {"subject", r.subject},
-		{"client_id", r.clientID}, {"department", r.department}, {"peer_group", r.peerGroup}, {"detector", r.detector}, {"score", r.score}, {"severity", r.sev},
+		{"client_id", r.clientID}, {"department", r.department}, {"peer_group", r.peerGroup}, {"detector", r.detector},
+		{"check", r.check}, {"tags", r.tags}, {"score", r.score}, {"severity", r.sev},
 		{"summary", r.summary}, {"window_start", r.windowStart}, {"window_end", r.windowEnd},
 		{"feature_names", r.featureNames}, {"feature_values", r.featureValues}, {"event_ids", r.eventIDs},
 		{"raw", r.raw},
-	}
+	}, r.evidence.columns()...)
 }
 
 func (r *findingRows) len() int { return len(r.id) }
@@ -349,6 +355,7 @@ func (r *findingRows) add(f *event.Finding, raw []byte, ingest time.Time) error 
 	for i, k := range names {
 		values[i] = c.finite("feature "+k, f.Features[k])
 	}
+	ev := evidenceOf(&c, f.Evidence)
 	if c.err != nil {
 		return fmt.Errorf("finding %s: %w", f.ID, c.err)
 	}
@@ -364,6 +371,9 @@ func (r *findingRows) add(f *event.Finding, raw []byte, ingest time.Time) error 
 	r.department = append(r.department, f.Principal.Department)
 	r.peerGroup = append(r.peerGroup, f.Principal.PeerGroup)
 	r.detector = append(r.detector, f.Detector)
+	r.check = append(r.check, f.Check)
+	r.tags = append(r.tags, orEmpty(f.Tags))
+	r.evidence.add(ev)
 	r.score = append(r.score, score)
 	r.sev = append(r.sev, severity(f.Severity))
 	r.summary = append(r.summary, f.Summary)
@@ -432,21 +442,23 @@ func ScoreID(s *event.Score) string {
 
 // scoreRows buffers rows of the scores table.
 type scoreRows struct {
-	id, tenant, subject, raw []string
-	time, ingest             []time.Time
-	timeMS                   []uint64
-	schema                   []uint16
-	score                    []float64
-	names                    [][]string
-	values                   [][]float64
+	id, tenant, subject, raw, explanation []string
+	time, ingest                          []time.Time
+	timeMS                                []uint64
+	schema                                []uint16
+	score                                 []float64
+	names, contribNames                   [][]string
+	values, contribValues                 [][]float64
+	evidence                              evidenceRows
 }
 
 func (r *scoreRows) columns() []column {
-	return []column{
+	return append([]column{
 		{"id", r.id}, {"time", r.time}, {"time_ms", r.timeMS}, {"ingest_time", r.ingest},
 		{"schema", r.schema}, {"tenant", r.tenant}, {"subject", r.subject}, {"score", r.score},
-		{"component_names", r.names}, {"component_values", r.values}, {"raw", r.raw},
-	}
+		{"component_names", r.names}, {"component_values", r.values}, {"explanation", r.explanation},
+		{"contribution_names", r.contribNames}, {"contribution_values", r.contribValues}, {"raw", r.raw},
+	}, r.evidence.columns()...)
 }
 
 func (r *scoreRows) len() int { return len(r.id) }
@@ -460,6 +472,12 @@ func (r *scoreRows) add(sc *event.Score, raw []byte, ingest time.Time) error {
 	for i, k := range names {
 		values[i] = c.finite("component "+k, sc.Components[k])
 	}
+	cnames := slices.Sorted(maps.Keys(sc.Contributions))
+	cvalues := make([]float64, len(cnames))
+	for i, k := range cnames {
+		cvalues[i] = c.finite("contribution "+k, sc.Contributions[k])
+	}
+	ev := evidenceOf(&c, sc.Evidence)
 	if c.err != nil {
 		return fmt.Errorf("score %s: %w", ScoreID(sc), c.err)
 	}
@@ -473,6 +491,10 @@ func (r *scoreRows) add(sc *event.Score, raw []byte, ingest time.Time) error {
 	r.score = append(r.score, score)
 	r.names = append(r.names, names)
 	r.values = append(r.values, values)
+	r.explanation = append(r.explanation, sc.Explanation)
+	r.contribNames = append(r.contribNames, cnames)
+	r.contribValues = append(r.contribValues, cvalues)
+	r.evidence.add(ev)
 	r.raw = append(r.raw, string(raw))
 	return nil
 }

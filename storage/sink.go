@@ -24,12 +24,14 @@ const (
 	TableFindings = "findings"
 	TableActions  = "actions"
 	TableScores   = "scores"
+	TableProfiles = "profiles"
 )
 
 // SinkConfig configures a [Sink].
 type SinkConfig struct {
 	Database string // where the tables are; validated with [ValidIdentifier]
-	// Topics the sink reads: Events, Findings and Actions are required; Scores is stored when set.
+	// Topics the sink reads: Events, Findings and Actions are required; Scores and Profiles are
+	// stored when set.
 	Topics event.Topics
 	// InsertTimeout bounds one INSERT (and the lookup before it); past it the batch fails and
 	// the stage retries it. Default 60s.
@@ -53,7 +55,8 @@ func (c SinkConfig) Validate() error {
 }
 
 // Sink is the storage stage: a [kafkaio.Handler] that writes each batch of events, findings,
-// actions and scores to their ClickHouse tables, one columnar INSERT per table and batch.
+// actions, scores and profiles to their ClickHouse tables, one columnar INSERT per table and
+// batch.
 //
 // Write-once. Kafka delivery is at-least-once: after a crash between INSERT and offset commit,
 // or a retry after ClickHouse acknowledged too late, the same records come again. Before each
@@ -115,6 +118,9 @@ func (s *Sink) Topics() []string {
 	t := []string{s.cfg.Topics.Events, s.cfg.Topics.Findings, s.cfg.Topics.Actions}
 	if s.cfg.Topics.Scores != "" {
 		t = append(t, s.cfg.Topics.Scores)
+	}
+	if s.cfg.Topics.Profiles != "" {
+		t = append(t, s.cfg.Topics.Profiles)
 	}
 	return t
 }
@@ -194,11 +200,12 @@ func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, 
 		findings findingRows
 		actions  actionRows
 		scores   scoreRows
+		profiles profileRows
 		now      = time.Now().UTC()
 		byTable  = map[string][]*kgo.Record{}
 	)
 	for _, r := range recs {
-		table, err := s.add(r, now, &events, &findings, &actions, &scores)
+		table, err := s.add(r, now, &events, &findings, &actions, &scores, &profiles)
 		switch {
 		case err != nil:
 			res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: r, Reason: err})
@@ -209,7 +216,7 @@ func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, 
 	for _, t := range []struct {
 		name string
 		rows columns
-	}{{TableEvents, &events}, {TableFindings, &findings}, {TableActions, &actions}, {TableScores, &scores}} {
+	}{{TableEvents, &events}, {TableFindings, &findings}, {TableActions, &actions}, {TableScores, &scores}, {TableProfiles, &profiles}} {
 		if t.rows.len() == 0 {
 			continue
 		}
@@ -225,8 +232,8 @@ func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, 
 }
 
 // add decodes r into the rows of its table and returns the table, or "" for a record that is
-// skipped on purpose (a tombstone on the compacted scores topic).
-func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows, ac *actionRows, sc *scoreRows) (string, error) {
+// skipped on purpose (a tombstone on a compacted topic: scores, profiles).
+func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows, ac *actionRows, sc *scoreRows, pr *profileRows) (string, error) {
 	where := func(err error) error {
 		if err == nil {
 			return nil
@@ -263,6 +270,16 @@ func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows,
 		}
 		return TableScores, where(sc.add(&v, r.Value, now))
 	}
+	if r.Topic == s.cfg.Topics.Profiles && s.cfg.Topics.Profiles != "" {
+		if r.Value == nil {
+			return "", nil
+		}
+		var p event.Profile
+		if err := event.Decode(r.Value, &p); err != nil {
+			return "", where(err)
+		}
+		return TableProfiles, where(pr.add(&p))
+	}
 	return "", where(kafkaio.Permanent(errors.New("no table for this topic")))
 }
 
@@ -270,12 +287,18 @@ func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows,
 // server refuses for its data is bisected down to the rows that fail alone, which are returned
 // as dead letters. Any other error is returned for the stage to retry the whole batch; rows
 // written before it are left out of the retry by the same lookup.
+//
+// Profiles are not looked up: their rows have no id, no materialized view counts them, and
+// ReplacingMergeTree(version) collapses a replayed record (same key, same version) with its
+// first copy, which profiles_latest (FINAL) reads.
 func (s *Sink) write(ctx context.Context, b *batch) ([]kafkaio.DeadLetter, error) {
-	b, err := s.unwritten(ctx, b)
-	if err != nil || b.len() == 0 {
-		return nil, err
+	if _, writeOnce := keyColumn[b.table]; writeOnce {
+		var err error
+		if b, err = s.unwritten(ctx, b); err != nil || b.len() == 0 {
+			return nil, err
+		}
 	}
-	err = s.insert(ctx, b)
+	err := s.insert(ctx, b)
 	if err == nil || !isRowData(err) {
 		return nil, err
 	}

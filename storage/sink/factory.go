@@ -1,5 +1,5 @@
-// Package sink is the sink stage: events, findings, actions and scores from Kafka into ClickHouse,
-// write-once, through [storage.Sink].
+// Package sink is the sink stage: events, findings, actions, scores and behaviour profiles from
+// Kafka into ClickHouse, write-once, through [storage.Sink].
 package sink
 
 import (
@@ -16,7 +16,7 @@ import (
 // Type is the sink's component type.
 const Type component.Type = "sink"
 
-// Config configures the sink: events, findings, actions and scores → ClickHouse, write-once
+// Config configures the sink: events, findings, actions, scores and profiles → ClickHouse, write-once
 // (see docs/storage.md). The connection is the shared clickhouse section's writer account.
 type Config struct {
 	// A batch is written when it holds BatchRows records or BatchBytes bytes of them, or
