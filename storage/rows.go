@@ -319,7 +319,7 @@ func (r *eventRows) add(e *event.Event, raw []byte, ingest time.Time) error {
 // findingRows buffers rows of the findings table.
 type findingRows struct {
 	id, tenant, principal, subject, clientID, detector, summary, raw []string
-	department, peerGroup, check                                     []string
+	department, peerGroup, check, explanation                        []string
 	tags                                                             [][]string
 	evidence                                                         evidenceRows
 	time, ingest, windowStart, windowEnd                             []time.Time
@@ -337,7 +337,7 @@ func (r *findingRows) columns() []column {
 		{"schema", r.schema}, {"tenant", r.tenant}, {"principal", r.principal}, {"subject", r.subject},
 		{"client_id", r.clientID}, {"department", r.department}, {"peer_group", r.peerGroup}, {"detector", r.detector},
 		{"check", r.check}, {"tags", r.tags}, {"score", r.score}, {"severity", r.sev},
-		{"summary", r.summary}, {"window_start", r.windowStart}, {"window_end", r.windowEnd},
+		{"summary", r.summary}, {"explanation", r.explanation}, {"window_start", r.windowStart}, {"window_end", r.windowEnd},
 		{"feature_names", r.featureNames}, {"feature_values", r.featureValues}, {"event_ids", r.eventIDs},
 		{"raw", r.raw},
 	}, r.evidence.columns()...)
@@ -377,6 +377,7 @@ func (r *findingRows) add(f *event.Finding, raw []byte, ingest time.Time) error 
 	r.score = append(r.score, score)
 	r.sev = append(r.sev, severity(f.Severity))
 	r.summary = append(r.summary, f.Summary)
+	r.explanation = append(r.explanation, f.Explanation)
 	r.windowStart = append(r.windowStart, ws)
 	r.windowEnd = append(r.windowEnd, we)
 	r.featureNames = append(r.featureNames, names)

@@ -40,6 +40,7 @@ func TestSinkWritesEvidence(t *testing.T) {
 	sc.Evidence = sampleEvidence()
 	f := sampleFinding()
 	f.Check, f.Tags, f.Evidence = "burst", []string{"ueba", "T1530"}, sampleEvidence()[:1]
+	f.Explanation = "burst of calls — ueba/rate 92 (calls_per_min 312 vs 4 self)"
 	e := sampleEvent(0)
 	e.Network.UserAgent, e.Network.Proxy = "claude-code/2.1", "10.0.0.2"
 	recs := []*kgo.Record{rec(t, testTopics.Scores, &sc), rec(t, testTopics.Findings, &f), rec(t, testTopics.Events, &e)}
@@ -52,7 +53,7 @@ func TestSinkWritesEvidence(t *testing.T) {
 		expl           string
 		cnames         []string
 		cvalues        []float64
-		check          string
+		check, fexpl   string
 		tags           []string
 		ua, proxy      string
 		scoreRows, fRs uint64
@@ -67,11 +68,11 @@ func TestSinkWritesEvidence(t *testing.T) {
 	if expl != sc.Explanation || !slices.Equal(cnames, []string{"frequency", "user_risk"}) || !slices.Equal(cvalues, []float64{27, 18}) {
 		t.Errorf("score: %q %v %v", expl, cnames, cvalues)
 	}
-	if err := conn.QueryRow(ctx, "SELECT check, tags FROM "+db+".findings_dedup").Scan(&check, &tags); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT check, tags, explanation FROM "+db+".findings_dedup").Scan(&check, &tags, &fexpl); err != nil {
 		t.Fatal(err)
 	}
-	if check != "burst" || !slices.Equal(tags, []string{"ueba", "T1530"}) {
-		t.Errorf("finding check %q tags %v", check, tags)
+	if check != "burst" || !slices.Equal(tags, []string{"ueba", "T1530"}) || fexpl != f.Explanation {
+		t.Errorf("finding check %q tags %v explanation %q", check, tags, fexpl)
 	}
 	if err := conn.QueryRow(ctx, "SELECT user_agent, proxy FROM "+db+".events_dedup").Scan(&ua, &proxy); err != nil {
 		t.Fatal(err)

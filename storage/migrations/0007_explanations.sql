@@ -38,9 +38,11 @@ ALTER TABLE ${database}.scores ADD COLUMN evidence.window_start Array({{time}}) 
 ALTER TABLE ${database}.scores ADD COLUMN evidence.window_end Array({{time}}) AFTER evidence.window_start;
 ALTER TABLE ${database}.scores ADD COLUMN evidence.event_ids Array(Array(String)) AFTER evidence.window_end;
 
--- findings: the check that concluded, its tags (ATT&CK / ATLAS ids, ...) and the same evidence.
+-- findings: the check that concluded, its tags (ATT&CK / ATLAS ids, ...), its one-line
+-- explanation and the same evidence.
 ALTER TABLE ${database}.findings ADD COLUMN check {{lc "String"}} DEFAULT '' AFTER detector;
 ALTER TABLE ${database}.findings ADD COLUMN tags Array({{lc "String"}}) DEFAULT [] AFTER check;
+ALTER TABLE ${database}.findings ADD COLUMN explanation String DEFAULT '' AFTER summary;
 ALTER TABLE ${database}.findings ADD COLUMN evidence.detector Array({{lc "String"}}) AFTER event_ids;
 ALTER TABLE ${database}.findings ADD COLUMN evidence.check Array({{lc "String"}}) AFTER evidence.detector;
 ALTER TABLE ${database}.findings ADD COLUMN evidence.component Array({{lc "String"}}) AFTER evidence.check;
