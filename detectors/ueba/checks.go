@@ -98,7 +98,7 @@ func (d *Detector) rate(p *profile, c *evctx) {
 	r := &d.res[cRate]
 	*r = result{v: grade(max(z10, z60), 3, 4), feature: "calls_per_min", obs: obs, base: med, src: src,
 		ws: c.now - win, we: c.now, x: max(z10, z60)}
-	if p.group != nil {
+	if p.group != nil && r.v > 0 { // ranking costs a search: only for evidence that is shown
 		r.pct, r.hasPeer = p.group.percentile(lvCalls, obs)
 	}
 }
@@ -121,7 +121,7 @@ func (d *Detector) volume(p *profile, c *evctx) {
 	r := &d.res[cVolume]
 	*r = result{v: grade(z, 3, 3), feature: "response_bytes_per_min", obs: r60, base: math.Expm1(float64(b.Med)), src: src,
 		ws: c.now - 60e9, we: c.now, x: z}
-	if p.group != nil {
+	if p.group != nil && r.v > 0 { // ranking costs a search: only for evidence that is shown
 		r.pct, r.hasPeer = p.group.percentile(lvResp, lx)
 	}
 }
@@ -184,7 +184,7 @@ func (d *Detector) sensitivity(p *profile, c *evctx) {
 	z := robustZ(m60, float64(b.Med), float64(b.MAD), max(0.25, 0.5*float64(b.Med)))
 	*r = result{v: grade(z, 3, 3), feature: "sensitivity_per_min", obs: m60, base: float64(b.P95), src: src,
 		ws: c.now - 60e9, we: c.now, x: z}
-	if p.group != nil {
+	if p.group != nil && r.v > 0 { // ranking costs a search: only for evidence that is shown
 		r.pct, r.hasPeer = p.group.percentile(lvSens, m60)
 	}
 	// A sensitive class the principal never touched before.
@@ -386,7 +386,7 @@ func (d *Detector) drift(p *profile, c *evctx) {
 		if v := grade(s, 4, 4); v > r.v {
 			*r = result{v: v, feature: [2]string{"sensitive_reads_per_hour", "distinct_resources_per_hour"}[m], obs: x, base: med,
 				src: src, ws: n.HourHead * 3600e9, we: c.now, x: s}
-			if p.group != nil {
+			if p.group != nil && r.v > 0 {
 				r.pct, r.hasPeer = p.group.percentile(lvSensHour+m, x)
 			}
 		}
