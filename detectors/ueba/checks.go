@@ -1,0 +1,555 @@
+package ueba
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcpwatch/mcpwatch/detectors/detect"
+	"github.com/mcpwatch/mcpwatch/event"
+)
+
+// result is one check's verdict on the event being judged, with what its evidence needs. Words
+// are only formatted (describe) for values above 0.
+type result struct {
+	v         float64
+	feature   string
+	obs, base float64
+	src       string
+	pct       float64
+	hasPeer   bool
+	ws, we    int64
+	a, b      string  // names for the detail
+	x, y      float64 // numbers for the detail
+	noFinding bool    // novelty without a trusted baseline: signal only
+}
+
+const (
+	srcSelf  = "self"
+	srcPeers = "peers"
+	srcRule  = "rule"
+)
+
+// judge runs every enabled check on the event.
+func (d *Detector) judge(p *profile, e *event.Event, c *evctx) {
+	for i := range d.res {
+		d.res[i] = result{}
+	}
+	if p.group != nil {
+		p.group.refresh(c.now, &d.scratch)
+	}
+	if tool := e.Attributes["mcp.tool.changed"]; tool != "" {
+		d.rugPull(c, tool, 90)
+	} else if tool := e.Attributes["mcp.tool.unapproved"]; tool != "" {
+		d.rugPull(c, tool, 50)
+	}
+	if !c.req {
+		if e.MCP.Direction == event.DirResponse {
+			d.volume(p, c)
+		}
+		return
+	}
+	d.rate(p, c)
+	d.newValue(p, c)
+	d.sensitivity(p, c)
+	d.denials(p, c)
+	d.offHours(p, c)
+	d.concurrent(p, e, c)
+	d.exfiltration(p, e, c)
+	d.drift(p, c)
+	d.egressPII(p, e, c)
+}
+
+func (p *profile) windowSum(secs int, f func(i int64) float64) float64 {
+	var s float64
+	for k := range int64(secs) {
+		s += f((p.n.SecHead - k) % secRing)
+	}
+	return s
+}
+
+// peerOK says whether p's peer group is a usable baseline.
+func (d *Detector) peerOK(p *profile) bool { return p.group.thick(d.cfg.MinPeers) }
+
+func (d *Detector) rate(p *profile, c *evctx) {
+	n := &p.n
+	c10 := p.windowSum(10, func(i int64) float64 { return float64(n.SecCalls[i]) })
+	c60 := p.windowSum(60, func(i int64) float64 { return float64(n.SecCalls[i]) })
+	var med, mad float64
+	src := srcSelf
+	switch {
+	case c.conf >= d.cfg.ConfidenceGate && n.BaseCalls.N >= 5:
+		med, mad = float64(n.BaseCalls.Med), float64(n.BaseCalls.MAD)
+	case d.peerOK(p):
+		b := p.group.base[lvCalls]
+		med, mad, src = float64(b.Med), float64(b.MAD), srcPeers
+	default:
+		med, src = d.cfg.RuleCallsPerMinute, srcRule
+	}
+	z60 := robustZ(c60, med, mad, math.Sqrt(max(med, 1)))
+	e10 := med / 6
+	z10 := robustZ(c10, e10, mad/6, math.Sqrt(max(e10, 1)))
+	obs, win := c60, int64(60e9)
+	if z10 > z60 {
+		obs, win = c10*6, 10e9
+	}
+	r := &d.res[cRate]
+	*r = result{v: grade(max(z10, z60), 3, 4), feature: "calls_per_min", obs: obs, base: med, src: src,
+		ws: c.now - win, we: c.now, x: max(z10, z60)}
+	if p.group != nil && r.v > 0 { // ranking costs a search: only for evidence that is shown
+		r.pct, r.hasPeer = p.group.percentile(lvCalls, obs)
+	}
+}
+
+func (d *Detector) volume(p *profile, c *evctx) {
+	n := &p.n
+	r60 := p.windowSum(60, func(i int64) float64 { return float64(n.SecResp[i]) })
+	var b baseline
+	src := srcSelf
+	switch {
+	case c.conf >= d.cfg.ConfidenceGate && n.BaseRp.N >= 5:
+		b = n.BaseRp
+	case d.peerOK(p):
+		b, src = p.group.base[lvResp], srcPeers
+	default:
+		return // no baseline for bytes: volume alone is not judged
+	}
+	lx := math.Log1p(r60)
+	z := robustZ(lx, float64(b.Med), float64(b.MAD), 0.5)
+	r := &d.res[cVolume]
+	*r = result{v: grade(z, 3, 3), feature: "response_bytes_per_min", obs: r60, base: math.Expm1(float64(b.Med)), src: src,
+		ws: c.now - 60e9, we: c.now, x: z}
+	if p.group != nil && r.v > 0 { // ranking costs a search: only for evidence that is shown
+		r.pct, r.hasPeer = p.group.percentile(lvResp, lx)
+	}
+}
+
+// novelty is how surprising any first use is for p: Good–Turing's 1 − P(new value) when p's own
+// history is trusted, a fixed peer-based weight when only its peers are, and a weight too small
+// to conclude anything when neither is.
+func (d *Detector) novelty(p *profile, cat int, c *evctx) (float64, string, bool) {
+	if c.conf >= d.cfg.ConfidenceGate {
+		t := &p.cats[cat]
+		return 1 - float64(t.Distinct)/(float64(p.n.Calls)+float64(t.Distinct)), srcSelf, false
+	}
+	if d.peerOK(p) {
+		return 0.7, srcPeers, false
+	}
+	return 0.5 * c.conf, srcSelf, true
+}
+
+func (d *Detector) newValue(p *profile, c *evctx) {
+	if p.n.Calls == 0 {
+		return // the first call: everything is new, nothing is unusual
+	}
+	r := &d.res[cNewValue]
+	for _, kv := range d.vals {
+		name := d.buf[kv.from:kv.to]
+		if p.cats[kv.cat].find(name) >= 0 {
+			continue
+		}
+		nov, src, thin := d.novelty(p, kv.cat, c)
+		rarity, users, members := 1.0, 0, 0
+		if d.peerOK(p) {
+			users, members = p.group.used(kv.cat, name), p.group.peers(p)
+			rarity = min(max(1-float64(users)/float64(members)/d.cfg.PeerRareFraction, 0), 1)
+		}
+		v := 100 * catWeight[kv.cat] * nov * rarity
+		if v > r.v {
+			*r = result{v: v, feature: catNames[kv.cat], obs: float64(users), base: float64(members), src: src,
+				ws: p.n.FirstSeen, we: c.now, a: string(name), noFinding: thin}
+			if members > 0 {
+				r.pct, r.hasPeer = 100*float64(users)/float64(members), true
+			}
+		}
+	}
+}
+
+func (d *Detector) sensitivity(p *profile, c *evctx) {
+	n := &p.n
+	m60 := p.windowSum(60, func(i int64) float64 { return float64(n.SecSens[i]) })
+	var b baseline
+	src := srcSelf
+	r := &d.res[cSensitivity]
+	switch {
+	case c.conf >= d.cfg.ConfidenceGate && n.BaseSens.N >= 5:
+		b = n.BaseSens
+	case d.peerOK(p):
+		b, src = p.group.base[lvSens], srcPeers
+	default:
+		b, src = baseline{Med: 0.5, P95: 1}, srcRule
+	}
+	z := robustZ(m60, float64(b.Med), float64(b.MAD), max(0.25, 0.5*float64(b.Med)))
+	*r = result{v: grade(z, 3, 3), feature: "sensitivity_per_min", obs: m60, base: float64(b.P95), src: src,
+		ws: c.now - 60e9, we: c.now, x: z}
+	if p.group != nil && r.v > 0 { // ranking costs a search: only for evidence that is shown
+		r.pct, r.hasPeer = p.group.percentile(lvSens, m60)
+	}
+	// A sensitive class the principal never touched before.
+	if !c.sensitive || p.n.Calls == 0 {
+		return
+	}
+	for _, kv := range d.vals {
+		if kv.cat != catClass {
+			continue
+		}
+		name := d.buf[kv.from:kv.to]
+		cl := string(name)
+		if (cl != "pii" && cl != "secret" && cl != "finance") || p.cats[catClass].find(name) >= 0 {
+			continue
+		}
+		nov, src, thin := d.novelty(p, catClass, c)
+		rarity := 1.0
+		if d.peerOK(p) {
+			rarity = min(max(1-float64(p.group.used(catClass, name))/float64(p.group.peers(p))/d.cfg.PeerRareFraction, 0), 1)
+		}
+		if v := 100 * max(c.sens, 0.6) * nov * rarity; v > r.v {
+			*r = result{v: v, feature: "new_sensitive_class", obs: c.sens, base: 0, src: src, ws: p.n.FirstSeen, we: c.now,
+				a: cl, noFinding: thin}
+		}
+	}
+}
+
+func (d *Detector) denials(p *profile, c *evctx) {
+	if !c.denied {
+		return
+	}
+	n := &p.n
+	run := float64(n.DenyRun + 1)
+	// Distinct tools denied in the window, this one included.
+	var seen [deniedRing + 1]uint64
+	k := 0
+	if c.toolKV >= 0 {
+		v := d.vals[c.toolKV]
+		seen[0], k = fnv(d.buf[v.from:v.to]), 1
+	}
+	for i := range deniedRing {
+		if n.DeniedAt[i] > 0 && n.DeniedAt[i] > c.now-int64(d.cfg.DenialWindow) && !slices.Contains(seen[:k], n.DeniedHash[i]) {
+			seen[k] = n.DeniedHash[i]
+			k++
+		}
+	}
+	distinct := float64(k)
+	if run < float64(d.cfg.MinDenials) && distinct < float64(d.cfg.MinDenials) {
+		return
+	}
+	// How likely the run is under the principal's own denial ratio (smoothed towards 5 %).
+	rho := (n.DenyW + 0.5) / (n.CallW + 10)
+	src := srcSelf
+	if n.CallW < 10 {
+		src = srcRule
+	}
+	surprise := max(run, 1.25*distinct) * -math.Log10(rho)
+	feature, obs := "denial_run", run
+	if 1.25*distinct > run {
+		feature, obs = "denied_tools", distinct
+	}
+	d.res[cDenials] = result{v: grade(surprise, 2, 4), feature: feature, obs: obs, base: rho, src: src,
+		ws: c.now - int64(d.cfg.DenialWindow), we: c.now, x: run, y: distinct}
+}
+
+func (d *Detector) offHours(p *profile, c *evctx) {
+	b := weekBin(c.sec)
+	rar := func(u float64) float64 { return math.Exp(-6 * u) }
+	uSelf := usage(&p.n.Week, b)
+	peer := d.peerOK(p)
+	uPeer := math.NaN()
+	if peer {
+		uPeer = usage(&p.group.week, b)
+		peer = !math.IsNaN(uPeer)
+	}
+	r := &d.res[cOffHours]
+	switch {
+	case c.conf >= d.cfg.ConfidenceGate && !math.IsNaN(uSelf):
+		pr := 0.7
+		if peer {
+			pr = rar(uPeer)
+		}
+		*r = result{v: 100 * rar(uSelf) * pr, feature: "week_hour_usage", obs: uSelf, base: 1, src: srcSelf, x: uPeer}
+	case peer:
+		*r = result{v: 65 * rar(uPeer), feature: "week_hour_usage", obs: uPeer, base: 1, src: srcPeers, x: uPeer}
+	default:
+		return
+	}
+	r.ws, r.we, r.y = c.now-3600e9, c.now, float64(b)
+	if peer {
+		r.pct, r.hasPeer = 100*min(uPeer, 1), true
+	}
+}
+
+func (d *Detector) concurrent(p *profile, e *event.Event, c *evctx) {
+	n := &p.n
+	r := &d.res[cConcurrent]
+	weights := [3]float64{0.9, 0.8, 1}
+	for _, kv := range d.vals {
+		kind := -1
+		switch kv.cat {
+		case catClient:
+			kind = 0
+		case catAgent:
+			kind = 1
+		case catNetwork:
+			kind = 2
+		}
+		if kind < 0 {
+			continue
+		}
+		name := d.buf[kv.from:kv.to]
+		h := fnv(name)
+		others := 0
+		for _, u := range n.Recent[kind] {
+			if u.Hash != 0 && u.Hash != h && u.At > c.now-int64(d.cfg.ConcurrentWindow) {
+				others++
+			}
+		}
+		if others == 0 {
+			continue
+		}
+		// The current value's share of the principal's history: a habitual second client is
+		// not a stolen token; a value it never used is.
+		t := &p.cats[kv.cat]
+		share := 0.0
+		if i := t.find(name); i >= 0 {
+			t.decayTotal(c.sec, d.cfg.CategoryHalfLife.Seconds())
+			share = min(float64(t.count(i, c.sec, d.cfg.CategoryHalfLife.Seconds())/max(t.Total, 1)), 1)
+		}
+		v := 100 * weights[kind] * (1 - share) * (1 - share)
+		thin := false
+		if c.conf < d.cfg.ConfidenceGate {
+			v *= 0.5 + 0.5*c.conf
+			thin = !d.peerOK(p)
+		}
+		if v > r.v {
+			*r = result{v: v, feature: "concurrent_" + catNames[kv.cat], obs: float64(others + 1), base: share, src: srcSelf,
+				ws: c.now - int64(d.cfg.ConcurrentWindow), we: c.now, a: string(name), b: e.Principal.TokenID, noFinding: thin}
+		}
+	}
+}
+
+func (d *Detector) exfiltration(p *profile, e *event.Event, c *evctx) {
+	n := &p.n
+	if !c.egress || n.SensAt == 0 || c.now-n.SensAt > int64(d.cfg.ExfilWindow) {
+		return
+	}
+	// P(egress tool | sensitive tool) in the add-½ smoothed transition model.
+	prob, vocab := 0.0, float64(len(p.cats[catTool].Entries)+1)
+	if n.SensTool >= 0 {
+		row := &n.Trans[n.SensTool]
+		var sum float64
+		for _, x := range row {
+			sum += float64(x)
+		}
+		cnt := 0.0
+		if c.tool >= 0 {
+			cnt = float64(row[c.tool])
+		}
+		prob = (cnt + 0.5) / (sum + 0.5*vocab)
+	} else {
+		prob = 1 / vocab
+	}
+	gap := float64(c.now-n.SensAt) / float64(d.cfg.ExfilWindow)
+	v := 100 * float64(n.SensVal) * (0.6 + 0.4*(1-prob)) * (1 - 0.3*gap)
+	d.res[cExfil] = result{v: v, feature: "read_to_egress_probability", obs: prob, base: 1 / vocab, src: srcSelf,
+		ws: n.SensAt, we: c.now, a: p.sensName, b: e.MCP.Tool, x: float64(n.SensVal)}
+}
+
+// hourBase is the hourly baseline of metric m (0 sensitive reads, 1 distinct resources): p's
+// own when trusted, else its peers'.
+func (d *Detector) hourBase(p *profile, m int) (med, mad float64, ok bool) {
+	b := [2]baseline{p.n.BaseHSens, p.n.BaseHDist}[m]
+	if d.confidence(p) >= d.cfg.ConfidenceGate && b.N >= 3 {
+		return float64(b.Med), float64(b.MAD), true
+	}
+	if d.peerOK(p) {
+		b = p.group.base[lvSensHour+m]
+		return float64(b.Med), float64(b.MAD), true
+	}
+	return 0, 0, false
+}
+
+func (d *Detector) drift(p *profile, c *evctx) {
+	n := &p.n
+	r := &d.res[cDrift]
+	for m, x := range [2]float64{float64(n.HourSens), float64(n.HourDist)} {
+		med, mad, ok := d.hourBase(p, m)
+		if !ok {
+			return
+		}
+		// The open hour's running count, judged as if the hour ended now (it only grows).
+		s := float64(cusum(n.CUSUM[m], x, med, mad))
+		src := srcSelf
+		if c.conf < d.cfg.ConfidenceGate {
+			src = srcPeers
+		}
+		if v := grade(s, 4, 4); v > r.v {
+			*r = result{v: v, feature: [2]string{"sensitive_reads_per_hour", "distinct_resources_per_hour"}[m], obs: x, base: med,
+				src: src, ws: n.HourHead * 3600e9, we: c.now, x: s}
+			if p.group != nil && r.v > 0 {
+				r.pct, r.hasPeer = p.group.percentile(lvSensHour+m, x)
+			}
+		}
+	}
+}
+
+func (d *Detector) egressPII(p *profile, e *event.Event, c *evctx) {
+	if !c.egress || (c.pii == 0 && !c.piiClass) {
+		return
+	}
+	n := &p.n
+	// How often this principal sends personal data out (smoothed towards 10 %).
+	rho := (n.EgressPIIW + 0.1) / (n.EgressW + 1)
+	strength := 0.85
+	if c.secret {
+		strength = 1
+	}
+	strength = min(1, strength+0.05*math.Log2(1+float64(c.pii)))
+	src := srcSelf
+	if n.EgressW < 5 {
+		src = srcRule
+	}
+	d.res[cEgressPII] = result{v: 100 * strength * (1 - rho), feature: "pii_in_egress_args", obs: float64(c.pii), base: rho,
+		src: src, ws: c.now, we: c.now, a: e.MCP.Tool, b: string(e.Outcome.Result)}
+}
+
+func (d *Detector) rugPull(c *evctx, tool string, v float64) {
+	d.res[cRugPull] = result{v: v, feature: "tool_definition_changed", obs: 1, base: 0, src: srcRule, ws: c.now, we: c.now,
+		a: tool, x: v}
+}
+
+// emit turns the results into signals (decaying from their peak, falling to 0 when the
+// evidence runs out) and findings.
+func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output) {
+	p := &ent.Value
+	n := &p.n
+	p.ids[n.IDNext], n.IDAt[n.IDNext] = e.ID, c.now
+	n.IDNext = (n.IDNext + 1) % idSample
+	hl := float64(d.cfg.SignalHalfLife)
+	for ci := range nChecks {
+		if d.disabled[ci] {
+			continue
+		}
+		r := &d.res[ci]
+		vNow := math.Round(min(max(r.v, 0), 100)*10) / 10
+		if vNow < 1 {
+			vNow = 0
+		}
+		held := float64(n.PeakV[ci]) * math.Exp2(-float64(c.now-n.PeakT[ci])/hl)
+		if vNow >= held {
+			n.PeakV[ci], n.PeakT[ci] = float32(vNow), c.now
+			held = vNow
+		}
+		held = math.Round(held*10) / 10
+		if held < 1 {
+			held = 0
+		}
+		last := float64(n.LastV[ci])
+		if vNow == 0 && (last == 0 || (held > 0 && math.Abs(held-last) < 1)) {
+			continue
+		}
+		n.LastV[ci] = float32(held)
+		n.Ever |= 1 << ci
+		sig := detect.Signal{Detector: Name, Tenant: ent.Key.tenant, Subject: ent.Key.sub, Check: checks[ci].Name,
+			Time: time.Unix(0, c.now).UTC(), Component: checks[ci].Component, Value: held}
+		if vNow > 0 {
+			sig.Evidence = detect.Evidence{Feature: r.feature, Observed: r.obs, Baseline: r.base, BaselineSource: r.src,
+				PeerPercentile: r.pct, HasPeer: r.hasPeer, Detail: d.describe(ci, r),
+				WindowStart: time.Unix(0, r.ws).UTC(), WindowEnd: time.Unix(0, r.we).UTC(), EventIDs: p.eventIDs(ci, r.ws)}
+		} else {
+			sig.Evidence = detect.Evidence{Feature: checks[ci].Name, Detail: "decaying since the last evidence",
+				WindowStart: time.Unix(0, n.PeakT[ci]).UTC(), WindowEnd: time.Unix(0, c.now).UTC()}
+		}
+		out.Signals = append(out.Signals, sig)
+		if vNow >= d.cfg.FindingLevel && !r.noFinding &&
+			(n.HasFinding&(1<<ci) == 0 || c.now-n.FindingAt[ci] >= int64(d.cfg.Cooldown)) {
+			n.HasFinding |= 1 << ci
+			n.FindingAt[ci] = c.now
+			out.Findings = append(out.Findings, d.finding(ci, e, p, c, &sig))
+		}
+	}
+	d.schedule(ent)
+}
+
+// eventIDs samples the latest events: just this one for point checks, a few for windows.
+func (p *profile) eventIDs(ci int, from int64) []string {
+	k := 1
+	if windowNs[ci] > 0 || ci == cDenials || ci == cDrift {
+		k = 5
+	}
+	ids := make([]string, 0, k)
+	for i := k; i >= 1; i-- {
+		j := (int(p.n.IDNext) + idSample - i) % idSample
+		if id := p.ids[j]; id != "" && (i == 1 || p.n.IDAt[j] > from) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func (d *Detector) describe(ci int, r *result) string {
+	switch ci {
+	case cRate:
+		return fmt.Sprintf("%.0f calls/min against a normal of %.3g/min (%s), %.1f robust σ above", r.obs, r.base, r.src, r.x)
+	case cVolume:
+		return fmt.Sprintf("%.0f response bytes in the last minute against a normal of %.0f/min (%s)", r.obs, r.base, r.src)
+	case cNewValue:
+		if r.hasPeer {
+			return fmt.Sprintf("first use of %s %q; used by %.0f of %.0f peers", r.feature, r.a, r.obs, r.base)
+		}
+		return fmt.Sprintf("first use of %s %q; peer group too small to compare", r.feature, r.a)
+	case cSensitivity:
+		if r.feature == "new_sensitive_class" {
+			return fmt.Sprintf("first touch of %s data (sensitivity %.2f)", r.a, r.obs)
+		}
+		return fmt.Sprintf("sensitivity mass %.2f in the last minute, p95 of its minutes %.2f (%s)", r.obs, r.base, r.src)
+	case cDenials:
+		return fmt.Sprintf("%.0f consecutive denials, %.0f distinct tools denied in the window; normal denial ratio %.3f", r.x, r.y, r.base)
+	case cOffHours:
+		return fmt.Sprintf("activity in week hour %.0f, used %.2f× as much as a typical hour by the principal (peers %.2f×)", r.y, r.obs, r.x)
+	case cConcurrent:
+		tok := ""
+		if r.b != "" {
+			tok = " with token " + r.b
+		}
+		return fmt.Sprintf("%s used from %.0f distinct %ss within the window%s; %q has a %.0f%% share of its history",
+			"principal", r.obs, strings.TrimPrefix(r.feature, "concurrent_"), tok, r.a, 100*r.base)
+	case cExfil:
+		return fmt.Sprintf("egress call %q after a sensitive read of %q (sensitivity %.2f); transition probability %.3f", r.b, r.a, r.x, r.obs)
+	case cDrift:
+		return fmt.Sprintf("%s: %.0f this hour against a normal of %.3g, CUSUM %.1f", r.feature, r.obs, r.base, r.x)
+	case cEgressPII:
+		return fmt.Sprintf("%.0f personal or secret values in the arguments of egress call %q (%s); usual share %.2f", r.obs, r.a, r.b, r.base)
+	case cRugPull:
+		return fmt.Sprintf("definition of tool %q changed from its pin", r.a)
+	}
+	return ""
+}
+
+func (d *Detector) finding(ci int, e *event.Event, p *profile, c *evctx, s *detect.Signal) *event.Finding {
+	ev := event.Evidence{Detector: Name, Check: s.Check, Component: string(s.Component), Feature: s.Evidence.Feature,
+		Value: s.Value, Observed: s.Evidence.Observed, Baseline: s.Evidence.Baseline, BaselineSource: s.Evidence.BaselineSource,
+		Detail: s.Evidence.Detail, WindowStart: s.Evidence.WindowStart, WindowEnd: s.Evidence.WindowEnd, EventIDs: s.Evidence.EventIDs}
+	features := map[string]float64{"value": s.Value, "observed": ev.Observed, "baseline": ev.Baseline, "confidence": c.conf}
+	if s.Evidence.HasPeer {
+		pct := s.Evidence.PeerPercentile
+		ev.PeerPercentile = &pct
+		features["peer_percentile"] = pct
+	}
+	return &event.Finding{
+		ID: detect.FindingID(Name+"/"+s.Check, e.ID), Time: s.Time, Tenant: e.Tenant, Principal: e.Principal,
+		Detector: Name, Check: s.Check, Score: s.Value, Severity: int(math.Round(s.Value / 10)),
+		Summary:     event.PrincipalID(e.Principal) + ": " + ev.Detail,
+		WindowStart: ev.WindowStart, WindowEnd: ev.WindowEnd, Features: features, EventIDs: ev.EventIDs,
+		Evidence: []event.Evidence{ev}, Tags: slices.Clone(checkTags[ci]),
+	}
+}
+
+// peers is how many mature members other than p the group has (at least 1).
+func (g *peerGroup) peers(p *profile) int {
+	n := g.mature
+	if p.n.Mature {
+		n--
+	}
+	return max(n, 1)
+}

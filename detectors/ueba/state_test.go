@@ -1,0 +1,108 @@
+package ueba
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/mcpwatch/mcpwatch/detectors/detect"
+	"github.com/mcpwatch/mcpwatch/event"
+)
+
+var _ detect.Stateful = (*Detector)(nil)
+
+// A detector restored from checkpoints judges the next events exactly as the uninterrupted one.
+func TestCheckpointRoundTrip(t *testing.T) {
+	a, b := newWorld(t, nil), newWorld(t, nil)
+	ps := team(8)
+	a.normalTraffic(ps, t0, 2*time.Hour, 5)
+	b.normalTraffic(ps, t0, 2*time.Hour, 5)
+	recs := a.d.Checkpoint(t0.Add(2*time.Hour), nil)
+	if len(recs) != 9 { // 8 principals and their peer group
+		t.Fatalf("%d profiles", len(recs))
+	}
+	for _, r := range recs {
+		if r.Detector != Name || r.Version == 0 || len(r.State) == 0 || (r.Subject != "peer:finance-analysts" && (len(r.WeekHours) != 168 || len(r.Categories) != nCat)) {
+			t.Fatalf("bad profile %+v", r)
+		}
+	}
+	if again := a.d.Checkpoint(t0.Add(2*time.Hour+time.Second), nil); len(again) != 0 {
+		t.Fatalf("clean profiles checkpointed again: %d", len(again))
+	}
+	c := newWorld(t, nil)
+	c.seq = a.seq
+	for i := len(recs) - 1; i >= 0; i-- { // any order
+		if err := c.d.Restore(recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Continue both with ordinary traffic and attacks.
+	b.seq, c.seq = a.seq, a.seq
+	after := t0.Add(2 * time.Hour)
+	for _, w := range []*world{b, c} {
+		w.all, w.finds = nil, nil
+		w.normalTraffic(ps, after, 20*time.Minute, 9)
+		for i := range 30 {
+			w.feed(w.ev(ps[0], after.Add(20*time.Minute+time.Duration(i)*200*time.Millisecond), "db_query"))
+		}
+		w.feed(w.ev(ps[1], after.Add(21*time.Minute), "payments_transfer"))
+	}
+	if len(b.all) == 0 || len(b.finds) == 0 {
+		t.Fatal("nothing to compare")
+	}
+	if !reflect.DeepEqual(b.all, c.all) {
+		t.Fatalf("signals differ after restore: %d vs %d", len(b.all), len(c.all))
+	}
+	if !reflect.DeepEqual(b.finds, c.finds) {
+		t.Fatalf("findings differ after restore:%s\nvs%s", dump(b.finds), dump(c.finds))
+	}
+	// Newer wins: an old record does not replace what the detector learned since.
+	if err := c.d.Restore(recs[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Forget drops principals of other partitions.
+	c.d.Forget(func(_, sub string) bool { return sub == ps[0].sub })
+	if n := c.d.Stats().Principals; n != 1 {
+		t.Fatalf("%d principals after Forget", n)
+	}
+}
+
+func TestRestoreRefusesBadState(t *testing.T) {
+	w := newWorld(t, nil)
+	w.normalTraffic(team(2), t0, 10*time.Minute, 1)
+	rec := w.d.Checkpoint(t0.Add(time.Hour), nil)[0]
+	bad := *rec
+	bad.State = append([]byte(nil), rec.State...)
+	bad.State[4] = 99
+	if err := newWorld(t, nil).d.Restore(&bad); err == nil {
+		t.Fatal("unknown version accepted")
+	}
+	bad.State = rec.State[:len(rec.State)/2]
+	if err := newWorld(t, nil).d.Restore(&bad); err == nil {
+		t.Fatal("truncated state accepted")
+	}
+}
+
+func FuzzRestore(f *testing.F) {
+	w := newWorld(f, nil)
+	w.normalTraffic(team(6), t0, 30*time.Minute, 1)
+	for _, r := range w.d.Checkpoint(t0.Add(time.Hour), nil) {
+		f.Add(r.Subject, r.State)
+	}
+	f.Add("x", []byte("UEBA\x01p"))
+	f.Fuzz(func(t *testing.T, sub string, state []byte) {
+		d, _ := New(DefaultConfig())
+		if d.Restore(&event.Profile{Detector: Name, Tenant: "acme", Subject: sub, Version: 1, State: state}) != nil {
+			if d.Stats().Principals != 0 {
+				t.Fatal("failed restore changed the detector")
+			}
+			return
+		}
+		// A restored state must be usable.
+		var out detect.Output
+		e := (&world{t: t, d: d}).ev(who{sub: sub, group: "g", client: "c", ip: "10.0.0.1"}, t0.Add(48*time.Hour), "db_query")
+		d.Observe(e, &out)
+		d.Expire(t0.Add(96*time.Hour), &out)
+		d.Checkpoint(t0.Add(97*time.Hour), nil)
+	})
+}
