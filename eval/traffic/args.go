@@ -21,7 +21,9 @@ func customerEmail(r *rand.Rand) string {
 	return fmt.Sprintf("%s.%s%d@example.com", firstNames[r.IntN(len(firstNames))], lastNames[r.IntN(len(lastNames))], r.IntN(100))
 }
 
-func phoneKR(r *rand.Rand) string { return fmt.Sprintf("010-%04d-%04d", 1000+r.IntN(9000), r.IntN(10000)) }
+func phoneKR(r *rand.Rand) string {
+	return fmt.Sprintf("010-%04d-%04d", 1000+r.IntN(9000), r.IntN(10000))
+}
 
 func js(v any) json.RawMessage {
 	b, err := json.Marshal(v)

@@ -54,15 +54,15 @@ type Kind string
 
 // Attack scenario kinds.
 const (
-	Burst      Kind = "burst"       // sudden high rate on usual tools
-	Scraping   Kind = "scraping"    // ~5 calls/s sustained on a data tool
-	Exfil      Kind = "exfil"       // sensitive reads, then egress
-	Probing    Kind = "probing"     // many different tools outside the role, refused
-	OffRole    Kind = "off_role"    // a few calls of high-risk tools outside the role
-	Stolen     Kind = "stolen"      // the token used concurrently from another client and network
-	LowSlow    Kind = "low_slow"    // slowly increasing sensitive reads over an hour
-	PIIEgress  Kind = "pii_egress"  // personal data in send_email / http_post arguments
-	RugPull    Kind = "rug_pull"    // a tool definition changed under the principal's session
+	Burst      Kind = "burst"      // sudden high rate on usual tools
+	Scraping   Kind = "scraping"   // ~5 calls/s sustained on a data tool
+	Exfil      Kind = "exfil"      // sensitive reads, then egress
+	Probing    Kind = "probing"    // many different tools outside the role, refused
+	OffRole    Kind = "off_role"   // a few calls of high-risk tools outside the role
+	Stolen     Kind = "stolen"     // the token used concurrently from another client and network
+	LowSlow    Kind = "low_slow"   // slowly increasing sensitive reads over an hour
+	PIIEgress  Kind = "pii_egress" // personal data in send_email / http_post arguments
+	RugPull    Kind = "rug_pull"   // a tool definition changed under the principal's session
 	numKinds        = 9
 	noInstance      = -1
 )

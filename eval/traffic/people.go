@@ -56,7 +56,7 @@ func roster(seed uint64, n int) []*Principal {
 			loc = time.UTC // no tzdata: still deterministic, only less realistic
 		}
 		p := &Principal{Index: i, Role: role, Zone: loc, Office: zones[zi].Office,
-			HomeIP: fmt.Sprintf("100.64.%d.%d", r.IntN(250)+1, r.IntN(250)+2),
+			HomeIP:   fmt.Sprintf("100.64.%d.%d", r.IntN(250)+1, r.IntN(250)+2),
 			StartMin: 8*60 + r.IntN(150), Hours: 7.5 + r.Float64()*2,
 			Rate: 0.5 + r.Float64()*5.5, Pause: time.Duration(5+r.IntN(25)) * time.Minute}
 		p.PeerGroup = fmt.Sprintf("%s-%s", role.Name, zoneTag(zones[zi].Name))
