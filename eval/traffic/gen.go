@@ -95,11 +95,11 @@ const (
 type Config struct {
 	Seed       uint64
 	Principals int           // roster size (default 240)
-	History    time.Duration // clean history before the test phase (default 7 days)
+	History    time.Duration // clean history before the test phase (default 3 days: Monday to Thursday)
 	Test       time.Duration // test phase (default 90 min)
 	PerKind    int           // instances of each scenario kind (default 3)
 	Split      Split
-	// TestStart is when the test phase begins (default Wednesday 2026-03-18 14:00 UTC: working
+	// TestStart is when the test phase begins (default Thursday 2026-03-19 14:00 UTC: working
 	// hours in Berlin and New York).
 	TestStart time.Time
 }
@@ -109,7 +109,7 @@ func (c *Config) defaults() {
 		c.Principals = 240
 	}
 	if c.History == 0 {
-		c.History = 7 * 24 * time.Hour
+		c.History = 3 * 24 * time.Hour
 	}
 	if c.Test == 0 {
 		c.Test = 90 * time.Minute
@@ -118,7 +118,7 @@ func (c *Config) defaults() {
 		c.PerKind = 3
 	}
 	if c.TestStart.IsZero() {
-		c.TestStart = time.Date(2026, 3, 18, 14, 0, 0, 0, time.UTC)
+		c.TestStart = time.Date(2026, 3, 19, 14, 0, 0, 0, time.UTC)
 	}
 }
 
