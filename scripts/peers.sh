@@ -3,7 +3,8 @@
 # (ingest/mcp/interop_test.go): the TypeScript SDK and reference server from npm into
 # test/peers/node_modules (exact versions from test/peers/package-lock.json), and the Python SDK
 # from PyPI into .local/peers-venv (test/peers/requirements.txt), and the independent CEF and OCSF
-# checkers into .local/formats-venv (test/peers/requirements-formats.txt). Idempotent: a step whose inputs
+# checkers into .local/formats-venv (test/peers/requirements-formats.txt), and scikit-learn for
+# `mcpwatch eval` into .local/eval-venv (eval/requirements.txt). Idempotent: a step whose inputs
 # have not changed since it last succeeded is skipped, so a warm run takes well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,5 +48,19 @@ else
   $fvenv/bin/pip install --quiet --disable-pip-version-check --no-input -r $peers/requirements-formats.txt
   cp $peers/requirements-formats.txt $fvenv/.mcpwatch-requirements
   echo "peers: format checkers installed ($(ms "$t") ms)"
+fi
+
+# The oracle and baseline of `mcpwatch eval` (scikit-learn: eval/metrics_test.go, eval/iforest.py):
+# their own venv, reinstalled only when their pins changed.
+t=$(date +%s%N)
+evenv=.local/eval-venv
+if [[ -x $evenv/bin/python ]] && cmp -s eval/requirements.txt $evenv/.mcpwatch-requirements; then
+  echo "peers: eval oracle up to date ($(ms "$t") ms)"
+else
+  command -v python3 >/dev/null || { echo "peers: python3 not found (3.10+ needed)" >&2; exit 1; }
+  python3 -m venv $evenv
+  $evenv/bin/pip install --quiet --disable-pip-version-check --no-input -r eval/requirements.txt
+  cp eval/requirements.txt $evenv/.mcpwatch-requirements
+  echo "peers: eval oracle installed ($(ms "$t") ms)"
 fi
 echo "peers: ready in $(ms "$start") ms"

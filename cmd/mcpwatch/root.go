@@ -93,6 +93,7 @@ func newCLI() (*cobra.Command, *globals) {
 
 	root.AddCommand(topicsCmd(g), migrateCmd(g), policyCmd(), benchCmd(g), toolsCmd())
 	root.AddCommand(retentionCmd(g))
+	root.AddCommand(evalCmd(g))
 	addStageCommands(root, g)
 	return root, g
 }
