@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/detectors/rate"
 	"github.com/mcpwatch/mcpwatch/detectors/score"
+	"github.com/mcpwatch/mcpwatch/detectors/ueba"
 )
 
 // load reads a YAML config over the defaults, as the stage's component factory does.
@@ -35,8 +36,12 @@ func load(path string) (Config, error) {
 // The YAML keys are the stage's configuration language: a renamed tag silently drops an
 // operator's setting, and a validation message must point at the key to fix.
 func TestConfigFiles(t *testing.T) {
+	u := ueba.DefaultConfig()
+	u.FindingLevel, u.ConfidenceGate, u.EgressTools, u.Disabled = 70, 0.9, []string{"*send*"}, []string{"off_hours"}
 	full := Config{
-		Rate: rate.Config{Window: time.Minute, Baseline: 0.5, Ceiling: 5, Threshold: 60, Cooldown: 2 * time.Minute, MaxPrincipals: 5000},
+		Detectors: []string{"ueba", "rate"},
+		UEBA:      u,
+		Rate:      rate.Config{Window: time.Minute, Baseline: 0.5, Ceiling: 5, Threshold: 60, Cooldown: 2 * time.Minute, MaxPrincipals: 5000},
 		Score: score.Config{Weights: score.Weights{Frequency: 1, Sensitivity: 2, Risk: 1}, PublishDelta: 2.5,
 			PublishEvery: 30 * time.Second, MaxPrincipals: 5000, FindingsHalfLife: 30 * time.Minute, Evidence: 3},
 	}
@@ -54,7 +59,7 @@ func TestConfigFiles(t *testing.T) {
 			"rate.cooldown: must not be negative, got -1s\n" +
 			"score.weights.frequency: must not be negative, got -1\n" +
 			"score.publish_every: must not be negative, got -5s"},
-		"config_no_frequency.yaml": {err: "score.weights.frequency: must be above 0: the enabled detectors (rate) feed only the frequency component"},
+		"config_bad_detector.yaml": {err: "detectors: unknown detector \"sigma\" (known: rate, ueba)\ndetectors: \"rate\" is listed twice"},
 		"config_unknown_key.yaml":  {err: "[2:3] unknown field \"score_every\""},
 	}
 	files, _ := filepath.Glob("testdata/config_*.yaml")

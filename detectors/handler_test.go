@@ -42,6 +42,7 @@ func req(sub string, at time.Duration) event.Event {
 // unitConfig is a config where the rate score equals the number of calls in the last second.
 func unitConfig() Config {
 	cfg := DefaultConfig()
+	cfg.Detectors = []string{"rate"}
 	cfg.Rate.Window, cfg.Rate.Baseline, cfg.Rate.Ceiling = time.Second, 0, 100
 	return cfg
 }
