@@ -200,6 +200,9 @@ func TestDeployExample(t *testing.T) {
 	}
 	// Every default the example shows is the real default: a comment that lies is worse than none.
 	def := NewConfig(Components())
+	if dg := def.Section("gateway").(*gateway.Config); len(g.TrustedProxies) != len(dg.TrustedProxies) {
+		t.Errorf("the example's gateway.trusted_proxies %v is not the default %v", g.TrustedProxies, dg.TrustedProxies)
+	}
 	for _, s := range []string{"process", "sink", "detect", "respond", "forward"} {
 		if s == "process" {
 			continue // the example points at the demo's files

@@ -43,7 +43,11 @@ func goldenEvents() map[string]event.Event {
 		return e
 	}
 	return map[string]event.Event{
-		"mcp_tool_call_allowed": toolCall(),
+		"mcp_tool_call_allowed": func() event.Event {
+			e := toolCall() // through a trusted proxy
+			e.Network.Proxy, e.Network.SrcPort, e.Network.UserAgent = "10.0.0.7", 0, "claude-desktop/1.2.0 (darwin)"
+			return e
+		}(),
 		"mcp_tool_call_denied": mcp("tools/call", func(e *event.Event) {
 			e.MCP.Tool = "shell_exec"
 			e.Outcome = event.Outcome{Result: event.ResultDenied, PolicyRule: "default-deny",
@@ -52,6 +56,7 @@ func goldenEvents() map[string]event.Event {
 		"mcp_auth_401": mcp("initialize", func(e *event.Event) {
 			e.Principal = event.Principal{}
 			e.Correlation = event.Correlation{RequestID: "1"}
+			e.Network.UserAgent = "python-httpx/0.28.1"
 			e.Outcome = event.Outcome{Result: event.ResultDenied, Reason: "invalid_token: signature invalid", HTTPStatus: 401}
 		}),
 		"mcp_token_revoked": mcp("tools/call", func(e *event.Event) {

@@ -270,7 +270,12 @@ func renderCEF(e *event.Event, sig Signature) string {
 	c.Ext("dvchost", e.Observer)
 	c.Ext("suser", e.Principal.Subject)
 	c.Ext("spriv", strings.Join(e.Principal.Roles, ","))
-	app := e.Principal.ClientID
+	// The key's CEF meaning is the request's User-Agent; events without one (stdio, spans) name
+	// the client application instead.
+	app := e.Network.UserAgent
+	if app == "" {
+		app = e.Principal.ClientID
+	}
 	if app == "" && e.MCP != nil {
 		app = e.MCP.ClientName
 		if app != "" && e.MCP.ClientVersion != "" {
@@ -280,6 +285,7 @@ func renderCEF(e *event.Event, sig Signature) string {
 	c.Ext("requestClientApplication", app)
 	c.Ext("src", e.Network.SrcIP)
 	c.Int("spt", int64(e.Network.SrcPort))
+	c.Ext("sourceTranslatedAddress", e.Network.Proxy) // the trusted proxy src came through
 	c.Ext("dst", e.Network.DstIP)
 	c.Int("dpt", int64(e.Network.DstPort))
 	service := e.Target.Server

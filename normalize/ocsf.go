@@ -71,6 +71,7 @@ type ocsfObject struct {
 	Actor          *ocsfActor          `json:"actor,omitempty"`
 	User           *ocsfUser           `json:"user,omitempty"`
 	API            *ocsfAPI            `json:"api,omitempty"`
+	HTTPRequest    *ocsfHTTPRequest    `json:"http_request,omitempty"`
 	Service        *ocsfService        `json:"service,omitempty"`
 	Session        *ocsfSession        `json:"session,omitempty"`
 	AuthProtocolID int                 `json:"auth_protocol_id,omitempty"`
@@ -164,6 +165,12 @@ type ocsfEndpoint struct {
 	Port    int    `json:"port,omitempty"`
 	Name    string `json:"name,omitempty"`
 	SvcName string `json:"svc_name,omitempty"`
+	// ProxyEndpoint is the trusted proxy the source connected through.
+	ProxyEndpoint *ocsfEndpoint `json:"proxy_endpoint,omitempty"`
+}
+
+type ocsfHTTPRequest struct {
+	UserAgent string `json:"user_agent,omitempty"`
 }
 
 type ocsfConnectionInfo struct {
@@ -364,7 +371,14 @@ func renderOCSF(e *event.Event, sig Signature) ([]byte, error) {
 
 	user := principalUser(&e.Principal)
 	src := endpoint(e.Network.SrcIP, e.Network.SrcPort)
+	if src != nil && e.Network.Proxy != "" {
+		src.ProxyEndpoint = &ocsfEndpoint{IP: e.Network.Proxy}
+	}
 	dst := endpoint(e.Network.DstIP, e.Network.DstPort)
+	var httpReq *ocsfHTTPRequest
+	if e.Network.UserAgent != "" {
+		httpReq = &ocsfHTTPRequest{UserAgent: e.Network.UserAgent}
+	}
 
 	switch class {
 	case ocsfClassAPI:
@@ -395,6 +409,7 @@ func renderOCSF(e *event.Event, sig Signature) ([]byte, error) {
 			op = "unknown"
 		}
 		o.API = &ocsfAPI{Operation: op}
+		o.HTTPRequest = httpReq
 		if e.Correlation.RequestID != "" {
 			o.API.Request = &ocsfRequest{UID: e.Correlation.RequestID}
 		}
@@ -434,6 +449,7 @@ func renderOCSF(e *event.Event, sig Signature) ([]byte, error) {
 		}
 		o.Service = &ocsfService{Name: svc}
 		o.Session = session(e.Correlation.SessionID, e.Principal.Issuer)
+		o.HTTPRequest = httpReq
 		if e.Principal.Issuer != "" {
 			o.AuthProtocolID, o.AuthProtocol = 6, "OAUTH 2.0"
 		}
@@ -584,9 +600,15 @@ func observables(e *event.Event, o *ocsfObject) []ocsfObservable {
 	}
 	if o.SrcEndpoint != nil {
 		add("src_endpoint.ip", 2, "IP Address", o.SrcEndpoint.IP)
+		if p := o.SrcEndpoint.ProxyEndpoint; p != nil {
+			add("src_endpoint.proxy_endpoint.ip", 2, "IP Address", p.IP)
+		}
 	}
 	if o.DstEndpoint != nil {
 		add("dst_endpoint.ip", 2, "IP Address", o.DstEndpoint.IP)
+	}
+	if o.HTTPRequest != nil {
+		add("http_request.user_agent", 16, "HTTP User-Agent", o.HTTPRequest.UserAgent)
 	}
 	if o.Process != nil {
 		add("process.name", 9, "Process Name", o.Process.Name)

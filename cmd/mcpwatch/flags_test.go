@@ -144,7 +144,8 @@ func TestGatewayFlags(t *testing.T) {
 		"--oauth-issuer", "https://as.example", "--oauth-resource", "https://gw.example/mcp",
 		"--oauth-scopes", "*=mcp:read,tools/call=mcp:tools,db_query=mcp:db", "--oauth-scopes", "db_query=mcp:audit mcp:x",
 		"--oauth-require-amr", "mfa", "--redact", "*=pii", "--redact", "crm/db_query=pii,secret", "--redact-oversize", "pass",
-		"--show-denied-tools", "--unauth-rate", "-1", "--no-masking", "--tool-pins", "pins.json", "--tool-pinning", "strict")
+		"--show-denied-tools", "--unauth-rate", "-1", "--no-masking", "--tool-pins", "pins.json", "--tool-pinning", "strict",
+		"--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "192.0.2.1,2001:db8::/32")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,8 @@ func TestGatewayFlags(t *testing.T) {
 		t.Errorf("oauth %+v", o)
 	}
 	if !slices.Equal(c.Redact, []string{"*=pii", "crm/db_query=pii,secret"}) || c.RedactOversize != "pass" || !c.ShowDeniedTools ||
-		c.Unauthenticated.Rate != -1 || c.Masking || c.Policy.File != "p.yaml" || c.ToolPins.Mode != "strict" || c.ToolPins.File != "pins.json" {
+		c.Unauthenticated.Rate != -1 || c.Masking || c.Policy.File != "p.yaml" || c.ToolPins.Mode != "strict" || c.ToolPins.File != "pins.json" ||
+		!slices.Equal(c.TrustedProxies, []string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32"}) {
 		t.Errorf("gateway %+v", c)
 	}
 	if err := c.Validate(); err != nil {

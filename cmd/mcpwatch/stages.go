@@ -122,6 +122,8 @@ func gatewayFlags(g *globals, fs *pflag.FlagSet) {
 	fs.IntVar(&c.Unauthenticated.Burst, "unauth-burst", c.Unauthenticated.Burst, "refused requests a source address may send at once before 429")
 	fs.StringVar(&c.DeviceHealthHeader, "device-health-header", c.DeviceHealthHeader, "request header trusted to carry device health (only behind a proxy that sets it and strips it from clients); default: device health unknown")
 	g.b.env(fs, "device-health-header", "MCPWATCH_DEVICE_HEALTH_HEADER")
+	fs.StringSliceVar(&c.TrustedProxies, "trusted-proxy", c.TrustedProxies, "reverse proxy or load balancer in front of the gateway, a CIDR prefix or address (repeatable, or comma-separated): when the TCP peer is one, the client address is the one it forwarded (Forwarded, else X-Forwarded-For; a proxy writing only X-Forwarded-For must strip Forwarded); default: none trusted, headers ignored")
+	g.b.env(fs, "trusted-proxy", "MCPWATCH_TRUSTED_PROXIES")
 	fs.StringVar(&c.Spool.Dir, "spool-dir", c.Spool.Dir, "directory of the disk spool that keeps audit events while Kafka is unreachable (empty: no spool)")
 	g.b.env(fs, "spool-dir", "MCPWATCH_SPOOL_DIR")
 	fs.Int64Var(&c.Spool.MaxBytes, "spool-max-bytes", c.Spool.MaxBytes, "spool size limit; when full the gateway refuses calls (or drops events with --spool-full=fail_open)")

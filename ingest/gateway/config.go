@@ -65,6 +65,10 @@ type Config struct {
 	// DeviceHealthHeader is a request header trusted to carry device health; only behind a
 	// proxy that sets it and strips it from clients. Empty: device health unknown.
 	DeviceHealthHeader string `yaml:"device_health_header"`
+	// TrustedProxies are the reverse proxies and load balancers in front of the gateway, CIDR
+	// prefixes or addresses: when the TCP peer is one, the client address is the one it
+	// forwarded (Forwarded, else X-Forwarded-For). Empty: none trusted, the headers are ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Auth is how the gateway knows who calls: OAuth 2.1 (production) or static tokens
@@ -232,6 +236,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Unauthenticated.Burst < 0 {
 		add(component.Fieldf("unauthenticated.burst", "must not be negative"))
+	}
+	for i, p := range c.TrustedProxies {
+		if _, err := mcp.ParseTrustedProxy(p); err != nil {
+			add(component.Field(fmt.Sprintf("trusted_proxies[%d]", i), err))
+		}
 	}
 	return errors.Join(errs...)
 }

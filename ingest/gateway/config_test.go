@@ -35,6 +35,7 @@ func TestConfigErrors(t *testing.T) {
 		{"spool", "  upstream: http://x\n  spool: {full: sometimes}\n", `gateway.spool.full: "sometimes": want fail_closed or fail_open`},
 		{"strict pins", "  upstream: http://x\n  tool_pins: {mode: strict}\n", "gateway.tool_pins.file: strict pinning needs a pin file"},
 		{"pin mode", "  upstream: http://x\n  tool_pins: {file: p.json, mode: sometimes}\n", "gateway.tool_pins.mode"},
+		{"trusted proxy", "  upstream: http://x\n  trusted_proxies: [10.0.0.0/8, proxy.internal]\n", `gateway.trusted_proxies[1]: "proxy.internal": want a CIDR prefix or an IP address`},
 		{"literal secret", "  upstream: http://x\n  auth: {tokens_file: t.yaml, oauth: {introspection: {client_secret: s3cret}}}\n", "a secret is never written in the config file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

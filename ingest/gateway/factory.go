@@ -138,6 +138,13 @@ func (c *Config) runtime() (*mcp.Config, error) {
 		ShowDeniedTools: c.ShowDeniedTools,
 		Unauthenticated: mcp.UnauthLimit{Rate: c.Unauthenticated.Rate, Burst: c.Unauthenticated.Burst},
 	}
+	for _, p := range c.TrustedProxies {
+		prefix, err := mcp.ParseTrustedProxy(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies: %w", err)
+		}
+		mc.TrustedProxies = append(mc.TrustedProxies, prefix)
+	}
 	for _, r := range c.Redact {
 		rule, err := mcp.ParseRedactRule(r)
 		if err != nil {

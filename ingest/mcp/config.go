@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 
@@ -60,6 +61,12 @@ type Config struct {
 	// health (set by a device-posture proxy in front of it, which must strip it from clients).
 	// Empty: device health is unknown, which fails device_health conditions closed.
 	DeviceHealthHeader string
+	// TrustedProxies are the reverse proxies and load balancers (see [ParseTrustedProxy]) whose
+	// Forwarded or X-Forwarded-For headers the gateway believes: when the TCP peer is one, the
+	// client's address (events, policy source_ip conditions, the unauthenticated limit) is the
+	// one they forwarded. Empty: no proxy is trusted, the headers are ignored and the peer is the
+	// client.
+	TrustedProxies []netip.Prefix
 	// DataClasses labels targets for the policy's data_class conditions and the events, keyed by
 	// "tool:<name>", "resource:<uri>" or "prompt:<name>". Masking adds "pii" and "secret" when it
 	// finds personal data or credentials in a request's arguments.
@@ -126,6 +133,12 @@ func (c Config) Validate() error {
 	}
 	if err := validateRedact(c.Redact, c.RedactOversize); err != nil {
 		errs = append(errs, err)
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			errs = append(errs, errors.New("trusted proxies: an invalid prefix"))
+			break
+		}
 	}
 	if err := c.Unauthenticated.validate(); err != nil {
 		errs = append(errs, err)

@@ -38,8 +38,9 @@ const attrPolicyEffect = "policy.effect"
 // policyRequest is what the policy decides a client message on. It reads the message as the
 // client sent it (the resource URI and prompt name unmasked, as rules' patterns expect), never
 // the event, which records them masked. Only what the gateway can vouch for is filled in: the
-// source address is the TCP peer (X-Forwarded-For is not trusted), device health only from the
-// configured trusted header, risk only from the scores store.
+// source address is the TCP peer, or the client a configured trusted proxy forwarded (see
+// [Config.TrustedProxies]), device health only from the configured trusted header, risk only
+// from the scores store.
 func (g *Gateway) policyRequest(c *call, m *mcpwire.Message, e *event.Event) policy.Request {
 	req := policy.Request{
 		Tenant: g.cfg.Tenant, Principal: c.principal, Time: time.Now(), AuthTime: c.authTime,

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -224,5 +226,105 @@ func TestArgumentsMaskedBounded(t *testing.T) {
 	}
 	if _, err := event.Encode(e); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The client behind a trusted proxy, end to end with the SDK client: its forwarded address is the
+// events' source (the proxy beside it) and the one policy ip_range conditions see, its User-Agent
+// is on every event, and without the proxy being trusted the same headers change nothing. A
+// prepended hop does not let a client choose its address. If this failed, behind a load balancer
+// every call would come from the balancer (IP conditions useless, stolen-token detection blind),
+// or a client could pick the address policy believes.
+func TestTrustedProxySource(t *testing.T) {
+	const pol = `version: 1
+rules:
+  - id: office-echo
+    resource: "tool:files/echo"
+    actions: [call]
+    principals: [role:analyst]
+    conditions:
+      - ip_range: "192.168.1.0/24"
+`
+	const ua = "agent-test/1.0 (linux)"
+	for _, tc := range []struct {
+		name    string
+		trusted []string
+		xff     string
+		src     string // the events' source address
+		proxy   string
+		allowed bool
+	}{
+		{"untrusted peer: headers ignored", nil, "192.168.1.50", "127.0.0.1", "", false},
+		{"peer not among the trusted", []string{"10.0.0.0/8"}, "192.168.1.50", "127.0.0.1", "", false},
+		{"trusted proxy", []string{"127.0.0.1"}, "192.168.1.50", "192.168.1.50", "127.0.0.1", true},
+		{"spoofed prepend", []string{"127.0.0.0/8"}, "192.168.1.50, 203.0.113.9", "203.0.113.9", "127.0.0.1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, newUpstream(t, false), func(c *Config) {
+				c.Policy = loadPolicy(t, pol)
+				for _, s := range tc.trusted {
+					p, err := ParseTrustedProxy(s)
+					if err != nil {
+						t.Fatal(err)
+					}
+					c.TrustedProxies = append(c.TrustedProxies, p)
+				}
+			})
+			cs := f.connect(t, clientOpts{token: aliceToken, header: http.Header{"X-Forwarded-For": {tc.xff}, "User-Agent": {ua}}})
+			_, err := echo(t, cs, "hi")
+			if tc.allowed != (err == nil) {
+				t.Fatalf("echo: %v, want allowed %v", err, tc.allowed)
+			}
+			evs := f.events.all()
+			if e := lastRequest(evs, "echo"); e == nil || (e.Outcome.PolicyRule == "office-echo") != tc.allowed {
+				t.Fatalf("echo's event: %+v", e)
+			}
+			if len(evs) < 3 {
+				t.Fatalf("only %d events", len(evs))
+			}
+			for _, e := range evs {
+				n := e.Network
+				if n.SrcIP != tc.src || n.Proxy != tc.proxy || n.UserAgent != ua || (tc.proxy != "" && n.SrcPort != 0) || n.DstIP == "" {
+					t.Fatalf("%s %s event network %+v", e.MCP.Direction, e.MCP.Method, n)
+				}
+			}
+			if got := metricValue(t, f.reg, "mcpwatch_gateway_forwarded_total", "result", string(fwdXFF)); (got > 0) != (tc.proxy != "") {
+				t.Fatalf("forwarded metric %v", got)
+			}
+		})
+	}
+}
+
+// The unauthenticated limit counts per forwarded client behind a trusted proxy, not per proxy:
+// else one client guessing tokens would lock out everyone behind the same load balancer.
+func TestTrustedProxyUnauthLimit(t *testing.T) {
+	f := newFixture(t, newUpstream(t, true), func(c *Config) {
+		c.Unauthenticated = UnauthLimit{Rate: 0.01, Burst: 1}
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	for i, tc := range []struct {
+		fwd    string
+		status int
+	}{
+		{`for="[2001:db8::1]:4711"`, http.StatusUnauthorized},
+		{`for=198.51.100.1`, http.StatusUnauthorized},
+		{`for="[2001:db8::1]:4712"`, http.StatusTooManyRequests}, // the same client
+		{`for=_hidden`, http.StatusUnauthorized},                 // the proxy stands as the source
+	} {
+		if r := f.post(t, "", ping, "Forwarded", tc.fwd); r.status != tc.status {
+			t.Fatalf("request %d (%s): status %d, want %d", i, tc.fwd, r.status, tc.status)
+		}
+	}
+	var srcs []string
+	for _, e := range f.events.all() {
+		srcs = append(srcs, e.Network.SrcIP+"|"+e.Network.Proxy)
+	}
+	want := []string{"2001:db8::1|127.0.0.1", "198.51.100.1|127.0.0.1", "2001:db8::1|127.0.0.1", "127.0.0.1|"}
+	if !slices.Equal(srcs, want) {
+		t.Fatalf("event sources %v, want %v", srcs, want)
+	}
+	if got := metricValue(t, f.reg, "mcpwatch_gateway_forwarded_total", "result", string(fwdObfuscated)); got != 1 {
+		t.Fatalf("obfuscated metric %v", got)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -57,6 +58,7 @@ type Gateway struct {
 	b        *mcpwire.Builder // builds the audit events; masking off when b.Masker is nil ([Config.NoMasking])
 	redact   *redactor        // nil: no result redaction ([Config.Redact])
 	unauth   *unauthLimiter
+	proxies  trustedProxies // whose forwarding headers name the client
 	log      *slog.Logger
 	m        *metrics
 	proxy    *httputil.ReverseProxy
@@ -106,6 +108,7 @@ func New(cfg Config, auth Authenticator, pub Publisher, ctl *control.Store, reg 
 		b: &mcpwire.Builder{Tenant: cfg.Tenant, Observer: cfg.Observer, Server: cfg.ServerName, Route: cfg.Route,
 			Transport: Transport, Masker: masker, DataClasses: cfg.DataClasses},
 		unauth:   newUnauthLimiter(cfg.Unauthenticated),
+		proxies:  trustedProxies(cfg.TrustedProxies),
 		log:      log.With("component", "mcp-gateway", "server", cfg.ServerName),
 		m:        newMetrics(reg),
 		pending:  newBoundedMap[pendingKey, mcpwire.Pending](cfg.MaxPending),
@@ -173,6 +176,8 @@ func (g *Gateway) newCall(r *http.Request, p event.Principal) *call {
 	}
 	c.traceID, c.spanID = event.ParseTraceparent(r.Header.Get("Traceparent"))
 	c.net.SrcIP, c.net.SrcPort = splitAddr(r.RemoteAddr)
+	g.forwarded(c)
+	c.net.UserAgent = userAgent(r.Header)
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && a != nil {
 		c.net.DstIP, c.net.DstPort = splitAddr(a.String())
 	}
@@ -185,6 +190,31 @@ func (g *Gateway) newCall(r *http.Request, p event.Principal) *call {
 		}
 	}
 	return c
+}
+
+// forwarded makes the client behind a trusted proxy c's source: its address is what policy
+// conditions, the unauthenticated limit and events see, the proxy is kept beside it. A header
+// that names no usable client leaves the peer as the source, never fails the request.
+func (g *Gateway) forwarded(c *call) {
+	if len(g.proxies) == 0 {
+		return
+	}
+	peer, err := netip.ParseAddr(c.net.SrcIP)
+	if err != nil {
+		return
+	}
+	ap, res := g.proxies.client(peer, c.r.Header)
+	if res == fwdNone {
+		return
+	}
+	g.m.forwarded.WithLabelValues(string(res)).Inc()
+	switch res {
+	case fwdForwarded, fwdXFF:
+		c.net.Proxy = c.net.SrcIP
+		c.net.SrcIP, c.net.SrcPort = ap.Addr().String(), int(ap.Port())
+	case fwdMalformed, fwdObfuscated:
+		g.log.Debug("forwarded client address unusable, the proxy stands as the source", "result", string(res), "proxy", c.net.SrcIP)
+	}
 }
 
 func splitAddr(addr string) (string, int) {
@@ -541,7 +571,12 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// Identity encoding keeps what the gateway inspects byte-identical to what it forwards, and
 	// keeps event streams free of compression buffering.
 	h.Set("Accept-Encoding", "identity")
-	if ip, _ := splitAddr(pr.In.RemoteAddr); ip != "" {
+	// The client address the gateway vouches for: behind a trusted proxy, the one it forwarded.
+	ip, _ := splitAddr(pr.In.RemoteAddr)
+	if x, ok := pr.In.Context().Value(exchangeKey{}).(*exchange); ok {
+		ip = x.c.net.SrcIP
+	}
+	if ip != "" {
 		h.Set("X-Forwarded-For", ip)
 	}
 	proto := "http"

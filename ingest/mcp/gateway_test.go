@@ -208,6 +208,7 @@ type bearerTransport struct {
 	token  string
 	base   http.RoundTripper
 	cookie string
+	header http.Header // more headers, set on every request
 }
 
 func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -215,6 +216,9 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	if b.cookie != "" {
 		r.Header.Set("Cookie", b.cookie)
+	}
+	for k, v := range b.header {
+		r.Header[k] = v
 	}
 	return b.base.RoundTrip(r)
 }
@@ -225,6 +229,7 @@ type clientOpts struct {
 	progress chan string
 	sampling bool   // answer sampling requests with "4"
 	cookie   string // sent with every request besides the token
+	header   http.Header
 	// listChanged, when set, receives a value for every notifications/tools/list_changed.
 	listChanged chan struct{}
 }
@@ -253,7 +258,7 @@ func (f *fixture) connect(t *testing.T, o clientOpts) *sdk.ClientSession {
 	defer cancel()
 	cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{
 		Endpoint:   f.srv.URL + "/mcp",
-		HTTPClient: &http.Client{Transport: bearerTransport{o.token, tr, o.cookie}},
+		HTTPClient: &http.Client{Transport: bearerTransport{token: o.token, base: tr, cookie: o.cookie, header: o.header}},
 		MaxRetries: -1,
 	}, &sdk.ClientSessionOptions{ProtocolVersion: o.version})
 	if err != nil {

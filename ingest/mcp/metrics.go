@@ -13,6 +13,8 @@ type metrics struct {
 	evicted  prometheus.Counter
 	// unaudited counts refusals of unauthenticated requests not published one by one.
 	unaudited prometheus.Counter
+	// forwarded counts requests from trusted proxies by where the client address came from.
+	forwarded *prometheus.CounterVec
 }
 
 // Denial reasons, the values of the denied counter's reason label.
@@ -49,9 +51,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Pending requests forgotten before their response because the tracking table was full."}),
 		unaudited: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_unauth_unaudited_total",
 			Help: "Refusals of unauthenticated requests beyond the audit budget: counted on the next refusal event instead of published."}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_gateway_forwarded_total",
+			Help: "Requests from trusted proxies, by where the client address came from: forwarded, x_forwarded_for, " +
+				"absent, obfuscated or malformed (the last three keep the proxy as the source)."}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.messages, m.denied, m.upstream, m.evicted, m.unaudited)
+		reg.MustRegister(m.messages, m.denied, m.upstream, m.evicted, m.unaudited, m.forwarded)
 	}
 	return m
 }
