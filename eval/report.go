@@ -3,7 +3,9 @@ package eval
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,7 +27,7 @@ func (n Num) MarshalJSON() ([]byte, error) {
 
 // cleanFindings counts the test phase's findings on principals no instance attacked, and that
 // per principal-hour of the evaluated half's unattacked principals.
-func cleanFindings(d *traffic.Dataset, fs []event.Finding) (int, Num) {
+func cleanFindings(d *traffic.Dataset, fs []event.Finding) (int, Num, map[string]int) {
 	attacked := map[string]bool{}
 	for _, in := range d.Instances {
 		attacked[in.Principal] = true
@@ -37,12 +39,34 @@ func cleanFindings(d *traffic.Dataset, fs []event.Finding) (int, Num) {
 		}
 	}
 	n := 0
+	by := map[string]int{}
 	for _, f := range fs {
-		if !f.Time.Before(d.TestStart) && f.Time.Before(d.TestEnd) && !attacked[event.PrincipalID(f.Principal)] {
+		if !f.Time.Before(d.TestStart) && f.Time.Before(d.TestEnd) && !attacked[event.PrincipalID(f.Principal)] &&
+			principalInSplit(d, event.PrincipalID(f.Principal)) {
 			n++
+			by[checkName(f)]++
 		}
 	}
-	return n, Num(float64(n) / (float64(clean) * d.TestEnd.Sub(d.TestStart).Hours()))
+	return n, Num(float64(n) / (float64(clean) * d.TestEnd.Sub(d.TestStart).Hours())), by
+}
+
+// principalInSplit reports whether id is on the evaluated half of the roster: findings on the
+// other half are neither counted as hits nor as false alarms.
+func principalInSplit(d *traffic.Dataset, id string) bool {
+	for _, p := range d.Principals {
+		if p.ID() == id {
+			return p.InEval() == (d.Config.Split == traffic.Eval)
+		}
+	}
+	return false
+}
+
+// checkName names what concluded a finding: "detector/check", or the detector alone.
+func checkName(f event.Finding) string {
+	if f.Check == "" {
+		return f.Detector
+	}
+	return f.Detector + "/" + f.Check
 }
 
 // Goal is one target of the detector with its outcome on the worst seed.
@@ -174,6 +198,19 @@ func (r *Report) Print(w io.Writer) {
 		cf, cph = append(cf, float64(s.Detector.CleanFindings)), append(cph, float64(s.Detector.CleanPerPrincHour))
 	}
 	fmt.Fprintf(w, "findings on clean principals (test phase): %.1f per seed, %.4f per principal-hour\n", mean(cf), mean(cph))
+	by := map[string]int{}
+	for _, s := range r.Seeds {
+		for k, n := range s.Detector.CleanByCheck {
+			by[k] += n
+		}
+	}
+	if len(by) > 0 {
+		fmt.Fprint(w, "  by check, all seeds:")
+		for _, k := range slices.Sorted(maps.Keys(by)) {
+			fmt.Fprintf(w, " %s %d", k, by[k])
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "\ngoals (mcpwatch, worst seed):")
 	for _, g := range r.Goals {
 		mark := "FAIL"

@@ -51,6 +51,8 @@ type SystemResult struct {
 	// CleanFindings are findings in the test phase on principals that were not attacked.
 	CleanFindings     int `json:"clean_findings"`
 	CleanPerPrincHour Num `json:"clean_findings_per_principal_hour"`
+	// CleanByCheck breaks CleanFindings down by what concluded them ("ueba/new_value").
+	CleanByCheck map[string]int `json:"clean_findings_by_check,omitempty"`
 }
 
 // SeedResult is one seed's run.
@@ -145,7 +147,7 @@ func runSeed(ctx context.Context, o Options, seed uint64) (*SeedResult, error) {
 	}
 	scores := ScoreWindows(w, out.Scores)
 	r.Detector = system(d, w, scores, DetectByFindings(d, out.Findings))
-	r.Detector.CleanFindings, r.Detector.CleanPerPrincHour = cleanFindings(d, out.Findings)
+	r.Detector.CleanFindings, r.Detector.CleanPerPrincHour, r.Detector.CleanByCheck = cleanFindings(d, out.Findings)
 	if o.Baseline {
 		bs, err := feats.IsolationForest(FindPython(o.Python), w, d.TestStart)
 		if err != nil {

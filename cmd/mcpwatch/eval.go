@@ -32,7 +32,7 @@ func evalCmd(g *globals) *cobra.Command {
 				o.Split = traffic.Tune
 			}
 			o.Baseline = o.Baseline && !noBaseline
-			o.Out, o.Stages = cmd.OutOrStdout(), evalStages()
+			o.Out, o.Stages = cmd.OutOrStdout(), evalStages(*g.cfg.Section(string(detectors.Type)).(*detectors.Config))
 			_, err := eval.Run(cmd.Context(), o)
 			return err
 		},
@@ -49,16 +49,17 @@ func evalCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// evalStages are the real stages with default config. They log nothing: a finding per attack
-// call would drown the report, which says what matters.
-func evalStages() eval.Stages {
+// evalStages are the real stages, the detect stage configured by the config file's detect
+// section (the defaults without one). They log nothing: a finding per attack call would drown
+// the report, which says what matters.
+func evalStages(dcfg detectors.Config) eval.Stages {
 	quiet := slog.New(slog.DiscardHandler)
 	return eval.Stages{
 		Process: func(t event.Topics, en *enrich.Enricher) kafkaio.Handler {
 			return processors.Handler(t, quiet, processors.WithEnricher(en))
 		},
 		Detect: func(t event.Topics) (kafkaio.Handler, error) {
-			return detectors.Build(t, detectors.DefaultConfig(), nil, quiet)
+			return detectors.Build(t, dcfg, nil, quiet)
 		},
 	}
 }

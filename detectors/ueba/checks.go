@@ -73,33 +73,52 @@ func (p *profile) windowSum(secs int, f func(i int64) float64) float64 {
 // peerOK says whether p's peer group is a usable baseline.
 func (d *Detector) peerOK(p *profile) bool { return p.group.thick(d.cfg.MinPeers) }
 
+// level is what a count or mass is judged against: the busy level (p95) of the principal's own
+// active minutes or hours when its history is trusted, else a typical peer's busy level (peer
+// levels are members' p95s), else a rule; and the spread above it that counts as one step.
+type level struct {
+	hi, spread float64
+	src        string
+}
+
+// exceed is how many spreads x lies above the busy level: heavy-tailed activity (bursts of
+// calls, then pauses) is judged by its upper tail, not by a median and MAD that a quiet
+// principal's zeros make tiny.
+func (l level) exceed(x float64) float64 { return (x - l.hi) / l.spread }
+
+// levelOf picks the baseline of feature lv for p. floor bounds the spread from below (Poisson
+// noise for counts).
+func (d *Detector) levelOf(p *profile, c *evctx, own baseline, lv int, rule float64, floor func(hi float64) float64) level {
+	switch {
+	case c.conf >= d.cfg.ConfidenceGate && own.N >= 5:
+		hi := float64(own.P95)
+		return level{hi, max(hi-float64(own.Med), floor(hi)), srcSelf}
+	case d.peerOK(p):
+		b := p.group.base[lv]
+		hi := float64(b.Med)
+		return level{hi, max(float64(b.P95)-hi, floor(hi)), srcPeers}
+	}
+	return level{rule, floor(rule), srcRule}
+}
+
+func poisson(hi float64) float64 { return max(math.Sqrt(max(hi, 1)), 1) }
+
 func (d *Detector) rate(p *profile, c *evctx) {
 	n := &p.n
 	c10 := p.windowSum(10, func(i int64) float64 { return float64(n.SecCalls[i]) })
 	c60 := p.windowSum(60, func(i int64) float64 { return float64(n.SecCalls[i]) })
-	var med, mad float64
-	src := srcSelf
-	switch {
-	case c.conf >= d.cfg.ConfidenceGate && n.BaseCalls.N >= 5:
-		med, mad = float64(n.BaseCalls.Med), float64(n.BaseCalls.MAD)
-	case d.peerOK(p):
-		b := p.group.base[lvCalls]
-		med, mad, src = float64(b.Med), float64(b.MAD), srcPeers
-	default:
-		med, src = d.cfg.RuleCallsPerMinute, srcRule
-	}
-	z60 := robustZ(c60, med, mad, math.Sqrt(max(med, 1)))
-	e10 := med / 6
-	z10 := robustZ(c10, e10, mad/6, math.Sqrt(max(e10, 1)))
+	l := d.levelOf(p, c, n.BaseCalls, lvCalls, d.cfg.RuleCallsPerMinute, poisson)
+	// Ten seconds holding more calls than a busy minute is caught before the minute fills.
+	x10, x60 := l.exceed(c10), l.exceed(c60)
 	obs, win := c60, int64(60e9)
-	if z10 > z60 {
-		obs, win = c10*6, 10e9
+	if x10 > x60 {
+		obs, win = c10, 10e9
 	}
 	r := &d.res[cRate]
-	*r = result{v: grade(max(z10, z60), 3, 4), feature: "calls_per_min", obs: obs, base: med, src: src,
-		ws: c.now - win, we: c.now, x: max(z10, z60)}
+	*r = result{v: grade(max(x10, x60), 1, 2), feature: "calls_per_window", obs: obs, base: l.hi, src: l.src,
+		ws: c.now - win, we: c.now, x: max(x10, x60)}
 	if p.group != nil && r.v > 0 { // ranking costs a search: only for evidence that is shown
-		r.pct, r.hasPeer = p.group.percentile(lvCalls, obs)
+		r.pct, r.hasPeer = p.group.percentile(lvCalls, c60)
 	}
 }
 
@@ -170,20 +189,11 @@ func (d *Detector) newValue(p *profile, c *evctx) {
 func (d *Detector) sensitivity(p *profile, c *evctx) {
 	n := &p.n
 	m60 := p.windowSum(60, func(i int64) float64 { return float64(n.SecSens[i]) })
-	var b baseline
-	src := srcSelf
 	r := &d.res[cSensitivity]
-	switch {
-	case c.conf >= d.cfg.ConfidenceGate && n.BaseSens.N >= 5:
-		b = n.BaseSens
-	case d.peerOK(p):
-		b, src = p.group.base[lvSens], srcPeers
-	default:
-		b, src = baseline{Med: 0.5, P95: 1}, srcRule
-	}
-	z := robustZ(m60, float64(b.Med), float64(b.MAD), max(0.25, 0.5*float64(b.Med)))
-	*r = result{v: grade(z, 3, 3), feature: "sensitivity_per_min", obs: m60, base: float64(b.P95), src: src,
-		ws: c.now - 60e9, we: c.now, x: z}
+	l := d.levelOf(p, c, n.BaseSens, lvSens, 1, func(hi float64) float64 { return max(0.5, 0.5*hi) })
+	x := l.exceed(m60)
+	*r = result{v: grade(x, 1, 2), feature: "sensitivity_per_min", obs: m60, base: l.hi, src: l.src,
+		ws: c.now - 60e9, we: c.now, x: x}
 	if p.group != nil && r.v > 0 { // ranking costs a search: only for evidence that is shown
 		r.pct, r.hasPeer = p.group.percentile(lvSens, m60)
 	}
@@ -350,44 +360,34 @@ func (d *Detector) exfiltration(p *profile, e *event.Event, c *evctx) {
 		prob = 1 / vocab
 	}
 	gap := float64(c.now-n.SensAt) / float64(d.cfg.ExfilWindow)
-	v := 100 * float64(n.SensVal) * (0.6 + 0.4*(1-prob)) * (1 - 0.3*gap)
+	// A habitual read-then-send (a report mailed every week) is not exfiltration: the value
+	// falls fast with the transition's probability in the principal's own model.
+	v := 100 * float64(n.SensVal) * math.Pow(1-prob, 3) * (1 - 0.3*gap)
 	d.res[cExfil] = result{v: v, feature: "read_to_egress_probability", obs: prob, base: 1 / vocab, src: srcSelf,
 		ws: n.SensAt, we: c.now, a: p.sensName, b: e.MCP.Tool, x: float64(n.SensVal)}
-}
-
-// hourBase is the hourly baseline of metric m (0 sensitive reads, 1 distinct resources): p's
-// own when trusted, else its peers'.
-func (d *Detector) hourBase(p *profile, m int) (med, mad float64, ok bool) {
-	b := [2]baseline{p.n.BaseHSens, p.n.BaseHDist}[m]
-	if d.confidence(p) >= d.cfg.ConfidenceGate && b.N >= 3 {
-		return float64(b.Med), float64(b.MAD), true
-	}
-	if d.peerOK(p) {
-		b = p.group.base[lvSensHour+m]
-		return float64(b.Med), float64(b.MAD), true
-	}
-	return 0, 0, false
 }
 
 func (d *Detector) drift(p *profile, c *evctx) {
 	n := &p.n
 	r := &d.res[cDrift]
-	for m, x := range [2]float64{float64(n.HourSens), float64(n.HourDist)} {
-		med, mad, ok := d.hourBase(p, m)
-		if !ok {
-			return
+	for m, obs := range [2]float64{float64(n.HourSens), float64(n.HourDist)} {
+		own := [2]baseline{n.BaseHSens, n.BaseHDist}[m]
+		cc := *c
+		cc.conf = d.confidence(p)
+		if own.N < 3 { // fewer closed hours than the minute baselines need
+			cc.conf = 0
+		}
+		l := d.levelOf(p, &cc, own, lvSensHour+m, math.Inf(1), func(hi float64) float64 { return max(math.Sqrt(max(hi, 1)), 2) })
+		if l.src == srcRule {
+			return // no hourly baseline yet: nothing drifts from nothing
 		}
 		// The open hour's running count, judged as if the hour ended now (it only grows).
-		s := float64(cusum(n.CUSUM[m], x, med, mad))
-		src := srcSelf
-		if c.conf < d.cfg.ConfidenceGate {
-			src = srcPeers
-		}
-		if v := grade(s, 4, 4); v > r.v {
-			*r = result{v: v, feature: [2]string{"sensitive_reads_per_hour", "distinct_resources_per_hour"}[m], obs: x, base: med,
-				src: src, ws: n.HourHead * 3600e9, we: c.now, x: s}
+		x := l.exceed(obs)
+		if v := grade(x, 1, 2); v > r.v {
+			*r = result{v: v, feature: [2]string{"sensitive_reads_per_hour", "distinct_resources_per_hour"}[m], obs: obs, base: l.hi,
+				src: l.src, ws: n.HourHead * 3600e9, we: c.now, x: x}
 			if p.group != nil && r.v > 0 {
-				r.pct, r.hasPeer = p.group.percentile(lvSensHour+m, x)
+				r.pct, r.hasPeer = p.group.percentile(lvSensHour+m, obs)
 			}
 		}
 	}
@@ -438,6 +438,7 @@ func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output
 		held := float64(n.PeakV[ci]) * math.Exp2(-float64(c.now-n.PeakT[ci])/hl)
 		if vNow >= held {
 			n.PeakV[ci], n.PeakT[ci] = float32(vNow), c.now
+			n.PeakObs[ci], n.PeakBase[ci] = float32(r.obs), float32(r.base)
 			held = vNow
 		}
 		held = math.Round(held*10) / 10
@@ -457,8 +458,7 @@ func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output
 				PeerPercentile: r.pct, HasPeer: r.hasPeer, Detail: d.describe(ci, r),
 				WindowStart: time.Unix(0, r.ws).UTC(), WindowEnd: time.Unix(0, r.we).UTC(), EventIDs: p.eventIDs(ci, r.ws)}
 		} else {
-			sig.Evidence = detect.Evidence{Feature: checks[ci].Name, Detail: "decaying since the last evidence",
-				WindowStart: time.Unix(0, n.PeakT[ci]).UTC(), WindowEnd: time.Unix(0, c.now).UTC()}
+			sig.Evidence = d.decaying(p, ci, c.now)
 		}
 		out.Signals = append(out.Signals, sig)
 		if vNow >= d.cfg.FindingLevel && !r.noFinding &&
@@ -472,6 +472,16 @@ func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output
 }
 
 // eventIDs samples the latest events: just this one for point checks, a few for windows.
+// decaying is the evidence of check ci's signal while it decays from its peak with no new
+// evidence: the peak's numbers, and since when.
+func (d *Detector) decaying(p *profile, ci int, now int64) detect.Evidence {
+	n := &p.n
+	return detect.Evidence{Feature: checks[ci].Name + "_peak", Observed: float64(n.PeakObs[ci]), Baseline: float64(n.PeakBase[ci]),
+		Detail: fmt.Sprintf("decaying (half-life %s) from %.1f at %s, its last evidence", d.cfg.SignalHalfLife, n.PeakV[ci],
+			time.Unix(0, n.PeakT[ci]).UTC().Format(time.RFC3339)),
+		WindowStart: time.Unix(0, n.PeakT[ci]).UTC(), WindowEnd: time.Unix(0, now).UTC()}
+}
+
 func (p *profile) eventIDs(ci int, from int64) []string {
 	k := 1
 	if windowNs[ci] > 0 || ci == cDenials || ci == cDrift {
@@ -490,7 +500,8 @@ func (p *profile) eventIDs(ci int, from int64) []string {
 func (d *Detector) describe(ci int, r *result) string {
 	switch ci {
 	case cRate:
-		return fmt.Sprintf("%.0f calls/min against a normal of %.3g/min (%s), %.1f robust σ above", r.obs, r.base, r.src, r.x)
+		return fmt.Sprintf("%.0f calls in %s against a busy minute of %.3g calls (%s), %.1f spreads above", r.obs,
+			time.Duration(r.we-r.ws), r.base, r.src, r.x)
 	case cVolume:
 		return fmt.Sprintf("%.0f response bytes in the last minute against a normal of %.0f/min (%s)", r.obs, r.base, r.src)
 	case cNewValue:
@@ -502,7 +513,7 @@ func (d *Detector) describe(ci int, r *result) string {
 		if r.feature == "new_sensitive_class" {
 			return fmt.Sprintf("first touch of %s data (sensitivity %.2f)", r.a, r.obs)
 		}
-		return fmt.Sprintf("sensitivity mass %.2f in the last minute, p95 of its minutes %.2f (%s)", r.obs, r.base, r.src)
+		return fmt.Sprintf("sensitivity mass %.2f in the last minute against a busy minute of %.2f (%s), %.1f spreads above", r.obs, r.base, r.src, r.x)
 	case cDenials:
 		return fmt.Sprintf("%.0f consecutive denials, %.0f distinct tools denied in the window; normal denial ratio %.3f", r.x, r.y, r.base)
 	case cOffHours:
@@ -517,7 +528,7 @@ func (d *Detector) describe(ci int, r *result) string {
 	case cExfil:
 		return fmt.Sprintf("egress call %q after a sensitive read of %q (sensitivity %.2f); transition probability %.3f", r.b, r.a, r.x, r.obs)
 	case cDrift:
-		return fmt.Sprintf("%s: %.0f this hour against a normal of %.3g, CUSUM %.1f", r.feature, r.obs, r.base, r.x)
+		return fmt.Sprintf("%s: %.0f this hour against a busy hour of %.3g (%s), %.1f spreads above", r.feature, r.obs, r.base, r.src, r.x)
 	case cEgressPII:
 		return fmt.Sprintf("%.0f personal or secret values in the arguments of egress call %q (%s); usual share %.2f", r.obs, r.a, r.b, r.base)
 	case cRugPull:

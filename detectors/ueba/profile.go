@@ -121,23 +121,24 @@ type num struct {
 	Trans    [maxTools][maxTools]float32
 	PrevTool int8
 
-	// Hourly aggregates for drift: the open hour, the ring of closed active hours, CUSUMs.
+	// Hourly aggregates for drift: the open hour and the ring of closed active hours.
 	HourHead             int64
 	HourSens, HourDist   uint16
 	HourSet              [hourSet]uint32
 	HourN, HourNext      uint8
 	HourSensR, HourDistR [hourRing]uint16
 	BaseHSens, BaseHDist baseline
-	CUSUM                [2]float32
 
 	Recent [3][recentUses]recentUse // client, user agent, network
 
 	// Per check: the decaying peak, the last value emitted, the last finding.
 	PeakV, LastV [nChecks]float32
-	PeakT        [nChecks]int64
-	FindingAt    [nChecks]int64
-	HasFinding   uint16 // bit per check
-	Ever         uint16 // bit per check: signalled once, so retire it when forgetting
+	// The peak's observed value and baseline, which a decaying signal still shows.
+	PeakObs, PeakBase [nChecks]float32
+	PeakT             [nChecks]int64
+	FindingAt         [nChecks]int64
+	HasFinding        uint16 // bit per check
+	Ever              uint16 // bit per check: signalled once, so retire it when forgetting
 
 	Version uint64 // of the last checkpoint or restore
 	CkptAt  int64

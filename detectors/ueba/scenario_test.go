@@ -184,7 +184,7 @@ func TestScraper(t *testing.T) {
 		_, f := w.feed(w.ev(ps[0], start.Add(time.Duration(i)*200*time.Millisecond), "db_query"))
 		fs = append(fs, f...)
 	}
-	f := wantFinding(t, fs, "rate", "calls_per_min", "self")
+	f := wantFinding(t, fs, "rate", "calls_per_window", "self")
 	if f.Time.Sub(start) > 5*time.Second {
 		t.Fatalf("rate finding after %s", f.Time.Sub(start))
 	}

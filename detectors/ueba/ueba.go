@@ -347,21 +347,16 @@ func (d *Detector) closeMinute(p *profile) {
 		if n.Slot < 0 {
 			n.Slot = g.slot()
 		}
-		g.setLevel(n.Slot, lvCalls, float64(n.BaseCalls.Med))
+		// A member's level is its busy minute (p95): the peers' baseline is then a typical
+		// member's busy minute, what a level is judged against (see exceed).
+		g.setLevel(n.Slot, lvCalls, float64(n.BaseCalls.P95))
 		g.setLevel(n.Slot, lvResp, float64(n.BaseRp.Med))
-		g.setLevel(n.Slot, lvSens, float64(n.BaseSens.Med))
+		g.setLevel(n.Slot, lvSens, float64(n.BaseSens.P95))
 	}
 }
 
 func (d *Detector) closeHour(p *profile) {
 	n := &p.n
-	// The closed hour is judged against the baseline before it joins it.
-	if med, mad, ok := d.hourBase(p, 0); ok {
-		n.CUSUM[0] = cusum(n.CUSUM[0], float64(n.HourSens), med, mad)
-	}
-	if med, mad, ok := d.hourBase(p, 1); ok {
-		n.CUSUM[1] = cusum(n.CUSUM[1], float64(n.HourDist), med, mad)
-	}
 	i := n.HourNext
 	n.HourSensR[i], n.HourDistR[i] = n.HourSens, n.HourDist
 	n.HourNext = (n.HourNext + 1) % hourRing
@@ -378,21 +373,9 @@ func (d *Detector) closeHour(p *profile) {
 	n.BaseHDist = summarize(xs, &d.scratch)
 	d.xs = xs
 	if g := p.group; g != nil && n.Slot >= 0 {
-		g.setLevel(n.Slot, lvSensHour, float64(n.BaseHSens.Med))
-		g.setLevel(n.Slot, lvDistHour, float64(n.BaseHDist.Med))
+		g.setLevel(n.Slot, lvSensHour, float64(n.BaseHSens.P95))
+		g.setLevel(n.Slot, lvDistHour, float64(n.BaseHDist.P95))
 	}
-}
-
-// cusumK is the CUSUM's allowance (in robust standard deviations) and cusumMax caps it so a
-// past drift does not keep the check high for days.
-const (
-	cusumK   = 0.5
-	cusumMax = 12
-)
-
-func cusum(s float32, x, med, mad float64) float32 {
-	z := robustZ(x, med, mad, math.Sqrt(max(med, 1)))
-	return float32(min(max(0, float64(s)+z-cusumK), cusumMax))
 }
 
 // confidence is how far p's own history can be trusted, 0–1.
@@ -797,6 +780,16 @@ func (d *Detector) Expire(now time.Time, out *detect.Output) {
 			if p.n.LastV[ci] <= 0 {
 				continue
 			}
+			// Halved since last published, with no event to publish it: publish the decay, so
+			// a score falls back while the principal is idle instead of holding its peak.
+			if h := d.halvedAt(p, ci); h <= nowNs && h < d.zeroAt(p, ci) {
+				held := math.Round(float64(p.n.PeakV[ci])*math.Exp2(-float64(h-p.n.PeakT[ci])/float64(d.cfg.SignalHalfLife))*10) / 10
+				p.n.LastV[ci] = float32(held)
+				out.Signals = append(out.Signals, detect.Signal{Detector: Name, Tenant: dl.ent.Key.tenant, Subject: dl.ent.Key.sub,
+					Check: checks[ci].Name, Component: checks[ci].Component, Time: time.Unix(0, h).UTC(), Value: held,
+					Evidence: d.decaying(p, ci, h)})
+				continue
+			}
 			if z := d.zeroAt(p, ci); z <= nowNs {
 				p.n.LastV[ci], p.n.PeakV[ci] = 0, 0
 				d.markDirty(dl.ent)
@@ -819,6 +812,15 @@ func (d *Detector) zeroAt(p *profile, ci int) int64 {
 	return max(p.n.PeakT[ci]+int64(math.Log2(peak)*float64(d.cfg.SignalHalfLife))+1, p.n.LastSeen+windowNs[ci])
 }
 
+// halvedAt is when check ci's decaying value reaches half the value last published.
+func (d *Detector) halvedAt(p *profile, ci int) int64 {
+	peak, target := float64(p.n.PeakV[ci]), float64(p.n.LastV[ci])/2
+	if peak <= 0 || target <= 0 {
+		return math.MaxInt64
+	}
+	return p.n.PeakT[ci] + int64(math.Log2(peak/target)*float64(d.cfg.SignalHalfLife)) + 1
+}
+
 // schedule queues ent for Expire when one of its checks is above 0.
 func (d *Detector) schedule(ent *entry) {
 	p := &ent.Value
@@ -828,7 +830,7 @@ func (d *Detector) schedule(ent *entry) {
 	at := int64(math.MaxInt64)
 	for ci := range nChecks {
 		if p.n.LastV[ci] > 0 {
-			at = min(at, d.zeroAt(p, ci))
+			at = min(at, d.zeroAt(p, ci), d.halvedAt(p, ci))
 		}
 	}
 	if at != math.MaxInt64 {
