@@ -164,6 +164,9 @@ func (d *Detector) newValue(p *profile, c *evctx) {
 		return // the first call: everything is new, nothing is unusual
 	}
 	r := &d.res[cNewValue]
+	// A new client, user agent or network alone is a new laptop or a trip; all of them new at
+	// once is someone else's machine: their surprises combine (noisy-or) on the strongest one.
+	conn, connNew := 1.0, 0
 	for _, kv := range d.vals {
 		name := d.buf[kv.from:kv.to]
 		if p.cats[kv.cat].find(name) >= 0 {
@@ -176,9 +179,16 @@ func (d *Detector) newValue(p *profile, c *evctx) {
 			rarity = min(max(1-float64(users)/float64(members)/d.cfg.PeerRareFraction, 0), 1)
 		}
 		v := 100 * catWeight[kv.cat] * nov * rarity
+		if kv.cat == catClient || kv.cat == catAgent || kv.cat == catNetwork {
+			conn *= 1 - v/100
+			connNew++
+			if connNew > 1 {
+				v = max(v, 100*(1-conn))
+			}
+		}
 		if v > r.v {
 			*r = result{v: v, feature: catNames[kv.cat], obs: float64(users), base: float64(members), src: src,
-				ws: p.n.FirstSeen, we: c.now, a: string(name), noFinding: thin}
+				ws: p.n.FirstSeen, we: c.now, a: string(name), noFinding: thin, x: float64(connNew)}
 			if members > 0 {
 				r.pct, r.hasPeer = 100*float64(users)/float64(members), true
 			}
@@ -506,7 +516,11 @@ func (d *Detector) describe(ci int, r *result) string {
 		return fmt.Sprintf("%.0f response bytes in the last minute against a normal of %.0f/min (%s)", r.obs, r.base, r.src)
 	case cNewValue:
 		if r.hasPeer {
-			return fmt.Sprintf("first use of %s %q; used by %.0f of %.0f peers", r.feature, r.a, r.obs, r.base)
+			if r.x > 1 {
+			return fmt.Sprintf("first use of %s %q with %.0f new connection attributes at once (client, user agent, network); used by %.0f of %.0f peers",
+				r.feature, r.a, r.x, r.obs, r.base)
+		}
+		return fmt.Sprintf("first use of %s %q; used by %.0f of %.0f peers", r.feature, r.a, r.obs, r.base)
 		}
 		return fmt.Sprintf("first use of %s %q; peer group too small to compare", r.feature, r.a)
 	case cSensitivity:
