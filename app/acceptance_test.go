@@ -149,7 +149,7 @@ gateway:
 	var wg sync.WaitGroup
 	for _, name := range []string{"alice", "bob"} {
 		wg.Go(func() {
-			if err := demo.Normal(ctx, gw.URL(), users[name], 4, 200*time.Millisecond, rep, &mu); err != nil {
+			if err := demo.Normal(ctx, gw.URL(), users[name], demo.Workstation(users[name], ""), 4, 200*time.Millisecond, rep, &mu); err != nil {
 				t.Error(err)
 			}
 		})
@@ -201,7 +201,7 @@ gateway:
 	}
 
 	// The burst.
-	if err := demo.Scraper(ctx, gw.URL(), users["mallory"], 5000, rep, &mu); err != nil {
+	if err := demo.Scraper(ctx, gw.URL(), users["mallory"], demo.Workstation(users["mallory"], ""), 5000, rep, &mu); err != nil {
 		t.Fatal(err)
 	}
 	refused := rep.FirstRefusal
@@ -239,7 +239,7 @@ gateway:
 		AND attr_values[indexOf(attr_keys, 'directory.status')] = 'unknown'`, db), 1)
 	waitCount(ctx, t, admin, fmt.Sprintf(`SELECT count() FROM %s.actions FINAL WHERE subject = 'mallory' AND kind = 'revoke' AND status = 'succeeded'`, db), 1)
 	waitCount(ctx, t, admin, fmt.Sprintf(`SELECT count() FROM %s.actions FINAL WHERE subject = 'mallory' AND kind = 'webhook' AND status = 'succeeded'`, db), 1)
-	if err := demo.Normal(ctx, gw.URL(), users["alice"], 1, 0, rep, &mu); err != nil || rep.Calls["alice"] != 5 {
+	if err := demo.Normal(ctx, gw.URL(), users["alice"], demo.Workstation(users["alice"], ""), 1, 0, rep, &mu); err != nil || rep.Calls["alice"] != 5 {
 		t.Fatalf("alice was caught by mallory's revocation: %v %+v", err, rep)
 	}
 }

@@ -41,7 +41,18 @@ func (h *handler) checkpoint(res *kafkaio.Result) {
 // restore hands a profile record to the stateful detector that wrote it.
 func (h *handler) restore(r *kgo.Record) {
 	if len(r.Value) == 0 {
-		return // a tombstone: nothing to resume
+		// A tombstone deletes the profile: forget what an earlier record of the same read
+		// restored.
+		tenant, subject, err := event.ParseScoreKey(string(r.Key))
+		if err != nil {
+			return
+		}
+		for _, d := range h.dets {
+			if st, ok := d.Detector.(detect.Stateful); ok {
+				st.Forget(func(t, s string) bool { return t != tenant || s != subject })
+			}
+		}
+		return
 	}
 	var p event.Profile
 	err := event.Decode(r.Value, &p)

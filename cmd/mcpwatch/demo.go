@@ -31,8 +31,8 @@ not happen.`,
 	respondFlags(g, f)
 	f.StringSliceVar(&o.Users, "users", []string{"alice", "bob", "carol"}, "well-behaved demo principals")
 	f.StringVar(&o.Scraper, "scraper", "mallory", "the misbehaving demo principal")
-	f.IntVar(&o.Calls, "calls", 8, "tool calls per well-behaved principal")
-	f.DurationVar(&o.Gap, "gap", 700*time.Millisecond, "pause between a well-behaved principal's calls")
+	f.IntVar(&o.Calls, "calls", 12, "tool calls per well-behaved principal")
+	f.DurationVar(&o.Gap, "gap", 2500*time.Millisecond, "pause between a well-behaved principal's calls")
 	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up if the demo has not completed by then")
 	return cmd
 }

@@ -24,15 +24,18 @@ func TestDemo(t *testing.T) {
 	root.SetOut(&out)
 	root.SetErr(&out)
 	root.SetArgs([]string{"demo", "--topic-prefix", testenv.TopicPrefix(t), "--metrics-addr", "127.0.0.1:0",
-		"--log-level", "error", "--calls", "3", "--gap", "300ms"})
+		"--log-level", "error"})
 	if err := root.ExecuteContext(ctx); err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())
 	}
 	s := out.String()
 	for _, want := range []string{
 		"signature verified",
-		"action:  revoke issued revoke/subject/acme/mallory",
+		"action: revoke issued revoke/subject/acme/mallory",
+		"action: revoke issued revoke/subject/acme/bob",
 		"access revoked by mcpwatch",
+		"about bob: score",
+		"-- why is bob at its score?",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("demo output lacks %q", want)
@@ -42,16 +45,24 @@ func TestDemo(t *testing.T) {
 		!regexp.MustCompile(`mallory\s+unknown`).MatchString(s) {
 		t.Error("events were not enriched from deploy/local/catalog.yaml and directory.yaml")
 	}
-	if !regexp.MustCompile(`alice\s+3 calls answered, 0 refused`).MatchString(s) {
+	if !regexp.MustCompile(`alice\s+12 calls answered, 0 refused`).MatchString(s) {
 		t.Error("alice was not served normally")
+	}
+	// The subtler attacker: bob's token from another machine at bob's pace, refused once caught,
+	// and every webhook says why in one line.
+	if !regexp.MustCompile(`the stolen token: \d+ calls answered, [1-9]\d* refused; its client was told: .*access revoked by mcpwatch: bob`).MatchString(s) {
+		t.Error("the stolen token was not caught and refused")
+	}
+	if n := len(regexp.MustCompile(`(?m)^  why: .+ — ueba/`).FindAllString(s, -1)); n != 2 {
+		t.Errorf("%d webhooks explained with UEBA evidence, want 2", n)
 	}
 	if m := regexp.MustCompile(`finding → first refused call: (\S+)`).FindStringSubmatch(s); m == nil {
 		t.Error("demo did not report the time from finding to refusal")
 	} else if d, err := time.ParseDuration(m[1]); err != nil || d > 5*time.Second {
 		t.Errorf("finding → refusal %s", m[1])
 	}
-	if n := len(regexp.MustCompile(`\(\d+ rows\)`).FindAllString(s, -1)); n != 7 {
-		t.Errorf("demo printed %d tables, want 6 query results and the metrics", n)
+	if n := len(regexp.MustCompile(`\(\d+ rows\)`).FindAllString(s, -1)); n != 8 {
+		t.Errorf("demo printed %d tables, want 7 query results and the metrics", n)
 	}
 	if regexp.MustCompile(`\(0 rows\)`).MatchString(s) {
 		t.Error("a forensic query came back empty")

@@ -200,7 +200,9 @@ func (d *Detector) sensitivity(p *profile, c *evctx) {
 	n := &p.n
 	m60 := p.windowSum(60, func(i int64) float64 { return float64(n.SecSens[i]) })
 	r := &d.res[cSensitivity]
-	l := d.levelOf(p, c, n.BaseSens, lvSens, 1, func(hi float64) float64 { return max(0.5, 0.5*hi) })
+	// With no baseline at all, the rule is a third of the rule's calls per minute, each of
+	// middling sensitivity: a brand-new principal is judged, but not by a hair trigger.
+	l := d.levelOf(p, c, n.BaseSens, lvSens, d.cfg.RuleCallsPerMinute/3, func(hi float64) float64 { return max(0.5, 0.5*hi) })
 	x := l.exceed(m60)
 	*r = result{v: grade(x, 1, 2), feature: "sensitivity_per_min", obs: m60, base: l.hi, src: l.src,
 		ws: c.now - 60e9, we: c.now, x: x}
@@ -517,10 +519,10 @@ func (d *Detector) describe(ci int, r *result) string {
 	case cNewValue:
 		if r.hasPeer {
 			if r.x > 1 {
-			return fmt.Sprintf("first use of %s %q with %.0f new connection attributes at once (client, user agent, network); used by %.0f of %.0f peers",
-				r.feature, r.a, r.x, r.obs, r.base)
-		}
-		return fmt.Sprintf("first use of %s %q; used by %.0f of %.0f peers", r.feature, r.a, r.obs, r.base)
+				return fmt.Sprintf("first use of %s %q with %.0f new connection attributes at once (client, user agent, network); used by %.0f of %.0f peers",
+					r.feature, r.a, r.x, r.obs, r.base)
+			}
+			return fmt.Sprintf("first use of %s %q; used by %.0f of %.0f peers", r.feature, r.a, r.obs, r.base)
 		}
 		return fmt.Sprintf("first use of %s %q; peer group too small to compare", r.feature, r.a)
 	case cSensitivity:

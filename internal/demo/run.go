@@ -6,7 +6,6 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -135,7 +134,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	if err := liftRevocation(ctx, o.Config, o.Scraper); err != nil {
+	if err := liftRevocations(ctx, o.Config, append(append([]string{}, o.Users...), o.Scraper)); err != nil {
 		return err
 	}
 
@@ -151,6 +150,13 @@ func Run(ctx context.Context, o Options) error {
 	gwc.Auth.TokensFile = filepath.Join(dir, "tokens.yaml")
 	gwc.Policy.File = filepath.Join(dir, "demo-policy.yaml")
 	gwc.Spool.Dir = filepath.Join(dir, "spool")
+	// The demo's clients reach the gateway over loopback and say where they are with
+	// X-Forwarded-For, as clients behind the company's proxy would.
+	gwc.TrustedProxies = []string{"127.0.0.1/32"}
+	// A short demo cannot wait an hour for a baseline: each principal's history earns the
+	// confidence its own baseline needs in 20 s and 8 calls here (production: 1 h and 50).
+	det := cfg.Section(string(detectors.Type)).(*detectors.Config)
+	det.UEBA.FullConfidenceSpan, det.UEBA.FullConfidenceCalls = 20*time.Second, 8
 	types := []component.Type{processors.Type, sink.Type, detectors.Type, response.TypeRespond, response.TypeNotify, gateway.Type}
 	p, err := app.Build(ctx, cfg, types, app.Host{Logger: o.Log, Registerer: o.Registry, Health: o.Health})
 	if err != nil {
@@ -185,14 +191,18 @@ func Run(ctx context.Context, o Options) error {
 		say("metrics              http://%s/metrics  (while the demo runs)", metricsAddr)
 	}
 
-	say("\n== 3. Traffic: %v work normally, %s starts scraping", o.Users, o.Scraper)
+	victim := o.Users[len(o.Users)/2]
+	thief := Machine{Client: "mcp-python-client", Version: "1.9.0", UserAgent: "python-httpx/0.27.2", Addr: "203.0.113.50"}
+	say("\n== 3. Traffic: %v work normally from the office network; %s starts scraping;", o.Users, o.Scraper)
+	say("     later %s's token is used from another machine (%s %s, %s, %s) at %s's own pace",
+		victim, thief.Client, thief.Version, thief.UserAgent, thief.Addr, victim)
 	rep := &Report{Calls: map[string]int{}, Refused: map[string]int{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	errs := make(chan error, len(users))
-	for _, name := range o.Users {
+	errs := make(chan error, len(users)+1)
+	for i, name := range o.Users {
 		wg.Go(func() {
-			if err := Normal(ctx, gatewayURL, users[name], o.Calls, o.Gap, rep, &mu); err != nil {
+			if err := Normal(ctx, gatewayURL, users[name], Workstation(users[name], fmt.Sprintf("10.20.0.%d", 11+i)), o.Calls, o.Gap, rep, &mu); err != nil {
 				errs <- err
 			}
 		})
@@ -203,7 +213,18 @@ func Run(ctx context.Context, o Options) error {
 			return
 		case <-time.After(2 * o.Gap):
 		}
-		if err := Scraper(ctx, gatewayURL, users[o.Scraper], 5000, rep, &mu); err != nil {
+		if err := Scraper(ctx, gatewayURL, users[o.Scraper], Workstation(users[o.Scraper], "10.20.0.99"), 5000, rep, &mu); err != nil {
+			errs <- err
+		}
+	})
+	wg.Go(func() {
+		// Once the victim has a baseline (see FullConfidenceSpan above), while it still works.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(o.Calls) * o.Gap * 4 / 5):
+		}
+		if err := Thief(ctx, gatewayURL, users[victim], thief, 10, o.Gap*2, rep, &mu); err != nil {
 			errs <- err
 		}
 	})
@@ -219,21 +240,33 @@ func Run(ctx context.Context, o Options) error {
 	if rep.PolicyDenied > 0 {
 		say("%s's %d attempts to e-mail data out were denied by policy: %s", o.Scraper, rep.PolicyDenied, rep.PolicyError)
 	}
+	say("the stolen token: %d calls answered, %d refused; its client was told: %s", rep.ThiefCalls, rep.ThiefRefused, rep.ThiefError)
 
-	say("\n== 4. Alert webhook")
-	var hook response.Delivery
-	select {
-	case hook = <-webhooks:
-	case <-ctx.Done():
-		return errors.New("no webhook arrived")
+	say("\n== 4. Alert webhooks (one line each: what, and why)")
+	first := map[string]response.Delivery{}
+	for len(first) < 2 {
+		select {
+		case hook := <-webhooks:
+			sub := hook.Payload.Data.Finding.Principal.Subject
+			if _, seen := first[sub]; seen || (sub != o.Scraper && sub != victim) {
+				continue
+			}
+			first[sub] = hook
+			f := hook.Payload.Data.Finding
+			say("webhook %s (signature verified) about %s: score %.0f/100, %s/%s", hook.ID, sub, f.Score, f.Detector, f.Check)
+			say("  why: %s", f.Explanation)
+			for _, a := range hook.Payload.Data.Actions {
+				say("  action: %s %s %s", a.Kind, a.Status, a.Target)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("webhooks about %s and %s did not both arrive (got %d)", o.Scraper, victim, len(first))
+		}
 	}
-	f := hook.Payload.Data.Finding
-	say("received webhook %s, signature verified", hook.ID)
-	say("finding: score %.0f/100 severity %d: %s", f.Score, f.Severity, f.Summary)
-	for _, a := range hook.Payload.Data.Actions {
-		say("action:  %s %s %s", a.Kind, a.Status, a.Target)
+	say("%s: finding → first refused call: %s (measured at the client)", o.Scraper,
+		rep.FirstRefusal.Sub(first[o.Scraper].Payload.Data.Finding.Time).Round(time.Millisecond))
+	if rep.ThiefRefused == 0 {
+		return fmt.Errorf("the stolen token of %s was never refused", victim)
 	}
-	say("finding → first refused call: %s (measured at the client)", rep.FirstRefusal.Sub(f.Time).Round(time.Millisecond))
 
 	say("\n== 5. Forensic SQL (as the read-only user %s; paste into `bin/mcpwatch query`)", o.ReadOnly.User)
 	since := began.Format("2006-01-02 15:04:05")
@@ -260,10 +293,16 @@ GROUP BY subject ORDER BY requests DESC`, db, Tenant, since),
 FROM %s.events FINAL
 WHERE tenant = '%s' AND method = 'tools/call' AND time >= toDateTime('%s', 'UTC')
 GROUP BY subject, department, peer_group, directory ORDER BY subject`, db, Tenant, since),
-		fmt.Sprintf(`SELECT time, subject, detector, round(score) AS score, summary
+		fmt.Sprintf(`SELECT time, subject, detector, check, round(score) AS score, explanation
 FROM %s.findings FINAL
-WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
-ORDER BY time_ms LIMIT 5`, db, Tenant, since),
+WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC') AND subject IN ('%s', '%s')
+ORDER BY time_ms LIMIT 1 BY subject, detector, check`, db, Tenant, since, o.Scraper, victim),
+		fmt.Sprintf(`-- why is %s at its score? (the cookbook's why-this-score)
+SELECT toString(time) AS scored_at, score, e.detector, e.check, e.feature, e.observed, e.baseline, e.baseline_source,
+       e.contribution, e.detail
+FROM (SELECT * FROM %s.scores FINAL WHERE tenant = '%s' AND subject = '%s' AND time >= toDateTime('%s', 'UTC')
+      ORDER BY score DESC, time_ms DESC LIMIT 1)
+ARRAY JOIN evidence AS e`, victim, db, Tenant, victim, since),
 		fmt.Sprintf(`SELECT time, kind, status, target, attempts, round(latency_ms) AS latency_ms
 FROM %s.actions FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
@@ -313,9 +352,11 @@ func serve(ctx context.Context, h http.Handler) (string, error) {
 	return "http://" + ln.Addr().String(), nil
 }
 
-// liftRevocation publishes a tombstone for the scraper's revocation from an earlier demo run,
-// so every run shows detection and enforcement from the start.
-func liftRevocation(ctx context.Context, cfg *app.Config, subject string) error {
+// liftRevocations publishes tombstones for the demo principals' revocations, behaviour profiles
+// and their peer groups' profiles from an earlier demo run, so every run shows learning,
+// detection and enforcement from the start (an earlier run's stolen-token traffic would
+// otherwise be part of the victim's history).
+func liftRevocations(ctx context.Context, cfg *app.Config, subjects []string) error {
 	cl, err := kafkaio.NewClient(cfg.KafkaConfig("mcpwatch-demo"))
 	if err != nil {
 		return err
@@ -324,9 +365,17 @@ func liftRevocation(ctx context.Context, cfg *app.Config, subject string) error 
 	if err := app.Bootstrap(ctx, cfg); err != nil {
 		return err
 	}
-	key := event.Control{Kind: event.ControlRevoke, Scope: event.ScopeSubject, Tenant: Tenant, Value: subject}.Key()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Topics().Control, Key: []byte(key)}).FirstErr(); err != nil {
-		return fmt.Errorf("lift earlier demo revocation: %w", err)
+	var recs []*kgo.Record
+	for _, sub := range subjects {
+		key := event.Control{Kind: event.ControlRevoke, Scope: event.ScopeSubject, Tenant: Tenant, Value: sub}.Key()
+		recs = append(recs, &kgo.Record{Topic: cfg.Topics().Control, Key: []byte(key)},
+			&kgo.Record{Topic: cfg.Topics().Profiles, Key: []byte(event.ScoreKey(Tenant, sub))})
+	}
+	for _, group := range []string{"finance-analysts", "sales-analysts", "analyst"} { // see demo-directory.yaml
+		recs = append(recs, &kgo.Record{Topic: cfg.Topics().Profiles, Key: []byte(event.ScoreKey(Tenant, "peer:"+group))})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("lift earlier demo revocations: %w", err)
 	}
 	return nil
 }

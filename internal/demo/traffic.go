@@ -29,12 +29,28 @@ type Report struct {
 	// PolicyError is what its client was told.
 	PolicyDenied int
 	PolicyError  string
+	// ThiefCalls and ThiefRefused count the stolen token's calls answered and refused, and
+	// ThiefError is what its client was last told.
+	ThiefCalls, ThiefRefused int
+	ThiefError               string
 }
 
-// Connect opens an MCP client session through the gateway with the user's token.
-func Connect(ctx context.Context, endpoint string, u User) (*sdk.ClientSession, error) {
-	hc := &http.Client{Transport: bearer{token: u.Token, next: http.DefaultTransport}, Timeout: 30 * time.Second}
-	c := sdk.NewClient(&sdk.Implementation{Name: "demo-agent-" + u.Name, Version: "1.0.0"}, nil)
+// Machine is where a client runs: its MCP client name and version, its HTTP user agent and its
+// network address, which the gateway learns from X-Forwarded-For (it trusts the loopback proxy).
+type Machine struct {
+	Client, Version, UserAgent, Addr string
+}
+
+// Workstation is a demo principal's usual machine: the company's agent, on the office network.
+func Workstation(u User, addr string) Machine {
+	return Machine{Client: "demo-agent-" + u.Name, Version: "1.0.0", UserAgent: "acme-agent/1.0 (" + u.Name + ")", Addr: addr}
+}
+
+// Connect opens an MCP client session through the gateway with the user's token, from m.
+func Connect(ctx context.Context, endpoint string, u User, m Machine) (*sdk.ClientSession, error) {
+	hc := &http.Client{Transport: bearer{token: u.Token, agent: m.UserAgent, forwarded: m.Addr, next: http.DefaultTransport},
+		Timeout: 30 * time.Second}
+	c := sdk.NewClient(&sdk.Implementation{Name: m.Client, Version: m.Version}, nil)
 	s, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: endpoint, HTTPClient: hc, MaxRetries: -1}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", u.Name, err)
@@ -44,8 +60,8 @@ func Connect(ctx context.Context, endpoint string, u User) (*sdk.ClientSession, 
 
 // Normal runs a well-behaved analyst: a handful of calls, spaced out, until ctx ends or calls
 // are done.
-func Normal(ctx context.Context, endpoint string, u User, calls int, gap time.Duration, r *Report, mu *sync.Mutex) error {
-	s, err := Connect(ctx, endpoint, u)
+func Normal(ctx context.Context, endpoint string, u User, m Machine, calls int, gap time.Duration, r *Report, mu *sync.Mutex) error {
+	s, err := Connect(ctx, endpoint, u, m)
 	if err != nil {
 		return err
 	}
@@ -78,8 +94,8 @@ func Normal(ctx context.Context, endpoint string, u User, calls int, gap time.Du
 
 // Scraper runs the misbehaving principal: it hammers the sales database and mails results out,
 // as fast as the gateway lets it, until the gateway refuses it (or max calls).
-func Scraper(ctx context.Context, endpoint string, u User, max int, r *Report, mu *sync.Mutex) error {
-	s, err := Connect(ctx, endpoint, u)
+func Scraper(ctx context.Context, endpoint string, u User, m Machine, max int, r *Report, mu *sync.Mutex) error {
+	s, err := Connect(ctx, endpoint, u, m)
 	if err != nil {
 		return err
 	}
@@ -121,13 +137,58 @@ func Scraper(ctx context.Context, endpoint string, u User, max int, r *Report, m
 	return errors.New("scraper was never refused")
 }
 
+// Thief uses the victim's token from another machine, at the victim's own pace and on the
+// victim's own tools: nothing a rate threshold or the policy objects to. It stops once the
+// gateway refuses it twice.
+func Thief(ctx context.Context, endpoint string, victim User, m Machine, calls int, gap time.Duration, r *Report, mu *sync.Mutex) error {
+	s, err := Connect(ctx, endpoint, victim, m)
+	if err != nil {
+		// Caught on its first request (the session's initialize): refused from then on.
+		mu.Lock()
+		r.ThiefRefused++
+		r.ThiefError = err.Error()
+		mu.Unlock()
+		return nil
+	}
+	defer s.Close()
+	refused := 0
+	for i := range calls {
+		p := &sdk.CallToolParams{Name: "db_query", Arguments: QueryArgs{SQL: fmt.Sprintf("SELECT region, revenue FROM sales WHERE quarter = 'Q%d'", i%4+1)}}
+		_, err := s.CallTool(ctx, p)
+		mu.Lock()
+		if err != nil {
+			refused++
+			r.ThiefRefused++
+			r.ThiefError = err.Error()
+		} else {
+			r.ThiefCalls++
+		}
+		mu.Unlock()
+		if refused >= 2 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(gap):
+		}
+	}
+	return nil
+}
+
 type bearer struct {
-	token string
-	next  http.RoundTripper
+	token, agent, forwarded string
+	next                    http.RoundTripper
 }
 
 func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
+	if b.agent != "" {
+		r.Header.Set("User-Agent", b.agent)
+	}
+	if b.forwarded != "" {
+		r.Header.Set("X-Forwarded-For", b.forwarded)
+	}
 	return b.next.RoundTrip(r)
 }
