@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"gonum.org/v1/gonum/stat"
+
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
 	"github.com/mcpwatch/mcpwatch/event"
 )
@@ -59,6 +61,7 @@ func (d *Detector) judge(p *profile, e *event.Event, c *evctx) {
 	d.concurrent(p, e, c)
 	d.exfiltration(p, e, c)
 	d.drift(p, c)
+	d.lowSlow(p, c)
 	d.egressPII(p, e, c)
 }
 
@@ -405,6 +408,53 @@ func (d *Detector) drift(p *profile, c *evctx) {
 	}
 }
 
+// cadence is the coefficient of variation of the gaps between the last sensitive reads and
+// one at now, and whether there are enough of them. Only slow cadences count (a mean gap of
+// 10 s to 10 min): a fast steady pace is the rate check's.
+func cadence(n *num, now int64) (float64, bool) {
+	var gaps [cadenceN]float64
+	prev := now
+	for i := range cadenceN {
+		t := n.SensTimes[(int(n.SensNext)+cadenceN-1-i)%cadenceN]
+		if t == 0 || t > prev {
+			return 0, false
+		}
+		gaps[i] = float64(prev-t) / 1e9
+		prev = t
+	}
+	mean, std := stat.MeanStdDev(gaps[:], nil)
+	if mean < 10 || mean > 600 {
+		return 0, false
+	}
+	return std / mean, true
+}
+
+// lowSlow judges the cadence of sensitive reads: a person reads in bursts and pauses (a gap
+// spread well above 1), a script paging slowly through data reads at a steady pace. A steady
+// cadence is suspicious only for a principal whose own cadence is not steady.
+func (d *Detector) lowSlow(p *profile, c *evctx) {
+	n := &p.n
+	if !c.sensitive || n.CadenceN < 20 {
+		return
+	}
+	cv, ok := cadence(n, c.now)
+	if !ok {
+		return
+	}
+	usual := float64(n.CadenceCV)
+	// How far below its usual spread, in units of the spread a steady pace leaves (0.35).
+	x := (usual - cv) / 0.35
+	if cv > 0.5 || x <= 0 {
+		return
+	}
+	r := &d.res[cDrift]
+	if v := grade(x, 0.5, 1); v > r.v {
+		first := n.SensTimes[n.SensNext]
+		*r = result{v: v, feature: "sensitive_read_cadence_cv", obs: cv, base: usual, src: srcSelf, ws: first, we: c.now, x: x,
+			a: "cadence"}
+	}
+}
+
 func (d *Detector) egressPII(p *profile, e *event.Event, c *evctx) {
 	if !c.egress || (c.pii == 0 && !c.piiClass) {
 		return
@@ -421,7 +471,15 @@ func (d *Detector) egressPII(p *profile, e *event.Event, c *evctx) {
 	if n.EgressW < 5 {
 		src = srcRule
 	}
-	d.res[cEgressPII] = result{v: 100 * strength * (1 - rho), feature: "pii_in_egress_args", obs: float64(c.pii), base: rho,
+	v := 100 * strength * (1 - rho)
+	feature, base := "pii_in_egress_args", rho
+	// A principal that mails a customer's address every day still does not mail forty of them:
+	// the count is judged against its usual count too.
+	usual := float64(n.EgressPIIMean)
+	if x := (float64(c.pii) - max(3*usual, 3)) / max(usual, 1); src == srcSelf && grade(x, 0, 4) > v {
+		v, feature, base = grade(x, 0, 4), "pii_values_in_egress_call", usual
+	}
+	d.res[cEgressPII] = result{v: v, feature: feature, obs: float64(c.pii), base: base,
 		src: src, ws: c.now, we: c.now, a: e.MCP.Tool, b: string(e.Outcome.Result)}
 }
 
@@ -544,8 +602,15 @@ func (d *Detector) describe(ci int, r *result) string {
 	case cExfil:
 		return fmt.Sprintf("egress call %q after a sensitive read of %q (sensitivity %.2f); transition probability %.3f", r.b, r.a, r.x, r.obs)
 	case cDrift:
+		if r.a == "cadence" {
+			return fmt.Sprintf("the last %d sensitive reads came at a steady pace (gap spread %.2f) against its usual %.2f: a script paging slowly, not a person",
+				cadenceN, r.obs, r.base)
+		}
 		return fmt.Sprintf("%s: %.0f this hour against a busy hour of %.3g (%s), %.1f spreads above", r.feature, r.obs, r.base, r.src, r.x)
 	case cEgressPII:
+		if r.feature == "pii_values_in_egress_call" {
+			return fmt.Sprintf("%.0f personal or secret values in the arguments of egress call %q (%s); usually %.1f when any", r.obs, r.a, r.b, r.base)
+		}
 		return fmt.Sprintf("%.0f personal or secret values in the arguments of egress call %q (%s); usual share %.2f", r.obs, r.a, r.b, r.base)
 	case cRugPull:
 		return fmt.Sprintf("definition of tool %q changed from its pin", r.a)

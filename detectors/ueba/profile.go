@@ -42,6 +42,10 @@ var catNames = [nCat]string{"tool", "server", "resource", "prompt", "data_class"
 // catCap bounds each category's values; tools also index the transition matrix.
 var catCap = [nCat]int{maxTools, 8, 16, 8, 8, 4, 4, 8, 4}
 
+// cadenceN sensitive reads make one cadence: enough gaps for a coefficient of variation that
+// tells a machine's steady pace from a person's bursts and pauses.
+const cadenceN = 10
+
 // catWeight is how much a first use of a value in the category says (new_value check): what a
 // principal touches weighs more than how it connects.
 var catWeight = [nCat]float64{1, 0.9, 0.8, 0.7, 0.9, 0.5, 0.4, 0.5, 0.4}
@@ -111,6 +115,8 @@ type num struct {
 
 	// Egress calls and those carrying personal data (decayed).
 	EgressW, EgressPIIW float64
+	// EgressPIIMean is the usual number of personal values in an egress call that carries any.
+	EgressPIIMean float32
 
 	// The last sensitive read, for the exfiltration check.
 	SensAt   int64
@@ -133,6 +139,12 @@ type num struct {
 
 	// Per check: the decaying peak, the last value emitted, the last finding.
 	PeakV, LastV [nChecks]float32
+	// Times of the last sensitive reads, and the principal's usual spread of the gaps between
+	// them (coefficient of variation, decayed mean), for the cadence of a low-and-slow read.
+	SensTimes [cadenceN]int64
+	SensNext  uint8
+	CadenceCV float32
+	CadenceN  uint16
 	// The peak's observed value and baseline, which a decaying signal still shows.
 	PeakObs, PeakBase [nChecks]float32
 	PeakT             [nChecks]int64

@@ -628,6 +628,8 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 		n.EgressPIIW *= f
 		if c.pii > 0 || c.piiClass {
 			n.EgressPIIW++
+			w := float32(1) / float32(min(n.EgressPIIW, 50))
+			n.EgressPIIMean += w * (float32(c.pii) - n.EgressPIIMean)
 		}
 	}
 	// Categories, first uses counted in the peer group, tool transitions.
@@ -669,6 +671,14 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 		n.PrevTool = int8(toolIdx)
 	}
 	if c.sensitive {
+		if cv, ok := cadence(n, c.now); ok {
+			// The principal's usual cadence spread, learnt after it was judged.
+			w := float32(1) / float32(min(n.CadenceN+1, 50))
+			n.CadenceCV += w * (float32(cv) - n.CadenceCV)
+			n.CadenceN = min(n.CadenceN+1, math.MaxUint16)
+		}
+		n.SensTimes[n.SensNext] = c.now
+		n.SensNext = (n.SensNext + 1) % cadenceN
 		n.SensAt, n.SensVal, n.SensTool = c.now, float32(max(c.sens, 0.5)), int8(toolIdx)
 		if e.MCP.ResourceURI != "" {
 			setClone(&p.sensName, e.MCP.ResourceURI)
