@@ -135,7 +135,11 @@ func (s *SeedResult) ttdDetected(k traffic.Kind) []float64 { return s.Detector.K
 // Print writes the report as tables: per kind and overall, mean and min over seeds, detector and
 // baseline side by side, then the goals.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "mcpwatch eval — split %s, %d seed(s)\n", r.Split, len(r.Seeds))
+	mode := ""
+	if r.Mode != "" {
+		mode = " (" + r.Mode + ")"
+	}
+	fmt.Fprintf(w, "mcpwatch eval%s — split %s, %d seed(s)\n", mode, r.Split, len(r.Seeds))
 	for _, s := range r.Seeds {
 		fmt.Fprintf(w, "  seed %d: %d calls, %d events, %d findings, %d score records, %d positive / %d negative windows, %.1fs\n",
 			s.Seed, s.Calls, s.Events, s.Findings, s.Scores, s.Positives, s.Negatives, s.Took)
