@@ -21,21 +21,20 @@ type stored struct {
 
 // readStored reads the tenant's findings and scores (every one: the metrics need the score
 // standing before the test phase), and counts the test phase's events from testStart.
-func readStored(ctx context.Context, ro storage.Options, db, tenant string, testStart time.Time) (*stored, error) {
+func readStored(ctx context.Context, ro storage.Options, db, tenant string, testStart time.Time, seen map[string]time.Time) (*stored, error) {
 	conn, err := storage.Open(ctx, ro)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	st := &stored{}
-	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT raw, toUnixTimestamp(ingest_time) FROM %s.findings FINAL WHERE tenant = ?", db), tenant)
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT raw FROM %s.findings FINAL WHERE tenant = ?", db), tenant)
 	if err != nil {
 		return nil, fmt.Errorf("findings: %w", err)
 	}
 	for rows.Next() {
 		var raw string
-		var ingest uint32
-		if err := rows.Scan(&raw, &ingest); err != nil {
+		if err := rows.Scan(&raw); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -45,8 +44,8 @@ func readStored(ctx context.Context, ro storage.Options, db, tenant string, test
 			return nil, fmt.Errorf("finding: %w", err)
 		}
 		st.findings = append(st.findings, f)
-		if !f.Time.Before(testStart) {
-			st.latencies = append(st.latencies, time.Unix(int64(ingest), 0).Sub(f.Time).Seconds())
+		if at, ok := seen[f.ID]; ok && !f.Time.Before(testStart) {
+			st.latencies = append(st.latencies, at.Sub(f.Time).Seconds())
 		}
 	}
 	rows.Close()
@@ -84,4 +83,40 @@ FROM %s.events FINAL WHERE tenant = ? AND time_ms >= ?`, db), tenant, uint64(tes
 	}
 	st.events, st.audited, st.toolChanges = int(events), int(audited), int(changes)
 	return st, nil
+}
+
+// watchFindings polls the tenant's findings from from on, as the read-only user, until ctx ends,
+// and returns when each was first seen stored, by id: ingest_time has whole seconds only.
+func watchFindings(ctx context.Context, ro storage.Options, db, tenant string, from time.Time) (func() map[string]time.Time, error) {
+	conn, err := storage.Open(ctx, ro)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]time.Time{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer conn.Close()
+		q := fmt.Sprintf("SELECT id FROM %s.findings WHERE tenant = ? AND time_ms >= ?", db)
+		for {
+			if rows, err := conn.Query(ctx, q, tenant, uint64(from.UnixMilli())); err == nil {
+				now := time.Now()
+				for rows.Next() {
+					var id string
+					if rows.Scan(&id) == nil {
+						if _, ok := seen[id]; !ok {
+							seen[id] = now
+						}
+					}
+				}
+				rows.Close()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return func() map[string]time.Time { <-done; return seen }, nil
 }
