@@ -6,8 +6,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -82,38 +80,11 @@ func RunOffline(ctx context.Context, d *traffic.Dataset, st Stages, observe func
 	// Calls come in time order; a response follows its request by the call's latency. Events are
 	// buffered and released, in time order, once no later call can precede them: the stream is
 	// ordered as a gateway publishes it, without holding the whole run in memory.
-	var buf []*event.Event
-	flush := func(upTo time.Time, all bool) error {
-		slices.SortStableFunc(buf, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
-		n := len(buf)
-		if !all {
-			n = sort.Search(len(buf), func(i int) bool { return !buf[i].Time.Before(upTo) })
-		}
-		if n == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		out.Events += n
-		err := out.step(ctx, buf[:n], proc, det, observe)
-		buf = append(buf[:0], buf[n:]...)
-		return err
-	}
-	for i := range d.Calls {
-		c := &d.Calls[i]
-		if len(buf) >= batchSize {
-			if err := flush(c.Time, false); err != nil {
-				return nil, err
-			}
-		}
-		evs, err := rb.events(c)
-		if err != nil {
-			return nil, err
-		}
-		buf = append(buf, evs...)
-	}
-	if err := flush(time.Time{}, true); err != nil {
+	err = rb.stream(ctx, d.Calls, func(batch []*event.Event) error {
+		out.Events += len(batch)
+		return out.step(ctx, batch, proc, det, observe)
+	})
+	if err != nil {
 		return nil, err
 	}
 	slices.SortStableFunc(out.Findings, func(a, b event.Finding) int { return a.Time.Compare(b.Time) })

@@ -1,9 +1,12 @@
 package eval
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/eval/traffic"
@@ -23,6 +26,8 @@ import (
 // refusal (gateway.go refuse: the request's event only, denied, 403, CodeDenied), the paired
 // response event (Pair, the upstream's size and latency), and the tool-change event of a
 // tools/list (pins.go ObservePins, as in "audit" pinning: audited, not blocked).
+//
+// Exported as [RawBuilder] for the live driver, which publishes a dataset's history with it.
 type rawBuilder struct {
 	pol      *policy.Policy
 	builders map[string]*mcpwire.Builder
@@ -36,6 +41,26 @@ func newRawBuilder(pol *policy.Policy) (*rawBuilder, error) {
 		return nil, err
 	}
 	return &rawBuilder{pol: pol, builders: map[string]*mcpwire.Builder{}, masker: m}, nil
+}
+
+// RawBuilder builds the raw events of generated calls as the gateway would publish them (see
+// rawBuilder): the live driver publishes the clean history with it, straight to the raw topic.
+type RawBuilder struct{ rb *rawBuilder }
+
+// NewRawBuilder returns a builder deciding requests with pol.
+func NewRawBuilder(pol *policy.Policy) (*RawBuilder, error) {
+	rb, err := newRawBuilder(pol)
+	if err != nil {
+		return nil, err
+	}
+	return &RawBuilder{rb}, nil
+}
+
+// Stream builds the raw events of calls (in time order) and hands them to emit in batches, in
+// event-time order: a response follows its request by the call's latency, so events are held
+// until no later call can precede them.
+func (b *RawBuilder) Stream(ctx context.Context, calls []traffic.Call, emit func([]*event.Event) error) error {
+	return b.rb.stream(ctx, calls, emit)
 }
 
 func (rb *rawBuilder) builder(server string) *mcpwire.Builder {
@@ -104,4 +129,39 @@ func (rb *rawBuilder) events(c *traffic.Call) ([]*event.Event, error) {
 		out = append(out, ch)
 	}
 	return out, nil
+}
+
+// stream is [RawBuilder.Stream]: batches of about batchSize events, in time order.
+func (rb *rawBuilder) stream(ctx context.Context, calls []traffic.Call, emit func([]*event.Event) error) error {
+	var buf []*event.Event
+	flush := func(upTo time.Time, all bool) error {
+		slices.SortStableFunc(buf, func(a, b *event.Event) int { return a.Time.Compare(b.Time) })
+		n := len(buf)
+		if !all {
+			n = sort.Search(len(buf), func(i int) bool { return !buf[i].Time.Before(upTo) })
+		}
+		if n == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := emit(buf[:n])
+		buf = append(buf[:0], buf[n:]...)
+		return err
+	}
+	for i := range calls {
+		c := &calls[i]
+		if len(buf) >= batchSize {
+			if err := flush(c.Time, false); err != nil {
+				return err
+			}
+		}
+		evs, err := rb.events(c)
+		if err != nil {
+			return err
+		}
+		buf = append(buf, evs...)
+	}
+	return flush(time.Time{}, true)
 }

@@ -100,7 +100,7 @@ func goals(r *Report) []Goal {
 		return Goal{name, v, float64(v) < goal}
 	}
 	var gs []Goal
-	for _, k := range traffic.Kinds {
+	for _, k := range r.kinds() {
 		gs = append(gs, ge(fmt.Sprintf("%s detected in >= 90%% of instances", k), func(s *SeedResult) float64 { return float64(s.Detector.Kinds[k].Recall) }, 0.9))
 	}
 	gs = append(gs,
@@ -115,8 +115,10 @@ func goals(r *Report) []Goal {
 		}
 	}
 	med := Num(Quantile(fast, 0.5))
-	gs = append(gs, Goal{"median TTD < 5 s (all kinds but low-and-slow, all seeds)", med, float64(med) < 5},
-		lt("median TTD < 60 s for low-and-slow", func(s *SeedResult) float64 { return float64(s.Detector.Kinds[traffic.LowSlow].TTDP50) }, 60))
+	gs = append(gs, Goal{"median TTD < 5 s (all kinds but low-and-slow, all seeds)", med, float64(med) < 5})
+	if slices.Contains(r.kinds(), traffic.LowSlow) {
+		gs = append(gs, lt("median TTD < 60 s for low-and-slow", func(s *SeedResult) float64 { return float64(s.Detector.Kinds[traffic.LowSlow].TTDP50) }, 60))
+	}
 	if len(r.Seeds) > 0 && r.Seeds[0].Baseline != nil {
 		gs = append(gs, ge(">= 3x the Isolation Forest's recall at 1% FPR", func(s *SeedResult) float64 {
 			b := float64(s.Baseline.RecallAt1)
@@ -129,13 +131,32 @@ func goals(r *Report) []Goal {
 	return gs
 }
 
+// kinds are the scenario kinds with instances in some seed (a live run may run a few), in
+// report order.
+func (r *Report) kinds() []traffic.Kind {
+	var out []traffic.Kind
+	for _, k := range traffic.Kinds {
+		for _, s := range r.Seeds {
+			if s.Detector.Kinds[k].Instances > 0 {
+				out = append(out, k)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // ttdDetected is the TTDs of a kind's detected instances, in seconds.
 func (s *SeedResult) ttdDetected(k traffic.Kind) []float64 { return s.Detector.Kinds[k].TTDs }
 
 // Print writes the report as tables: per kind and overall, mean and min over seeds, detector and
 // baseline side by side, then the goals.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "mcpwatch eval — split %s, %d seed(s)\n", r.Split, len(r.Seeds))
+	mode := ""
+	if r.Mode != "" {
+		mode = " (" + r.Mode + ")"
+	}
+	fmt.Fprintf(w, "mcpwatch eval%s — split %s, %d seed(s)\n", mode, r.Split, len(r.Seeds))
 	for _, s := range r.Seeds {
 		fmt.Fprintf(w, "  seed %d: %d calls, %d events, %d findings, %d score records, %d positive / %d negative windows, %.1fs\n",
 			s.Seed, s.Calls, s.Events, s.Findings, s.Scores, s.Positives, s.Negatives, s.Took)
@@ -167,7 +188,7 @@ func (r *Report) Print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	for _, k := range traffic.Kinds {
+	for _, k := range r.kinds() {
 		row(string(k), func(s *SystemResult) KindResult { return s.Kinds[k] })
 	}
 	row("overall", func(s *SystemResult) KindResult { return s.Overall })

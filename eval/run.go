@@ -72,6 +72,7 @@ type SeedResult struct {
 // Report is the whole evaluation.
 type Report struct {
 	Split    string       `json:"split"`
+	Mode     string       `json:"mode,omitempty"` // the driver when not offline ("live")
 	Seeds    []SeedResult `json:"seeds"`
 	Goals    []Goal       `json:"goals"`
 	Protocol string       `json:"protocol"`
@@ -145,9 +146,7 @@ func runSeed(ctx context.Context, o Options, seed uint64) (*SeedResult, error) {
 			r.Negatives++
 		}
 	}
-	scores := ScoreWindows(w, out.Scores)
-	r.Detector = system(d, w, scores, DetectByFindings(d, out.Findings))
-	r.Detector.CleanFindings, r.Detector.CleanPerPrincHour, r.Detector.CleanByCheck = cleanFindings(d, out.Findings)
+	r.Detector = JudgeDetector(d, w, out.Findings, out.Scores)
 	if o.Baseline {
 		bs, err := feats.IsolationForest(FindPython(o.Python), w, d.TestStart)
 		if err != nil {
@@ -159,6 +158,25 @@ func runSeed(ctx context.Context, o Options, seed uint64) (*SeedResult, error) {
 	}
 	r.Took = time.Since(start).Seconds()
 	return r, nil
+}
+
+// JudgeDetector is mcpwatch's result on d from the findings and scores its detect stage
+// published, whichever driver ran the calls; w is LabelWindows(d).
+func JudgeDetector(d *traffic.Dataset, w *Windows, fs []event.Finding, ss []event.Score) SystemResult {
+	s := system(d, w, ScoreWindows(w, ss), DetectByFindings(d, fs))
+	s.CleanFindings, s.CleanPerPrincHour, s.CleanByCheck = cleanFindings(d, fs)
+	return s
+}
+
+// NewReport is the report of seeds run by another driver (mode names it, e.g. "live"), its goals
+// judged as [Run] judges them.
+func NewReport(split traffic.Split, mode string, seeds []SeedResult) *Report {
+	rep := &Report{Split: "eval", Mode: mode, Seeds: seeds, Protocol: Protocol}
+	if split == traffic.Tune {
+		rep.Split = "tune"
+	}
+	rep.Goals = goals(rep)
+	return rep
 }
 
 // system computes a system's window metrics and per-kind instance results.

@@ -30,7 +30,9 @@ var stages = []string{
 }
 
 // hosts may import stages: they build components from the registry.
-var hosts = []string{"app", "cmd/mcpwatch", "internal/bench", "internal/demo"}
+var hosts = []string{"app", "cmd/mcpwatch", "internal/bench", "internal/demo",
+	"eval/live", // `mcpwatch eval --live` runs the real pipeline and gateway on loopback, as the demo does
+}
 
 type pkg struct {
 	dir     string // relative to the module root, "/"-separated
