@@ -377,9 +377,12 @@ func (d *Detector) exfiltration(p *profile, e *event.Event, c *evctx) {
 	gap := float64(c.now-n.SensAt) / float64(d.cfg.ExfilWindow)
 	// A habitual read-then-send (a report mailed every week) is not exfiltration: the value
 	// falls fast with the transition's probability in the principal's own model.
-	v := 100 * float64(n.SensVal) * math.Pow(1-prob, 3) * (1 - 0.3*gap)
+	// And one record mailed after one read is not a haul: the value grows with the run of
+	// sensitive reads before the egress, full from six on.
+	haul := min(1, float64(n.SensRun+2)/8)
+	v := 100 * float64(n.SensVal) * math.Pow(1-prob, 3) * (1 - 0.3*gap) * haul
 	d.res[cExfil] = result{v: v, feature: "read_to_egress_probability", obs: prob, base: 1 / vocab, src: srcSelf,
-		ws: n.SensAt, we: c.now, a: p.sensName, b: e.MCP.Tool, x: float64(n.SensVal)}
+		ws: n.SensAt, we: c.now, a: p.sensName, b: e.MCP.Tool, x: float64(n.SensVal), y: float64(n.SensRun)}
 }
 
 func (d *Detector) drift(p *profile, c *evctx) {
@@ -600,7 +603,8 @@ func (d *Detector) describe(ci int, r *result) string {
 		return fmt.Sprintf("%s used from %.0f distinct %ss within the window%s; %q has a %.0f%% share of its history",
 			"principal", r.obs, strings.TrimPrefix(r.feature, "concurrent_"), tok, r.a, 100*r.base)
 	case cExfil:
-		return fmt.Sprintf("egress call %q after a sensitive read of %q (sensitivity %.2f); transition probability %.3f", r.b, r.a, r.x, r.obs)
+		return fmt.Sprintf("egress call %q after %.0f sensitive reads in a row, the last of %q (sensitivity %.2f); transition probability %.3f",
+			r.b, r.y, r.a, r.x, r.obs)
 	case cDrift:
 		if r.a == "cadence" {
 			return fmt.Sprintf("the last %d sensitive reads came at a steady pace (gap spread %.2f) against its usual %.2f: a script paging slowly, not a person",

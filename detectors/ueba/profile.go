@@ -142,6 +142,8 @@ type num struct {
 	// Times of the last sensitive reads, and the principal's usual spread of the gaps between
 	// them (coefficient of variation, decayed mean), for the cadence of a low-and-slow read.
 	SensTimes [cadenceN]int64
+	// SensRun counts the sensitive reads in a row, each within ExfilWindow of the one before.
+	SensRun   uint16
 	SensNext  uint8
 	CadenceCV float32
 	CadenceN  uint16

@@ -679,6 +679,10 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 		}
 		n.SensTimes[n.SensNext] = c.now
 		n.SensNext = (n.SensNext + 1) % cadenceN
+		if n.SensAt == 0 || c.now-n.SensAt > int64(d.cfg.ExfilWindow) {
+			n.SensRun = 0
+		}
+		n.SensRun = min(n.SensRun+1, math.MaxUint16)
 		n.SensAt, n.SensVal, n.SensTool = c.now, float32(max(c.sens, 0.5)), int8(toolIdx)
 		if e.MCP.ResourceURI != "" {
 			setClone(&p.sensName, e.MCP.ResourceURI)
