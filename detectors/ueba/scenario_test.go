@@ -289,12 +289,22 @@ func TestEgressPIIAndRugPull(t *testing.T) {
 	}
 }
 
-// A sensitive read followed by an egress call the principal never makes after it.
+// A haul of sensitive reads followed by an egress call the principal never makes after them; a
+// single read followed by one is not a finding (a record mailed is not a haul).
 func TestExfiltration(t *testing.T) {
 	w, ps := trained(t)
 	at := t0.Add(3 * time.Hour)
-	_, fs := w.feed(w.ev(ps[6], at, "db_query", sensitive(0.8, "pii")),
-		w.ev(ps[6], at.Add(time.Minute), "http_post"))
+	_, fs := w.feed(w.ev(ps[7], at, "db_query", sensitive(0.8, "pii")), w.ev(ps[7], at.Add(time.Minute), "http_post"))
+	for _, f := range fs {
+		if f.Check == "exfiltration" {
+			t.Fatalf("one read then egress concluded %s", f.Summary)
+		}
+	}
+	var evs []*event.Event
+	for i := range 6 {
+		evs = append(evs, w.ev(ps[6], at.Add(time.Duration(i)*10*time.Second), "db_query", sensitive(0.8, "pii")))
+	}
+	_, fs = w.feed(append(evs, w.ev(ps[6], at.Add(time.Minute+30*time.Second), "http_post"))...)
 	f := wantFinding(t, fs, "exfiltration", "read_to_egress_probability", "self")
 	if f.Evidence[0].Observed > 0.2 {
 		t.Fatalf("evidence %+v", f.Evidence[0])
