@@ -27,10 +27,11 @@ import (
 // [detect.Detector.Expire] runs, so what a batch yields does not depend on how the events were
 // split into batches.
 //
-// State is partition-local and in memory: a restarted or rebalanced consumer starts with empty
-// state, so a burst that straddles the restart is judged only on its part after it. Events of
-// one principal share a partition (they are keyed by principal), so no two consumers ever judge
-// the same principal. Persisting the state is left to a later change.
+// State is partition-local: events of one principal share a partition (they are keyed by
+// principal), so no two consumers ever judge the same principal. Stateful detectors' profiles
+// go to topics.Profiles with the batch (see [Hooks] for resuming them); other state starts
+// empty after a restart or a rebalance, so a burst that straddles it is judged only on its part
+// after it.
 //
 // Observing is not idempotent, so Handle never returns a transient error: a retried batch would
 // count its events twice.

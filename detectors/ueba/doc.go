@@ -78,7 +78,7 @@
 // # Persistence
 //
 // Checkpoint emits [event.Profile] records (principals and "peer:"+group) at most every
-// CheckpointEvery (1 min) per changed subject, with summaries for investigators and State, a
+// CheckpointEvery (5 min) per changed subject, with summaries for investigators and State, a
 // versioned binary encoding of everything the detector holds, so a restored detector judges
 // the next events exactly as an uninterrupted one (TestCheckpointRoundTrip).
 package ueba
