@@ -304,20 +304,26 @@ func (d *Detector) offHours(p *profile, c *evctx) {
 	}
 }
 
+// connKind indexes the categories that say how a principal connects (client, user agent,
+// network) in Recent; -1 for the others.
+func connKind(cat int) int {
+	switch cat {
+	case catClient:
+		return 0
+	case catAgent:
+		return 1
+	case catNetwork:
+		return 2
+	}
+	return -1
+}
+
 func (d *Detector) concurrent(p *profile, e *event.Event, c *evctx) {
 	n := &p.n
 	r := &d.res[cConcurrent]
 	weights := [3]float64{0.9, 0.8, 1}
 	for _, kv := range d.vals {
-		kind := -1
-		switch kv.cat {
-		case catClient:
-			kind = 0
-		case catAgent:
-			kind = 1
-		case catNetwork:
-			kind = 2
-		}
+		kind := connKind(kv.cat)
 		if kind < 0 {
 			continue
 		}

@@ -698,15 +698,7 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 	}
 	// Recent clients, user agents and networks for the concurrent check.
 	for _, v := range d.vals {
-		kind := -1
-		switch v.cat {
-		case catClient:
-			kind = 0
-		case catAgent:
-			kind = 1
-		case catNetwork:
-			kind = 2
-		}
+		kind := connKind(v.cat)
 		if kind < 0 {
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpwatch/mcpwatch/eval/traffic"
+	"github.com/mcpwatch/mcpwatch/internal/demo"
 	"github.com/mcpwatch/mcpwatch/policy"
 )
 
@@ -24,21 +25,6 @@ type callStats struct {
 	mu                      sync.Mutex
 	issued, refused, failed int
 	firstErr                error
-}
-
-// headers are what a client's requests carry: its bearer token, and what the proxy it goes
-// through (the driver) forwards: its user agent and its source address.
-type headers struct {
-	token, userAgent, srcIP string
-	next                    http.RoundTripper
-}
-
-func (h headers) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+h.token)
-	r.Header.Set("User-Agent", h.userAgent)
-	r.Header.Set("X-Forwarded-For", h.srcIP)
-	return h.next.RoundTrip(r)
 }
 
 // drive issues the test-phase calls through the gateway at their times moved by shift: one Go
@@ -75,7 +61,7 @@ func drive(ctx context.Context, gwURL string, calls []traffic.Call, shift time.D
 			if !sleepUntil(ctx, first.Time.Add(shift)) {
 				return
 			}
-			hc := &http.Client{Transport: headers{token: toks.secret[first.TokenID], userAgent: first.UserAgent, srcIP: first.SrcIP, next: transport},
+			hc := &http.Client{Transport: demo.Transport(toks.secret[first.TokenID], demo.Machine{UserAgent: first.UserAgent, Addr: first.SrcIP}, transport),
 				Timeout: 30 * time.Second}
 			cl := sdk.NewClient(&sdk.Implementation{Name: first.Client, Version: first.Version}, nil)
 			s, err := cl.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: gwURL + "/" + first.Server + "/mcp", HTTPClient: hc,

@@ -9,7 +9,6 @@ package live
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,8 +17,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -36,6 +33,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/eval/traffic"
 	"github.com/mcpwatch/mcpwatch/ingest/gateway"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/internal/demo"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
 	"github.com/mcpwatch/mcpwatch/internal/pins"
 	"github.com/mcpwatch/mcpwatch/processors"
@@ -115,7 +113,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := randomHex(4)
+	id := demo.RandomHex(4)
 	res := &Result{Tenant: "eval-" + id, Cut: cut}
 	hist, test := split(d)
 	say("live eval seed %d: %d principals, %d history calls (%s), %d test calls in %s, %d attack instances, tenant %s",
@@ -131,7 +129,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer os.RemoveAll(dir)
 	toks := newTokens(res.Tenant, test)
 	ups := newServers(d.Calls)
-	upURL, err := serve(ctx, ups.handler())
+	upURL, err := demo.Serve(ctx, ups.handler())
 	if err != nil {
 		return nil, err
 	}
@@ -345,22 +343,5 @@ func (t *tokens) id(tokenID string) string { return mcp.TokenID(mcp.HashToken(t.
 
 func (t *tokens) file() []byte { return []byte(strings.Join(t.entries, "")) }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// serve runs h on a fresh loopback port until ctx ends and returns its base URL.
-func serve(ctx context.Context, h http.Handler) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	context.AfterFunc(ctx, func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String(), nil
-}
 
 var errNotDrained = errors.New("the pipeline did not catch up")

@@ -94,11 +94,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	say("\n== 2. Demo MCP server, webhook receiver, pipeline and gateway")
-	upstream, err := serve(ctx, Handler())
+	upstream, err := Serve(ctx, Handler())
 	if err != nil {
 		return err
 	}
-	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte(randomHex(16)))
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte(RandomHex(16)))
 	webhooks := make(chan response.Delivery, 64)
 	rc, err := response.NewReceiver(secret, func(_ context.Context, d response.Delivery) error {
 		select {
@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	hookURL, err := serve(ctx, rc)
+	hookURL, err := Serve(ctx, rc)
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func Run(ctx context.Context, o Options) error {
 	users := map[string]User{}
 	var tokens strings.Builder
 	for _, name := range append(append([]string{}, o.Users...), o.Scraper) {
-		u := User{Name: name, Token: "demo_" + randomHex(20)}
+		u := User{Name: name, Token: "demo_" + RandomHex(20)}
 		users[name] = u
 		fmt.Fprintf(&tokens, "- token: %s\n  sub: %s\n  client_id: demo-agent\n  roles: [analyst]\n", u.Token, name)
 	}
@@ -334,14 +334,15 @@ ORDER BY time_ms LIMIT 1`, db, Tenant, o.Scraper, since),
 	return nil
 }
 
-func randomHex(n int) string {
+// RandomHex returns n random bytes in hex: unguessable tokens and ids for one run.
+func RandomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
 
-// serve runs h on a fresh loopback port until ctx ends and returns its base URL.
-func serve(ctx context.Context, h http.Handler) (string, error) {
+// Serve runs h on a fresh loopback port until ctx ends and returns its base URL.
+func Serve(ctx context.Context, h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err

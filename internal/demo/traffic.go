@@ -48,8 +48,7 @@ func Workstation(u User, addr string) Machine {
 
 // Connect opens an MCP client session through the gateway with the user's token, from m.
 func Connect(ctx context.Context, endpoint string, u User, m Machine) (*sdk.ClientSession, error) {
-	hc := &http.Client{Transport: bearer{token: u.Token, agent: m.UserAgent, forwarded: m.Addr, next: http.DefaultTransport},
-		Timeout: 30 * time.Second}
+	hc := &http.Client{Transport: Transport(u.Token, m, http.DefaultTransport), Timeout: 30 * time.Second}
 	c := sdk.NewClient(&sdk.Implementation{Name: m.Client, Version: m.Version}, nil)
 	s, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: endpoint, HTTPClient: hc, MaxRetries: -1}, nil)
 	if err != nil {
@@ -174,6 +173,12 @@ func Thief(ctx context.Context, endpoint string, victim User, m Machine, calls i
 		}
 	}
 	return nil
+}
+
+// Transport sends a client's requests with its bearer token, and with its user agent and
+// network address as a trusted proxy would forward them (X-Forwarded-For).
+func Transport(token string, m Machine, next http.RoundTripper) http.RoundTripper {
+	return bearer{token: token, agent: m.UserAgent, forwarded: m.Addr, next: next}
 }
 
 type bearer struct {
