@@ -343,5 +343,4 @@ func (t *tokens) id(tokenID string) string { return mcp.TokenID(mcp.HashToken(t.
 
 func (t *tokens) file() []byte { return []byte(strings.Join(t.entries, "")) }
 
-
 var errNotDrained = errors.New("the pipeline did not catch up")
