@@ -99,33 +99,43 @@ func (h *handler) Handle(_ context.Context, recs []*kgo.Record) (kafkaio.Result,
 			res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: rec, Reason: err})
 			continue
 		}
-		parked := false
+		h.observe(rec, &e, &res)
+	}
+	h.finish(&res)
+	return res, nil
+}
+
+// observe runs a decoded event (read from rec) through the detectors and the scorer.
+func (h *handler) observe(rec *kgo.Record, e *event.Event, res *kafkaio.Result) {
+	parked := false
+	for _, d := range h.dets {
+		h.out.Reset()
+		d.Observe(e, &h.out)
+		if err := h.collect(d, res); err != nil && !parked {
+			// Cannot happen with finite features; if it does, the evidence is parked, not lost.
+			res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: rec, Reason: err})
+			parked = true
+		}
+	}
+	if detect.ValidTime(e.Time) && (!h.hasMark || e.Time.After(h.mark)) {
+		h.mark, h.hasMark = e.Time, true
 		for _, d := range h.dets {
 			h.out.Reset()
-			d.Observe(&e, &h.out)
-			if err := h.collect(d, &res); err != nil && !parked {
-				// Cannot happen with finite features; if it does, the evidence is parked, not lost.
-				res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: rec, Reason: err})
-				parked = true
-			}
+			d.Expire(h.mark, &h.out)
+			_ = h.collect(d, res) // no record to park: collect logged and counted it
 		}
-		if detect.ValidTime(e.Time) && (!h.hasMark || e.Time.After(h.mark)) {
-			h.mark, h.hasMark = e.Time, true
-			for _, d := range h.dets {
-				h.out.Reset()
-				d.Expire(h.mark, &h.out)
-				_ = h.collect(d, &res) // no record to park: collect logged and counted it
-			}
-			for _, s := range h.sc.Tick(h.mark) {
-				h.score(s, &res)
-			}
+		for _, s := range h.sc.Tick(h.mark) {
+			h.score(s, res)
 		}
 	}
+}
+
+// finish ends a batch: due profiles are checkpointed and the metrics brought up to date.
+func (h *handler) finish(res *kafkaio.Result) {
 	if h.hasMark {
-		h.checkpoint(&res)
+		h.checkpoint(res)
 	}
 	h.observeStats()
-	return res, nil
 }
 
 // score appends the record of a score to publish.

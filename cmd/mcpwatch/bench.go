@@ -13,7 +13,7 @@ import (
 // harness is internal/bench; these commands map flags onto its options.
 func benchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Performance benchmarks against real servers (print figures)"}
-	cmd.AddCommand(benchGatewayCmd(g), benchPipelineCmd(g))
+	cmd.AddCommand(benchGatewayCmd(g), benchPipelineCmd(g), benchDetectCmd(g))
 	return cmd
 }
 
@@ -87,5 +87,31 @@ Everything runs in a fresh database (created and dropped with the admin user) an
 	f.BoolVar(&o.Keep, "keep", false, "keep the benchmark database and topics")
 	f.StringSliceVar(&o.Passes, "passes", []string{"copy", "sink", "pipeline"}, "throughput passes to run, in this order")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the benchmark process (stages, producer, copy consumer) to this file")
+	return cmd
+}
+
+func benchDetectCmd(g *globals) *cobra.Command {
+	var o bench.DetectOptions
+	cmd := &cobra.Command{
+		Use:   "detect",
+		Short: "Detect stage throughput per core, per-event latency and memory per principal (no servers)",
+		Long: `Feeds the detect stage (rate and ueba detectors and the scorer, default config) realistic
+normalized events for --principals principals in memory: a warm-up, then --events events in
+batches of --batch records with GOMAXPROCS=1 (events/s per core, JSON decode included, event
+generation not timed), then --latency-events single-record batches, each timed (p50/p99/p99.9).
+Prints the live heap per principal after a forced GC and the findings, scores and profiles
+produced.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Log, o.Out = g.log, cmd.OutOrStdout()
+			_, err := bench.RunDetect(cmd.Context(), o)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Principals, "principals", 100_000, "distinct principals")
+	f.IntVar(&o.Events, "events", 1_000_000, "measured events")
+	f.IntVar(&o.Warmup, "warmup", 0, "events before measuring (0: 10 per principal)")
+	f.IntVar(&o.Batch, "batch", 500, "records per Handle call")
+	f.IntVar(&o.LatencyEvents, "latency-events", 20_000, "single-record batches timed for latency")
 	return cmd
 }

@@ -1,0 +1,217 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mcpwatch/mcpwatch/detectors"
+	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/internal/bench/detectload"
+	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+)
+
+// DetectOptions configures [RunDetect].
+type DetectOptions struct {
+	Principals int // distinct principals (default 100,000)
+	Events     int // measured events (default 1,000,000)
+	// Warmup events are fed before measuring (default 10 per principal), so that every
+	// principal is known and the busy ones have mature profiles.
+	Warmup int
+	Batch  int // records per Handle call, like a Kafka fetch (default 500)
+	// LatencyEvents are then fed one record per Handle call, each call timed (default 20,000).
+	LatencyEvents int
+	Log           *slog.Logger // the stage's logger; nil discards
+	Out           io.Writer    // the report; nil discards
+}
+
+func (o *DetectOptions) defaults() error {
+	if o.Principals == 0 {
+		o.Principals = 100_000
+	}
+	if o.Events == 0 {
+		o.Events = 1_000_000
+	}
+	if o.Warmup == 0 {
+		o.Warmup = 10 * o.Principals
+	}
+	if o.Batch == 0 {
+		o.Batch = 500
+	}
+	if o.LatencyEvents == 0 {
+		o.LatencyEvents = 20_000
+	}
+	if o.Principals < 0 || o.Events < 0 || o.Warmup < 0 || o.Batch < 0 || o.LatencyEvents < 0 {
+		return errors.New("bench detect: counts must not be negative")
+	}
+	return nil
+}
+
+// DetectReport is what [RunDetect] measured.
+type DetectReport struct {
+	Principals int            // principals asked for
+	Held       map[string]int // principals held at the end, by detector ("rate", "ueba", "score")
+	Events     int            // measured events
+	Cores      int            // GOMAXPROCS during the measured passes
+	Elapsed    time.Duration  // time inside Handle over the measured events
+	PerSecond  float64        // measured events per second per core
+	// Per-event latency: single-record Handle calls.
+	P50, P99, P999, Max time.Duration
+	HeapBytes           uint64  // live heap after a forced GC, minus before the stage was built
+	PerPrincipal        float64 // HeapBytes / Principals
+	Findings, Scores    int     // records produced by the measured passes
+	Profiles, Dead      int
+}
+
+// RunDetect measures the detect stage (the handler [detectors.Build] returns with the default
+// config: the rate and ueba detectors and the scorer) on normalized events from
+// [detectload.Generator], without Kafka: throughput per core in batches, per-event latency, and
+// the heap its state holds per principal. Event generation and encoding are not timed; the JSON
+// decode of each record is.
+func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
+	if err := o.defaults(); err != nil {
+		return DetectReport{}, err
+	}
+	log, out := orDiscard(o.Log, o.Out)
+	rep := DetectReport{Principals: o.Principals, Events: o.Events, Cores: 1}
+	topics := event.TopicNames("bench")
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	reg := prometheus.NewRegistry()
+	h, err := detectors.Build(topics, detectors.DefaultConfig(), reg, log)
+	if err != nil {
+		return rep, err
+	}
+	gen := detectload.New(o.Principals, 1, time.Millisecond)
+	batch := make([]*kgo.Record, 0, o.Batch)
+	next := func(n int) ([]*kgo.Record, error) {
+		batch = batch[:0]
+		for range n {
+			e := gen.Next()
+			r, err := kafkaio.RecordOf(topics.Events, event.PrincipalKey(e.Tenant, e.Principal), &e)
+			if err != nil {
+				return nil, err
+			}
+			batch = append(batch, r)
+		}
+		return batch, nil
+	}
+	count := func(res kafkaio.Result) {
+		rep.Dead += len(res.Dead)
+		for _, r := range res.Out {
+			switch r.Topic {
+			case topics.Findings:
+				rep.Findings++
+			case topics.Scores:
+				rep.Scores++
+			case topics.Profiles:
+				rep.Profiles++
+			}
+		}
+	}
+	fmt.Fprintf(out, "warm-up: %d events over %d principals\n", o.Warmup, o.Principals)
+	for done := 0; done < o.Warmup; done += o.Batch {
+		recs, err := next(min(o.Batch, o.Warmup-done))
+		if err != nil {
+			return rep, err
+		}
+		if _, err := h.Handle(ctx, recs); err != nil {
+			return rep, err
+		}
+	}
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	for done := 0; done < o.Events; done += o.Batch {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		recs, err := next(min(o.Batch, o.Events-done))
+		if err != nil {
+			return rep, err
+		}
+		s := time.Now()
+		res, err := h.Handle(ctx, recs)
+		rep.Elapsed += time.Since(s)
+		if err != nil {
+			return rep, err
+		}
+		count(res)
+	}
+	lat := make([]time.Duration, 0, o.LatencyEvents)
+	for range o.LatencyEvents {
+		recs, err := next(1)
+		if err != nil {
+			return rep, err
+		}
+		s := time.Now()
+		res, err := h.Handle(ctx, recs)
+		lat = append(lat, time.Since(s))
+		if err != nil {
+			return rep, err
+		}
+		count(res)
+	}
+	runtime.GOMAXPROCS(prev)
+	sum := summarize(lat, 0, 0)
+	rep.P50, rep.P99, rep.P999, rep.Max = sum.p50, sum.p99, sum.p999, sum.maxLat
+	if rep.Elapsed > 0 {
+		rep.PerSecond = float64(o.Events) / rep.Elapsed.Seconds()
+	}
+	batch = nil
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(h)
+	if after.HeapAlloc > before.HeapAlloc {
+		rep.HeapBytes = after.HeapAlloc - before.HeapAlloc
+	}
+	rep.PerPrincipal = float64(rep.HeapBytes) / float64(o.Principals)
+	if rep.Held, err = principalsHeld(reg); err != nil {
+		return rep, err
+	}
+	writeDetect(out, rep)
+	return rep, nil
+}
+
+// principalsHeld reads the stage's principals gauges.
+func principalsHeld(reg *prometheus.Registry) (map[string]int, error) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]int{}
+	for _, mf := range mfs {
+		if mf.GetName() != "mcpwatch_detector_principals" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "detector" {
+					held[l.GetValue()] = int(m.GetGauge().GetValue())
+				}
+			}
+		}
+	}
+	return held, nil
+}
+
+func writeDetect(w io.Writer, r DetectReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	la, _ := loadAverage()
+	fmt.Fprintf(tw, "principals\t%d (held: rate %d, ueba %d, score %d)\n", r.Principals, r.Held["rate"], r.Held["ueba"], r.Held["score"])
+	fmt.Fprintf(tw, "measured events\t%d in batches, GOMAXPROCS=%d, load %s\n", r.Events, r.Cores, la)
+	fmt.Fprintf(tw, "throughput\t%.0f events/s per core (%.1f µs/event)\n", r.PerSecond, float64(r.Elapsed.Microseconds())/float64(max(r.Events, 1)))
+	fmt.Fprintf(tw, "latency per event\tp50 %s  p99 %s  p99.9 %s  max %s ms (single-record batches)\n", fmtMS(r.P50), fmtMS(r.P99), fmtMS(r.P999), fmtMS(r.Max))
+	fmt.Fprintf(tw, "heap\t%.1f MiB live, %.0f bytes (%.2f KiB) per principal (rate + ueba + scorer)\n", float64(r.HeapBytes)/(1<<20), r.PerPrincipal, r.PerPrincipal/1024)
+	fmt.Fprintf(tw, "produced\t%d findings, %d scores, %d profiles, %d dead letters\n", r.Findings, r.Scores, r.Profiles, r.Dead)
+	_ = tw.Flush()
+}
