@@ -112,6 +112,7 @@ produced.`,
 	f.IntVar(&o.Events, "events", 1_000_000, "measured events")
 	f.IntVar(&o.Warmup, "warmup", 0, "events before measuring (0: 10 per principal)")
 	f.IntVar(&o.Batch, "batch", 500, "records per Handle call")
+	f.IntVar(&o.Rate, "rate", 100_000, "events per second of event time in the generated traffic")
 	f.IntVar(&o.LatencyEvents, "latency-events", 20_000, "single-record batches timed for latency")
 	return cmd
 }

@@ -338,3 +338,59 @@ func TestLowAndSlow(t *testing.T) {
 	}
 	t.Logf("drift after %s: %s", f.Time.Sub(start), f.Summary)
 }
+
+// Responses far larger than the principal's, at its usual pace: a bulk read the rate check
+// cannot see.
+func TestVolume(t *testing.T) {
+	w, ps := trained(t)
+	at := t0.Add(3 * time.Hour)
+	var evs []*event.Event
+	for i := range 3 {
+		ts := at.Add(time.Duration(i) * 20 * time.Second)
+		evs = append(evs, w.ev(ps[1], ts, "db_query"), w.ev(ps[1], ts.Add(300*time.Millisecond), "db_query", func(e *event.Event) {
+			e.MCP.Direction, e.Size = event.DirResponse, event.Size{Response: 8 << 20}
+		}))
+	}
+	_, fs := w.feed(evs...)
+	f := wantFinding(t, fs, "volume", "response_bytes_per_min", "self")
+	if ev := f.Evidence[0]; ev.Observed < 8<<20 || ev.Baseline > 50_000 {
+		t.Fatalf("evidence %+v: want the megabytes observed against kilobytes", ev)
+	}
+	if len(findingsOf(fs, "rate")) != 0 {
+		t.Fatalf("three calls in a minute judged a rate anomaly:%s", dump(fs))
+	}
+}
+
+// Activity at a week hour neither the principal (with a trusted history) nor its peers ever use.
+func TestOffHours(t *testing.T) {
+	w, ps := trained(t)
+	night := t0.Add(18 * time.Hour) // Tuesday 03:00 UTC; the team works Monday 09:00–12:00
+	_, fs := w.feed(w.ev(ps[2], night, "db_query"))
+	f := wantFinding(t, fs, "off_hours", "week_hour_usage", "self")
+	if f.Evidence[0].Observed > 0.1 {
+		t.Fatalf("evidence %+v: the hour was not unused", f.Evidence[0])
+	}
+	// Working hours on the next day are not off-hours.
+	_, fs = w.feed(w.ev(ps[3], t0.Add(24*time.Hour+time.Hour), "db_query"))
+	if len(findingsOf(fs, "off_hours")) != 0 {
+		t.Fatalf("a working hour judged off-hours:%s", dump(fs))
+	}
+}
+
+// A burst of sensitive reads well above the principal's busy minute, and a sensitive class it
+// never touched before.
+func TestSensitivity(t *testing.T) {
+	w, ps := trained(t)
+	at := t0.Add(3 * time.Hour)
+	var evs []*event.Event
+	for i := range 8 {
+		evs = append(evs, w.ev(ps[4], at.Add(time.Duration(i)*6*time.Second), "file_read", sensitive(0.9, "finance")))
+	}
+	_, fs := w.feed(evs...)
+	f := wantFinding(t, fs, "sensitivity", "sensitivity_per_min", "self")
+	if ev := f.Evidence[0]; ev.Observed <= ev.Baseline {
+		t.Fatalf("evidence %+v", ev)
+	}
+	_, fs = w.feed(w.ev(ps[5], at, "file_read", sensitive(0.9, "secret")))
+	wantFinding(t, fs, "sensitivity", "new_sensitive_class", "self")
+}

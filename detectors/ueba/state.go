@@ -1,6 +1,7 @@
 package ueba
 
 import (
+	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,22 +28,20 @@ var errState = errors.New("ueba: unreadable profile state")
 func (d *Detector) Checkpoint(now time.Time, out []*event.Profile) []*event.Profile {
 	nowNs := now.UnixNano()
 	every := int64(d.cfg.CheckpointEvery)
-	keep := d.dirty[:0]
-	for _, ent := range d.dirty {
+	for len(d.dirty) > 0 && d.dirty[0].at <= nowNs {
+		ent := heap.Pop(&d.dirty).(deadline).ent
 		p := &ent.Value
 		if p.gone || !p.n.Dirty {
 			continue
 		}
-		if p.n.CkptAt != 0 && nowNs-p.n.CkptAt < every {
-			keep = append(keep, ent)
+		if p.n.CkptAt != 0 && nowNs-p.n.CkptAt < every { // restored since it was queued
+			heap.Push(&d.dirty, deadline{p.n.CkptAt + every, ent})
 			continue
 		}
 		p.n.Dirty, p.n.CkptAt = false, nowNs
 		p.n.Version = max(p.n.Version+1, uint64(p.n.LastSeen/1e6))
 		out = append(out, d.record(ent))
 	}
-	clear(d.dirty[len(keep):])
-	d.dirty = keep
 	for _, g := range d.groups {
 		if !g.changed || (g.ckptAt != 0 && nowNs-g.ckptAt < every) {
 			continue

@@ -89,8 +89,10 @@ type Detector struct {
 	principals *lru.Table[key, profile]
 	groups     map[groupKey]*peerGroup
 	deadlines  deadlineHeap
-	dirty      []*entry
-	stats      detect.Stats
+	// dirty are the principals changed since their last checkpoint, by when the next is due:
+	// a checkpoint pops what is due instead of scanning every changed principal per batch.
+	dirty deadlineHeap
+	stats detect.Stats
 
 	// scratch, reused per event
 	buf     []byte
@@ -845,10 +847,15 @@ func (d *Detector) schedule(ent *entry) {
 	}
 }
 
-// markDirty queues ent for the next due checkpoint.
+// markDirty queues ent for its next checkpoint, due CheckpointEvery after its last one (at
+// once for a principal never checkpointed).
 func (d *Detector) markDirty(ent *entry) {
-	if !ent.Value.n.Dirty {
-		ent.Value.n.Dirty = true
-		d.dirty = append(d.dirty, ent)
+	if n := &ent.Value.n; !n.Dirty {
+		n.Dirty = true
+		due := int64(0)
+		if n.CkptAt != 0 {
+			due = n.CkptAt + int64(d.cfg.CheckpointEvery)
+		}
+		heap.Push(&d.dirty, deadline{due, ent})
 	}
 }

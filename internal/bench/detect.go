@@ -27,6 +27,11 @@ type DetectOptions struct {
 	// principal is known and the busy ones have mature profiles.
 	Warmup int
 	Batch  int // records per Handle call, like a Kafka fetch (default 500)
+	// Rate is the traffic being judged, in events per second of event time (default 100,000, the
+	// throughput the stage is meant to keep up with). Work that is per principal and per unit
+	// of event time (profile checkpoints, periodic score records) weighs per event in inverse
+	// proportion to it: a slower stream costs more per event and needs fewer events per second.
+	Rate int
 	// LatencyEvents are then fed one record per Handle call, each call timed (default 20,000).
 	LatencyEvents int
 	Log           *slog.Logger // the stage's logger; nil discards
@@ -39,6 +44,9 @@ func (o *DetectOptions) defaults() error {
 	}
 	if o.Events == 0 {
 		o.Events = 1_000_000
+	}
+	if o.Rate == 0 {
+		o.Rate = 100_000
 	}
 	if o.Warmup == 0 {
 		o.Warmup = 10 * o.Principals
@@ -58,6 +66,7 @@ func (o *DetectOptions) defaults() error {
 // DetectReport is what [RunDetect] measured.
 type DetectReport struct {
 	Principals int            // principals asked for
+	Rate       int            // events per second of event time in the traffic
 	Held       map[string]int // principals held at the end, by detector ("rate", "ueba", "score")
 	Events     int            // measured events
 	Cores      int            // GOMAXPROCS during the measured passes
@@ -81,7 +90,7 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 		return DetectReport{}, err
 	}
 	log, out := orDiscard(o.Log, o.Out)
-	rep := DetectReport{Principals: o.Principals, Events: o.Events, Cores: 1}
+	rep := DetectReport{Principals: o.Principals, Rate: o.Rate, Events: o.Events, Cores: 1}
 	topics := event.TopicNames("bench")
 	runtime.GC()
 	var before runtime.MemStats
@@ -91,7 +100,7 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	gen := detectload.New(o.Principals, 1, time.Millisecond)
+	gen := detectload.New(o.Principals, 1, time.Second/time.Duration(o.Rate))
 	batch := make([]*kgo.Record, 0, o.Batch)
 	next := func(n int) ([]*kgo.Record, error) {
 		batch = batch[:0]
@@ -208,7 +217,7 @@ func writeDetect(w io.Writer, r DetectReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	la, _ := loadAverage()
 	fmt.Fprintf(tw, "principals\t%d (held: rate %d, ueba %d, score %d)\n", r.Principals, r.Held["rate"], r.Held["ueba"], r.Held["score"])
-	fmt.Fprintf(tw, "measured events\t%d in batches, GOMAXPROCS=%d, load %s\n", r.Events, r.Cores, la)
+	fmt.Fprintf(tw, "measured events\t%d in batches, GOMAXPROCS=%d, load %s; traffic %d events/s of event time\n", r.Events, r.Cores, la, r.Rate)
 	fmt.Fprintf(tw, "throughput\t%.0f events/s per core (%.1f µs/event)\n", r.PerSecond, float64(r.Elapsed.Microseconds())/float64(max(r.Events, 1)))
 	fmt.Fprintf(tw, "latency per event\tp50 %s  p99 %s  p99.9 %s  max %s ms (single-record batches)\n", fmtMS(r.P50), fmtMS(r.P99), fmtMS(r.P999), fmtMS(r.Max))
 	fmt.Fprintf(tw, "heap\t%.1f MiB live, %.0f bytes (%.2f KiB) per principal (rate + ueba + scorer)\n", float64(r.HeapBytes)/(1<<20), r.PerPrincipal, r.PerPrincipal/1024)
