@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -92,6 +93,7 @@ Everything runs in a fresh database (created and dropped with the admin user) an
 
 func benchDetectCmd(g *globals) *cobra.Command {
 	var o bench.DetectOptions
+	var profile string
 	cmd := &cobra.Command{
 		Use:   "detect",
 		Short: "Detect stage throughput per core, per-event latency and memory per principal (no servers)",
@@ -103,11 +105,20 @@ Prints the live heap per principal after a forced GC and the findings, scores an
 produced.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Log, o.Out = g.log, cmd.OutOrStdout()
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				o.CPUProfile = f
+			}
 			_, err := bench.RunDetect(cmd.Context(), o)
 			return err
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the measured batches to this file")
 	f.IntVar(&o.Principals, "principals", 100_000, "distinct principals")
 	f.IntVar(&o.Events, "events", 1_000_000, "measured events")
 	f.IntVar(&o.Warmup, "warmup", 0, "events before measuring (0: 10 per principal)")

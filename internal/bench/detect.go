@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"runtime/pprof"
 	"text/tabwriter"
 	"time"
 
@@ -35,7 +36,9 @@ type DetectOptions struct {
 	// LatencyEvents are then fed one record per Handle call, each call timed (default 20,000).
 	LatencyEvents int
 	Log           *slog.Logger // the stage's logger; nil discards
-	Out           io.Writer    // the report; nil discards
+	// CPUProfile, when set, receives a CPU profile of the measured batches (not the warm-up).
+	CPUProfile io.Writer
+	Out        io.Writer // the report; nil discards
 }
 
 func (o *DetectOptions) defaults() error {
@@ -139,6 +142,11 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 	}
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
+	if o.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+			return rep, err
+		}
+	}
 	for done := 0; done < o.Events; done += o.Batch {
 		if err := ctx.Err(); err != nil {
 			return rep, err
@@ -154,6 +162,9 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 			return rep, err
 		}
 		count(res)
+	}
+	if o.CPUProfile != nil {
+		pprof.StopCPUProfile()
 	}
 	lat := make([]time.Duration, 0, o.LatencyEvents)
 	for range o.LatencyEvents {
