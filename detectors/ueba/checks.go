@@ -420,10 +420,14 @@ func (d *Detector) drift(p *profile, c *evctx) {
 // cadence is the coefficient of variation of the gaps between the last sensitive reads and
 // one at now, and whether there are enough of them. Only slow cadences count (a mean gap of
 // 10 s to 10 min): a fast steady pace is the rate check's.
-func cadence(n *num, now int64) (float64, bool) {
-	var gaps [cadenceN]float64
+func cadence(n *num, now int64) (float64, bool) { return cadenceOver(n, now, cadenceN) }
+
+// cadenceOver is [cadence] over the last k sensitive reads (k ≤ cadenceN).
+func cadenceOver(n *num, now int64, k int) (float64, bool) {
+	var all [cadenceN]float64
+	gaps := all[:k]
 	prev := now
-	for i := range cadenceN {
+	for i := range k {
 		t := n.SensTimes[(int(n.SensNext)+cadenceN-1-i)%cadenceN]
 		if t == 0 || t > prev {
 			return 0, false
@@ -431,12 +435,15 @@ func cadence(n *num, now int64) (float64, bool) {
 		gaps[i] = float64(prev-t) / 1e9
 		prev = t
 	}
-	mean, std := stat.MeanStdDev(gaps[:], nil)
+	mean, std := stat.MeanStdDev(gaps, nil)
 	if mean < 10 || mean > 600 {
 		return 0, false
 	}
 	return std / mean, true
 }
+
+// cadenceShort reads make a provisional cadence.
+const cadenceShort = 6
 
 // lowSlow judges the cadence of sensitive reads: a person reads in bursts and pauses (a gap
 // spread well above 1), a script paging slowly through data reads at a steady pace. A steady
@@ -446,9 +453,15 @@ func (d *Detector) lowSlow(p *profile, c *evctx) {
 	if !c.sensitive || n.CadenceN < 20 {
 		return
 	}
+	// The full cadence concludes; a shorter one, while the reads accumulate, only raises the
+	// score a little and never concludes a finding on its own.
 	cv, ok := cadence(n, c.now)
-	if !ok {
-		return
+	weight, thin := 1.0, false
+	if !ok || cv > 0.5 {
+		if cv, ok = cadenceOver(n, c.now, cadenceShort); !ok {
+			return
+		}
+		weight, thin = 0.6, true
 	}
 	usual := float64(n.CadenceCV)
 	// How far below its usual spread, in units of the spread a steady pace leaves (0.35).
@@ -457,10 +470,10 @@ func (d *Detector) lowSlow(p *profile, c *evctx) {
 		return
 	}
 	r := &d.res[cDrift]
-	if v := grade(x, 0.5, 1); v > r.v {
+	if v := weight * grade(x, 0.5, 1); v > r.v {
 		first := n.SensTimes[n.SensNext]
 		*r = result{v: v, feature: "sensitive_read_cadence_cv", obs: cv, base: usual, src: srcSelf, ws: first, we: c.now, x: x,
-			a: "cadence"}
+			a: "cadence", noFinding: thin}
 	}
 }
 

@@ -394,3 +394,46 @@ func TestSensitivity(t *testing.T) {
 	_, fs = w.feed(w.ev(ps[5], at, "file_read", sensitive(0.9, "secret")))
 	wantFinding(t, fs, "sensitivity", "new_sensitive_class", "self")
 }
+
+// A person reads sensitive data in bursts and pauses; a script pages through it at a steady slow
+// pace. Against a bursty history the steady cadence is a drift signal once six reads show it,
+// and a finding once ten do — long before the hour's count is unusual.
+func TestLowAndSlowCadence(t *testing.T) {
+	w := newWorld(t, nil)
+	p := analyst(3)
+	rng := rand.New(rand.NewPCG(3, 3))
+	at := t0
+	for at.Before(t0.Add(8 * time.Hour)) {
+		for range 3 + rng.IntN(3) {
+			w.feed(w.ev(p, at, "db_query", sensitive(0.7, "finance")))
+			at = at.Add(time.Duration(5+rng.IntN(15)) * time.Second)
+		}
+		at = at.Add(time.Duration(5+rng.IntN(15)) * time.Minute)
+	}
+	if len(w.finds) != 0 {
+		t.Fatalf("findings on bursty history:%s", dump(w.finds))
+	}
+	start := at.Add(30 * time.Minute)
+	var provisional bool
+	for i := range 12 {
+		sigs, fs := w.feed(w.ev(p, start.Add(time.Duration(i)*40*time.Second+time.Duration(rng.IntN(3000))*time.Millisecond),
+			"db_query", sensitive(0.7, "finance")))
+		for _, s := range sigs {
+			if s.Check == "drift" && s.Value > 0 && s.Evidence.Feature == "sensitive_read_cadence_cv" && i < 10 {
+				provisional = true
+				if len(findingsOf(fs, "drift")) != 0 {
+					t.Fatalf("a finding from %d reads", i+1)
+				}
+			}
+		}
+		if i == 10 {
+			f := wantFinding(t, fs, "drift", "sensitive_read_cadence_cv", "self")
+			if ev := f.Evidence[0]; ev.Observed > 0.2 || ev.Baseline < 0.8 {
+				t.Fatalf("evidence %+v: want a steady pace against a bursty usual", ev)
+			}
+		}
+	}
+	if !provisional {
+		t.Fatal("no provisional cadence signal before the tenth read")
+	}
+}
