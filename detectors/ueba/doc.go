@@ -64,7 +64,8 @@
 //   - drift (risk): low-and-slow. The running hour's sensitive reads and distinct resources
 //     against the busy hour; and the cadence of the last ten sensitive reads: a steady pace
 //     (coefficient of variation of the gaps ≤ 0.5, mean gap 10 s–10 min) well below the
-//     principal's usual spread is a script paging slowly, which no per-minute check sees.
+//     principal's usual spread is a script paging slowly, which no per-minute check sees; six
+//     steady reads raise a provisional value (60 %, never a finding on its own).
 //   - egress_pii (sensitivity): PII counts or pii/secret classes in an egress call's
 //     arguments, even when denied, against how often the principal does that, and their
 //     number against its usual number.
