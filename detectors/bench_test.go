@@ -45,6 +45,18 @@ func benchStage(b *testing.B) (*handler, *detectload.Generator) {
 	return h.(*handler), gen
 }
 
+// refill generates and encodes the next chunk of events into recs, outside the timer.
+func refill(b *testing.B, gen *detectload.Generator, evs []event.Event, recs []*kgo.Record) []*kgo.Record {
+	b.StopTimer()
+	defer b.StartTimer()
+	gen.Fill(evs)
+	recs = recs[:0]
+	for i := range evs {
+		recs = append(recs, encode(b, &evs[i]))
+	}
+	return recs
+}
+
 func encode(b *testing.B, e *event.Event) *kgo.Record {
 	r, err := kafkaio.RecordOf("bench.events", event.PrincipalKey(e.Tenant, e.Principal), e)
 	if err != nil {
@@ -83,14 +95,7 @@ func BenchmarkDetectStage(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if next == len(recs) {
-				b.StopTimer()
-				gen.Fill(evs)
-				recs = recs[:0]
-				for i := range evs {
-					recs = append(recs, encode(b, &evs[i]))
-				}
-				next = 0
-				b.StartTimer()
+				recs, next = refill(b, gen, evs, recs), 0
 			}
 			batch = append(batch, recs[next])
 			next++
@@ -142,14 +147,7 @@ func BenchmarkDetectStage(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if next == len(recs) {
-				b.StopTimer()
-				gen.Fill(evs)
-				recs = recs[:0]
-				for i := range evs {
-					recs = append(recs, encode(b, &evs[i]))
-				}
-				next = 0
-				b.StartTimer()
+				recs, next = refill(b, gen, evs, recs), 0
 			}
 			one[0] = recs[next]
 			next++

@@ -329,22 +329,10 @@ func (d *Detector) closeMinute(p *profile) {
 	if n.RingN > 16 && n.RingPushes%16 != 0 {
 		return
 	}
-	xs := d.xs[:0]
-	for j := range int(n.RingN) {
-		xs = append(xs, float64(n.RingCalls[j]))
-	}
-	n.BaseCalls = summarize(xs, &d.scratch)
-	xs = xs[:0]
-	for j := range int(n.RingN) {
-		xs = append(xs, float64(n.RingSens[j]))
-	}
-	n.BaseSens = summarize(xs, &d.scratch)
-	xs = xs[:0]
-	for j := range int(n.RingN) {
-		xs = append(xs, math.Log1p(float64(n.RingResp[j])))
-	}
-	n.BaseRp = summarize(xs, &d.scratch)
-	d.xs = xs
+	m := int(n.RingN)
+	n.BaseCalls = d.summarizeRing(m, func(j int) float64 { return float64(n.RingCalls[j]) })
+	n.BaseSens = d.summarizeRing(m, func(j int) float64 { return float64(n.RingSens[j]) })
+	n.BaseRp = d.summarizeRing(m, func(j int) float64 { return math.Log1p(float64(n.RingResp[j])) })
 	if g := p.group; g != nil {
 		if n.Slot < 0 {
 			n.Slot = g.slot()
@@ -357,23 +345,25 @@ func (d *Detector) closeMinute(p *profile) {
 	}
 }
 
+// summarizeRing is the baseline of the first m values of a ring, read through at.
+func (d *Detector) summarizeRing(m int, at func(j int) float64) baseline {
+	xs := d.xs[:0]
+	for j := range m {
+		xs = append(xs, at(j))
+	}
+	d.xs = xs
+	return summarize(xs, &d.scratch)
+}
+
 func (d *Detector) closeHour(p *profile) {
 	n := &p.n
 	i := n.HourNext
 	n.HourSensR[i], n.HourDistR[i] = n.HourSens, n.HourDist
 	n.HourNext = (n.HourNext + 1) % hourRing
 	n.HourN = min(n.HourN+1, hourRing)
-	xs := d.xs[:0]
-	for j := range int(n.HourN) {
-		xs = append(xs, float64(n.HourSensR[j]))
-	}
-	n.BaseHSens = summarize(xs, &d.scratch)
-	xs = xs[:0]
-	for j := range int(n.HourN) {
-		xs = append(xs, float64(n.HourDistR[j]))
-	}
-	n.BaseHDist = summarize(xs, &d.scratch)
-	d.xs = xs
+	m := int(n.HourN)
+	n.BaseHSens = d.summarizeRing(m, func(j int) float64 { return float64(n.HourSensR[j]) })
+	n.BaseHDist = d.summarizeRing(m, func(j int) float64 { return float64(n.HourDistR[j]) })
 	if g := p.group; g != nil && n.Slot >= 0 {
 		g.setLevel(n.Slot, lvSensHour, float64(n.BaseHSens.P95))
 		g.setLevel(n.Slot, lvDistHour, float64(n.BaseHDist.P95))
