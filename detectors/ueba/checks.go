@@ -528,7 +528,8 @@ func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output
 			vNow = 0
 		}
 		held := float64(n.PeakV[ci]) * math.Exp2(-float64(c.now-n.PeakT[ci])/hl)
-		if vNow >= held {
+		newPeak := vNow >= held
+		if newPeak {
 			n.PeakV[ci], n.PeakT[ci] = float32(vNow), c.now
 			n.PeakObs[ci], n.PeakBase[ci] = float32(r.obs), float32(r.base)
 			held = vNow
@@ -549,6 +550,9 @@ func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output
 			sig.Evidence = detect.Evidence{Feature: r.feature, Observed: r.obs, Baseline: r.base, BaselineSource: r.src,
 				PeerPercentile: r.pct, HasPeer: r.hasPeer, Detail: d.describe(ci, r),
 				WindowStart: time.Unix(0, r.ws).UTC(), WindowEnd: time.Unix(0, r.we).UTC(), EventIDs: p.eventIDs(ci, r.ws)}
+			if newPeak {
+				p.peakFeature[ci], p.peakDetail[ci] = r.feature, sig.Evidence.Detail
+			}
 		} else {
 			sig.Evidence = d.decaying(p, ci, c.now)
 		}
@@ -568,9 +572,13 @@ func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output
 // evidence: the peak's numbers, and since when.
 func (d *Detector) decaying(p *profile, ci int, now int64) detect.Evidence {
 	n := &p.n
-	return detect.Evidence{Feature: checks[ci].Name + "_peak", Observed: float64(n.PeakObs[ci]), Baseline: float64(n.PeakBase[ci]),
-		Detail: fmt.Sprintf("decaying (half-life %s) from %.1f at %s, its last evidence", d.cfg.SignalHalfLife, n.PeakV[ci],
-			time.Unix(0, n.PeakT[ci]).UTC().Format(time.RFC3339)),
+	feature, why := p.peakFeature[ci], p.peakDetail[ci]
+	if feature == "" {
+		feature, why = checks[ci].Name+"_peak", "its last evidence"
+	}
+	return detect.Evidence{Feature: feature, Observed: float64(n.PeakObs[ci]), Baseline: float64(n.PeakBase[ci]),
+		Detail: fmt.Sprintf("decaying (half-life %s) from %.1f at %s: %s", d.cfg.SignalHalfLife, n.PeakV[ci],
+			time.Unix(0, n.PeakT[ci]).UTC().Format(time.RFC3339), why),
 		WindowStart: time.Unix(0, n.PeakT[ci]).UTC(), WindowEnd: time.Unix(0, now).UTC()}
 }
 

@@ -188,8 +188,10 @@ type profile struct {
 	groupKey, dept string
 	ids            [idSample]string
 	sensName       string // the tool or resource of the last sensitive read
-	gone           bool   // removed from the table; a stale heap entry
-	inHeap         bool
+	// The feature and sentence of each check's peak, which its signal shows while it decays.
+	peakFeature, peakDetail [nChecks]string
+	gone                    bool // removed from the table; a stale heap entry
+	inHeap                  bool
 }
 
 func decay(dtSec float64, halfLifeSec float64) float32 {

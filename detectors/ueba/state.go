@@ -17,7 +17,7 @@ import (
 // A new layout is a new stateVersion; Restore refuses versions it does not know.
 const (
 	stateMagic   = "UEBA"
-	stateVersion = 1
+	stateVersion = 2
 	peerPrefix   = "peer:"
 )
 
@@ -164,6 +164,10 @@ func (p *profile) encode() []byte {
 	b = appendString(b, p.sensName)
 	for _, id := range p.ids {
 		b = appendString(b, id)
+	}
+	for ci := range nChecks {
+		b = appendString(b, p.peakFeature[ci])
+		b = appendString(b, p.peakDetail[ci])
 	}
 	return b
 }
@@ -318,6 +322,9 @@ func decodeProfile(b []byte) (*profile, error) {
 	p.groupKey, p.dept, p.sensName = r.str(1<<12), r.str(1<<12), r.str(nameMax)
 	for i := range p.ids {
 		p.ids[i] = r.str(1 << 10)
+	}
+	for ci := range nChecks {
+		p.peakFeature[ci], p.peakDetail[ci] = r.str(1<<8), r.str(1<<12)
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail()
