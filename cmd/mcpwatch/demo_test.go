@@ -50,11 +50,17 @@ func TestDemo(t *testing.T) {
 	}
 	// The subtler attacker: bob's token from another machine at bob's pace, refused once caught,
 	// and every webhook says why in one line.
-	if !regexp.MustCompile(`the stolen token: \d+ calls answered, [1-9]\d* refused; its client was told: .*access revoked by mcpwatch: bob`).MatchString(s) {
+	// Caught on a tools/call, the client reads the refusal's reason; caught on the session's
+	// first request, the SDK reports the notification that followed it as Forbidden.
+	if !regexp.MustCompile(`the stolen token: \d+ calls answered, [1-9]\d* refused; its client was told: .*(access revoked by mcpwatch: bob|Forbidden)`).MatchString(s) {
 		t.Error("the stolen token was not caught and refused")
 	}
-	if n := len(regexp.MustCompile(`(?m)^  why: .+ — ueba/`).FindAllString(s, -1)); n != 2 {
-		t.Errorf("%d webhooks explained with UEBA evidence, want 2", n)
+	// Each line ends with the evidence: "detector/check value (feature observed vs baseline ...)".
+	if n := len(regexp.MustCompile(`(?m)^  why: .+ — \S+ [\d.]+ \(\S+ \S+ vs \S+`).FindAllString(s, -1)); n != 2 {
+		t.Errorf("%d webhooks explained with their evidence, want 2", n)
+	}
+	if !strings.Contains(s, "about bob: score") || !regexp.MustCompile(`about bob: score \d+/100, ueba/(concurrent|new_value)`).MatchString(s) {
+		t.Error("bob's webhook is not the UEBA's stolen-token finding")
 	}
 	if m := regexp.MustCompile(`finding → first refused call: (\S+)`).FindStringSubmatch(s); m == nil {
 		t.Error("demo did not report the time from finding to refusal")
