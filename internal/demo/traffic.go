@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +119,11 @@ func Scraper(ctx context.Context, endpoint string, u User, m Machine, max int, r
 			r.Refused[u.Name]++
 			if r.FirstRefusal.IsZero() {
 				r.FirstRefusal, r.RefusalError = time.Now(), err.Error()
+			}
+			// The session's standalone stream may fail first, saying nothing of why: keep the
+			// refusal that carries the gateway's reason.
+			if msg := err.Error(); !strings.Contains(r.RefusalError, "revoked") && strings.Contains(msg, "revoked") {
+				r.RefusalError = msg
 			}
 			n := r.Refused[u.Name]
 			mu.Unlock()
