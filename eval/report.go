@@ -162,9 +162,9 @@ func (r *Report) Print(w io.Writer) {
 			s.Seed, s.Calls, s.Events, s.Findings, s.Scores, s.Positives, s.Negatives, s.Took)
 	}
 	base := len(r.Seeds) > 0 && r.Seeds[0].Baseline != nil
-	fmt.Fprintf(w, "\n%-12s %-22s %-22s", "kind", "mcpwatch recall", "mcpwatch TTD p50/p95 s")
+	fmt.Fprintf(w, "\n%-12s %-22s %-22s %-18s", "kind", "mcpwatch recall", "mcpwatch TTD p50/p95 s", "windows @1% FPR")
 	if base {
-		fmt.Fprintf(w, " %-22s %-22s", "iforest recall", "iforest TTD p50/p95 s")
+		fmt.Fprintf(w, " %-22s %-22s %-18s", "iforest recall", "iforest TTD p50/p95 s", "windows @1% FPR")
 	}
 	fmt.Fprintln(w)
 	sys := func(s *SeedResult, b bool) *SystemResult {
@@ -179,12 +179,14 @@ func (r *Report) Print(w io.Writer) {
 			if b && !base {
 				continue
 			}
-			var rec, p50, p95 []float64
+			var rec, p50, p95, win []float64
 			for i := range r.Seeds {
 				k := get(sys(&r.Seeds[i], b))
 				rec, p50, p95 = append(rec, float64(k.Recall)), append(p50, float64(k.TTDP50)), append(p95, float64(k.TTDP95))
+				win = append(win, float64(k.WindowRecall1))
 			}
-			fmt.Fprintf(w, " %-22s %-22s", fmt.Sprintf("%.2f (min %.2f)", mean(rec), minOf(rec)), fmt.Sprintf("%s / %s", fmtS(mean(p50)), fmtS(mean(p95))))
+			fmt.Fprintf(w, " %-22s %-22s %-18s", fmt.Sprintf("%.2f (min %.2f)", mean(rec), minOf(rec)), fmt.Sprintf("%s / %s", fmtS(mean(p50)), fmtS(mean(p95))),
+				fmt.Sprintf("%.2f (min %.2f)", mean(win), minOf(win)))
 		}
 		fmt.Fprintln(w)
 	}

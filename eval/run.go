@@ -38,6 +38,10 @@ type KindResult struct {
 	TTDP50    Num       `json:"ttd_p50_s"` // seconds, over the detected instances; NaN: none
 	TTDP95    Num       `json:"ttd_p95_s"`
 	TTDs      []float64 `json:"ttds_s"` // of every detected instance, in seconds
+	// Windows are the kind's positive principal-windows; WindowRecall1 the share of them at or
+	// above the 1 % FPR threshold: which kinds the window recall misses.
+	Windows       int `json:"windows"`
+	WindowRecall1 Num `json:"window_recall_1pct_fpr"`
 }
 
 // SystemResult is one system's result on one seed.
@@ -185,6 +189,17 @@ func system(d *traffic.Dataset, w *Windows, scores []float64, dets []Detection) 
 	r1, thr := RecallAtFPR(w.Label, scores, 0.01)
 	r5, _ := RecallAtFPR(w.Label, scores, 0.05)
 	s.RecallAt1, s.Threshold, s.RecallAt5 = Num(r1), Num(thr), Num(r5)
+	hits := map[traffic.Kind]int{}
+	for i, l := range w.Label {
+		if l {
+			k := s.Kinds[w.Kind[i]]
+			k.Windows++
+			s.Kinds[w.Kind[i]] = k
+			if scores[i] >= thr {
+				hits[w.Kind[i]]++
+			}
+		}
+	}
 	ttds := map[traffic.Kind][]float64{}
 	var all []float64
 	for _, dt := range dets {
@@ -201,11 +216,18 @@ func system(d *traffic.Dataset, w *Windows, scores []float64, dets []Detection) 
 	}
 	for kind, k := range s.Kinds {
 		k.Recall = Num(float64(k.Detected) / float64(k.Instances))
+		k.WindowRecall1 = Num(float64(hits[kind]) / math.Max(1, float64(k.Windows)))
 		k.TTDs = ttds[kind]
 		k.TTDP50, k.TTDP95 = Num(Quantile(k.TTDs, 0.5)), Num(Quantile(k.TTDs, 0.95))
 		s.Kinds[kind] = k
 	}
 	s.Overall.Recall = Num(float64(s.Overall.Detected) / math.Max(1, float64(s.Overall.Instances)))
 	s.Overall.TTDP50, s.Overall.TTDP95 = Num(Quantile(all, 0.5)), Num(Quantile(all, 0.95))
+	s.Overall.Windows, s.Overall.WindowRecall1 = 0, Num(r1)
+	for _, l := range w.Label {
+		if l {
+			s.Overall.Windows++
+		}
+	}
 	return s
 }
