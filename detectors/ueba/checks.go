@@ -382,11 +382,14 @@ func (d *Detector) exfiltration(p *profile, e *event.Event, c *evctx) {
 	}
 	gap := float64(c.now-n.SensAt) / float64(d.cfg.ExfilWindow)
 	// A habitual read-then-send (a report mailed every week) is not exfiltration: the value
-	// falls fast with the transition's probability in the principal's own model.
+	// is the transition's surprise in the principal's own model, full for a transition it
+	// takes at most once in a hundred (one it never took, once its history has some fifty
+	// moves from the tool), none for one it takes one time in ten or more.
+	surprise := min(1, max(0, -math.Log10(prob)-1))
 	// And one record mailed after one read is not a haul: the value grows with the run of
 	// sensitive reads before the egress, full from six on.
 	haul := min(1, float64(n.SensRun+2)/8)
-	v := 100 * float64(n.SensVal) * math.Pow(1-prob, 3) * (1 - 0.3*gap) * haul
+	v := 100 * float64(n.SensVal) * surprise * (1 - 0.3*gap) * haul
 	d.res[cExfil] = result{v: v, feature: "read_to_egress_probability", obs: prob, base: 1 / vocab, src: srcSelf,
 		ws: n.SensAt, we: c.now, a: p.sensName, b: e.MCP.Tool, x: float64(n.SensVal), y: float64(n.SensRun)}
 }
@@ -442,38 +445,62 @@ func cadenceOver(n *num, now int64, k int) (float64, bool) {
 	return std / mean, true
 }
 
-// cadenceShort reads make a provisional cadence.
-const cadenceShort = 6
+// cadenceTiers judge the spread (coefficient of variation) of the gaps between the last k
+// sensitive reads. For a person whose reads come at random (exponential gaps, a spread of 1),
+// a spread at or below full happens about once in 10^5 over ten gaps, 2·10^-5 over six and
+// 3·10^-5 over four (at none: 6·10^-4, 6·10^-4 and 3·10^-4). A script's steady pace, even with
+// seconds of jitter, stays near 0.03. The longer cadences conclude; the six-gap one only when
+// it is as steady as a clock; the shortest only raises the score while the reads accumulate.
+var cadenceTiers = [...]struct {
+	k                  int
+	full, none, weight float64
+	concludes          bool // at full steadiness
+}{
+	{cadenceN, 0.2, 0.35, 1, true},
+	{6, 0.1, 0.2, 0.6, true},
+	{4, 0.03, 0.06, 0.3, false},
+}
+
+// cadenceMature cadences make a principal's own usual spread trustworthy.
+const cadenceMature = 20
 
 // lowSlow judges the cadence of sensitive reads: a person reads in bursts and pauses (a gap
-// spread well above 1), a script paging slowly through data reads at a steady pace. A steady
+// spread near or above 1), a script paging slowly through data reads at a steady pace. A steady
 // cadence is suspicious only for a principal whose own cadence is not steady.
 func (d *Detector) lowSlow(p *profile, c *evctx) {
 	n := &p.n
-	if !c.sensitive || n.CadenceN < 20 {
+	if !c.sensitive {
 		return
 	}
-	// The full cadence concludes; a shorter one, while the reads accumulate, only raises the
-	// score a little and never concludes a finding on its own.
-	cv, ok := cadence(n, c.now)
-	weight, thin := 1.0, false
-	if !ok || cv > 0.5 {
-		if cv, ok = cadenceOver(n, c.now, cadenceShort); !ok {
-			return
-		}
-		weight, thin = 0.6, true
-	}
-	usual := float64(n.CadenceCV)
-	// How far below its usual spread, in units of the spread a steady pace leaves (0.35).
-	x := (usual - cv) / 0.35
-	if cv > 0.5 || x <= 0 {
-		return
+	// While the principal's own cadence is thin (fewer than cadenceMature judged), its usual
+	// spread leans towards a person's (1), and a steady pace only raises the score.
+	usual, src, thin := float64(n.CadenceCV), srcSelf, n.CadenceN < cadenceMature
+	if thin {
+		w := float64(n.CadenceN) / cadenceMature
+		usual, src = w*usual+(1-w), srcRule
 	}
 	r := &d.res[cDrift]
-	if v := weight * grade(x, 0.5, 1); v > r.v {
-		first := n.SensTimes[n.SensNext]
-		*r = result{v: v, feature: "sensitive_read_cadence_cv", obs: cv, base: usual, src: srcSelf, ws: first, we: c.now, x: x,
-			a: "cadence", noFinding: thin}
+	for _, tier := range cadenceTiers {
+		cv, ok := cadenceOver(n, c.now, tier.k)
+		if !ok {
+			continue
+		}
+		// How far below its usual spread, in units of the spread a steady pace leaves (0.35).
+		x := (usual - cv) / 0.35
+		steady := min(1, (tier.none-cv)/(tier.none-tier.full))
+		if steady <= 0 || x <= 0 {
+			continue
+		}
+		conclusive := tier.concludes && (tier.k == cadenceN || steady == 1) && !thin
+		weight := tier.weight
+		if conclusive {
+			weight = 1
+		}
+		if v := weight * steady * grade(x, 0.5, 1); v > r.v {
+			first := n.SensTimes[(int(n.SensNext)+cadenceN-tier.k)%cadenceN]
+			*r = result{v: v, feature: "sensitive_read_cadence_cv", obs: cv, base: usual, src: src, ws: first, we: c.now, x: x,
+				y: float64(tier.k + 1), a: "cadence", noFinding: !conclusive}
+		}
 	}
 }
 
@@ -634,8 +661,8 @@ func (d *Detector) describe(ci int, r *result) string {
 			r.b, r.y, r.a, r.x, r.obs)
 	case cDrift:
 		if r.a == "cadence" {
-			return fmt.Sprintf("the last %d sensitive reads came at a steady pace (gap spread %.2f) against its usual %.2f: a script paging slowly, not a person",
-				cadenceN, r.obs, r.base)
+			return fmt.Sprintf("the last %.0f sensitive reads came at a steady pace (gap spread %.2f) against its usual %.2f: a script paging slowly, not a person",
+				r.y, r.obs, r.base)
 		}
 		return fmt.Sprintf("%s: %.0f this hour against a busy hour of %.3g (%s), %.1f spreads above", r.feature, r.obs, r.base, r.src, r.x)
 	case cEgressPII:

@@ -396,44 +396,58 @@ func TestSensitivity(t *testing.T) {
 }
 
 // A person reads sensitive data in bursts and pauses; a script pages through it at a steady slow
-// pace. Against a bursty history the steady cadence is a drift signal once six reads show it,
-// and a finding once ten do — long before the hour's count is unusual.
+// pace. Against a bursty history a clock-steady cadence raises the score from five reads and is
+// a finding once seven show it; a steadier-than-human but jittered one raises the score from
+// seven reads and is a finding once eleven do — long before the hour's count is unusual.
 func TestLowAndSlowCadence(t *testing.T) {
-	w := newWorld(t, nil)
-	p := analyst(3)
-	rng := rand.New(rand.NewPCG(3, 3))
-	at := t0
-	for at.Before(t0.Add(8 * time.Hour)) {
-		for range 3 + rng.IntN(3) {
-			w.feed(w.ev(p, at, "db_query", sensitive(0.7, "finance")))
-			at = at.Add(time.Duration(5+rng.IntN(15)) * time.Second)
-		}
-		at = at.Add(time.Duration(5+rng.IntN(15)) * time.Minute)
-	}
-	if len(w.finds) != 0 {
-		t.Fatalf("findings on bursty history:%s", dump(w.finds))
-	}
-	start := at.Add(30 * time.Minute)
-	var provisional bool
-	for i := range 12 {
-		sigs, fs := w.feed(w.ev(p, start.Add(time.Duration(i)*40*time.Second+time.Duration(rng.IntN(3000))*time.Millisecond),
-			"db_query", sensitive(0.7, "finance")))
-		for _, s := range sigs {
-			if s.Check == "drift" && s.Value > 0 && s.Evidence.Feature == "sensitive_read_cadence_cv" && i < 10 {
-				provisional = true
-				if len(findingsOf(fs, "drift")) != 0 {
-					t.Fatalf("a finding from %d reads", i+1)
+	for _, tc := range []struct {
+		name          string
+		gap, jitter   time.Duration
+		provisional   bool // a signal without a finding before the finding
+		findingAtRead int  // the read (1-based) that concludes
+	}{
+		{"clock", 40 * time.Second, 3 * time.Second, true, 7},
+		{"jittered", 30 * time.Second, 20 * time.Second, true, cadenceN + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, nil)
+			p := analyst(3)
+			rng := rand.New(rand.NewPCG(3, 3))
+			at := t0
+			for at.Before(t0.Add(8 * time.Hour)) {
+				for range 3 + rng.IntN(3) {
+					w.feed(w.ev(p, at, "db_query", sensitive(0.7, "finance")))
+					at = at.Add(time.Duration(5+rng.IntN(15)) * time.Second)
+				}
+				at = at.Add(time.Duration(5+rng.IntN(15)) * time.Minute)
+			}
+			if len(w.finds) != 0 {
+				t.Fatalf("findings on bursty history:%s", dump(w.finds))
+			}
+			at = at.Add(30 * time.Minute)
+			var provisional bool
+			for i := range 12 {
+				at = at.Add(tc.gap + time.Duration(rng.Int64N(int64(tc.jitter))))
+				sigs, fs := w.feed(w.ev(p, at, "db_query", sensitive(0.7, "finance")))
+				found := len(findingsOf(fs, "drift")) != 0
+				if i+1 < tc.findingAtRead {
+					if found {
+						t.Fatalf("a finding from %d reads", i+1)
+					}
+					for _, s := range sigs {
+						provisional = provisional || s.Check == "drift" && s.Value > 0 && s.Evidence.Feature == "sensitive_read_cadence_cv"
+					}
+				}
+				if i+1 == tc.findingAtRead {
+					f := wantFinding(t, fs, "drift", "sensitive_read_cadence_cv", "self")
+					if ev := f.Evidence[0]; ev.Observed > cadenceTiers[0].full || ev.Baseline < 0.8 {
+						t.Fatalf("evidence %+v: want a steady pace against a bursty usual", ev)
+					}
 				}
 			}
-		}
-		if i == 10 {
-			f := wantFinding(t, fs, "drift", "sensitive_read_cadence_cv", "self")
-			if ev := f.Evidence[0]; ev.Observed > 0.2 || ev.Baseline < 0.8 {
-				t.Fatalf("evidence %+v: want a steady pace against a bursty usual", ev)
+			if provisional != tc.provisional {
+				t.Fatalf("a score-only cadence signal before the finding: %v, want %v", provisional, tc.provisional)
 			}
-		}
-	}
-	if !provisional {
-		t.Fatal("no provisional cadence signal before the tenth read")
+		})
 	}
 }

@@ -664,8 +664,13 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 	}
 	if c.sensitive {
 		if cv, ok := cadence(n, c.now); ok {
-			// The principal's usual cadence spread, learnt after it was judged.
+			// The principal's usual cadence spread, learnt after it was judged; a cadence judged
+			// too steady teaches it ten times slower, so that a script paging slowly does not
+			// become the principal's normal within a few reads.
 			w := float32(1) / float32(min(n.CadenceN+1, 50))
+			if r := &d.res[cDrift]; r.a == "cadence" && r.v > 0 {
+				w /= 10
+			}
 			n.CadenceCV += w * (float32(cv) - n.CadenceCV)
 			n.CadenceN = min(n.CadenceN+1, math.MaxUint16)
 		}
