@@ -38,8 +38,13 @@ func TestDetectionRegression(t *testing.T) {
 	if v := float64(s.CleanPerPrincHour); v > 0.1 {
 		t.Errorf("%.3f findings per clean principal-hour (%v)", v, s.CleanByCheck)
 	}
-	if v := float64(s.RecallAt1); v < 0.8 {
+	// 0.928 and 0.978 when written: a margin for detector changes, not for luck (the run is
+	// deterministic).
+	if v := float64(s.RecallAt1); v < 0.88 {
 		t.Errorf("window recall %.3f at 1%% FPR", v)
+	}
+	if v := float64(s.AUC); v < 0.95 {
+		t.Errorf("window ROC AUC %.3f", v)
 	}
 	if v := float64(s.Overall.TTDP50); v > 5 {
 		t.Errorf("median time to detect %.1f s", v)
