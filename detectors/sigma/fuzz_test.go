@@ -1,0 +1,70 @@
+package sigma
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParseCondition: if this fails, a hostile condition crashes the loader, or a parsed tree
+// refers to a selection that does not exist.
+func FuzzParseCondition(f *testing.F) {
+	for _, s := range []string{
+		"a", "a and b or not c", "1 of sel*", "all of them", "(a or b) and not (c)", "a | count() > 5",
+		"2 of them", "not not not a", "((a)", "all of _*", "a and", "1 of", "x of y",
+	} {
+		f.Add(s)
+	}
+	names := []string{"a", "b", "c", "sel_1", "sel_2", "_f"}
+	f.Fuzz(func(t *testing.T, src string) {
+		c, err := parseCondition(src, names)
+		if err != nil {
+			if _, ok := err.(*condError); !ok {
+				t.Fatalf("error of type %T", err)
+			}
+			return
+		}
+		var walk func(*cond, int)
+		walk = func(c *cond, depth int) {
+			if depth > 2*maxCondDepth+10 {
+				t.Fatalf("tree deeper than the parser allows")
+			}
+			if c.op == opSel && (c.sel < 0 || c.sel >= len(names)) {
+				t.Fatalf("selection index %d out of range", c.sel)
+			}
+			if c.op == opOf && (c.n < 1 || c.n > len(c.kids)) {
+				t.Fatalf("%d of %d kids", c.n, len(c.kids))
+			}
+			for _, k := range c.kids {
+				walk(k, depth+1)
+			}
+		}
+		walk(c, 0)
+		_ = c.string(names)
+	})
+}
+
+// FuzzLoadRule: if this fails, a hostile rule file crashes the loader or a loaded rule crashes
+// matching.
+func FuzzLoadRule(f *testing.F) {
+	f.Add(rule("  sel:\n    mcp.tool|contains: db\n  condition: sel\n"))
+	f.Add(rule("  sel:\n    - mcp.tool|re|i: '^db'\n    - network.src_ip|cidr: 10.0.0.0/8\n  kw: [a, 'b*c']\n  condition: 1 of them\n"))
+	f.Add(rule("  sel:\n    mcp.arguments_masked|base64offset|contains|all: [x, y]\n    size.request|gt: 5\n  condition: not sel\n"))
+	f.Add(rule("  sel: &a\n    mcp.tool: x\n  sel2: *a\n  condition: all of sel*\n"))
+	f.Add("title: x\n---\n- a\n")
+	f.Fuzz(func(t *testing.T, doc string) {
+		rs, errs := Parse("fuzz.yml", []byte(doc))
+		for _, err := range errs {
+			e, ok := err.(*Error)
+			if !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			if e.Reason == "" || !strings.HasPrefix(e.Error(), "fuzz.yml") {
+				t.Fatalf("error without a reason or file: %q", e.Error())
+			}
+		}
+		ev := baseEvent()
+		rs.Match(ev)
+		ev.MCP.ArgumentsMasked = doc
+		rs.Match(ev)
+	})
+}

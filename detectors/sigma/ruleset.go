@@ -1,0 +1,455 @@
+package sigma
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/mcpwatch/mcpwatch/event"
+)
+
+// RuleSet is a set of compiled rules. It is safe for concurrent use: matching keeps its scratch
+// state in a pool.
+type RuleSet struct {
+	rules []*Rule
+	reg   *registry
+	pool  sync.Pool
+}
+
+// Match is one rule that matched an event, with the evidence.
+type Match struct {
+	RuleID string
+	Title  string
+	Level  string
+	Tags   []string // the rule's; shared, do not modify
+	// Fields are the values that made the rule's true selections true, in rule order.
+	Fields []FieldMatch
+}
+
+// FieldMatch is one field of the event that matched a detection item.
+type FieldMatch struct {
+	// Field is the detection item as written ("mcp.tool|contains"); for a keyword, the text field
+	// the keyword was found in.
+	Field string
+	// Value is the event's value (masked arguments stay masked).
+	Value string
+}
+
+// MaxFileSize bounds a rule file; Sigma rules are a few kilobytes.
+const MaxFileSize = 1 << 20
+
+// Parse loads the rules in one YAML file's content (one rule per document). name is used in
+// errors. It returns the rules that compiled and an [*Error] for each that did not.
+func Parse(name string, data []byte) (*RuleSet, []error) {
+	b := newBuilder()
+	b.add(name, data)
+	return b.set(), b.errs
+}
+
+// Load loads every *.yml and *.yaml file under root in fsys, in lexical order. A broken file or
+// rule is reported as an [*Error] and the good rules still load.
+func Load(fsys fs.FS, root string) (*RuleSet, []error) {
+	b := newBuilder()
+	err := fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			b.errs = append(b.errs, &Error{File: p, Reason: err.Error(), kind: ErrInvalid})
+			return nil
+		}
+		if d.IsDir() || !isRuleFile(p) {
+			return nil
+		}
+		b.addFile(p, func() ([]byte, error) { return fs.ReadFile(fsys, p) })
+		return nil
+	})
+	if err != nil {
+		b.errs = append(b.errs, err)
+	}
+	return b.set(), b.errs
+}
+
+// LoadPaths loads rule files and directories (recursively, *.yml and *.yaml) from the operating
+// system's file system.
+func LoadPaths(paths ...string) (*RuleSet, []error) {
+	b := newBuilder()
+	for _, p := range paths {
+		err := filepath.WalkDir(p, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				b.errs = append(b.errs, &Error{File: p, Reason: err.Error(), kind: ErrInvalid})
+				return nil
+			}
+			if d.IsDir() || (!isRuleFile(p) && p != "" && d.Type().IsRegular() && !isExplicit(p, paths)) {
+				return nil
+			}
+			b.addFile(p, func() ([]byte, error) { return os.ReadFile(p) })
+			return nil
+		})
+		if err != nil {
+			b.errs = append(b.errs, err)
+		}
+	}
+	return b.set(), b.errs
+}
+
+func isExplicit(p string, paths []string) bool {
+	for _, q := range paths {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+func isRuleFile(p string) bool {
+	ext := strings.ToLower(path.Ext(p))
+	return ext == ".yml" || ext == ".yaml"
+}
+
+type builder struct {
+	reg   *registry
+	rules []*Rule
+	ids   map[string]*Rule
+	errs  []error
+}
+
+func newBuilder() *builder { return &builder{reg: newRegistry(), ids: map[string]*Rule{}} }
+
+func (b *builder) addFile(name string, read func() ([]byte, error)) {
+	data, err := read()
+	if err != nil {
+		b.errs = append(b.errs, &Error{File: name, Reason: err.Error(), kind: ErrInvalid})
+		return
+	}
+	b.add(name, data)
+}
+
+func (b *builder) add(name string, data []byte) {
+	if len(data) > MaxFileSize {
+		b.errs = append(b.errs, &Error{File: name, Reason: fmt.Sprintf("file is larger than %d bytes", MaxFileSize), kind: ErrInvalid})
+		return
+	}
+	docs, err := parseYAML(name, data)
+	if err != nil {
+		b.errs = append(b.errs, err)
+		return
+	}
+	if len(docs) == 0 {
+		b.errs = append(b.errs, &Error{File: name, Reason: "no Sigma rule in the file", kind: ErrInvalid})
+		return
+	}
+	for _, d := range docs {
+		c := ruleCompiler{file: name, reg: b.reg}
+		r, err := c.compile(d)
+		if err != nil {
+			b.errs = append(b.errs, err)
+			continue
+		}
+		if prev, ok := b.ids[r.ID]; ok {
+			b.errs = append(b.errs, &Error{File: name, Line: d.line, Column: d.col, Rule: r.ID, kind: ErrInvalid,
+				Reason: fmt.Sprintf("rule id %s is already used by %q at %s:%d", r.ID, prev.Title, prev.File, prev.Line)})
+			continue
+		}
+		b.ids[r.ID] = r
+		b.rules = append(b.rules, r)
+	}
+}
+
+func (b *builder) set() *RuleSet {
+	rs := &RuleSet{rules: b.rules, reg: b.reg}
+	n := b.reg.n
+	rs.pool.New = func() any {
+		return &evalCtx{reg: b.reg, lowered: make([]string, n), have: make([]bool, n)}
+	}
+	return rs
+}
+
+// Rules returns the loaded rules in load order.
+func (rs *RuleSet) Rules() []*Rule { return rs.rules }
+
+// Len is the number of loaded rules.
+func (rs *RuleSet) Len() int { return len(rs.rules) }
+
+// applies reports whether an event belongs to logsource mcpwatch/mcp_call: an MCP message seen
+// by the gateway or an embedded hook.
+func applies(e *event.Event) bool { return e.Source == event.SourceMCP && e.MCP != nil }
+
+// Match returns the rules that match e, in load order; nil when none does.
+func (rs *RuleSet) Match(e *event.Event) []Match { return rs.AppendMatches(nil, e) }
+
+// AppendMatches appends the rules that match e to dst. It allocates only for matches.
+func (rs *RuleSet) AppendMatches(dst []Match, e *event.Event) []Match {
+	if len(rs.rules) == 0 || !applies(e) {
+		return dst
+	}
+	ctx := rs.pool.Get().(*evalCtx)
+	ctx.e = e
+	for _, r := range rs.rules {
+		if !ctx.cond(r, r.cond) {
+			continue
+		}
+		m := Match{RuleID: r.ID, Title: r.Title, Level: r.Level, Tags: r.Tags}
+		ctx.evidence = &m.Fields
+		ctx.collect(r, r.cond)
+		ctx.evidence = nil
+		dst = append(dst, m)
+	}
+	ctx.e = nil
+	clear(ctx.have)
+	rs.pool.Put(ctx)
+	return dst
+}
+
+// evalCtx is the per-event scratch state: lower-cased string fields, computed once per event.
+type evalCtx struct {
+	e        *event.Event
+	reg      *registry
+	lowered  []string
+	have     []bool
+	evidence *[]FieldMatch
+}
+
+func (x *evalCtx) lower(f *fieldDef, raw string) string {
+	if x.have[f.slot] {
+		return x.lowered[f.slot]
+	}
+	l := strings.ToLower(raw)
+	x.lowered[f.slot], x.have[f.slot] = l, true
+	return l
+}
+
+func (x *evalCtx) cond(r *Rule, c *cond) bool {
+	switch c.op {
+	case opSel:
+		return x.selection(r.sels[c.sel])
+	case opNot:
+		return !x.cond(r, c.kids[0])
+	case opAnd:
+		for _, k := range c.kids {
+			if !x.cond(r, k) {
+				return false
+			}
+		}
+		return true
+	case opOr:
+		for _, k := range c.kids {
+			if x.cond(r, k) {
+				return true
+			}
+		}
+		return false
+	}
+	hits := 0
+	for i, k := range c.kids {
+		if x.cond(r, k) {
+			if hits++; hits >= c.n {
+				return true
+			}
+		}
+		if hits+len(c.kids)-i-1 < c.n {
+			return false
+		}
+	}
+	return false
+}
+
+// collect gathers evidence from the selections that hold in the positive part of the condition
+// (not under "not"). It runs only for a rule that matched.
+func (x *evalCtx) collect(r *Rule, c *cond) {
+	switch c.op {
+	case opSel:
+		if x.selection(r.sels[c.sel]) {
+			x.recordSelection(r.sels[c.sel])
+		}
+	case opNot:
+	default:
+		for _, k := range c.kids {
+			x.collect(r, k)
+		}
+	}
+}
+
+func (x *evalCtx) recordSelection(s *selection) {
+	for _, alt := range s.alts {
+		ok := true
+		for _, it := range alt {
+			if !x.item(it) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			for _, it := range alt {
+				x.recordItem(it)
+			}
+			return
+		}
+	}
+}
+
+func (x *evalCtx) selection(s *selection) bool {
+	for _, alt := range s.alts {
+		ok := true
+		for _, it := range alt {
+			if !x.item(it) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *evalCtx) item(it *item) bool {
+	if it.all {
+		for i := range it.groups {
+			if !x.group(it, it.groups[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	for i := range it.groups {
+		if x.group(it, it.groups[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *evalCtx) group(it *item, g []valueMatcher) bool {
+	for i := range g {
+		if x.value(it.field, &g[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// value matches one compiled value against a field, or against every keyword field when f is nil.
+func (x *evalCtx) value(f *fieldDef, m *valueMatcher) bool {
+	if f == nil {
+		for _, tf := range x.reg.text {
+			if x.value(tf, m) {
+				return true
+			}
+		}
+		return false
+	}
+	switch f.kind {
+	case kString:
+		raw := f.str(x.e)
+		switch m.kind {
+		case mNull:
+			return raw == ""
+		case mExists:
+			return (raw != "") == m.exists
+		case mRegex, mCIDR, mNumber:
+			return m.matchString(raw)
+		}
+		if m.cased {
+			return m.matchString(raw)
+		}
+		return m.matchString(x.lower(f, raw))
+	case kList:
+		vs := f.list(x.e)
+		switch m.kind {
+		case mNull:
+			return len(vs) == 0
+		case mExists:
+			return (len(vs) > 0) == m.exists
+		}
+		for _, v := range vs {
+			if m.kind != mRegex && m.kind != mCIDR && m.kind != mNumber && !m.cased {
+				v = strings.ToLower(v)
+			}
+			if m.matchString(v) {
+				return true
+			}
+		}
+		return false
+	}
+	v := f.num(x.e)
+	switch m.kind {
+	case mNull:
+		return v == 0
+	case mExists:
+		return (v != 0) == m.exists
+	case mNumber:
+		return m.compare(v)
+	}
+	return m.matchString(strconv.FormatFloat(v, 'f', -1, 64))
+}
+
+func (x *evalCtx) recordItem(it *item) {
+	if it.field == nil {
+		for _, tf := range x.reg.text {
+			for i := range it.groups {
+				if x.group(&item{field: tf}, it.groups[i]) {
+					x.add(tf.name, x.raw(tf))
+					break
+				}
+			}
+		}
+		return
+	}
+	x.add(it.key, x.raw(it.field))
+}
+
+func (x *evalCtx) add(field, value string) {
+	*x.evidence = append(*x.evidence, FieldMatch{field, value})
+}
+
+func (x *evalCtx) raw(f *fieldDef) string {
+	switch f.kind {
+	case kString:
+		return f.str(x.e)
+	case kList:
+		return strings.Join(f.list(x.e), ",")
+	}
+	return strconv.FormatFloat(f.num(x.e), 'f', -1, 64)
+}
+
+// Severity maps a Sigma level onto the CEF 0–10 scale findings carry.
+func Severity(level string) int {
+	switch level {
+	case "informational":
+		return 1
+	case "low":
+		return 3
+	case "medium":
+		return 5
+	case "high":
+		return 8
+	case "critical":
+		return 10
+	}
+	return 5
+}
+
+// Errors sorts errs by file and position, for stable reports.
+func Errors(errs []error) []error {
+	out := append([]error(nil), errs...)
+	sort.SliceStable(out, func(i, j int) bool {
+		var a, b *Error
+		if !errors.As(out[i], &a) || !errors.As(out[j], &b) {
+			return false
+		}
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Column < b.Column
+	})
+	return out
+}
