@@ -420,29 +420,21 @@ func (d *Detector) drift(p *profile, c *evctx) {
 	}
 }
 
-// cadence is the coefficient of variation of the gaps between the last sensitive reads and
-// one at now, and whether there are enough of them. Only slow cadences count (a mean gap of
-// 10 s to 10 min): a fast steady pace is the rate check's.
-func cadence(n *num, now int64) (float64, bool) { return cadenceOver(n, now, cadenceN) }
-
-// cadenceOver is [cadence] over the last k sensitive reads (k ≤ cadenceN).
-func cadenceOver(n *num, now int64, k int) (float64, bool) {
+// cadenceOver is the coefficient of variation of the gaps between the last k sensitive reads of
+// session sess and one at now, the time of the oldest, and whether there are enough of them.
+// Only slow cadences count (a mean gap of 10 s to 10 min): a fast steady pace is the rate
+// check's.
+func cadenceOver(p *profile, now int64, sess uint32, k int) (cv float64, first int64, ok bool) {
 	var all [cadenceN]float64
 	gaps := all[:k]
-	prev := now
-	for i := range k {
-		t := n.SensTimes[(int(n.SensNext)+cadenceN-1-i)%cadenceN]
-		if t == 0 || t > prev {
-			return 0, false
-		}
-		gaps[i] = float64(prev-t) / 1e9
-		prev = t
+	if first, ok = p.sens.gaps(now, sess, gaps); !ok {
+		return 0, 0, false
 	}
 	mean, std := stat.MeanStdDev(gaps, nil)
 	if mean < 10 || mean > 600 {
-		return 0, false
+		return 0, 0, false
 	}
-	return std / mean, true
+	return std / mean, first, true
 }
 
 // cadenceTiers judge the spread (coefficient of variation) of the gaps between the last k
@@ -481,7 +473,7 @@ func (d *Detector) lowSlow(p *profile, c *evctx) {
 	}
 	r := &d.res[cDrift]
 	for _, tier := range cadenceTiers {
-		cv, ok := cadenceOver(n, c.now, tier.k)
+		cv, first, ok := cadenceOver(p, c.now, c.sess, tier.k)
 		if !ok {
 			continue
 		}
@@ -491,13 +483,12 @@ func (d *Detector) lowSlow(p *profile, c *evctx) {
 		if steady <= 0 || x <= 0 {
 			continue
 		}
-		conclusive := tier.concludes && (tier.k == cadenceN || steady == 1) && !thin
+		conclusive := tier.concludes && (tier.k == cadenceN && !thin || steady == 1)
 		weight := tier.weight
 		if conclusive {
 			weight = 1
 		}
 		if v := weight * steady * grade(x, 0.5, 1); v > r.v {
-			first := n.SensTimes[(int(n.SensNext)+cadenceN-tier.k)%cadenceN]
 			*r = result{v: v, feature: "sensitive_read_cadence_cv", obs: cv, base: usual, src: src, ws: first, we: c.now, x: x,
 				y: float64(tier.k + 1), a: "cadence", noFinding: !conclusive}
 		}

@@ -139,8 +139,10 @@ type num struct {
 
 	// Per check: the decaying peak, the last value emitted, the last finding.
 	PeakV, LastV [nChecks]float32
-	// Times of the last sensitive reads, and the principal's usual spread of the gaps between
-	// them (coefficient of variation, decayed mean), for the cadence of a low-and-slow read.
+	// Times of the last sensitive reads of state version 2, which a version 2 checkpoint
+	// restores into profile.sens; since version 3 unused. CadenceCV is the principal's usual
+	// spread of the gaps between its sensitive reads (coefficient of variation, decayed mean),
+	// for the cadence of a low-and-slow read.
 	SensTimes [cadenceN]int64
 	// SensRun counts the sensitive reads in a row, each within ExfilWindow of the one before.
 	SensRun   uint16
@@ -190,6 +192,8 @@ type profile struct {
 	sensName       string // the tool or resource of the last sensitive read
 	// The feature and sentence of each check's peak, which its signal shows while it decays.
 	peakFeature, peakDetail [nChecks]string
+	// sens holds the last sensitive reads with their sessions, for the cadence check.
+	sens sensRing
 	gone                    bool // removed from the table; a stale heap entry
 	inHeap                  bool
 }
@@ -306,4 +310,54 @@ func fnv(b []byte) uint64 {
 		h *= 1099511628211
 	}
 	return h
+}
+
+// sensRingN sensitive reads are kept for the cadence: enough for a ten-gap cadence of one
+// session while another session of the principal reads in between.
+const sensRingN = 16
+
+// sensRing is a ring of the last sensitive reads: when, and in which MCP session (a hash; 0
+// for none, which matches any session). A cadence is judged over one session's reads, so a
+// script paging slowly in its own session stands apart from its owner's interleaved reads.
+type sensRing struct {
+	at   [sensRingN]int64
+	sess [sensRingN]uint32
+	next uint8
+}
+
+func (r *sensRing) add(t int64, sess uint32) {
+	r.at[r.next], r.sess[r.next] = t, sess
+	r.next = (r.next + 1) % sensRingN
+}
+
+// gaps fills dst (its length is how many) with the gaps in seconds between now and the reads
+// of session sess before it, newest first, and returns the time of the oldest read used; ok is
+// false when the ring holds fewer such reads.
+func (r *sensRing) gaps(now int64, sess uint32, dst []float64) (first int64, ok bool) {
+	prev, k := now, 0
+	for i := range sensRingN {
+		if k == len(dst) {
+			break
+		}
+		j := (int(r.next) + sensRingN - 1 - i) % sensRingN
+		t, s := r.at[j], r.sess[j]
+		if t == 0 || t > prev {
+			return 0, false
+		}
+		if sess != 0 && s != 0 && s != sess {
+			continue
+		}
+		dst[k] = float64(prev-t) / 1e9
+		prev, k = t, k+1
+	}
+	return prev, k == len(dst)
+}
+
+// sessionHash is the ring's tag of an MCP session id: 0 for none, never 0 for one.
+func sessionHash(id string) uint32 {
+	if id == "" {
+		return 0
+	}
+	h := fnv([]byte(id))
+	return uint32(h) ^ uint32(h>>32) | 1
 }

@@ -73,6 +73,10 @@ func (w *world) feed(es ...*event.Event) (sigs []detect.Signal, finds []*event.F
 	return sigs, finds
 }
 
+func session(id string) func(*event.Event) {
+	return func(e *event.Event) { e.Correlation.SessionID = id }
+}
+
 func sensitive(v float64, classes ...string) func(*event.Event) {
 	return func(e *event.Event) { e.Normalized.Sensitivity, e.DataClasses = v, classes }
 }
@@ -405,9 +409,13 @@ func TestLowAndSlowCadence(t *testing.T) {
 		gap, jitter   time.Duration
 		provisional   bool // a signal without a finding before the finding
 		findingAtRead int  // the read (1-based) that concludes
+		owner         bool // the owner reads in its own session meanwhile
 	}{
-		{"clock", 40 * time.Second, 3 * time.Second, true, 7},
-		{"jittered", 30 * time.Second, 20 * time.Second, true, cadenceN + 1},
+		{"clock", 40 * time.Second, 3 * time.Second, true, 7, false},
+		{"jittered", 30 * time.Second, 20 * time.Second, true, cadenceN + 1, false},
+		// The script pages in its own session while its owner keeps reading in another: the
+		// owner's reads do not break the script's cadence.
+		{"interleaved", 40 * time.Second, 3 * time.Second, true, 7, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, nil)
@@ -428,7 +436,10 @@ func TestLowAndSlowCadence(t *testing.T) {
 			var provisional bool
 			for i := range 12 {
 				at = at.Add(tc.gap + time.Duration(rng.Int64N(int64(tc.jitter))))
-				sigs, fs := w.feed(w.ev(p, at, "db_query", sensitive(0.7, "finance")))
+				if tc.owner && i%2 == 1 { // the owner's read between two of the script's
+					w.feed(w.ev(p, at.Add(-time.Duration(5+rng.IntN(20))*time.Second), "db_query", sensitive(0.7, "finance"), session("owner")))
+				}
+				sigs, fs := w.feed(w.ev(p, at, "db_query", sensitive(0.7, "finance"), session("script")))
 				found := len(findingsOf(fs, "drift")) != 0
 				if i+1 < tc.findingAtRead {
 					if found {

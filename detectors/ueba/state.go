@@ -14,10 +14,12 @@ import (
 
 // State encoding: "UEBA", a version byte, a kind byte ('p' principal, 'g' peer group), then the
 // fixed numeric part (encoding/binary, little endian) and the variable parts (uvarint lengths).
-// A new layout is a new stateVersion; Restore refuses versions it does not know.
+// A new layout is a new stateVersion; Restore reads the previous one (version 2: no ring of
+// sensitive reads with their sessions, which it seeds from the principal-wide times) and
+// refuses versions it does not know.
 const (
 	stateMagic   = "UEBA"
-	stateVersion = 2
+	stateVersion = 3
 	peerPrefix   = "peer:"
 )
 
@@ -169,7 +171,11 @@ func (p *profile) encode() []byte {
 		b = appendString(b, p.peakFeature[ci])
 		b = appendString(b, p.peakDetail[ci])
 	}
-	return b
+	for i := range sensRingN {
+		b = binary.AppendVarint(b, p.sens.at[i])
+		b = binary.LittleEndian.AppendUint32(b, p.sens.sess[i])
+	}
+	return append(b, p.sens.next)
 }
 
 func (g *peerGroup) encode() []byte {
@@ -212,8 +218,9 @@ func (g *peerGroup) encode() []byte {
 
 // reader decodes a state, remembering the first error instead of panicking.
 type reader struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version byte
 }
 
 func (r *reader) fail() {
@@ -264,6 +271,26 @@ func (r *reader) u64() uint64 {
 	return v
 }
 
+func (r *reader) u32() uint32 {
+	if len(r.b) < 4 {
+		r.fail()
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) < 1 {
+		r.fail()
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
 func (r *reader) f32() float32 {
 	if len(r.b) < 4 {
 		r.fail()
@@ -294,10 +321,10 @@ func openState(b []byte, kind byte) (*reader, error) {
 	if len(b) < len(h) || string(b[:4]) != stateMagic || b[5] != kind {
 		return nil, fmt.Errorf("%w: not a %c state", errState, kind)
 	}
-	if b[4] != stateVersion {
-		return nil, fmt.Errorf("%w: state version %d, this build reads %d", errState, b[4], stateVersion)
+	if b[4] != stateVersion && b[4] != stateVersion-1 {
+		return nil, fmt.Errorf("%w: state version %d, this build reads %d and %d", errState, b[4], stateVersion-1, stateVersion)
 	}
-	return &reader{b: b[len(h):]}, nil
+	return &reader{b: b[len(h):], version: b[4]}, nil
 }
 
 func decodeProfile(b []byte) (*profile, error) {
@@ -326,6 +353,18 @@ func decodeProfile(b []byte) (*profile, error) {
 	for ci := range nChecks {
 		p.peakFeature[ci], p.peakDetail[ci] = r.str(1<<8), r.str(1<<12)
 	}
+	if r.version >= 3 {
+		for i := range sensRingN {
+			p.sens.at[i], p.sens.sess[i] = r.varint(), r.u32()
+		}
+		p.sens.next = r.byte()
+	} else { // version 2: the principal-wide ring, oldest first, matching any session
+		for i := range cadenceN {
+			if t := p.n.SensTimes[(int(p.n.SensNext)+i)%cadenceN]; t != 0 {
+				p.sens.add(t, 0)
+			}
+		}
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail()
 	}
@@ -334,7 +373,7 @@ func decodeProfile(b []byte) (*profile, error) {
 	}
 	n := &p.n
 	ok := n.RingN <= minRing && n.RingNext < minRing && n.HourN <= hourRing && n.HourNext < hourRing &&
-		n.DeniedNext < deniedRing && n.IDNext < idSample && n.Slot >= -1 && n.Slot < peerSlots &&
+		n.DeniedNext < deniedRing && n.IDNext < idSample && p.sens.next < sensRingN && n.Slot >= -1 && n.Slot < peerSlots &&
 		n.PrevTool >= -1 && int(n.PrevTool) < len(p.cats[catTool].Entries) &&
 		n.SensTool >= -1 && int(n.SensTool) < len(p.cats[catTool].Entries) &&
 		n.SecHead >= 0 && n.MinHead >= 0 && n.HourHead >= 0 && n.LastSeen >= n.FirstSeen

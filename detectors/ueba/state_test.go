@@ -1,6 +1,7 @@
 package ueba
 
 import (
+	"encoding/binary"
 	"reflect"
 	"testing"
 	"time"
@@ -106,3 +107,48 @@ func FuzzRestore(f *testing.F) {
 		d.Checkpoint(t0.Add(97*time.Hour), nil)
 	})
 }
+
+// A checkpoint of the previous state version (2, before the ring of sensitive reads carried
+// their sessions) still restores, its principal-wide read times seeding the ring, so an upgrade
+// keeps every learned profile.
+func TestRestoreVersion2(t *testing.T) {
+	w := newWorld(t, nil)
+	p := &profile{}
+	p.n.PrevTool, p.n.SensTool, p.n.Slot = -1, -1, -1
+	base := t0.UnixNano()
+	for i := range cadenceN { // reads a minute apart, the ring's next slot at 3
+		p.n.SensTimes[(3+i)%cadenceN] = base + int64(i)*60e9
+	}
+	p.n.SensNext = 3
+	p.n.FirstSeen, p.n.LastSeen = base, base+int64(cadenceN)*60e9
+	b := p.encode()
+	b = b[:len(b)-sensRingN*4-1] // the version 3 ring: times (varints) and sessions
+	for i := range sensRingN {
+		b = b[:len(b)-varintLen(p.sens.at[i])]
+	}
+	b[4] = 2
+	rec := &event.Profile{Detector: Name, Subject: "analyst01", Version: 1, State: b}
+	if err := w.d.Restore(rec); err != nil {
+		t.Fatal(err)
+	}
+	ent := w.d.principals.Get(key{"", "analyst01"})
+	if ent == nil {
+		t.Fatal("not restored")
+	}
+	var gaps [cadenceN]float64 // from a read one more minute later back to the oldest
+	first, ok := ent.Value.sens.gaps(base+int64(cadenceN)*60e9, sessionHash("any"), gaps[:])
+	if !ok || first != base {
+		t.Fatalf("ring from version 2: ok %v, oldest %d, want %d", ok, first, base)
+	}
+	for _, g := range gaps {
+		if g != 60 {
+			t.Fatalf("gaps %v, want a minute each", gaps)
+		}
+	}
+	b[4] = 1
+	if err := w.d.Restore(rec); err == nil {
+		t.Fatal("state version 1 restored")
+	}
+}
+
+func varintLen(v int64) int { return len(binary.AppendVarint(nil, v)) }

@@ -180,6 +180,7 @@ type evctx struct {
 	tool      int // index of the tool in the profile before learning, -1 when new or none
 	toolKV    int // index in vals of the tool, -1 when none
 	distNew   bool
+	sess      uint32 // sessionHash of the event's MCP session
 }
 
 func (d *Detector) track(k key, t int64) *entry {
@@ -383,6 +384,7 @@ func (d *Detector) observe(p *profile, e *event.Event, now int64, c *evctx) {
 	c.now, c.sec = now, now/1e9
 	c.conf = d.confidence(p)
 	c.tool, c.toolKV = -1, -1
+	c.sess = sessionHash(e.Correlation.SessionID)
 	i := c.sec % secRing
 	m := e.MCP
 	c.req = m.Direction == event.DirRequest
@@ -663,7 +665,7 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 		n.PrevTool = int8(toolIdx)
 	}
 	if c.sensitive {
-		if cv, ok := cadence(n, c.now); ok {
+		if cv, _, ok := cadenceOver(p, c.now, c.sess, cadenceN); ok {
 			// The principal's usual cadence spread, learnt after it was judged; a cadence judged
 			// too steady teaches it ten times slower, so that a script paging slowly does not
 			// become the principal's normal within a few reads.
@@ -674,8 +676,7 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 			n.CadenceCV += w * (float32(cv) - n.CadenceCV)
 			n.CadenceN = min(n.CadenceN+1, math.MaxUint16)
 		}
-		n.SensTimes[n.SensNext] = c.now
-		n.SensNext = (n.SensNext + 1) % cadenceN
+		p.sens.add(c.now, c.sess)
 		if n.SensAt == 0 || c.now-n.SensAt > int64(d.cfg.ExfilWindow) {
 			n.SensRun = 0
 		}
