@@ -193,9 +193,9 @@ type profile struct {
 	// The feature and sentence of each check's peak, which its signal shows while it decays.
 	peakFeature, peakDetail [nChecks]string
 	// sens holds the last sensitive reads with their sessions, for the cadence check.
-	sens sensRing
-	gone                    bool // removed from the table; a stale heap entry
-	inHeap                  bool
+	sens   sensRing
+	gone   bool // removed from the table; a stale heap entry
+	inHeap bool
 }
 
 func decay(dtSec float64, halfLifeSec float64) float32 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,7 +317,8 @@ func TestExfiltration(t *testing.T) {
 }
 
 // Low and slow: over an hour, a sensitive read of a new record every two minutes: no window
-// check sees it, the hourly drift does.
+// check sees it, the drift check does — by its clock-steady cadence against a person's pace (the
+// principal's own cadence is thin here), the hourly counts confirming it later.
 func TestLowAndSlow(t *testing.T) {
 	w := newWorld(t, nil)
 	ps := team(10)
@@ -331,7 +333,7 @@ func TestLowAndSlow(t *testing.T) {
 			func(e *event.Event) { e.MCP.ArgumentsMasked = fmt.Sprintf("select * from accounts where id=%d", i) }))
 		fs = append(fs, f...)
 	}
-	f := wantFinding(t, fs, "drift", "", "self")
+	f := wantFinding(t, fs, "drift", "", "")
 	if f.Time.Sub(start) > 50*time.Minute {
 		t.Fatalf("drift seen after %s", f.Time.Sub(start))
 	}
@@ -341,6 +343,14 @@ func TestLowAndSlow(t *testing.T) {
 		}
 	}
 	t.Logf("drift after %s: %s", f.Time.Sub(start), f.Summary)
+	var hourly bool
+	for _, f := range findingsOf(fs, "drift") {
+		hourly = hourly || strings.HasSuffix(f.Evidence[0].Feature, "_per_hour")
+		t.Logf("drift after %s: %s", f.Time.Sub(start), f.Summary)
+	}
+	if !hourly {
+		t.Fatal("the hourly counts never concluded")
+	}
 }
 
 // Responses far larger than the principal's, at its usual pace: a bulk read the rate check
