@@ -280,8 +280,9 @@ func (s *Scorer) Finding(f *event.Finding) *event.Score {
 	p := &ent.Value
 	t := f.Time.UnixNano()
 	p.now = max(p.now, t)
-	m := mark{at: t, weight: min(float64(f.Severity), 10) / 10, detector: f.Detector, check: f.Check,
-		summary: f.Summary, id: f.ID}
+	// A finding's strings may refer to the record being judged: the mark keeps copies.
+	m := mark{at: t, weight: min(float64(f.Severity), 10) / 10, detector: strings.Clone(f.Detector),
+		check: strings.Clone(f.Check), summary: strings.Clone(f.Summary), id: strings.Clone(f.ID)}
 	// Replace the faintest mark when full: what is left is what weighs most now.
 	if len(p.marks) < maxFindings {
 		p.marks = append(p.marks, m)
@@ -410,7 +411,7 @@ func (s *Scorer) findingsEvidence(p *principal) detect.Evidence {
 		Detail: fmt.Sprintf("%d recent finding(s); heaviest now %s %q (weight %.2f, half-life %s)",
 			len(p.marks), name, m.summary, s.fade(m, p.now), time.Duration(s.halfLife))}
 	if m.id != "" {
-		ev.EventIDs = []string{m.id}
+		ev.EventIDs = []detect.EventID{detect.MakeEventID(m.id)}
 	}
 	return ev
 }
@@ -471,7 +472,9 @@ func (s *Scorer) track(k key) *lru.Entry[key, principal] {
 		s.table.Remove(s.table.Oldest())
 		s.stats.EvictedCapacity++
 	}
-	ent := s.table.Add(k)
+	// The key's strings may refer to the record being judged (a finding's): the table keeps
+	// copies.
+	ent := s.table.Add(key{strings.Clone(k.tenant), strings.Clone(k.subject)})
 	ent.Value = principal{slots: make([]slot, len(s.slotKey))}
 	return ent
 }
@@ -528,7 +531,7 @@ func (s *Scorer) explain(p *principal) ([]event.Evidence, []float64) {
 		ev := event.Evidence{Detector: id.detector, Check: id.check, Component: string(s.slotCompName[r.slot]),
 			Feature: e.Feature, Value: sl.value, Contribution: round1(r.contrib), Observed: finite(e.Observed),
 			Baseline: finite(e.Baseline), BaselineSource: e.BaselineSource, Detail: e.Detail,
-			WindowStart: e.WindowStart, WindowEnd: e.WindowEnd, EventIDs: e.EventIDs}
+			WindowStart: e.WindowStart, WindowEnd: e.WindowEnd, EventIDs: detect.EventIDStrings(e.EventIDs)}
 		if id.check == id.detector {
 			ev.Check = ""
 		}

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"gonum.org/v1/gonum/stat"
+
+	"github.com/mcpwatch/mcpwatch/detectors/detect"
 )
 
 // Sizes of the bounded parts of a profile. They fix the memory per principal (see
@@ -186,7 +188,7 @@ type profile struct {
 	group *peerGroup
 	// groupKey and dept are what the last event said; peer and department of the profile.
 	groupKey, dept string
-	ids            [idSample]string
+	ids            [idSample]detect.EventID
 	sensName       string // the tool or resource of the last sensitive read
 	// The feature and sentence of each check's peak, which its signal shows while it decays.
 	peakFeature, peakDetail [nChecks]string
