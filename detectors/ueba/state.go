@@ -428,6 +428,12 @@ func (d *Detector) Restore(rec *event.Profile) error {
 		}
 		d.remove(old)
 	}
+	for c := range p.cats {
+		for i := range p.cats[c].Entries {
+			e := &p.cats[c].Entries[i]
+			e.Name = d.names.share(e.Name)
+		}
+	}
 	ent := d.track(k, p.n.FirstSeen)
 	slot := p.n.Slot
 	ent.Value = *p

@@ -1,9 +1,11 @@
 package ueba
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
 	"github.com/mcpwatch/mcpwatch/event"
@@ -105,4 +107,22 @@ func FuzzRestore(f *testing.F) {
 		d.Expire(t0.Add(96*time.Hour), &out)
 		d.Checkpoint(t0.Add(97*time.Hour), nil)
 	})
+}
+
+// Profiles share one copy of each category value; the table of copies must stay bounded however
+// many distinct values stream by, and hand out equal strings.
+func TestInternerBounded(t *testing.T) {
+	var in interner
+	a, b := in.get([]byte("db_query")), in.get([]byte("db_query"))
+	if a != "db_query" || unsafe.StringData(a) != unsafe.StringData(b) || in.share("db_query") != a {
+		t.Fatal("the same value got two copies")
+	}
+	for i := range 3 * internMax {
+		if s := in.get(fmt.Appendf(nil, "10.%d.0.0/24", i)); s != fmt.Sprintf("10.%d.0.0/24", i) {
+			t.Fatalf("got %q", s)
+		}
+		if len(in.m) > internMax {
+			t.Fatalf("%d values held, bound %d", len(in.m), internMax)
+		}
+	}
 }
