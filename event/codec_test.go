@@ -176,20 +176,26 @@ func checkReused(t *testing.T, b []byte, e *Event) {
 		return
 	}
 	got := *e
-	// An absent slice or map is empty rather than nil: the same event.
-	for _, s := range []*[]string{&got.Principal.Roles, &got.Principal.AuthMethods, &got.Principal.Scopes, &got.DataClasses} {
+	emptyNil(&got)
+	emptyNil(&want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: DecodeReused gave\n%+v\nDecode gave\n%+v", b, got, want)
+	}
+}
+
+// emptyNil makes e's empty slices and maps nil: DecodeReused leaves an absent one empty, Decode
+// nil (and [] empty): the same event.
+func emptyNil(e *Event) {
+	for _, s := range []*[]string{&e.Principal.Roles, &e.Principal.AuthMethods, &e.Principal.Scopes, &e.DataClasses} {
 		if len(*s) == 0 {
 			*s = nil
 		}
 	}
-	if len(got.PII) == 0 {
-		got.PII = nil
+	if len(e.PII) == 0 {
+		e.PII = nil
 	}
-	if len(got.Attributes) == 0 {
-		got.Attributes = nil
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("%q: DecodeReused gave\n%+v\nDecode gave\n%+v", b, got, want)
+	if len(e.Attributes) == 0 {
+		e.Attributes = nil
 	}
 }
 
