@@ -74,6 +74,9 @@ type handler struct {
 	mark    time.Time // watermark: the newest valid event time seen
 	hasMark bool
 	out     detect.Output
+	// ev is the decode target, reused for every record (see [event.DecodeReused]): its strings
+	// refer to the record being judged, which detectors must not keep (see [detect.Detector]).
+	ev event.Event
 
 	profiles []*event.Profile // checkpoint scratch
 	restored int              // profiles restored, for the log line
@@ -94,12 +97,11 @@ func (h *handler) Handle(_ context.Context, recs []*kgo.Record) (kafkaio.Result,
 	defer h.mu.Unlock()
 	var res kafkaio.Result
 	for _, rec := range recs {
-		var e event.Event
-		if err := event.Decode(rec.Value, &e); err != nil {
+		if err := event.DecodeReused(rec.Value, &h.ev); err != nil {
 			res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: rec, Reason: err})
 			continue
 		}
-		h.observe(rec, &e, &res)
+		h.observe(rec, &h.ev, &res)
 	}
 	h.finish(&res)
 	return res, nil

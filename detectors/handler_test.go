@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/detectors/rate"
 	"github.com/mcpwatch/mcpwatch/detectors/score"
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/internal/bench/detectload"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/testenv"
 )
@@ -229,7 +231,7 @@ func (l *level) Observe(e *event.Event, out *detect.Output) {
 		name = l.forge
 	}
 	out.Signals = append(out.Signals, detect.Signal{Detector: name, Check: l.name, Tenant: e.Tenant, Subject: sub, Time: e.Time,
-		Component: l.comp, Value: v, Evidence: detect.Evidence{Feature: l.name, Observed: v, EventIDs: []string{e.ID}}})
+		Component: l.comp, Value: v, Evidence: detect.Evidence{Feature: l.name, Observed: v, EventIDs: []detect.EventID{detect.MakeEventID(e.ID)}}})
 	if v == 100 || math.IsNaN(v) {
 		out.Findings = append(out.Findings, &event.Finding{ID: detect.FindingID(l.name, e.ID), Time: e.Time, Tenant: e.Tenant,
 			Principal: e.Principal, Detector: l.name, Score: v, Summary: l.name + " at " + a})
@@ -519,4 +521,92 @@ func TestHandlerFindingsExplainedAndScored(t *testing.T) {
 	if last.Score != 65 || last.Explanation == "" {
 		t.Fatalf("last score %+v", last)
 	}
+}
+
+// The stage decodes records into one reused event whose strings refer to the records' bytes
+// (event.DecodeReused). A detector or the scorer that kept such a string would keep a fetch's
+// buffer alive and, once the client reuses it, publish someone else's bytes: overwriting every
+// record after its batch must change nothing the stage publishes.
+func TestHandlerKeepsNoRecordBytes(t *testing.T) {
+	run := func(scribble bool) (out []string, findings int) {
+		names := event.TopicNames("t")
+		h, err := Build(names, DefaultConfig(), nil, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gen := detectload.New(200, 3, 200*time.Microsecond)
+		for range 300 {
+			recs := make([]*kgo.Record, 0, 100)
+			for range 100 {
+				e := gen.Next()
+				if e.MCP != nil && e.MCP.Direction == event.DirRequest && len(recs)%37 == 0 {
+					e.Attributes = map[string]string{"mcp.tool.changed": e.MCP.Tool}
+				}
+				recs = append(recs, record(t, names.Events, e))
+			}
+			res, err := h.Handle(context.Background(), recs)
+			if err != nil || len(res.Dead) > 0 {
+				t.Fatalf("handle: %v, %d dead", err, len(res.Dead))
+			}
+			var batch []string // sorted: peer profiles come in map order
+			for _, r := range res.Out {
+				v := r.Value
+				if r.Topic == names.Profiles && strings.Contains(string(r.Key), "/peer:") {
+					v = canonicalPeerProfile(t, v)
+				}
+				batch = append(batch, r.Topic+" "+string(r.Key)+" "+string(v))
+				if r.Topic == names.Findings {
+					findings++
+				}
+			}
+			slices.Sort(batch)
+			out = append(out, batch...)
+			if scribble {
+				for _, r := range recs {
+					for i := range r.Value {
+						r.Value[i] = 'x'
+					}
+				}
+			}
+		}
+		return out, findings
+	}
+	want, findings := run(false)
+	got, _ := run(true)
+	if findings == 0 {
+		t.Fatal("no findings: the test exercises nothing the scorer keeps")
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d records published after overwriting, %d without", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			j := 0
+			for j < len(got[i]) && j < len(want[i]) && got[i][j] == want[i][j] {
+				j++
+			}
+			t.Logf("first difference at byte %d: got %q, want %q", j, got[i][max(j-80, 0):min(j+80, len(got[i]))], want[i][max(j-80, 0):min(j+80, len(want[i]))])
+			t.Fatalf("record %d differs after overwriting the records judged before it:\n got %.300s\nwant %.300s", i, got[i], want[i])
+		}
+	}
+}
+
+// canonicalPeerProfile re-encodes a peer group's profile record with its categories' values
+// sorted and without its opaque state: the group keeps them in maps, so their order varies from
+// run to run.
+func canonicalPeerProfile(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var p event.Profile
+	if err := event.Decode(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range p.Categories {
+		slices.SortFunc(c.Values, func(a, b event.ProfileValue) int { return strings.Compare(a.Value, b.Value) })
+	}
+	p.State = nil
+	out, err := event.Encode(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -41,6 +41,34 @@ func Decode[T Record](b []byte, r *T) error {
 	return validate(r)
 }
 
+// DecodeReused is [Decode] for an [Event] decoded over and over on a hot path (the detect stage
+// decodes every event it judges): it decodes into e as the previous call left it and reuses its
+// storage. The arrays of e's slices and its maps are refilled rather than allocated, and a string
+// without escapes refers to the bytes of b rather than to a copy of its own. So what e holds is
+// valid until the next call, and only while b is unchanged: code that keeps a string of e past
+// that must clone it ([strings.Clone]). It accepts and refuses what [Decode] does, and a field
+// absent from b is left empty (an empty slice or map where Decode leaves nil).
+func DecodeReused(b []byte, e *Event) error {
+	e.reset()
+	if err := json.UnmarshalWithOption(b, e, json.DecodeNoCopyString()); err != nil {
+		return fmt.Errorf("%w: %T: %v", ErrMalformed, *e, err)
+	}
+	return validate(e)
+}
+
+// reset empties e for [DecodeReused], keeping the storage of its slices and maps. The blocks e
+// points to are dropped: whether a block is present is part of the event (a nil MCP is not an
+// empty one), and the decoder allocates a present one.
+func (e *Event) reset() {
+	pr := &e.Principal
+	roles, amr, scopes := pr.Roles[:0], pr.AuthMethods[:0], pr.Scopes[:0]
+	classes, pii, attrs := e.DataClasses[:0], e.PII, e.Attributes
+	clear(pii)
+	clear(attrs)
+	*e = Event{Principal: Principal{Roles: roles, AuthMethods: amr, Scopes: scopes},
+		DataClasses: classes, PII: pii, Attributes: attrs}
+}
+
 func setSchema(r any) {
 	switch v := r.(type) {
 	case *Event:

@@ -3,6 +3,7 @@ package event
 import (
 	stdjson "encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -151,7 +152,79 @@ func FuzzDecode(f *testing.F) {
 		}
 		var c Control
 		_ = Decode(b, &c)
+		// DecodeReused, into a target full of another event, agrees with Decode.
+		reused := sampleEvent()
+		reused.Attributes = map[string]string{"k": "v"}
+		checkReused(t, b, &reused)
 	})
+}
+
+// checkReused decodes b with DecodeReused into e and with Decode into a fresh event, and fails
+// unless both accept or refuse it alike and, accepted, decode the same event.
+func checkReused(t *testing.T, b []byte, e *Event) {
+	t.Helper()
+	var want Event
+	werr := Decode(b, &want)
+	gerr := DecodeReused(b, e)
+	if (werr == nil) != (gerr == nil) {
+		t.Fatalf("%q: Decode error %v, DecodeReused error %v", b, werr, gerr)
+	}
+	if werr != nil {
+		if !errors.Is(gerr, ErrMalformed) && !errors.Is(gerr, ErrSchema) {
+			t.Fatalf("%q: DecodeReused error %v wraps neither ErrMalformed nor ErrSchema", b, gerr)
+		}
+		return
+	}
+	got := *e
+	emptyNil(&got)
+	emptyNil(&want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: DecodeReused gave\n%+v\nDecode gave\n%+v", b, got, want)
+	}
+}
+
+// emptyNil makes e's empty slices and maps nil: DecodeReused leaves an absent one empty, Decode
+// nil (and [] empty): the same event.
+func emptyNil(e *Event) {
+	for _, s := range []*[]string{&e.Principal.Roles, &e.Principal.AuthMethods, &e.Principal.Scopes, &e.DataClasses} {
+		if len(*s) == 0 {
+			*s = nil
+		}
+	}
+	if len(e.PII) == 0 {
+		e.PII = nil
+	}
+	if len(e.Attributes) == 0 {
+		e.Attributes = nil
+	}
+}
+
+// The detect stage decodes every event into one reused Event: nothing of the previous event may
+// show through in the next (a block, a class, a PII count or an attribute it did not carry).
+func TestDecodeReused(t *testing.T) {
+	full := sampleEvent()
+	full.Attributes = map[string]string{"mcp.tool.changed": "db_query"}
+	full.Normalized = &Normalized{Signature: "MCP-1001", Name: "tools/call", CEF: "CEF:0|a|b|1|MCP-1001|x|3|", Sensitivity: 0.7}
+	full.Process = &Process{PID: 7, Args: []string{"a", "b"}}
+	full.Principal.Scopes = []string{"mcp:tools"}
+	bare := Event{ID: "e-2", Time: full.Time, Source: SourceKernel, Tenant: "acme"}
+	escaped := sampleEvent()
+	escaped.Principal.Subject = "al\"ice\n\u00e9"
+	escaped.DataClasses = []string{"pii"}
+	var recs [][]byte
+	for _, e := range []Event{full, bare, escaped, full, full} {
+		b, err := Encode(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, b)
+	}
+	recs = append(recs, []byte(`{"schema":1,"id":"x","time":"2026-11-23T09:06:12Z","source":"mcp","mcp":null,"pii":null}`),
+		[]byte(`{"schema":9,"id":"x","time":"2026-11-23T09:06:12Z","source":"mcp"}`), []byte(`{"schema":1,`))
+	var e Event
+	for _, b := range recs {
+		checkReused(t, b, &e)
+	}
 }
 
 // BenchmarkCodec measures encode + decode of a typical audit event: the per-core ceiling the wire

@@ -26,7 +26,11 @@ type Detector interface {
 	// Info names the detector and the checks it signals with. It must not change.
 	Info() Info
 	// Observe judges one event and appends what it concluded to out. It must not keep e or
-	// anything e points to past the call.
+	// anything e points to past the call, strings included: the stage decodes every record into
+	// one reused event whose strings refer to the record's bytes ([event.DecodeReused]), so a
+	// string kept in a detector's state must be a copy ([strings.Clone]). The scorer keeps
+	// signals, so their strings must not refer to e either; findings may, as the stage encodes
+	// them before the next event.
 	Observe(e *event.Event, out *Output)
 	// Expire forgets the principals idle at event time now (the newest event time seen, which
 	// only moves forward) and appends, for each principal it ever signalled, a [Signal.Expired]
@@ -131,9 +135,10 @@ type Evidence struct {
 	Detail string
 	// WindowStart and WindowEnd bound the events measured: (WindowStart, WindowEnd].
 	WindowStart, WindowEnd time.Time
-	// EventIDs are a sample of the events measured, oldest first. Detectors may leave it empty
+	// EventIDs are a sample of the events measured, oldest first, held compactly: the scorer
+	// renders them ([EventIDStrings]) only for what it publishes. Detectors may leave it empty
 	// when Value is 0.
-	EventIDs []string
+	EventIDs []EventID
 }
 
 // Stateful is a [Detector] whose per-principal state (its behaviour profiles) outlives the

@@ -60,7 +60,7 @@ type principal struct {
 
 type sample struct {
 	t  int64
-	id string
+	id detect.EventID
 }
 
 // New returns a Rate detector, or the config's validation error.
@@ -116,7 +116,7 @@ func (r *Rate) Observe(e *event.Event, out *detect.Output) {
 	p.newest = max(p.newest, t)
 	p.win.evict(p.newest - r.window)
 	p.win.insert(t)
-	p.samples[p.sampleNext] = sample{t: t, id: e.ID}
+	p.samples[p.sampleNext] = sample{t: t, id: detect.MakeEventID(e.ID)}
 	p.sampleNext = (p.sampleNext + 1) % evidenceSample
 
 	now := p.newest
@@ -129,7 +129,7 @@ func (r *Rate) Observe(e *event.Event, out *detect.Output) {
 		p.findingAt, p.findingScore, p.hasFinding = now, score, true
 		out.Findings = append(out.Findings, r.finding(e, p, calls, perSec, score))
 	}
-	sig := detect.Signal{Detector: Name, Tenant: k.tenant, Subject: k.sub, Check: Name,
+	sig := detect.Signal{Detector: Name, Tenant: ent.Key.tenant, Subject: ent.Key.sub, Check: Name,
 		Time: time.Unix(0, now).UTC(), Component: detect.Frequency, Value: score,
 		Evidence: detect.Evidence{Feature: "rate_per_s", Observed: perSec, Baseline: r.cfg.Baseline, BaselineSource: "rule",
 			WindowStart: time.Unix(0, now-r.window).UTC(), WindowEnd: time.Unix(0, now).UTC()}}
@@ -169,12 +169,12 @@ func (r *Rate) score(perSec float64) float64 {
 }
 
 // eventIDs returns the ids of the sampled requests inside p's window, oldest first.
-func (r *Rate) eventIDs(p *principal, calls int) []string {
+func (r *Rate) eventIDs(p *principal, calls int) []detect.EventID {
 	start := p.newest - r.window
-	ids := make([]string, 0, min(calls, evidenceSample))
+	ids := make([]detect.EventID, 0, min(calls, evidenceSample))
 	for i := range evidenceSample {
 		s := p.samples[(p.sampleNext+i)%evidenceSample]
-		if s.id != "" && s.t > start {
+		if !s.id.IsZero() && s.t > start {
 			ids = append(ids, s.id)
 		}
 	}
@@ -208,7 +208,7 @@ func (r *Rate) finding(e *event.Event, p *principal, calls int, perSec, score fl
 		WindowStart: time.Unix(0, start).UTC(),
 		WindowEnd:   time.Unix(0, end).UTC(),
 		Features:    features,
-		EventIDs:    r.eventIDs(p, calls),
+		EventIDs:    detect.EventIDStrings(r.eventIDs(p, calls)),
 	}
 }
 
@@ -219,7 +219,8 @@ func (r *Rate) track(k key) *lru.Entry[key, principal] {
 		r.principals.Remove(r.principals.Oldest())
 		r.stats.EvictedCapacity++
 	}
-	ent := r.principals.Add(k)
+	// The key's strings may refer to the record being judged: the table keeps copies.
+	ent := r.principals.Add(key{strings.Clone(k.tenant), strings.Clone(k.sub)})
 	ent.Value = principal{win: window{cap: r.windowCap}}
 	return ent
 }

@@ -415,7 +415,7 @@ func TestRateSignals(t *testing.T) {
 	if !reflect.DeepEqual(*sig, want) {
 		t.Fatalf("signal\n%+v, want\n%+v", *sig, want)
 	}
-	if len(ids) != 20 || ids[19] != last.ID {
+	if len(ids) != 20 || ids[19].String() != last.ID {
 		t.Fatalf("evidence ids %v, want the last 20 ending %s", ids, last.ID)
 	}
 	// A score of 0 needs no evidence; ignored and late events yield no signal at all.

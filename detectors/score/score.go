@@ -104,7 +104,7 @@ type slot struct {
 	live     bool
 	value    float64
 	at       int64
-	evidence detect.Evidence
+	evidence detect.Evidence // but for the findings slot's (see Scorer.slotEvidence)
 }
 
 // Stats counts what a [Scorer] did since it was created.
@@ -280,8 +280,9 @@ func (s *Scorer) Finding(f *event.Finding) *event.Score {
 	p := &ent.Value
 	t := f.Time.UnixNano()
 	p.now = max(p.now, t)
-	m := mark{at: t, weight: min(float64(f.Severity), 10) / 10, detector: f.Detector, check: f.Check,
-		summary: f.Summary, id: f.ID}
+	// A finding's strings may refer to the record being judged: the mark keeps copies.
+	m := mark{at: t, weight: min(float64(f.Severity), 10) / 10, detector: strings.Clone(f.Detector),
+		check: strings.Clone(f.Check), summary: strings.Clone(f.Summary), id: strings.Clone(f.ID)}
 	// Replace the faintest mark when full: what is left is what weighs most now.
 	if len(p.marks) < maxFindings {
 		p.marks = append(p.marks, m)
@@ -349,7 +350,9 @@ func (s *Scorer) update(ent *lru.Entry[key, principal]) *event.Score {
 		}
 		v := math.Round((1-risk)*1000) / 10
 		if v > 0 {
-			p.slots[s.findingsSlot] = slot{live: true, value: v, at: p.now, evidence: s.findingsEvidence(p)}
+			// Its evidence is worded only when asked for (see slotEvidence): most updates publish
+			// nothing.
+			p.slots[s.findingsSlot] = slot{live: true, value: v, at: p.now}
 		} else {
 			p.slots[s.findingsSlot] = slot{}
 		}
@@ -392,6 +395,15 @@ func (s *Scorer) fade(m mark, now int64) float64 {
 	return m.weight * math.Exp2(-float64(max(now-m.at, 0))/float64(s.halfLife))
 }
 
+// slotEvidence is the evidence of p's slot i. The findings slot's is worded from p's findings as
+// they stand, which are those of p's last update: every change to them or to p.now ends in one.
+func (s *Scorer) slotEvidence(p *principal, i int) detect.Evidence {
+	if i == s.findingsSlot {
+		return s.findingsEvidence(p)
+	}
+	return p.slots[i].evidence
+}
+
 // findingsEvidence explains the findings slot by its heaviest finding now.
 func (s *Scorer) findingsEvidence(p *principal) detect.Evidence {
 	best := -1
@@ -410,7 +422,7 @@ func (s *Scorer) findingsEvidence(p *principal) detect.Evidence {
 		Detail: fmt.Sprintf("%d recent finding(s); heaviest now %s %q (weight %.2f, half-life %s)",
 			len(p.marks), name, m.summary, s.fade(m, p.now), time.Duration(s.halfLife))}
 	if m.id != "" {
-		ev.EventIDs = []string{m.id}
+		ev.EventIDs = []detect.EventID{detect.MakeEventID(m.id)}
 	}
 	return ev
 }
@@ -427,7 +439,7 @@ func (s *Scorer) Signals(tenant, subject string) []detect.Signal {
 		if sl.live {
 			id := s.slotIDs[k]
 			out = append(out, detect.Signal{Detector: id.detector, Check: id.check, Tenant: tenant, Subject: subject,
-				Time: time.Unix(0, sl.at).UTC(), Component: s.slotCompName[k], Value: sl.value, Evidence: sl.evidence})
+				Time: time.Unix(0, sl.at).UTC(), Component: s.slotCompName[k], Value: sl.value, Evidence: s.slotEvidence(&ent.Value, k)})
 		}
 	}
 	return out
@@ -471,7 +483,9 @@ func (s *Scorer) track(k key) *lru.Entry[key, principal] {
 		s.table.Remove(s.table.Oldest())
 		s.stats.EvictedCapacity++
 	}
-	ent := s.table.Add(k)
+	// The key's strings may refer to the record being judged (a finding's): the table keeps
+	// copies.
+	ent := s.table.Add(key{strings.Clone(k.tenant), strings.Clone(k.subject)})
 	ent.Value = principal{slots: make([]slot, len(s.slotKey))}
 	return ent
 }
@@ -524,11 +538,11 @@ func (s *Scorer) explain(p *principal) ([]event.Evidence, []float64) {
 	for _, r := range rs {
 		sl := &p.slots[r.slot]
 		id := s.slotIDs[r.slot]
-		e := sl.evidence
+		e := s.slotEvidence(p, r.slot)
 		ev := event.Evidence{Detector: id.detector, Check: id.check, Component: string(s.slotCompName[r.slot]),
 			Feature: e.Feature, Value: sl.value, Contribution: round1(r.contrib), Observed: finite(e.Observed),
 			Baseline: finite(e.Baseline), BaselineSource: e.BaselineSource, Detail: e.Detail,
-			WindowStart: e.WindowStart, WindowEnd: e.WindowEnd, EventIDs: e.EventIDs}
+			WindowStart: e.WindowStart, WindowEnd: e.WindowEnd, EventIDs: detect.EventIDStrings(e.EventIDs)}
 		if id.check == id.detector {
 			ev.Check = ""
 		}

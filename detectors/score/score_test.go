@@ -451,7 +451,7 @@ func TestScorerKeepsEvidence(t *testing.T) {
 	s := newScorer(t, nil, fast, prof)
 	f := sig("fast", detect.Frequency, time.Second, 80)
 	f.Evidence = detect.Evidence{Feature: "rate_per_s", Observed: 16, Baseline: 2, WindowStart: t0.Add(-9 * time.Second),
-		WindowEnd: t0.Add(time.Second), EventIDs: []string{"ev-1", "ev-2"}}
+		WindowEnd: t0.Add(time.Second), EventIDs: []detect.EventID{detect.MakeEventID("ev-1"), detect.MakeEventID("ev-2")}}
 	apply(t, s, f, sig("profile", detect.Risk, 0, 10))
 	got := s.Signals("acme", "alice")
 	if len(got) != 2 || !reflect.DeepEqual(got[0], f) || got[1].Detector != "profile" || got[1].Value != 10 {

@@ -533,7 +533,7 @@ func (d *Detector) rugPull(c *evctx, tool string, v float64) {
 func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output) {
 	p := &ent.Value
 	n := &p.n
-	p.ids[n.IDNext], n.IDAt[n.IDNext] = e.ID, c.now
+	p.ids[n.IDNext], n.IDAt[n.IDNext] = detect.MakeEventID(e.ID), c.now
 	n.IDNext = (n.IDNext + 1) % idSample
 	hl := float64(d.cfg.SignalHalfLife)
 	for ci := range nChecks {
@@ -600,15 +600,15 @@ func (d *Detector) decaying(p *profile, ci int, now int64) detect.Evidence {
 		WindowStart: time.Unix(0, n.PeakT[ci]).UTC(), WindowEnd: time.Unix(0, now).UTC()}
 }
 
-func (p *profile) eventIDs(ci int, from int64) []string {
+func (p *profile) eventIDs(ci int, from int64) []detect.EventID {
 	k := 1
 	if windowNs[ci] > 0 || ci == cDenials || ci == cDrift {
 		k = 5
 	}
-	ids := make([]string, 0, k)
+	ids := make([]detect.EventID, 0, k)
 	for i := k; i >= 1; i-- {
 		j := (int(p.n.IDNext) + idSample - i) % idSample
-		if id := p.ids[j]; id != "" && (i == 1 || p.n.IDAt[j] > from) {
+		if id := p.ids[j]; !id.IsZero() && (i == 1 || p.n.IDAt[j] > from) {
 			ids = append(ids, id)
 		}
 	}
@@ -670,7 +670,7 @@ func (d *Detector) describe(ci int, r *result) string {
 func (d *Detector) finding(ci int, e *event.Event, p *profile, c *evctx, s *detect.Signal) *event.Finding {
 	ev := event.Evidence{Detector: Name, Check: s.Check, Component: string(s.Component), Feature: s.Evidence.Feature,
 		Value: s.Value, Observed: s.Evidence.Observed, Baseline: s.Evidence.Baseline, BaselineSource: s.Evidence.BaselineSource,
-		Detail: s.Evidence.Detail, WindowStart: s.Evidence.WindowStart, WindowEnd: s.Evidence.WindowEnd, EventIDs: s.Evidence.EventIDs}
+		Detail: s.Evidence.Detail, WindowStart: s.Evidence.WindowStart, WindowEnd: s.Evidence.WindowEnd, EventIDs: detect.EventIDStrings(s.Evidence.EventIDs)}
 	features := map[string]float64{"value": s.Value, "observed": ev.Observed, "baseline": ev.Baseline, "confidence": c.conf}
 	if s.Evidence.HasPeer {
 		pct := s.Evidence.PeerPercentile

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"gonum.org/v1/gonum/stat"
+
+	"github.com/mcpwatch/mcpwatch/detectors/detect"
 )
 
 // Sizes of the bounded parts of a profile. They fix the memory per principal (see
@@ -188,7 +190,7 @@ type profile struct {
 	group *peerGroup
 	// groupKey and dept are what the last event said; peer and department of the profile.
 	groupKey, dept string
-	ids            [idSample]string
+	ids            [idSample]detect.EventID
 	sensName       string // the tool or resource of the last sensitive read
 	// The feature and sentence of each check's peak, which its signal shows while it decays.
 	peakFeature, peakDetail [nChecks]string
@@ -230,8 +232,9 @@ func (t *catTable) count(i int, sec int64, hl float64) float32 {
 }
 
 // add counts one use of name at time ns, evicting the least used value when full. It returns
-// the entry's index and, when a value was evicted to make room, its old index (else -1).
-func (t *catTable) add(name []byte, ns int64, hl float64, capacity int) (idx int, reused bool) {
+// the entry's index and, when a value was evicted to make room, its old index (else -1). A new
+// value's name is the copy names hands out.
+func (t *catTable) add(name []byte, ns int64, hl float64, capacity int, names *interner) (idx int, reused bool) {
 	sec := ns / 1e9
 	t.decayTotal(sec, hl)
 	t.Total++
@@ -245,7 +248,7 @@ func (t *catTable) add(name []byte, ns int64, hl float64, capacity int) (idx int
 	if len(name) > nameMax {
 		name = name[:nameMax]
 	}
-	ne := catEntry{Name: string(name), Count: 1, At: sec, First: ns}
+	ne := catEntry{Name: names.get(name), Count: 1, At: sec, First: ns}
 	if len(t.Entries) < capacity {
 		t.Entries = append(t.Entries, ne)
 		return len(t.Entries) - 1, false
@@ -258,6 +261,39 @@ func (t *catTable) add(name []byte, ns int64, hl float64, capacity int) (idx int
 	}
 	t.Entries[low] = ne
 	return low, true
+}
+
+// internMax bounds the values an [interner] holds.
+const internMax = 1 << 16
+
+// interner hands out one shared copy of each category value: principals mostly use the same few
+// tools, servers, clients and classes, so their profiles hold one string per value between them
+// rather than one each (about 14 per principal), which the garbage collector would mark on
+// every cycle. It is bounded: when full it starts over, and profiles keep the copies they have.
+type interner struct{ m map[string]string }
+
+// get returns the shared copy of b.
+func (in *interner) get(b []byte) string {
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	return in.add(string(b))
+}
+
+// share returns the shared copy of s (s itself when it is the first).
+func (in *interner) share(s string) string {
+	if c, ok := in.m[s]; ok {
+		return c
+	}
+	return in.add(s)
+}
+
+func (in *interner) add(s string) string {
+	if in.m == nil || len(in.m) >= internMax {
+		in.m = make(map[string]string)
+	}
+	in.m[s] = s
+	return s
 }
 
 // summarize computes the robust baseline of xs (scratch is reused; xs is not changed).

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpwatch/mcpwatch/detectors/detect"
 	"github.com/mcpwatch/mcpwatch/event"
 )
 
@@ -165,7 +166,7 @@ func (p *profile) encode() []byte {
 	b = appendString(b, p.dept)
 	b = appendString(b, p.sensName)
 	for _, id := range p.ids {
-		b = appendString(b, id)
+		b = appendString(b, id.String())
 	}
 	for ci := range nChecks {
 		b = appendString(b, p.peakFeature[ci])
@@ -348,7 +349,7 @@ func decodeProfile(b []byte) (*profile, error) {
 	}
 	p.groupKey, p.dept, p.sensName = r.str(1<<12), r.str(1<<12), r.str(nameMax)
 	for i := range p.ids {
-		p.ids[i] = r.str(1 << 10)
+		p.ids[i] = detect.MakeEventID(r.str(1 << 10))
 	}
 	for ci := range nChecks {
 		p.peakFeature[ci], p.peakDetail[ci] = r.str(1<<8), r.str(1<<12)
@@ -465,6 +466,12 @@ func (d *Detector) Restore(rec *event.Profile) error {
 			return nil
 		}
 		d.remove(old)
+	}
+	for c := range p.cats {
+		for i := range p.cats[c].Entries {
+			e := &p.cats[c].Entries[i]
+			e.Name = d.names.share(e.Name)
+		}
 	}
 	ent := d.track(k, p.n.FirstSeen)
 	slot := p.n.Slot

@@ -2,9 +2,11 @@ package ueba
 
 import (
 	"encoding/binary"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
 	"github.com/mcpwatch/mcpwatch/event"
@@ -152,3 +154,21 @@ func TestRestoreVersion2(t *testing.T) {
 }
 
 func varintLen(v int64) int { return len(binary.AppendVarint(nil, v)) }
+
+// Profiles share one copy of each category value; the table of copies must stay bounded however
+// many distinct values stream by, and hand out equal strings.
+func TestInternerBounded(t *testing.T) {
+	var in interner
+	a, b := in.get([]byte("db_query")), in.get([]byte("db_query"))
+	if a != "db_query" || unsafe.StringData(a) != unsafe.StringData(b) || in.share("db_query") != a {
+		t.Fatal("the same value got two copies")
+	}
+	for i := range 3 * internMax {
+		if s := in.get(fmt.Appendf(nil, "10.%d.0.0/24", i)); s != fmt.Sprintf("10.%d.0.0/24", i) {
+			t.Fatalf("got %q", s)
+		}
+		if len(in.m) > internMax {
+			t.Fatalf("%d values held, bound %d", len(in.m), internMax)
+		}
+	}
+}

@@ -93,6 +93,7 @@ type Detector struct {
 	// a checkpoint pops what is due instead of scanning every changed principal per batch.
 	dirty deadlineHeap
 	stats detect.Stats
+	names interner // category values, shared by the profiles
 
 	// scratch, reused per event
 	buf     []byte
@@ -633,7 +634,7 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 		name := d.buf[v.from:v.to]
 		t := &p.cats[v.cat]
 		first := t.find(name) < 0
-		idx, reused := t.add(name, c.now, hl, catCap[v.cat])
+		idx, reused := t.add(name, c.now, hl, catCap[v.cat], &d.names)
 		if first && g != nil {
 			g.addUser(v.cat, name)
 		}
