@@ -50,7 +50,7 @@ func lintRule(r *sigma.Rule) []string {
 		missing bool
 		what    string
 	}{
-		{r.Level == "", "no level: matches feed the threat score as medium"},
+		{r.Level == "", "no level (treated as medium)"},
 		{r.Status == "", "no status"},
 		{r.Description == "", "no description"},
 		{len(r.Tags) == 0, "no tags (MITRE ATT&CK attack.* or ATLAS atlas.*)"},
