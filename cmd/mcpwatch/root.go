@@ -94,6 +94,7 @@ func newCLI() (*cobra.Command, *globals) {
 	root.AddCommand(topicsCmd(g), migrateCmd(g), policyCmd(), benchCmd(g), toolsCmd())
 	root.AddCommand(retentionCmd(g))
 	root.AddCommand(evalCmd(g))
+	root.AddCommand(sigmaCmd(g))
 	addStageCommands(root, g)
 	return root, g
 }
