@@ -1,6 +1,7 @@
 package detectors
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
 	"github.com/mcpwatch/mcpwatch/detectors/rate"
 	"github.com/mcpwatch/mcpwatch/detectors/score"
+	"github.com/mcpwatch/mcpwatch/detectors/sigma"
 	"github.com/mcpwatch/mcpwatch/detectors/ueba"
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
@@ -17,17 +19,18 @@ import (
 
 // Config configures the detect stage: its detectors and the scorer. Start from [DefaultConfig].
 type Config struct {
-	// Detectors names the detectors the stage runs, in order: "rate", "ueba".
+	// Detectors names the detectors the stage runs, in order: "rate", "ueba", "sigma".
 	Detectors []string     `yaml:"detectors"`
 	Rate      rate.Config  `yaml:"rate"`
 	UEBA      ueba.Config  `yaml:"ueba"`
+	Sigma     sigma.Config `yaml:"sigma"`
 	Score     score.Config `yaml:"score"`
 }
 
 // DefaultConfig returns the defaults of every detector and of the scorer.
 func DefaultConfig() Config {
 	return Config{Detectors: []string{rate.Name, ueba.Name}, Rate: rate.DefaultConfig(), UEBA: ueba.DefaultConfig(),
-		Score: score.DefaultConfig()}
+		Sigma: sigma.DefaultConfig(), Score: score.DefaultConfig()}
 }
 
 // Validate reports a config the stage cannot work with. Each error names its field by its YAML
@@ -37,8 +40,8 @@ func (c Config) Validate() error {
 	seen := map[string]bool{}
 	for _, d := range c.Detectors {
 		switch {
-		case d != rate.Name && d != ueba.Name:
-			errs = append(errs, component.Fieldf("detectors", "unknown detector %q (known: %s, %s)", d, rate.Name, ueba.Name))
+		case d != rate.Name && d != ueba.Name && d != sigma.Name:
+			errs = append(errs, component.Fieldf("detectors", "unknown detector %q (known: %s, %s, %s)", d, rate.Name, ueba.Name, sigma.Name))
 		case seen[d]:
 			errs = append(errs, component.Fieldf("detectors", "%q is listed twice", d))
 		}
@@ -47,17 +50,32 @@ func (c Config) Validate() error {
 	if len(c.Detectors) == 0 {
 		errs = append(errs, component.Fieldf("detectors", "must name at least one detector"))
 	}
+	// Rules that would not run are a mistake worth stopping for, not a silent no-op.
+	if len(c.Sigma.Rules) > 0 && !seen[sigma.Name] {
+		errs = append(errs, component.Fieldf("sigma.rules", "rules are configured but %q is not in detectors", sigma.Name))
+	}
 	errs = append(errs, component.Under("rate", c.Rate.Validate()), component.Under("ueba", c.UEBA.Validate()),
-		component.Under("score", c.Score.Validate()))
+		component.Under("sigma", c.Sigma.Validate()), component.Under("score", c.Score.Validate()))
 	return errors.Join(errs...)
 }
 
 // Build returns the detect stage's handler for cfg (see [NewHandler]), or cfg's validation error.
 // reg and log may be nil.
 func Build(topics event.Topics, cfg Config, reg prometheus.Registerer, log *slog.Logger) (kafkaio.Handler, error) {
+	h, _, err := build(topics, cfg, reg, log)
+	return h, err
+}
+
+// build is [Build], also returning the loops the detectors need run beside the stage (the Sigma
+// detector's rule reloads).
+func build(topics event.Topics, cfg Config, reg prometheus.Registerer, log *slog.Logger) (kafkaio.Handler, []func(context.Context) error, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	if log == nil {
+		log = slog.Default()
+	}
+	var runs []func(context.Context) error
 	var dets []detect.Detector
 	for _, name := range cfg.Detectors {
 		var d detect.Detector
@@ -67,11 +85,22 @@ func Build(topics event.Topics, cfg Config, reg prometheus.Registerer, log *slog
 			d, err = rate.New(cfg.Rate)
 		case ueba.Name:
 			d, err = ueba.New(cfg.UEBA)
+		case sigma.Name:
+			var sd *sigma.Detector
+			sd, err = sigma.New(cfg.Sigma, sigma.WithLogger(log.With("detector", sigma.Name)), sigma.WithRegisterer(reg))
+			if err == nil {
+				d = sd
+				runs = append(runs, sd.Run)
+				if len(cfg.Sigma.Rules) == 0 {
+					log.Warn("detector sigma has no rules (detect.sigma.rules): it concludes nothing")
+				}
+			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		dets = append(dets, d)
 	}
-	return NewHandler(topics, dets, cfg.Score, reg, log)
+	h, err := NewHandler(topics, dets, cfg.Score, reg, log)
+	return h, runs, err
 }

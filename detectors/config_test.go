@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/detectors/rate"
 	"github.com/mcpwatch/mcpwatch/detectors/score"
+	"github.com/mcpwatch/mcpwatch/detectors/sigma"
 	"github.com/mcpwatch/mcpwatch/detectors/ueba"
 )
 
@@ -39,8 +40,9 @@ func TestConfigFiles(t *testing.T) {
 	u := ueba.DefaultConfig()
 	u.FindingLevel, u.ConfidenceGate, u.EgressTools, u.Disabled = 70, 0.9, []string{"*send*"}, []string{"off_hours"}
 	full := Config{
-		Detectors: []string{"ueba", "rate"},
+		Detectors: []string{"ueba", "rate", "sigma"},
 		UEBA:      u,
+		Sigma:     sigma.Config{Rules: []string{"/etc/mcpwatch/rules", "extra.yml"}, ReloadEvery: 30 * time.Second, MaxGroups: 500, MaxValues: 200},
 		Rate:      rate.Config{Window: time.Minute, Baseline: 0.5, Ceiling: 5, Threshold: 60, Cooldown: 2 * time.Minute, MaxPrincipals: 5000},
 		Score: score.Config{Weights: score.Weights{Frequency: 1, Sensitivity: 2, Risk: 1}, PublishDelta: 2.5,
 			PublishEvery: 30 * time.Second, MaxPrincipals: 5000, FindingsHalfLife: 30 * time.Minute, Evidence: 3},
@@ -59,8 +61,11 @@ func TestConfigFiles(t *testing.T) {
 			"rate.cooldown: must not be negative, got -1s\n" +
 			"score.weights.frequency: must not be negative, got -1\n" +
 			"score.publish_every: must not be negative, got -5s"},
-		"config_bad_detector.yaml": {err: "detectors: unknown detector \"sigma\" (known: rate, ueba)\ndetectors: \"rate\" is listed twice"},
+		"config_bad_detector.yaml": {err: "detectors: unknown detector \"yara\" (known: rate, ueba, sigma)\ndetectors: \"rate\" is listed twice"},
 		"config_unknown_key.yaml":  {err: "[2:3] unknown field \"score_every\""},
+		"config_bad_sigma.yaml": {err: "sigma.rules: rules are configured but \"sigma\" is not in detectors\n" +
+			"sigma.reload_every: must be at least 100ms, got 0s\n" +
+			"sigma.max_values: must be between 1 and 1048576, got 0"},
 	}
 	files, _ := filepath.Glob("testdata/config_*.yaml")
 	if len(files) != len(cases) {

@@ -14,7 +14,7 @@ const Type component.Type = "detect"
 func NewFactory() component.Factory {
 	return component.NewFactory(Type, func() *Config { c := DefaultConfig(); return &c },
 		func(_ context.Context, set component.Settings, cfg *Config) (component.Component, error) {
-			h, err := Build(set.Topics, *cfg, set.Registerer, set.Logger)
+			h, runs, err := build(set.Topics, *cfg, set.Registerer, set.Logger)
 			if err != nil {
 				return nil, err
 			}
@@ -27,6 +27,9 @@ func NewFactory() component.Factory {
 			}
 			p := &component.Parts{}
 			p.Go(st.Run)
+			for _, r := range runs {
+				p.Go(r)
+			}
 			p.OnClose(st.Close)
 			return p, nil
 		})

@@ -12,7 +12,7 @@ var (
 	// condition that does not parse, a value of the wrong type).
 	ErrInvalid = errors.New("invalid Sigma rule")
 	// ErrUnsupported marks a valid Sigma rule that uses a feature this engine does not implement
-	// (a modifier, a logsource, a field without a mapping, correlation rules). It is refused
+	// (a modifier, a logsource, a field without a mapping, a correlation type). It is refused
 	// rather than run with the feature ignored.
 	ErrUnsupported = errors.New("unsupported Sigma feature")
 )

@@ -15,8 +15,10 @@ import (
 
 // Rule is one loaded Sigma detection rule, compiled.
 type Rule struct {
-	ID             string
-	Title          string
+	ID    string
+	Title string
+	// Name is the rule's optional "name", by which correlation rules may refer to it.
+	Name           string
 	Description    string
 	Status         string // stable, test, experimental, deprecated, unsupported; "" if not given
 	Level          string // informational, low, medium, high, critical; "" if not given
@@ -39,7 +41,13 @@ type Rule struct {
 	sels  []*selection
 	names []string
 	cond  *cond
+	// output is false when only correlation rules use the rule (see [Rule.Output]).
+	output bool
 }
+
+// Output reports whether a match of the rule is a finding of its own: false when correlation
+// rules refer to it and none of them says "generate: true", so it only feeds them.
+func (r *Rule) Output() bool { return r.output }
 
 // selection is a search identifier: an OR of alternatives, each an AND of items.
 type selection struct {
@@ -143,11 +151,8 @@ func (c *ruleCompiler) compile(doc *node) (*Rule, error) {
 	}
 	r := &Rule{File: c.file, Line: doc.line}
 	c.rule = r
-	// Rules of kinds this engine does not run yet are refused before anything else, so their
-	// reason is the first a person reads.
-	if doc.get("correlation") != nil {
-		return nil, c.unsupported(keyNode(doc, "correlation"), "correlation rules (event_count, value_count, temporal) are not supported yet; they are planned (issue 11)")
-	}
+	// Rules of kinds this engine does not run are refused before anything else, so their reason
+	// is the first a person reads. (Correlation rules are compiled by [ruleCompiler.correlation].)
 	if doc.get("filter") != nil {
 		return nil, c.unsupported(keyNode(doc, "filter"), "Sigma filter rules are not supported yet")
 	}
@@ -182,7 +187,7 @@ func (c *ruleCompiler) compile(doc *node) (*Rule, error) {
 	for _, f := range []struct {
 		key string
 		dst *string
-	}{{"description", &r.Description}, {"author", &r.Author}, {"date", &r.Date}, {"modified", &r.Modified}} {
+	}{{"name", &r.Name}, {"description", &r.Description}, {"author", &r.Author}, {"date", &r.Date}, {"modified", &r.Modified}} {
 		if *f.dst, err = c.str(doc, f.key, false); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package sigma
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -19,6 +20,8 @@ import (
 // state in a pool.
 type RuleSet struct {
 	rules []*Rule
+	corrs []*Correlation // in evaluation order: each after those it refers to
+	index map[string]int // rule id → index in rules
 	reg   *registry
 	pool  sync.Pool
 }
@@ -50,7 +53,8 @@ const MaxFileSize = 1 << 20
 func Parse(name string, data []byte) (*RuleSet, []error) {
 	b := newBuilder()
 	b.add(name, data)
-	return b.set(), b.errs
+	rs := b.set()
+	return rs, b.errs
 }
 
 // Load loads every *.yml and *.yaml file under root in fsys, in lexical order. A broken file or
@@ -71,30 +75,67 @@ func Load(fsys fs.FS, root string) (*RuleSet, []error) {
 	if err != nil {
 		b.errs = append(b.errs, err)
 	}
-	return b.set(), b.errs
+	rs := b.set()
+	return rs, b.errs
 }
 
 // LoadPaths loads rule files and directories (recursively, *.yml and *.yaml) from the operating
 // system's file system.
 func LoadPaths(paths ...string) (*RuleSet, []error) {
+	files, errs := readPaths(paths)
 	b := newBuilder()
+	b.errs = errs
+	for _, f := range files {
+		b.add(f.name, f.data)
+	}
+	rs := b.set()
+	return rs, b.errs
+}
+
+// ruleFile is a rule file's name and content.
+type ruleFile struct {
+	name string
+	data []byte
+}
+
+// readPaths reads the rule files named by paths (files, and directories walked recursively for
+// *.yml and *.yaml), in order, and returns an [*Error] for each that cannot be read.
+func readPaths(paths []string) ([]ruleFile, []error) {
+	var files []ruleFile
+	var errs []error
 	for _, p := range paths {
 		err := filepath.WalkDir(p, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
-				b.errs = append(b.errs, &Error{File: p, Reason: err.Error(), kind: ErrInvalid})
+				errs = append(errs, &Error{File: p, Reason: err.Error(), kind: ErrInvalid})
 				return nil
 			}
 			if d.IsDir() || (!isRuleFile(p) && p != "" && d.Type().IsRegular() && !isExplicit(p, paths)) {
 				return nil
 			}
-			b.addFile(p, func() ([]byte, error) { return os.ReadFile(p) })
+			data, err := readLimited(p)
+			if err != nil {
+				errs = append(errs, &Error{File: p, Reason: err.Error(), kind: ErrInvalid})
+				return nil
+			}
+			files = append(files, ruleFile{p, data})
 			return nil
 		})
 		if err != nil {
-			b.errs = append(b.errs, err)
+			errs = append(errs, err)
 		}
 	}
-	return b.set(), b.errs
+	return files, errs
+}
+
+// readLimited reads a file of at most [MaxFileSize] bytes (one byte more, so that add reports
+// the size).
+func readLimited(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 }
 
 func isExplicit(p string, paths []string) bool {
@@ -114,11 +155,15 @@ func isRuleFile(p string) bool {
 type builder struct {
 	reg   *registry
 	rules []*Rule
-	ids   map[string]*Rule
+	corrs []*Correlation
+	ids   map[string]string // rule or correlation id → "title" at file:line, for duplicates
+	names map[string]string // the same for names
 	errs  []error
 }
 
-func newBuilder() *builder { return &builder{reg: newRegistry(), ids: map[string]*Rule{}} }
+func newBuilder() *builder {
+	return &builder{reg: newRegistry(), ids: map[string]string{}, names: map[string]string{}}
+}
 
 func (b *builder) addFile(name string, read func() ([]byte, error)) {
 	data, err := read()
@@ -145,23 +190,55 @@ func (b *builder) add(name string, data []byte) {
 	}
 	for _, d := range docs {
 		c := ruleCompiler{file: name, reg: b.reg}
+		if d.kind == nMap && d.get("correlation") != nil {
+			r, err := c.correlation(d)
+			if err == nil {
+				err = b.claim(name, d, r.ID, r.Name, r.Title)
+			}
+			if err != nil {
+				b.errs = append(b.errs, err)
+				continue
+			}
+			b.corrs = append(b.corrs, r)
+			continue
+		}
 		r, err := c.compile(d)
+		if err == nil {
+			err = b.claim(name, d, r.ID, r.Name, r.Title)
+		}
 		if err != nil {
 			b.errs = append(b.errs, err)
 			continue
 		}
-		if prev, ok := b.ids[r.ID]; ok {
-			b.errs = append(b.errs, &Error{File: name, Line: d.line, Column: d.col, Rule: r.ID, kind: ErrInvalid,
-				Reason: fmt.Sprintf("rule id %s is already used by %q at %s:%d", r.ID, prev.Title, prev.File, prev.Line)})
-			continue
-		}
-		b.ids[r.ID] = r
 		b.rules = append(b.rules, r)
 	}
 }
 
+// claim records a rule's id and name, or returns the error of one already used in the set.
+func (b *builder) claim(file string, d *node, id, name, title string) error {
+	where := fmt.Sprintf("%q at %s:%d", title, file, d.line)
+	if prev, ok := b.ids[id]; ok {
+		return &Error{File: file, Line: d.line, Column: d.col, Rule: id, kind: ErrInvalid,
+			Reason: fmt.Sprintf("rule id %s is already used by %s", id, prev)}
+	}
+	if prev, ok := b.names[name]; ok && name != "" {
+		n := keyNode(d, "name")
+		return &Error{File: file, Line: n.line, Column: n.col, Rule: id, kind: ErrInvalid,
+			Reason: fmt.Sprintf("rule name %q is already used by %s", name, prev)}
+	}
+	b.ids[id] = where
+	if name != "" {
+		b.names[name] = where
+	}
+	return nil
+}
+
 func (b *builder) set() *RuleSet {
-	rs := &RuleSet{rules: b.rules, reg: b.reg}
+	b.resolve()
+	rs := &RuleSet{rules: b.rules, corrs: b.corrs, reg: b.reg, index: make(map[string]int, len(b.rules))}
+	for i, r := range b.rules {
+		rs.index[r.ID] = i
+	}
 	n := b.reg.n
 	rs.pool.New = func() any {
 		return &evalCtx{reg: b.reg, lowered: make([]string, n), have: make([]bool, n)}
@@ -169,10 +246,13 @@ func (b *builder) set() *RuleSet {
 	return rs
 }
 
-// Rules returns the loaded rules in load order.
+// Rules returns the loaded detection rules in load order.
 func (rs *RuleSet) Rules() []*Rule { return rs.rules }
 
-// Len is the number of loaded rules.
+// Correlations returns the loaded correlation rules, each after those it refers to.
+func (rs *RuleSet) Correlations() []*Correlation { return rs.corrs }
+
+// Len is the number of loaded detection rules (correlations not included).
 func (rs *RuleSet) Len() int { return len(rs.rules) }
 
 // applies reports whether an event belongs to logsource mcpwatch/mcp_call: an MCP message seen

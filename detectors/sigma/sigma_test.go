@@ -342,14 +342,14 @@ func TestRefusals(t *testing.T) {
 			`rule.yml:11:5: modifiers "contains" and "endswith" cannot be combined`},
 		{"null with modifier", rule("  sel:\n    mcp.tool|contains: null\n  condition: sel"), ErrInvalid,
 			`rule.yml:11:24: null in "mcp.tool|contains": null only means "the field is absent" and takes no modifiers`},
-		{"correlation", `title: Spree
+		{"correlation value_sum", `title: Spree
 id: 5a0f2b36-2f6c-4c1e-9a4e-3c6f0d1e2a7c
 correlation:
-  type: event_count
+  type: value_sum
   rules: [x]
   timespan: 5m
   condition: {gte: 10}
-`, ErrUnsupported, `rule.yml:3:1: correlation rules (event_count, value_count, temporal) are not supported yet; they are planned (issue 11)`},
+`, ErrUnsupported, `rule.yml:4:9: correlation type "value_sum" is not in the Sigma specification mcpwatch implements (event_count, value_count, temporal, temporal_ordered)`},
 		{"windows product", strings.Replace(rule("  sel:\n    mcp.tool: x\n  condition: sel"), "product: mcpwatch", "product: windows", 1), ErrUnsupported,
 			`rule.yml:7:12: logsource product "windows" has no mapping onto mcpwatch events; use product: mcpwatch`},
 		{"kernel category", strings.Replace(rule("  sel:\n    mcp.tool: x\n  condition: sel"), "category: mcp_call", "category: process_creation", 1), ErrUnsupported,
