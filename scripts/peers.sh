@@ -4,7 +4,8 @@
 # test/peers/node_modules (exact versions from test/peers/package-lock.json), and the Python SDK
 # from PyPI into .local/peers-venv (test/peers/requirements.txt), and the independent CEF and OCSF
 # checkers into .local/formats-venv (test/peers/requirements-formats.txt), and scikit-learn for
-# `mcpwatch eval` into .local/eval-venv (eval/requirements.txt). Idempotent: a step whose inputs
+# `mcpwatch eval` into .local/eval-venv (eval/requirements.txt), and pySigma for the Sigma
+# cross-check into .local/sigma-venv (test/peers/requirements-sigma*.txt). Idempotent: a step whose inputs
 # have not changed since it last succeeded is skipped, so a warm run takes well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,5 +63,21 @@ else
   $evenv/bin/pip install --quiet --disable-pip-version-check --no-input -r eval/requirements.txt
   cp eval/requirements.txt $evenv/.mcpwatch-requirements
   echo "peers: eval oracle installed ($(ms "$t") ms)"
+fi
+# pySigma, its ClickHouse backend and SigmaHQ validators, and chdb: the independent Sigma
+# implementation detectors/sigma/peer_test.go checks the engine against. Their own venv,
+# reinstalled only when either pin file changed. The backend declares Python >= 3.13 but runs on
+# 3.11 (test/peers/requirements-sigma-backend.txt), hence its separate, dependency-free install.
+t=$(date +%s%N)
+svenv=.local/sigma-venv
+if [[ -x $svenv/bin/python ]] && cat $peers/requirements-sigma.txt $peers/requirements-sigma-backend.txt | cmp -s - $svenv/.mcpwatch-requirements; then
+  echo "peers: pySigma up to date ($(ms "$t") ms)"
+else
+  command -v python3 >/dev/null || { echo "peers: python3 not found (3.10+ needed)" >&2; exit 1; }
+  python3 -m venv $svenv
+  $svenv/bin/pip install --quiet --disable-pip-version-check --no-input -r $peers/requirements-sigma.txt
+  $svenv/bin/pip install --quiet --disable-pip-version-check --no-input --no-deps --ignore-requires-python -r $peers/requirements-sigma-backend.txt
+  cat $peers/requirements-sigma.txt $peers/requirements-sigma-backend.txt > $svenv/.mcpwatch-requirements
+  echo "peers: pySigma installed ($(ms "$t") ms)"
 fi
 echo "peers: ready in $(ms "$start") ms"
