@@ -98,7 +98,11 @@ rule is refused (or, with --strict, on warnings too). Without paths it checks th
 			for _, w := range warnings {
 				fmt.Fprintln(out, w)
 			}
-			fmt.Fprintf(out, "%s: %d rules loaded from %d files, %d errors, %d warnings\n", what, rs.Len(), len(files), len(errs), len(warnings))
+			for _, c := range rs.Correlations() {
+				files[c.File] = true
+			}
+			fmt.Fprintf(out, "%s: %d rules and %d correlation rules loaded from %d files, %d errors, %d warnings\n",
+				what, rs.Len(), len(rs.Correlations()), len(files), len(errs), len(warnings))
 			switch {
 			case len(errs) > 0:
 				return fmt.Errorf("sigma check: %d rules or files refused", len(errs))
@@ -170,6 +174,9 @@ A refused rule is an error (fix it with 'mcpwatch sigma check'), unless --allow-
 				return fmt.Errorf("no rule in %s", what)
 			}
 			st := &sigmaRun{rs: rs}
+			if st.corr, err = rs.NewCorrelator(sigma.DefaultLimits); err != nil {
+				return err
+			}
 			if f.events != "" {
 				err = st.readFile(cmd.InOrStdin(), f.events)
 			} else {
@@ -203,16 +210,21 @@ A refused rule is an error (fix it with 'mcpwatch sigma check'), unless --allow-
 
 var sigmaColumns = []string{"time", "principal", "method", "tool", "rule_id", "title", "level", "fields"}
 
+// sigmaMatch is a detection rule's match of event e, or a correlation rule's match completed
+// by e (its fields are then the group and the count).
 type sigmaMatch struct {
 	e *event.Event
 	m sigma.Match
 }
 
-// sigmaRun matches events as they are read and keeps the matches.
+// sigmaRun matches events as they are read, in the order read (correlations count matches
+// out of order within their timespan), and keeps the matches.
 type sigmaRun struct {
 	rs                   *sigma.RuleSet
+	corr                 *sigma.Correlator
 	events, mcp, matched int
 	matches              []sigmaMatch
+	cms                  []sigma.CorrelationMatch
 }
 
 func (s *sigmaRun) add(e *event.Event) error {
@@ -227,6 +239,15 @@ func (s *sigmaRun) add(e *event.Event) error {
 	}
 	for _, m := range ms {
 		s.matches = append(s.matches, sigmaMatch{e, m})
+	}
+	if s.corr != nil {
+		s.cms = s.corr.Observe(e, ms, s.cms[:0])
+		for _, cm := range s.cms {
+			c := cm.Correlation
+			fields := append([]sigma.FieldMatch{{Field: string(c.Type), Value: fmt.Sprintf("%d in %s (%s)", cm.Count,
+				cm.WindowEnd.Sub(cm.WindowStart), c.Condition)}}, cm.GroupBy...)
+			s.matches = append(s.matches, sigmaMatch{e, sigma.Match{RuleID: c.ID, Title: c.Title, Level: c.Level, Tags: c.Tags, Fields: fields}})
+		}
 	}
 	return nil
 }

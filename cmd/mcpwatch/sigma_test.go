@@ -45,7 +45,7 @@ func TestSigmaCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _, err = runSigma(t, "sigma", "check", dir)
-	if err != nil || !strings.Contains(out, "good.yml:1:1: warning: no level") || !strings.Contains(out, "1 rules loaded from 1 files, 0 errors") {
+	if err != nil || !strings.Contains(out, "good.yml:1:1: warning: no level") || !strings.Contains(out, "1 rules and 0 correlation rules loaded from 1 files, 0 errors") {
 		t.Fatalf("a loadable rule without metadata: %v\n%s", err, out)
 	}
 	if _, _, err = runSigma(t, "sigma", "check", "--strict", dir); err == nil || !strings.Contains(err.Error(), "--strict") {
@@ -55,7 +55,7 @@ func TestSigmaCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _, err = runSigma(t, "sigma", "check", dir)
-	if err == nil || !strings.Contains(out, filepath.Join(dir, "bad.yml")+":7:5: unknown modifier") || !strings.Contains(out, "1 rules loaded from 2 files, 1 errors") {
+	if err == nil || !strings.Contains(out, filepath.Join(dir, "bad.yml")+":7:5: unknown modifier") || !strings.Contains(out, "1 rules and 0 correlation rules loaded from 2 files, 1 errors") {
 		t.Fatalf("a refused rule must fail with file:line:column: %v\n%s", err, out)
 	}
 }
@@ -107,7 +107,7 @@ func TestSigmaTestOverEventsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"2026-12-01T10:00:00Z", "eng.012", "tools/call", "transfer_funds", "e313330c-9496-4e27-96e7-24c45981f175",
-		"Payment tool called by a role outside finance", "high", "mcp.tool|contains=transfer_funds"} {
+		"Payment Tool Called by a Role Outside Finance", "high", "mcp.tool|contains=transfer_funds"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

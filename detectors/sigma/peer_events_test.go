@@ -233,12 +233,12 @@ func edgeEvents() []event.Event {
 	return append(out, other, kernel)
 }
 
-// Engine bug found by the pySigma cross-check (mcp_call_windash_unicode.yml): windash rebuilds
-// the value byte by byte with string(byte), which turns each byte of a non-ASCII character into
-// a Latin-1 rune ("é" becomes "Ã©"), so a windash value holding any non-ASCII character never
-// matches. pySigma keeps the value as text. If this fails, a SOC's windash rule with a non-ASCII
-// letter in it silently never fires.
-func TestEngineBugWindashNonASCII(t *testing.T) {
+// A bug the pySigma cross-check found (mcp_call_windash_unicode.yml): windash rebuilt the value
+// byte by byte with string(byte), turning each byte of a non-ASCII character into a Latin-1 rune
+// ("é" became "Ã©"), and judged word characters by ASCII only. pySigma keeps the value as text
+// and treats letters of any script as word characters. If this fails, a SOC's windash rule with a
+// non-ASCII letter in it silently never fires.
+func TestWindashNonASCII(t *testing.T) {
 	rule := `title: Windash keeps non-ASCII text
 id: 0d0f6f2e-8a53-4f0e-9d7c-1c2b3a4d5e6f
 logsource: {product: mcpwatch, category: mcp_call}

@@ -46,6 +46,7 @@ type peerAnswer struct {
 		Error    string   `json:"error"`
 		IDs      []string `json:"ids"`
 		RunError string   `json:"run_error"`
+		Skip     string   `json:"skip"` // why the rule's SQL is not compared (correlation rules)
 	} `json:"rules"`
 	Issues []struct {
 		File, ID, Validator, Severity, Description string
@@ -133,6 +134,11 @@ func TestPySigmaCrossCheck(t *testing.T) {
 	seen := map[string]bool{}
 	for _, r := range ans.Rules {
 		base := filepath.Base(r.File)
+		if r.Skip != "" && r.Error == "" {
+			t.Logf("%s (%s): read and validated by pySigma; not compared: %s", base, r.ID, r.Skip)
+			seen[r.ID] = true
+			continue
+		}
 		if r.Error != "" || r.RunError != "" {
 			t.Errorf("%s (%s): pySigma could not convert or run it: %s%s\n%s", base, r.ID, r.Error, r.RunError, r.SQL)
 			continue
@@ -184,6 +190,12 @@ func TestPySigmaCrossCheck(t *testing.T) {
 			continue
 		}
 		if _, ok := validatorAllowed[is.Validator+" "+base]; ok {
+			continue
+		}
+		if is.Validator == "InvalidNamespaceTagIssue" && strings.HasPrefix(is.Detail["tag"], "atlas.") {
+			// SigmaHQ's tag namespaces are those of its own repository; mcpwatch's rules also
+			// carry MITRE ATLAS tags (attacks on AI systems), which issue 11 asks for. Any other
+			// namespace still fails.
 			continue
 		}
 		t.Errorf("%s (%s): validator %s (%s): %s %v", base, is.ID, is.Validator, is.Severity, is.Description, is.Detail)

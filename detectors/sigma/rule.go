@@ -9,6 +9,8 @@ import (
 	"regexp/syntax"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -639,7 +641,7 @@ func windash(s string) []string {
 	out := []string{""}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if (c == '-' || c == '/') && (i == 0 || !isWordByte(s[i-1])) && i+1 < len(s) && isWordByte(s[i+1]) {
+		if (c == '-' || c == '/') && !wordBefore(s, i) && wordAfter(s, i+1) {
 			next := make([]string, 0, len(out)*len(windashChars))
 			for _, o := range out {
 				for _, d := range windashChars {
@@ -653,12 +655,22 @@ func windash(s string) []string {
 			continue
 		}
 		for j := range out {
-			out[j] += string(c)
+			out[j] += s[i : i+1]
 		}
 	}
 	return out
 }
 
-func isWordByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+// wordBefore and wordAfter say whether a word character (a letter or digit of any script, or
+// '_', as in pySigma's \B[-/]\b) ends s[:i] or starts s[i:].
+func wordBefore(s string, i int) bool {
+	r, n := utf8.DecodeLastRuneInString(s[:i])
+	return n > 0 && isWordRune(r)
 }
+
+func wordAfter(s string, i int) bool {
+	r, n := utf8.DecodeRuneInString(s[i:])
+	return n > 0 && isWordRune(r)
+}
+
+func isWordRune(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) }

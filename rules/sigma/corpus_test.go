@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mcpwatch/mcpwatch/detectors/sigma"
 	"github.com/mcpwatch/mcpwatch/enrich"
 	"github.com/mcpwatch/mcpwatch/eval"
 	"github.com/mcpwatch/mcpwatch/eval/traffic"
@@ -64,6 +65,10 @@ func TestShippedRulesAreQuietOnCleanTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	corr, err := rs.NewCorrelator(sigma.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mcp := 0
 	hits := map[string]int{}
 	example := map[string]*event.Event{}
@@ -72,10 +77,17 @@ func TestShippedRulesAreQuietOnCleanTraffic(t *testing.T) {
 			continue
 		}
 		mcp++
-		for _, m := range rs.Match(e) {
+		ms := rs.Match(e)
+		for _, m := range ms {
 			hits[m.RuleID]++
 			if example[m.RuleID] == nil {
 				example[m.RuleID] = e
+			}
+		}
+		for _, cm := range corr.Observe(e, ms, nil) {
+			hits[cm.Correlation.ID]++
+			if example[cm.Correlation.ID] == nil {
+				example[cm.Correlation.ID] = e
 			}
 		}
 	}
@@ -93,5 +105,14 @@ func TestShippedRulesAreQuietOnCleanTraffic(t *testing.T) {
 		e := example[r.ID]
 		t.Errorf("%s (%s, %s) fired %d times on %d clean events (bound %g%%), e.g. %s %s/%s by %s", r.Title, r.Level, r.File,
 			n, mcp, 100*bound, e.MCP.Method, e.Target.Server, e.MCP.Tool, event.PrincipalID(e.Principal))
+	}
+	for _, c := range rs.Correlations() {
+		n := hits[c.ID]
+		t.Logf("%-8s %4d  %s (correlation)", c.Level, n, c.Title)
+		if bound, ok := maxCleanMatches[c.Level]; ok && float64(n) > bound*float64(mcp) {
+			e := example[c.ID]
+			t.Errorf("%s (%s, %s) fired %d times on %d clean events (bound %g%%), e.g. at %s by %s", c.Title, c.Level, c.File,
+				n, mcp, 100*bound, e.Time.Format(time.RFC3339), event.PrincipalID(e.Principal))
+		}
 	}
 }

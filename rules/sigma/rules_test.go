@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -35,6 +36,15 @@ type testCase struct {
 	Name    string         `yaml:"name"`
 	Request map[string]any `yaml:"request"`
 	Event   map[string]any `yaml:"event"`
+	// Sequence makes the case a run of events for a correlation rule: Count copies of the
+	// case's event, Every apart, each principal of Principals in turn when set.
+	Sequence *sequence `yaml:"sequence"`
+}
+
+type sequence struct {
+	Count      int      `yaml:"count"`
+	Every      string   `yaml:"every"`
+	Principals []string `yaml:"principals"`
 }
 
 // loadShipped loads the shipped rules from the embedded set, as the detect stage and the CLI do.
@@ -83,6 +93,20 @@ func TestShippedRulesLoadAndAreComplete(t *testing.T) {
 			t.Errorf("%s: shipped rule files are named mcp_<what>.yml", where)
 		}
 	}
+	for _, c := range rs.Correlations() {
+		files[c.File]++
+		where := fmt.Sprintf("%s:%d (%s)", c.File, c.Line, c.Title)
+		if c.Author != "mcpwatch" || c.Status == "" || c.Description == "" || c.Date == "" || c.Level == "" ||
+			len(c.FalsePositives) == 0 || len(c.References) == 0 {
+			t.Errorf("%s: author mcpwatch, status, description, date, level, falsepositives and references are all required", where)
+		}
+		if !slices.ContainsFunc(c.Tags, func(s string) bool { return strings.HasPrefix(s, "attack.") }) {
+			t.Errorf("%s: no MITRE ATT&CK tag (attack.*) in %v", where, c.Tags)
+		}
+		if !strings.HasPrefix(path.Base(c.File), "mcp_") || path.Ext(c.File) != ".yml" {
+			t.Errorf("%s: shipped rule files are named mcp_<what>.yml", where)
+		}
+	}
 	for f, n := range files {
 		if n != 1 {
 			t.Errorf("%s holds %d rules; ship one rule per file so each has its own test file", f, n)
@@ -99,6 +123,10 @@ func TestShippedRulesMatchTheirEvents(t *testing.T) {
 	for _, r := range rs.Rules() {
 		byStem[stem(r.File)] = r
 	}
+	corrByStem := map[string]*sigma.Correlation{}
+	for _, c := range rs.Correlations() {
+		corrByStem[stem(c.File)] = c
+	}
 	tests, err := fs.Glob(os.DirFS("tests"), "*")
 	if err != nil {
 		t.Fatal(err)
@@ -110,9 +138,33 @@ func TestShippedRulesMatchTheirEvents(t *testing.T) {
 			continue
 		}
 		haveTest[stem(name)] = true
-		if byStem[stem(name)] == nil {
+		if byStem[stem(name)] == nil && corrByStem[stem(name)] == nil {
 			t.Errorf("tests/%s: no shipped rule %s.yml", name, stem(name))
 		}
+	}
+	for st, c := range corrByStem {
+		if !haveTest[st] {
+			t.Errorf("%s (%s) has no test file tests/%s.yaml", c.File, c.Title, st)
+			continue
+		}
+		t.Run(st, func(t *testing.T) {
+			tf := readTestFile(t, "tests/"+st+".yaml")
+			if len(tf.MustMatch) == 0 || len(tf.MustNotMatch) == 0 {
+				t.Fatalf("tests/%s.yaml: want at least one must_match and one must_not_match sequence", st)
+			}
+			for i, tc := range tf.MustMatch {
+				if cm := runSequence(t, rs, tf.Base, tc, c.ID); cm == nil {
+					t.Errorf("must_match[%d] %q: %s did not fire", i, tc.Name, c.Title)
+				} else if len(cm.GroupBy) == 0 || cm.Count == 0 {
+					t.Errorf("must_match[%d] %q: a match without its group or count: %+v", i, tc.Name, cm)
+				}
+			}
+			for i, tc := range tf.MustNotMatch {
+				if cm := runSequence(t, rs, tf.Base, tc, c.ID); cm != nil {
+					t.Errorf("must_not_match[%d] %q: %s fired (%d in the window, group %v)", i, tc.Name, c.Title, cm.Count, cm.GroupBy)
+				}
+			}
+		})
 	}
 	for st, r := range byStem {
 		if !haveTest[st] {
@@ -140,6 +192,40 @@ func TestShippedRulesMatchTheirEvents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runSequence feeds a case's sequence of events through the rules and a fresh correlator and
+// returns correlation id's first match, nil when it did not fire.
+func runSequence(t *testing.T, rs *sigma.RuleSet, base map[string]any, tc testCase, id string) *sigma.CorrelationMatch {
+	t.Helper()
+	sq := tc.Sequence
+	if sq == nil || sq.Count < 1 {
+		t.Fatalf("%q: a correlation rule's case needs a sequence with a count", tc.Name)
+	}
+	every, err := time.ParseDuration(sq.Every)
+	if err != nil {
+		t.Fatalf("%q: every: %v", tc.Name, err)
+	}
+	corr, err := rs.NewCorrelator(sigma.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for i := range sq.Count {
+		one := tc
+		one.Event = merge(merge(nil, tc.Event), map[string]any{
+			"id": fmt.Sprintf("0193a1b2-0000-7000-8000-%012d", i+1), "time": t0.Add(time.Duration(i) * every).Format(time.RFC3339Nano)})
+		if len(sq.Principals) > 0 {
+			one.Event = merge(one.Event, map[string]any{"principal": map[string]any{"sub": sq.Principals[i%len(sq.Principals)]}})
+		}
+		e := buildEvent(t, base, one)
+		for _, cm := range corr.Observe(e, rs.Match(e), nil) {
+			if cm.Correlation.ID == id {
+				return &cm
+			}
+		}
+	}
+	return nil
 }
 
 func find(ms []sigma.Match, id string) *sigma.Match {

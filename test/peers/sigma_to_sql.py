@@ -44,6 +44,7 @@ try:
         RuleFailureTransformation,
         SetStateTransformation,
     )
+    from sigma.correlations import SigmaCorrelationRule
     from sigma.rule import SigmaRule
     from sigma.types import (
         SigmaBool,
@@ -297,6 +298,14 @@ class McpwatchClickhouseBackend(ClickhouseBackend):
             ConditionFieldEqualsValueExpression("t", cond.value), state))
 
 
+# Correlation rules are read, resolved and validated by pySigma, but their SQL is not compared:
+# the backend's correlation queries group the whole table (the timespan is not a window), where
+# the engine counts in sliding event-time windows. The engine's correlations are tested by event
+# sequences in Go (detectors/sigma correlation tests, rules/sigma/tests).
+CORRELATION_NOT_COMPARED = ("a correlation rule: pysigma-backend-clickhouse groups the whole table, ignoring the "
+                            "timespan, so its SQL is not comparable with the engine's sliding windows")
+
+
 def version(pkg):
     try:
         return metadata.version(pkg)
@@ -305,26 +314,41 @@ def version(pkg):
 
 
 def load(files):
-    """Parses each file into (file, rule) pairs, or (file, None, error) for a file pySigma refuses."""
-    out = []
+    """Parses each file into (file, rule, error) triples, error "" when pySigma reads the rule, and
+    rule None for a file it cannot read. Files are parsed alone, then references (correlation
+    rules naming rules of other files) are resolved across all of them, as the engine does."""
+    out, colls = [], []
     for path in files:
         with open(path, encoding="utf-8") as f:
             text = f.read()
         try:
-            coll = SigmaCollection.from_yaml(text, collect_errors=True)
+            coll = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
         except Exception as e:  # a file pySigma cannot read at all
             out.append((path, None, "%s: %s" % (type(e).__name__, e)))
             continue
+        colls.append(coll)
         for rule in coll.rules:
             out.append((path, rule, "; ".join(str(e) for e in getattr(rule, "errors", []) or [])))
+    try:
+        SigmaCollection.merge(colls)  # resolves the references in place
+    except Exception as e:
+        out.append(("", None, "resolving references: %s: %s" % (type(e).__name__, e)))
     return out
 
 
 def convert(rule):
     if rule.logsource.product not in (None, "mcpwatch"):
         raise SigmaError("only product mcpwatch (or none) is mapped (docs/sigma.md)")
+    # A rule a correlation refers to (without generate) has its output disabled, and the backend
+    # then makes no whole query of it (only the correlation's subquery); the engine's Match still
+    # reports it, so it is compared as a rule of its own.
+    output, backrefs = rule._output, rule._backreferences
+    rule._output, rule._backreferences = True, []
     backend = McpwatchClickhouseBackend(processing_pipeline=mcpwatch_pipeline(), full_log_column=None)
-    queries = backend.convert_rule(rule)
+    try:
+        queries = backend.convert_rule(rule)
+    finally:
+        rule._output, rule._backreferences = output, backrefs
     if len(queries) != 1:
         raise SigmaError("%d queries for one rule" % len(queries))
     return queries[0]
@@ -440,7 +464,9 @@ def main():
         it = {"file": path, "id": str(rule.id) if rule is not None else "",
               "title": rule.title if rule is not None else "", "error": err}
         if rule is not None and not err:
-            if not isinstance(rule, SigmaRule):
+            if isinstance(rule, SigmaCorrelationRule):
+                it["skip"] = CORRELATION_NOT_COMPARED
+            elif not isinstance(rule, SigmaRule):
                 it["error"] = "not a detection rule (%s)" % type(rule).__name__
             else:
                 try:
