@@ -1,8 +1,11 @@
 package sigma
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // FuzzParseCondition: if this fails, a hostile condition crashes the loader, or a parsed tree
@@ -44,13 +47,15 @@ func FuzzParseCondition(f *testing.F) {
 }
 
 // FuzzLoadRule: if this fails, a hostile rule file crashes the loader or a loaded rule crashes
-// matching.
+// matching, or the prefilter skips a rule that matches.
 func FuzzLoadRule(f *testing.F) {
 	f.Add(rule("  sel:\n    mcp.tool|contains: db\n  condition: sel\n"))
 	f.Add(rule("  sel:\n    - mcp.tool|re|i: '^db'\n    - network.src_ip|cidr: 10.0.0.0/8\n  kw: [a, 'b*c']\n  condition: 1 of them\n"))
 	f.Add(rule("  sel:\n    mcp.arguments_masked|base64offset|contains|all: [x, y]\n    size.request|gt: 5\n  condition: not sel\n"))
 	f.Add(rule("  sel: &a\n    mcp.tool: x\n  sel2: *a\n  condition: all of sel*\n"))
 	f.Add("title: x\n---\n- a\n")
+	f.Add(rule("  sel:\n    mcp.tool|cased: DB_Query\n    mcp.method: [tools/call, null]\n  f:\n    mcp.server: sales-db\n  condition: sel and not f or 1 of f*\n"))
+	f.Add(rule("  a:\n    mcp.tool|all: [db_query, x]\n  b:\n    target.server|exists: false\n  c: [db]\n  condition: 2 of them\n"))
 	f.Fuzz(func(t *testing.T, doc string) {
 		rs, errs := Parse("fuzz.yml", []byte(doc))
 		for _, err := range errs {
@@ -63,8 +68,23 @@ func FuzzLoadRule(f *testing.F) {
 			}
 		}
 		ev := baseEvent()
-		rs.Match(ev)
+		samePrefiltered(t, rs, ev)
 		ev.MCP.ArgumentsMasked = doc
-		rs.Match(ev)
+		samePrefiltered(t, rs, ev)
+		ev.MCP.Tool, ev.Target.Server = "", ""
+		samePrefiltered(t, rs, ev)
 	})
+}
+
+// samePrefiltered matches e with the prefilter and by evaluating every rule, and fails when the
+// two differ.
+func samePrefiltered(t *testing.T, rs *RuleSet, e *event.Event) {
+	t.Helper()
+	got := rs.Match(e)
+	rs.scanAll = true
+	want := rs.Match(e)
+	rs.scanAll = false
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("with the prefilter %+v, every rule evaluated %+v", got, want)
+	}
 }

@@ -23,7 +23,11 @@ type RuleSet struct {
 	corrs []*Correlation // in evaluation order: each after those it refers to
 	index map[string]int // rule id → index in rules
 	reg   *registry
+	pre   *prefilter // nil when no rule can be skipped
 	pool  sync.Pool
+	// scanAll evaluates every rule for every event, as before the prefilter (tests and
+	// benchmarks compare the two).
+	scanAll bool
 }
 
 // Match is one rule that matched an event, with the evidence.
@@ -239,9 +243,10 @@ func (b *builder) set() *RuleSet {
 	for i, r := range b.rules {
 		rs.index[r.ID] = i
 	}
-	n := b.reg.n
+	rs.pre = newPrefilter(b.rules)
+	n, words := b.reg.n, (len(b.rules)+63)/64
 	rs.pool.New = func() any {
-		return &evalCtx{reg: b.reg, lowered: make([]string, n), have: make([]bool, n)}
+		return &evalCtx{reg: b.reg, lowered: make([]string, n), have: make([]bool, n), cand: make([]uint64, words)}
 	}
 	return rs
 }
@@ -262,27 +267,45 @@ func applies(e *event.Event) bool { return e.Source == event.SourceMCP && e.MCP 
 // Match returns the rules that match e, in load order; nil when none does.
 func (rs *RuleSet) Match(e *event.Event) []Match { return rs.AppendMatches(nil, e) }
 
-// AppendMatches appends the rules that match e to dst. It allocates only for matches.
+// AppendMatches appends the rules that match e to dst, in load order. It allocates only for
+// matches. Rules whose necessary values the event lacks are skipped without being evaluated (see
+// prefilter.go); the result is the same as evaluating every rule.
 func (rs *RuleSet) AppendMatches(dst []Match, e *event.Event) []Match {
 	if len(rs.rules) == 0 || !applies(e) {
 		return dst
 	}
 	ctx := rs.pool.Get().(*evalCtx)
 	ctx.e = e
-	for _, r := range rs.rules {
-		if !ctx.cond(r, r.cond) {
-			continue
+	if rs.pre == nil || rs.scanAll {
+		for _, r := range rs.rules {
+			dst = ctx.match(r, dst)
 		}
-		m := Match{RuleID: r.ID, Title: r.Title, Level: r.Level, Tags: r.Tags}
-		ctx.evidence = &m.Fields
-		ctx.collect(r, r.cond)
-		ctx.evidence = nil
-		dst = append(dst, m)
+	} else {
+		rs.pre.candidates(ctx, ctx.cand)
+		for w := 0; ; {
+			i := nextRule(ctx.cand, &w)
+			if i < 0 {
+				break
+			}
+			dst = ctx.match(rs.rules[i], dst)
+		}
 	}
 	ctx.e = nil
 	clear(ctx.have)
 	rs.pool.Put(ctx)
 	return dst
+}
+
+// match appends r's match to dst when r matches the event.
+func (x *evalCtx) match(r *Rule, dst []Match) []Match {
+	if !x.cond(r, r.cond) {
+		return dst
+	}
+	m := Match{RuleID: r.ID, Title: r.Title, Level: r.Level, Tags: r.Tags}
+	x.evidence = &m.Fields
+	x.collect(r, r.cond)
+	x.evidence = nil
+	return append(dst, m)
 }
 
 // evalCtx is the per-event scratch state: lower-cased string fields, computed once per event.
@@ -291,6 +314,7 @@ type evalCtx struct {
 	reg      *registry
 	lowered  []string
 	have     []bool
+	cand     []uint64 // the prefilter's candidate rules, one bit each; all zero between events
 	evidence *[]FieldMatch
 }
 
