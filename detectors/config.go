@@ -29,7 +29,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults of every detector and of the scorer.
 func DefaultConfig() Config {
-	return Config{Detectors: []string{rate.Name, ueba.Name}, Rate: rate.DefaultConfig(), UEBA: ueba.DefaultConfig(),
+	return Config{Detectors: []string{rate.Name, ueba.Name, sigma.Name}, Rate: rate.DefaultConfig(), UEBA: ueba.DefaultConfig(),
 		Sigma: sigma.DefaultConfig(), Score: score.DefaultConfig()}
 }
 
@@ -91,8 +91,8 @@ func build(topics event.Topics, cfg Config, reg prometheus.Registerer, log *slog
 			if err == nil {
 				d = sd
 				runs = append(runs, sd.Run)
-				if len(cfg.Sigma.Rules) == 0 {
-					log.Warn("detector sigma has no rules (detect.sigma.rules): it concludes nothing")
+				if len(cfg.Sigma.Rules) == 0 && !cfg.Sigma.Shipped {
+					log.Warn("detector sigma has no rules (detect.sigma.rules, detect.sigma.shipped): it concludes nothing")
 				}
 			}
 		}

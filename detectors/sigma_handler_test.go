@@ -58,7 +58,7 @@ func TestSigmaInHandler(t *testing.T) {
 	names := event.TopicNames("t")
 	cfg := DefaultConfig()
 	cfg.Detectors = []string{"sigma"}
-	cfg.Sigma.Rules = []string{dir}
+	cfg.Sigma.Rules, cfg.Sigma.Shipped = []string{dir}, false
 	reg := prometheus.NewRegistry()
 	h, err := Build(names, cfg, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -120,7 +120,7 @@ func TestSigmaInHandler(t *testing.T) {
 // An empty rule set is harmless, and rules that are configured but would not run are refused.
 func TestSigmaConfig(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Detectors = []string{"rate", "sigma"}
+	cfg.Detectors, cfg.Sigma.Shipped = []string{"rate", "sigma"}, false
 	h, err := Build(event.TopicNames("t"), cfg, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -132,5 +132,43 @@ func TestSigmaConfig(t *testing.T) {
 	cfg.Sigma.Rules = []string{filepath.Join(t.TempDir(), "missing")}
 	if _, err := Build(event.TopicNames("t"), cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("missing rules path: %v", err)
+	}
+}
+
+// By default the stage runs the shipped rules: a credential file read through MCP is a finding
+// with the rule's tags and the field that matched. If this failed, a default deployment would
+// run none of the rules mcpwatch ships.
+func TestSigmaShippedByDefault(t *testing.T) {
+	cfg := DefaultConfig()
+	if !slices.Contains(cfg.Detectors, "sigma") || !cfg.Sigma.Shipped {
+		t.Fatalf("default detectors %v, shipped %v", cfg.Detectors, cfg.Sigma.Shipped)
+	}
+	cfg.Detectors = []string{"sigma"}
+	h, err := Build(event.TopicNames("t"), cfg, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := req("mallory", 0)
+	e.MCP.Method, e.MCP.Tool, e.MCP.ResourceURI = "resources/read", "", "file:///etc/shadow"
+	res, err := h.Handle(context.Background(), []*kgo.Record{record(t, "t.events", e)})
+	if err != nil || len(res.Dead) != 0 {
+		t.Fatalf("handle: %v %+v", err, res)
+	}
+	var found bool
+	for _, r := range res.Out {
+		if r.Topic != event.TopicNames("t").Findings {
+			continue
+		}
+		var f event.Finding
+		if err := event.Decode(r.Value, &f); err != nil {
+			t.Fatal(err)
+		}
+		found = found || f.Detector == "sigma" && f.Check == "sigma" && strings.Contains(f.Summary, "Credential or System Secret File") &&
+			slices.Contains(f.Tags, "attack.credential_access") && slices.ContainsFunc(f.Evidence, func(ev event.Evidence) bool {
+			return strings.Contains(ev.Detail, "/etc/shadow")
+		})
+	}
+	if !found {
+		t.Fatalf("no finding of the shipped credential-file rule in %d records", len(res.Out))
 	}
 }

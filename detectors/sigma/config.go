@@ -10,8 +10,10 @@ import (
 // Config configures the Sigma [Detector] (the detect stage's "sigma" section). Start from
 // [DefaultConfig].
 type Config struct {
-	// Rules are rule files and directories (walked for *.yml and *.yaml). Empty: no rules, and
-	// the detector concludes nothing.
+	// Shipped loads mcpwatch's own rules for MCP (package rules/sigma, built into the binary)
+	// beside Rules.
+	Shipped bool `yaml:"shipped"`
+	// Rules are rule files and directories (walked for *.yml and *.yaml), hot-reloaded.
 	Rules []string `yaml:"rules"`
 	// ReloadEvery is how often the rule files are checked for changes.
 	ReloadEvery time.Duration `yaml:"reload_every"`
@@ -26,10 +28,10 @@ type Config struct {
 // maxValuesLimit bounds max_values: 8 MB of event times per group.
 const maxValuesLimit = 1 << 20
 
-// DefaultConfig returns the defaults: no rules, files checked every 10s, 10,000 groups of at
-// most 1,000 entries.
+// DefaultConfig returns the defaults: the shipped rules, files checked every 10s, 10,000 groups
+// of at most 1,000 entries.
 func DefaultConfig() Config {
-	return Config{ReloadEvery: 10 * time.Second, MaxGroups: DefaultLimits.MaxGroups, MaxValues: DefaultLimits.MaxValues}
+	return Config{Shipped: true, ReloadEvery: 10 * time.Second, MaxGroups: DefaultLimits.MaxGroups, MaxValues: DefaultLimits.MaxValues}
 }
 
 // Limits returns the correlation limits the config sets.

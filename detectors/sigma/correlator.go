@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/detectors/internal/lru"
+	"github.com/mcpwatch/mcpwatch/detectors/detect"
 	"github.com/mcpwatch/mcpwatch/event"
 )
 
@@ -93,7 +94,7 @@ type group struct {
 
 type idAt struct {
 	t  int64
-	id string
+	id detect.EventID // a copy: the event's own strings may refer to the record judged
 }
 
 // keyed is a group key and the references of one correlation that matched an event under it.
@@ -264,7 +265,7 @@ func (c *Correlator) update(corr *Correlation, k keyed, e *event.Event, t int64)
 			if len(g.values) >= c.lim.MaxValues {
 				c.evictValue(g)
 			}
-			g.values[v] = t
+			g.values[strings.Clone(v)] = t // kept: the event's strings may refer to the record judged
 		}
 		if !added {
 			return CorrelationMatch{}, false
@@ -289,7 +290,7 @@ func (c *Correlator) update(corr *Correlation, k keyed, e *event.Event, t int64)
 		}
 		count, start, end, ok = c.evalTemporal(corr, g.rules, t)
 	}
-	g.sample[g.next] = idAt{t, e.ID}
+	g.sample[g.next] = idAt{t, detect.MakeEventID(e.ID)}
 	g.next = (g.next + 1) % sampleSize
 	if !ok {
 		return CorrelationMatch{}, false
@@ -302,13 +303,13 @@ func (c *Correlator) update(corr *Correlation, k keyed, e *event.Event, t int64)
 	}
 	var sample []idAt
 	for _, s := range g.sample {
-		if s.id != "" && s.t > start && s.t <= end {
+		if !s.id.IsZero() && s.t > start && s.t <= end {
 			sample = append(sample, s)
 		}
 	}
 	sort.SliceStable(sample, func(a, b int) bool { return sample[a].t < sample[b].t })
 	for _, s := range sample {
-		m.EventIDs = append(m.EventIDs, s.id)
+		m.EventIDs = append(m.EventIDs, s.id.String())
 	}
 	if corr.Type == ValueCount {
 		for v, at := range g.values {

@@ -254,19 +254,19 @@ func ruleFinding(r *Rule, m *Match, e *event.Event) *event.Finding {
 	ev := make([]event.Evidence, 0, max(len(m.Fields), 1))
 	for _, fm := range m.Fields {
 		obs, _ := strconv.ParseFloat(fm.Value, 64)
-		ev = append(ev, event.Evidence{Detector: Name, Component: string(detect.Risk), Feature: fm.Field,
+		ev = append(ev, event.Evidence{Detector: Name, Check: Name, Component: string(detect.Risk), Feature: fm.Field,
 			Value: float64(sev * 10), Observed: obs, BaselineSource: "rule",
 			Detail:      fmt.Sprintf("rule %s (%s) matched %s = %s", r.Title, r.ID, fm.Field, quote(fm.Value)),
 			WindowStart: at, WindowEnd: at, EventIDs: []string{e.ID}})
 	}
 	if len(ev) == 0 {
-		ev = append(ev, event.Evidence{Detector: Name, Component: string(detect.Risk), Feature: "rule",
+		ev = append(ev, event.Evidence{Detector: Name, Check: Name, Component: string(detect.Risk), Feature: "rule",
 			Value: float64(sev * 10), BaselineSource: "rule", Detail: fmt.Sprintf("rule %s (%s) matched (condition %s)", r.Title, r.ID, r.Condition),
 			WindowStart: at, WindowEnd: at, EventIDs: []string{e.ID}})
 	}
 	return &event.Finding{
 		ID: detect.FindingID(Name+"/"+r.ID, e.ID), Time: at, Tenant: e.Tenant, Principal: e.Principal,
-		Detector: Name, Score: float64(sev * 10), Severity: sev,
+		Detector: Name, Check: Name, Score: float64(sev * 10), Severity: sev,
 		Summary:     fmt.Sprintf("%s: Sigma rule %q matched (%s)", event.PrincipalID(e.Principal), r.Title, levelOf(r.Level)),
 		WindowStart: at, WindowEnd: at, Features: map[string]float64{"severity": float64(sev), "fields": float64(len(m.Fields))},
 		EventIDs: []string{e.ID}, Evidence: ev, Tags: append([]string{Name}, r.Tags...),
@@ -291,12 +291,12 @@ func correlationFinding(rs *RuleSet, cm *CorrelationMatch, e *event.Event) *even
 	if len(cm.Values) > 0 {
 		detail += "; values " + strings.Join(cm.Values, ", ")
 	}
-	ev := []event.Evidence{{Detector: Name, Component: string(detect.Risk), Feature: string(c.Type),
+	ev := []event.Evidence{{Detector: Name, Check: Name, Component: string(detect.Risk), Feature: string(c.Type),
 		Value: float64(sev * 10), Observed: float64(cm.Count), Baseline: float64(c.least(1 << 30)), BaselineSource: "rule",
 		Detail: detail, WindowStart: cm.WindowStart, WindowEnd: cm.WindowEnd, EventIDs: cm.EventIDs}}
 	for _, g := range cm.GroupBy {
 		obs, _ := strconv.ParseFloat(g.Value, 64)
-		ev = append(ev, event.Evidence{Detector: Name, Component: string(detect.Risk), Feature: g.Field,
+		ev = append(ev, event.Evidence{Detector: Name, Check: Name, Component: string(detect.Risk), Feature: g.Field,
 			Value: float64(sev * 10), Observed: obs, BaselineSource: "rule",
 			Detail:      fmt.Sprintf("correlation %s (%s) grouped by %s = %s", c.Title, c.ID, g.Field, quote(g.Value)),
 			WindowStart: cm.WindowStart, WindowEnd: cm.WindowEnd})
@@ -313,7 +313,7 @@ func correlationFinding(rs *RuleSet, cm *CorrelationMatch, e *event.Event) *even
 	}
 	return &event.Finding{
 		ID: detect.FindingID(Name+"/"+c.ID, e.ID), Time: cm.WindowEnd, Tenant: e.Tenant, Principal: e.Principal,
-		Detector: Name, Score: float64(sev * 10), Severity: sev,
+		Detector: Name, Check: Name, Score: float64(sev * 10), Severity: sev,
 		Summary:     fmt.Sprintf("%s: Sigma correlation %q matched (%s): %d %s within %s", event.PrincipalID(e.Principal), c.Title, levelOf(c.Level), cm.Count, what, fmtDuration(c.Timespan)),
 		WindowStart: cm.WindowStart, WindowEnd: cm.WindowEnd,
 		Features: map[string]float64{"severity": float64(sev), "count": float64(cm.Count), "timespan_s": c.Timespan.Seconds()},

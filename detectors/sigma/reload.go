@@ -6,15 +6,45 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
+	"sync"
 	"time"
+
+	sigmarules "github.com/mcpwatch/mcpwatch/rules/sigma"
 )
 
-// load reads cfg.Rules and compiles them; any error (an unreadable file, a broken or refused
+// load reads the rules and compiles them; any error (an unreadable file, a broken or refused
 // rule, a correlation beyond the limits) is returned, joined and sorted.
 func (d *Detector) load() (*loaded, error) {
-	files, errs := readPaths(d.cfg.Rules)
+	files, errs := d.read()
 	return d.compile(files, errs)
 }
+
+// read reads the shipped rules (when cfg.Shipped) and the files of cfg.Rules.
+func (d *Detector) read() ([]ruleFile, []error) {
+	files, errs := readPaths(d.cfg.Rules)
+	if d.cfg.Shipped {
+		files = append(shipped(), files...)
+	}
+	return files, errs
+}
+
+// shipped are the rule files of package rules/sigma, named "shipped/<file>" in errors.
+var shipped = sync.OnceValue(func() []ruleFile {
+	names, err := fs.Glob(sigmarules.FS, "*.yml")
+	if err != nil {
+		panic(err) // a constant pattern
+	}
+	files := make([]ruleFile, 0, len(names))
+	for _, n := range names {
+		data, err := sigmarules.FS.ReadFile(n)
+		if err != nil {
+			panic(err) // embedded at build time
+		}
+		files = append(files, ruleFile{"shipped/" + n, data})
+	}
+	return files
+})
 
 func (d *Detector) compile(files []ruleFile, errs []error) (*loaded, error) {
 	b := newBuilder()
@@ -78,7 +108,7 @@ func hashRead(files []ruleFile, errs []error) [32]byte {
 func (d *Detector) Reload() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	files, errs := readPaths(d.cfg.Rules)
+	files, errs := d.read()
 	if len(errs) == 0 && hashFiles(files) == d.next.Load().hash {
 		d.lastErr = nil
 		return nil
@@ -148,7 +178,7 @@ func (d *Detector) Run(ctx context.Context) error {
 func (d *Detector) poll() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	files, errs := readPaths(d.cfg.Rules)
+	files, errs := d.read()
 	h := hashRead(files, errs)
 	switch {
 	case len(errs) == 0 && h == d.next.Load().hash:
