@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // CorrelationType is what a [Correlation] counts.
@@ -33,18 +31,7 @@ const MaxTimespan = 7 * 24 * time.Hour
 // (detection rules or correlations, by id or name) over a window of event time, per group of
 // events that share the values of its group-by fields. [Correlator] evaluates it.
 type Correlation struct {
-	ID             string
-	Title          string
-	Name           string
-	Description    string
-	Status         string
-	Level          string
-	Tags           []string
-	FalsePositives []string
-	References     []string
-	Author         string
-	Date           string
-	Modified       string
+	Meta
 
 	Type CorrelationType
 	// Rules are the references as written (ids or names).
@@ -164,56 +151,12 @@ var correlationKeys = map[string]bool{"type": true, "rules": true, "aliases": tr
 func (c *ruleCompiler) correlation(doc *node) (*Correlation, error) {
 	r := &Correlation{File: c.file, Line: doc.line}
 	c.rule = &Rule{} // for error context
-	var err error
-	if r.Title, err = c.str(doc, "title", true); err != nil {
+	if err := c.meta(doc, &r.Meta); err != nil {
 		return nil, err
 	}
-	if r.Title == "" {
-		return nil, c.invalid(doc.get("title"), "title must not be empty")
-	}
-	c.rule.Title = r.Title
-	// The specification makes the id optional; mcpwatch names findings by it, so it is required.
-	if r.ID, err = c.str(doc, "id", false); err != nil {
-		return nil, err
-	}
-	if r.ID == "" {
-		return nil, c.invalid(doc, "a correlation rule needs an id (a UUID): mcpwatch names its findings by it")
-	}
-	if _, perr := uuid.Parse(r.ID); perr != nil || len(r.ID) != 36 {
-		return nil, c.invalid(doc.get("id"), "id %q is not a UUID (write it as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", r.ID)
-	}
-	c.rule.ID = r.ID
 	for _, k := range []string{"logsource", "detection"} {
 		if doc.get(k) != nil {
 			return nil, c.invalid(keyNode(doc, k), "a correlation rule has no %s: it relates the matches of the rules it refers to", k)
-		}
-	}
-	if r.Status, err = c.str(doc, "status", false); err != nil {
-		return nil, err
-	}
-	if r.Status != "" && !statuses[r.Status] {
-		return nil, c.invalid(doc.get("status"), "status %q is not one of stable, test, experimental, deprecated, unsupported", r.Status)
-	}
-	if r.Level, err = c.str(doc, "level", false); err != nil {
-		return nil, err
-	}
-	if r.Level != "" && !levels[r.Level] {
-		return nil, c.invalid(doc.get("level"), "level %q is not one of informational, low, medium, high, critical", r.Level)
-	}
-	for _, f := range []struct {
-		key string
-		dst *string
-	}{{"name", &r.Name}, {"description", &r.Description}, {"author", &r.Author}, {"date", &r.Date}, {"modified", &r.Modified}} {
-		if *f.dst, err = c.str(doc, f.key, false); err != nil {
-			return nil, err
-		}
-	}
-	for _, f := range []struct {
-		key string
-		dst *[]string
-	}{{"tags", &r.Tags}, {"falsepositives", &r.FalsePositives}, {"references", &r.References}} {
-		if *f.dst, err = c.strList(doc, f.key); err != nil {
-			return nil, err
 		}
 	}
 	genTop := doc.get("generate")
@@ -432,7 +375,7 @@ func (b *builder) resolve() {
 	}
 	bad := make([]bool, len(b.corrs))
 	for j, c := range b.corrs {
-		comp := ruleCompiler{file: c.File, reg: b.reg, rule: &Rule{ID: c.ID}}
+		comp := ruleCompiler{file: c.File, reg: b.reg, rule: &Rule{Meta: Meta{ID: c.ID}}}
 		err := func() error {
 			c.refs = c.refs[:0]
 			for _, n := range c.refNodes {
@@ -528,7 +471,7 @@ func (b *builder) resolve() {
 			}
 			if !visit(ref - nr) {
 				if !bad[j] {
-					comp := ruleCompiler{file: c.File, reg: b.reg, rule: &Rule{ID: c.ID}}
+					comp := ruleCompiler{file: c.File, reg: b.reg, rule: &Rule{Meta: Meta{ID: c.ID}}}
 					reason := "rule %q is a correlation that does not load"
 					if state[ref-nr] == 1 {
 						reason = "rule %q refers back to this correlation: correlations must not form a cycle"

@@ -15,8 +15,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// Rule is one loaded Sigma detection rule, compiled.
-type Rule struct {
+// Meta is what a detection or correlation rule says about itself.
+type Meta struct {
 	ID    string
 	Title string
 	// Name is the rule's optional "name", by which correlation rules may refer to it.
@@ -30,6 +30,11 @@ type Rule struct {
 	Author         string
 	Date           string
 	Modified       string
+}
+
+// Rule is one loaded Sigma detection rule, compiled.
+type Rule struct {
+	Meta
 	// Fields are the rule's "fields": what an analyst should look at when it fires.
 	Fields    []string
 	Logsource Logsource
@@ -161,46 +166,12 @@ func (c *ruleCompiler) compile(doc *node) (*Rule, error) {
 	if doc.get("action") != nil {
 		return nil, c.unsupported(keyNode(doc, "action"), "rule collections (action: global/reset/repeat) are not supported; write each rule as its own document")
 	}
+	if err := c.meta(doc, &r.Meta); err != nil {
+		return nil, err
+	}
 	var err error
-	if r.Title, err = c.str(doc, "title", true); err != nil {
+	if r.Fields, err = c.strList(doc, "fields"); err != nil {
 		return nil, err
-	}
-	if r.Title == "" {
-		return nil, c.invalid(doc.get("title"), "title must not be empty")
-	}
-	if r.ID, err = c.str(doc, "id", true); err != nil {
-		return nil, err
-	}
-	if _, perr := uuid.Parse(r.ID); perr != nil || len(r.ID) != 36 {
-		return nil, c.invalid(doc.get("id"), "id %q is not a UUID (write it as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", r.ID)
-	}
-	if r.Status, err = c.str(doc, "status", false); err != nil {
-		return nil, err
-	}
-	if r.Status != "" && !statuses[r.Status] {
-		return nil, c.invalid(doc.get("status"), "status %q is not one of stable, test, experimental, deprecated, unsupported", r.Status)
-	}
-	if r.Level, err = c.str(doc, "level", false); err != nil {
-		return nil, err
-	}
-	if r.Level != "" && !levels[r.Level] {
-		return nil, c.invalid(doc.get("level"), "level %q is not one of informational, low, medium, high, critical", r.Level)
-	}
-	for _, f := range []struct {
-		key string
-		dst *string
-	}{{"name", &r.Name}, {"description", &r.Description}, {"author", &r.Author}, {"date", &r.Date}, {"modified", &r.Modified}} {
-		if *f.dst, err = c.str(doc, f.key, false); err != nil {
-			return nil, err
-		}
-	}
-	for _, f := range []struct {
-		key string
-		dst *[]string
-	}{{"tags", &r.Tags}, {"falsepositives", &r.FalsePositives}, {"references", &r.References}, {"fields", &r.Fields}} {
-		if *f.dst, err = c.strList(doc, f.key); err != nil {
-			return nil, err
-		}
 	}
 	if err := c.logsource(doc); err != nil {
 		return nil, err
@@ -209,6 +180,59 @@ func (c *ruleCompiler) compile(doc *node) (*Rule, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// meta reads what every rule says about itself: title and id (a UUID) are required, status and
+// level must be values of the specification.
+func (c *ruleCompiler) meta(doc *node, m *Meta) error {
+	var err error
+	if m.Title, err = c.str(doc, "title", true); err != nil {
+		return err
+	}
+	if m.Title == "" {
+		return c.invalid(doc.get("title"), "title must not be empty")
+	}
+	c.rule.Title = m.Title
+	if m.ID, err = c.str(doc, "id", false); err != nil {
+		return err
+	}
+	if m.ID == "" {
+		// The correlation specification makes the id optional; mcpwatch names findings by it.
+		return c.invalid(doc, "required field %q is missing: a rule needs an id (a UUID), by which mcpwatch names its findings", "id")
+	}
+	if _, perr := uuid.Parse(m.ID); perr != nil || len(m.ID) != 36 {
+		return c.invalid(doc.get("id"), "id %q is not a UUID (write it as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", m.ID)
+	}
+	c.rule.ID = m.ID
+	if m.Status, err = c.str(doc, "status", false); err != nil {
+		return err
+	}
+	if m.Status != "" && !statuses[m.Status] {
+		return c.invalid(doc.get("status"), "status %q is not one of stable, test, experimental, deprecated, unsupported", m.Status)
+	}
+	if m.Level, err = c.str(doc, "level", false); err != nil {
+		return err
+	}
+	if m.Level != "" && !levels[m.Level] {
+		return c.invalid(doc.get("level"), "level %q is not one of informational, low, medium, high, critical", m.Level)
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"name", &m.Name}, {"description", &m.Description}, {"author", &m.Author}, {"date", &m.Date}, {"modified", &m.Modified}} {
+		if *f.dst, err = c.str(doc, f.key, false); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		key string
+		dst *[]string
+	}{{"tags", &m.Tags}, {"falsepositives", &m.FalsePositives}, {"references", &m.References}} {
+		if *f.dst, err = c.strList(doc, f.key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *ruleCompiler) logsource(doc *node) error {
