@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcpwatch/mcpwatch/internal/filewatch"
 )
 
 // Store holds the current policy of one file and reloads it. Readers call [Store.Evaluate] or
@@ -25,10 +27,9 @@ type Store struct {
 
 	cur atomic.Pointer[Policy]
 
-	mu         sync.Mutex // serializes reloads
-	pending    [32]byte   // Run: hash seen once, not yet loaded (waits for the file to settle)
-	failedHash [32]byte   // Run: content (or read error) already reported as failing
-	lastErr    error
+	mu      sync.Mutex       // serializes reloads
+	settle  filewatch.Settle // Run: when changed content is settled, and what failed
+	lastErr error
 }
 
 // ReloadEvent is passed to the hook of [WithReloadHook] after every reload attempt that read a
@@ -168,23 +169,18 @@ func (s *Store) poll() {
 	defer s.mu.Unlock()
 	src, err := s.read()
 	if err != nil {
-		h := sha256.Sum256([]byte(err.Error()))
-		if h != s.failedHash {
-			s.failedHash = h
+		if s.settle.Fail(sha256.Sum256([]byte(err.Error()))) {
 			_ = s.failed(err)
 		}
 		return
 	}
 	h := sha256.Sum256(src)
-	switch {
-	case h == s.cur.Load().hash:
-		s.pending, s.failedHash = [32]byte{}, [32]byte{}
+	switch s.settle.Next(h, s.cur.Load().hash) {
+	case filewatch.Unchanged:
 		s.lastErr = nil
-	case h != s.pending:
-		s.pending = h // changed: wait one more poll for it to settle
-	case h != s.failedHash:
+	case filewatch.Load:
 		if s.load(src) != nil {
-			s.failedHash = h
+			s.settle.Fail(h)
 		}
 	}
 }

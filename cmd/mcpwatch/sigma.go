@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/spf13/cobra"
 
 	"github.com/mcpwatch/mcpwatch/detectors/sigma"
@@ -316,9 +315,6 @@ func (s *sigmaRun) readFile(stdin io.Reader, name string) error {
 	return nil
 }
 
-//go:embed sigma_events.sql
-var sigmaEventsSQL string
-
 // sigmaWindow is the ClickHouse window of `sigma test`: --since may be a duration back from now,
 // as --last is; the default is the last hour.
 func sigmaWindow(f sigmaTestFlags, now time.Time) (forensics.Window, error) {
@@ -348,32 +344,5 @@ func (g *globals) sigmaFromClickHouse(ctx context.Context, f sigmaTestFlags, eac
 		return err
 	}
 	defer conn.Close()
-	return readStoredEvents(ctx, conn, g.chDatabase, w, f.tenant, f.principal, f.limit, each)
-}
-
-// readStoredEvents reads the stored MCP events of window w (of one tenant and principal when not
-// empty), oldest first, at most limit, and hands each to each.
-func readStoredEvents(ctx context.Context, conn driver.Conn, database string, w forensics.Window, tenant, principal string, limit int, each func(*event.Event) error) error {
-	if err := storage.ValidIdentifier(database); err != nil {
-		return fmt.Errorf("database: %w", err)
-	}
-	rows, err := conn.Query(ctx, strings.ReplaceAll(sigmaEventsSQL, "{database}", database), w.Since.UTC(), w.Until.UTC(), tenant, tenant, principal, principal, uint64(limit))
-	if err != nil {
-		return fmt.Errorf("read events: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
-			return fmt.Errorf("read events: %w", err)
-		}
-		var e event.Event
-		if err := event.Decode([]byte(raw), &e); err != nil {
-			return fmt.Errorf("stored event: %w", err)
-		}
-		if err := each(&e); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return forensics.StoredEvents(ctx, conn, g.chDatabase, w, f.tenant, f.principal, f.limit, each)
 }

@@ -214,7 +214,7 @@ func TestSigmaReadsStoredEvents(t *testing.T) {
 
 	read := func(w forensics.Window, tenant, principal string, limit int) []*event.Event {
 		var out []*event.Event
-		if err := readStoredEvents(context.Background(), db.Reader, db.Name, w, tenant, principal, limit, func(e *event.Event) error {
+		if err := forensics.StoredEvents(context.Background(), db.Reader, db.Name, w, tenant, principal, limit, func(e *event.Event) error {
 			out = append(out, e)
 			return nil
 		}); err != nil {

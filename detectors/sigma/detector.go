@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/internal/filewatch"
 )
 
 // Name is the [event.Finding.Detector] name of the Sigma [Detector].
@@ -52,11 +53,10 @@ type Detector struct {
 	last    CorrelatorStats
 
 	// Reloads, under mu.
-	mu         sync.Mutex
-	pending    [32]byte // content seen once, not yet loaded (waits to settle)
-	failedHash [32]byte // content already reported as failing
-	lastErr    error
-	reloads    [2]uint64 // ok, failed
+	mu      sync.Mutex
+	settle  filewatch.Settle // Run: when changed content is settled, and what failed
+	lastErr error
+	reloads [2]uint64 // ok, failed
 }
 
 type loaded struct {

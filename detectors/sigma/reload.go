@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpwatch/mcpwatch/internal/filewatch"
 	sigmarules "github.com/mcpwatch/mcpwatch/rules/sigma"
 )
 
@@ -179,16 +180,13 @@ func (d *Detector) poll() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	files, errs := d.read()
-	h := hashRead(files, errs)
-	switch {
-	case len(errs) == 0 && h == d.next.Load().hash:
-		d.pending, d.failedHash = [32]byte{}, [32]byte{}
+	h := hashRead(files, errs) // with errors, never the hash of the set in force
+	switch d.settle.Next(h, d.next.Load().hash) {
+	case filewatch.Unchanged:
 		d.lastErr = nil
-	case h != d.pending:
-		d.pending = h // changed: wait one more poll for it to settle
-	case h != d.failedHash:
+	case filewatch.Load:
 		if d.reload(files, errs) != nil {
-			d.failedHash = h
+			d.settle.Fail(h)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package sigmarules_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	mcp "github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcpwatch/mcpwatch/detectors/sigma"
@@ -346,4 +348,36 @@ func encode(t *testing.T, e *event.Event) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// The unknown-protocol-version rule knows the revision the official Go SDK negotiates today
+// (learnt from a real handshake, not written down): if this failed, every client on the newest
+// SDK would be a medium finding, as a live run once showed before the 2026-07-28 revision was
+// added.
+func TestProtocolVersionRuleKnowsTheSDK(t *testing.T) {
+	ctx := context.Background()
+	ct, st := mcp.NewInMemoryTransports()
+	srv := mcp.NewServer(&mcp.Implementation{Name: "server", Version: "1.0.0"}, nil)
+	ss, err := srv.Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "client", Version: "1.0.0"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	v := cs.InitializeResult().ProtocolVersion
+	if v == "" {
+		t.Fatal("no protocol version negotiated")
+	}
+	rs := loadShipped(t)
+	e := buildEvent(t, nil, testCase{Name: "sdk", Event: map[string]any{
+		"mcp": map[string]any{"direction": "request", "method": "tools/call", "tool": "db_query", "protocol_version": v}}})
+	for _, m := range rs.Match(e) {
+		if strings.Contains(m.Title, "Protocol Version") || strings.Contains(m.Title, "Protocol Revision") {
+			t.Errorf("the official Go SDK's protocol version %q matched %q", v, m.Title)
+		}
+	}
 }

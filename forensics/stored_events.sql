@@ -1,5 +1,5 @@
 -- MCP events of a time window, as stored (the raw column is the event's JSON without its CEF),
--- for `mcpwatch sigma test --from-clickhouse`. {database} is the validated database name; the window,
+-- for `mcpwatch sigma test --from-clickhouse` (forensics.StoredEvents). {database} is the validated database name; the window,
 -- tenant, principal and row limit are bound by the driver. FINAL: a replayed record is one event.
 SELECT raw
 FROM {database}.events FINAL
