@@ -234,6 +234,9 @@ type Evidence struct {
 	Value        float64 `json:"value"`
 	Contribution float64 `json:"contribution,omitempty"`
 	Observed     float64 `json:"observed"`
+	// ObservedText is the feature's value when it is text, not a number: what a Sigma rule's
+	// field matched ("/etc/shadow"). ClickHouse keeps it in Detail.
+	ObservedText string  `json:"observed_text,omitempty"`
 	Baseline     float64 `json:"baseline"`
 	// BaselineSource says whose history Baseline comes from: "self", "peers" (the principal's
 	// own history was too thin to trust) or "rule" (a fixed threshold).

@@ -607,6 +607,10 @@ func Line(ev []event.Evidence) string {
 		if e.Check != "" {
 			name += "/" + e.Check
 		}
+		if e.ObservedText != "" { // a match, not a measure: no baseline to compare with
+			fmt.Fprintf(&b, "%s %g (%s = %s)", name, e.Value, e.Feature, strconv.Quote(e.ObservedText))
+			continue
+		}
 		fmt.Fprintf(&b, "%s %g (%s %s vs %s", name, e.Value, e.Feature, num(e.Observed), num(e.Baseline))
 		if e.BaselineSource != "" {
 			fmt.Fprintf(&b, " %s", e.BaselineSource)

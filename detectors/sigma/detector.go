@@ -255,7 +255,7 @@ func ruleFinding(r *Rule, m *Match, e *event.Event) *event.Finding {
 	for _, fm := range m.Fields {
 		obs, _ := strconv.ParseFloat(fm.Value, 64)
 		ev = append(ev, event.Evidence{Detector: Name, Check: Name, Component: string(detect.Risk), Feature: fm.Field,
-			Value: float64(sev * 10), Observed: obs, BaselineSource: "rule",
+			Value: float64(sev * 10), Observed: obs, ObservedText: clip(fm.Value), BaselineSource: "rule",
 			Detail:      fmt.Sprintf("rule %s (%s) matched %s = %s", r.Title, r.ID, fm.Field, quote(fm.Value)),
 			WindowStart: at, WindowEnd: at, EventIDs: []string{e.ID}})
 	}
@@ -297,7 +297,7 @@ func correlationFinding(rs *RuleSet, cm *CorrelationMatch, e *event.Event) *even
 	for _, g := range cm.GroupBy {
 		obs, _ := strconv.ParseFloat(g.Value, 64)
 		ev = append(ev, event.Evidence{Detector: Name, Check: Name, Component: string(detect.Risk), Feature: g.Field,
-			Value: float64(sev * 10), Observed: obs, BaselineSource: "rule",
+			Value: float64(sev * 10), Observed: obs, ObservedText: clip(g.Value), BaselineSource: "rule",
 			Detail:      fmt.Sprintf("correlation %s (%s) grouped by %s = %s", c.Title, c.ID, g.Field, quote(g.Value)),
 			WindowStart: cm.WindowStart, WindowEnd: cm.WindowEnd})
 	}
@@ -336,11 +336,14 @@ func referencedTags(rs *RuleSet, c *Correlation, seen map[*Correlation]bool) []s
 	return out
 }
 
-func quote(v string) string {
-	if len(v) > maxDetail {
-		v = v[:maxDetail] + "…"
+func quote(v string) string { return strconv.Quote(clip(v)) }
+
+// clip bounds a matched value for evidence, at a character boundary, as a copy of its own.
+func clip(v string) string {
+	if len(v) <= maxDetail {
+		return strings.Clone(v)
 	}
-	return strconv.Quote(v)
+	return strings.ToValidUTF8(v[:maxDetail], "") + "…"
 }
 
 // fmtDuration prints 10s, 5m, 1h30m rather than Go's 5m0s and 1h30m0s.
