@@ -98,6 +98,12 @@ type DetectReport struct {
 	Cores      int            // GOMAXPROCS during the measured passes
 	Elapsed    time.Duration  // time inside Handle over the measured events
 	PerSecond  float64        // measured events per second per core
+	// CPU is the process's CPU time inside Handle over the measured events (the collector's
+	// included), 0 where the platform does not report it; PerCPUSecond is events per CPU second.
+	// On a shared machine it is steadier than the wall time: time the process waits for a core
+	// is not counted.
+	CPU          time.Duration
+	PerCPUSecond float64
 	// Per-event latency: single-record Handle calls.
 	P50, P99, P999, Max time.Duration
 	// Bytes allocated per measured event (batches) by the stage's Handle calls and by the
@@ -182,9 +188,12 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 			return rep, err
 		}
 		a1 := allocated()
+		c0, _ := cpuTime()
 		s := time.Now()
 		res, err := h.Handle(ctx, recs)
 		rep.Elapsed += time.Since(s)
+		c1, _ := cpuTime()
+		rep.CPU += c1 - c0
 		harnessBytes, stageBytes = harnessBytes+a1-a0, stageBytes+allocated()-a1
 		if err != nil {
 			return rep, err
@@ -213,6 +222,9 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 	rep.P50, rep.P99, rep.P999, rep.Max = sum.p50, sum.p99, sum.p999, sum.maxLat
 	if rep.Elapsed > 0 {
 		rep.PerSecond = float64(o.Events) / rep.Elapsed.Seconds()
+	}
+	if rep.CPU > 0 {
+		rep.PerCPUSecond = float64(o.Events) / rep.CPU.Seconds()
 	}
 	if o.Events > 0 {
 		rep.StageAlloc, rep.HarnessAlloc = float64(stageBytes)/float64(o.Events), float64(harnessBytes)/float64(o.Events)
@@ -314,6 +326,9 @@ func writeDetect(w io.Writer, r DetectReport) {
 	fmt.Fprintf(tw, "principals\t%d (held: rate %d, ueba %d, score %d)\n", r.Principals, r.Held["rate"], r.Held["ueba"], r.Held["score"])
 	fmt.Fprintf(tw, "measured events\t%d in batches, GOMAXPROCS=%d, load %s; traffic %d events/s of event time\n", r.Events, r.Cores, la, r.Rate)
 	fmt.Fprintf(tw, "throughput\t%.0f events/s per core (%.1f µs/event)\n", r.PerSecond, float64(r.Elapsed.Microseconds())/float64(max(r.Events, 1)))
+	if r.CPU > 0 {
+		fmt.Fprintf(tw, "CPU time\t%.0f events per CPU second (%.1f µs of process CPU per event, the collector's included)\n", r.PerCPUSecond, float64(r.CPU.Microseconds())/float64(max(r.Events, 1)))
+	}
 	fmt.Fprintf(tw, "allocated per event\t%.0f bytes by the stage, %.0f by the harness (%s records, untimed)\n", r.StageAlloc, r.HarnessAlloc, r.Harness)
 	fmt.Fprintf(tw, "latency per event\tp50 %s  p99 %s  p99.9 %s  max %s ms (single-record batches)\n", fmtMS(r.P50), fmtMS(r.P99), fmtMS(r.P999), fmtMS(r.Max))
 	fmt.Fprintf(tw, "heap\t%.1f MiB live, %.0f bytes (%.2f KiB) per principal (rate + ueba + scorer)\n", float64(r.HeapBytes)/(1<<20), r.PerPrincipal, r.PerPrincipal/1024)
