@@ -192,8 +192,9 @@ type profile struct {
 	groupKey, dept string
 	ids            [idSample]detect.EventID
 	sensName       string // the tool or resource of the last sensitive read
-	// The feature and sentence of each check's peak, which its signal shows while it decays.
-	peakFeature, peakDetail [nChecks]string
+	// The evidence of each check's peak, which its signal shows while it decays; nil for a
+	// check that never peaked.
+	peak [nChecks]*peakWords
 	// sens holds the last sensitive reads with their sessions, for the cadence check.
 	sens   sensRing
 	gone   bool // removed from the table; a stale heap entry
