@@ -425,9 +425,8 @@ func (d *Detector) drift(p *profile, c *evctx) {
 // session sess and one at now, the time of the oldest, and whether there are enough of them.
 // Only slow cadences count (a mean gap of 10 s to 10 min): a fast steady pace is the rate
 // check's.
-func cadenceOver(p *profile, now int64, sess uint32, k int) (cv float64, first int64, ok bool) {
-	var all [cadenceN]float64
-	gaps := all[:k]
+func (d *Detector) cadenceOver(p *profile, now int64, sess uint32, k int) (cv float64, first int64, ok bool) {
+	gaps := d.gaps[:k] // scratch: a local array escapes through gonum
 	if first, ok = p.sens.gaps(now, sess, gaps); !ok {
 		return 0, 0, false
 	}
@@ -474,7 +473,7 @@ func (d *Detector) lowSlow(p *profile, c *evctx) {
 	}
 	r := &d.res[cDrift]
 	for _, tier := range cadenceTiers {
-		cv, first, ok := cadenceOver(p, c.now, c.sess, tier.k)
+		cv, first, ok := d.cadenceOver(p, c.now, c.sess, tier.k)
 		if !ok {
 			continue
 		}

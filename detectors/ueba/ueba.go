@@ -101,6 +101,7 @@ type Detector struct {
 	res     [nChecks]result
 	scratch []float64
 	xs      []float64
+	gaps    [cadenceN]float64
 }
 
 // kv is one categorical value of the event being judged: buf[from:to].
@@ -666,7 +667,7 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 		n.PrevTool = int8(toolIdx)
 	}
 	if c.sensitive {
-		if cv, _, ok := cadenceOver(p, c.now, c.sess, cadenceN); ok {
+		if cv, _, ok := d.cadenceOver(p, c.now, c.sess, cadenceN); ok {
 			// The principal's usual cadence spread, learnt after it was judged; a cadence judged
 			// too steady teaches it ten times slower, so that a script paging slowly does not
 			// become the principal's normal within a few reads.
