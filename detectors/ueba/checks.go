@@ -172,10 +172,10 @@ func (d *Detector) newValue(p *profile, c *evctx) {
 	// once is someone else's machine: their surprises combine (noisy-or) on the strongest one.
 	conn, connNew := 1.0, 0
 	for _, kv := range d.vals {
-		name := d.buf[kv.from:kv.to]
-		if p.cats[kv.cat].find(name) >= 0 {
+		if kv.at >= 0 {
 			continue
 		}
+		name := d.buf[kv.from:kv.to]
 		nov, src, thin := d.novelty(p, kv.cat, c)
 		rarity, users, members := 1.0, 0, 0
 		if d.peerOK(p) {
@@ -223,7 +223,7 @@ func (d *Detector) sensitivity(p *profile, c *evctx) {
 		}
 		name := d.buf[kv.from:kv.to]
 		cl := string(name)
-		if (cl != "pii" && cl != "secret" && cl != "finance") || p.cats[catClass].find(name) >= 0 {
+		if (cl != "pii" && cl != "secret" && cl != "finance") || kv.at >= 0 {
 			continue
 		}
 		nov, src, thin := d.novelty(p, catClass, c)
@@ -343,7 +343,7 @@ func (d *Detector) concurrent(p *profile, e *event.Event, c *evctx) {
 		// not a stolen token; a value it never used is.
 		t := &p.cats[kv.cat]
 		share := 0.0
-		if i := t.find(name); i >= 0 {
+		if i := kv.at; i >= 0 {
 			t.decayTotal(c.sec, d.cfg.CategoryHalfLife.Seconds())
 			share = min(float64(t.count(i, c.sec, d.cfg.CategoryHalfLife.Seconds())/max(t.Total, 1)), 1)
 		}

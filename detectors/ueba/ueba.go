@@ -104,10 +104,12 @@ type Detector struct {
 	gaps    [cadenceN]float64
 }
 
-// kv is one categorical value of the event being judged: buf[from:to].
+// kv is one categorical value of the event being judged: buf[from:to], and its index in the
+// profile's category table before learning (-1 when new), looked up once per event.
 type kv struct {
 	cat      int
 	from, to int
+	at       int
 }
 
 // New returns a UEBA detector, or the config's validation error.
@@ -449,7 +451,7 @@ func (d *Detector) observe(p *profile, e *event.Event, now int64, c *evctx) {
 		d.buf = append(d.buf, m.ClientName...)
 		d.buf = append(d.buf, '/')
 		d.buf = append(d.buf, m.ClientVersion...)
-		d.vals = append(d.vals, kv{catClient, from, len(d.buf)})
+		d.vals = append(d.vals, kv{cat: catClient, from: from, to: len(d.buf)})
 	}
 	d.value(catAgent, e.Network.UserAgent)
 	if a, err := netip.ParseAddr(e.Network.SrcIP); err == nil {
@@ -460,13 +462,16 @@ func (d *Detector) observe(p *profile, e *event.Event, now int64, c *evctx) {
 		if pfx, err := a.Unmap().Prefix(bits); err == nil {
 			from := len(d.buf)
 			d.buf = pfx.AppendTo(d.buf)
-			d.vals = append(d.vals, kv{catNetwork, from, len(d.buf)})
+			d.vals = append(d.vals, kv{cat: catNetwork, from: from, to: len(d.buf)})
 		}
 	}
 	d.value(catProtocol, m.ProtocolVersion)
+	for j := range d.vals {
+		v := &d.vals[j]
+		v.at = p.cats[v.cat].find(d.buf[v.from:v.to])
+	}
 	if c.toolKV >= 0 {
-		v := d.vals[c.toolKV]
-		c.tool = p.cats[catTool].find(d.buf[v.from:v.to])
+		c.tool = d.vals[c.toolKV].at
 	}
 
 	// Hourly drift aggregates: sensitive reads and distinct resources read.
@@ -505,7 +510,7 @@ func (d *Detector) value(cat int, s string) {
 	}
 	from := len(d.buf)
 	d.buf = append(d.buf, s...)
-	d.vals = append(d.vals, kv{cat, from, len(d.buf)})
+	d.vals = append(d.vals, kv{cat: cat, from: from, to: len(d.buf)})
 }
 
 // resourcePrefix is the scheme, authority and first path segment of a resource URI
@@ -634,8 +639,14 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 	for _, v := range d.vals {
 		name := d.buf[v.from:v.to]
 		t := &p.cats[v.cat]
-		first := t.find(name) < 0
-		idx, reused := t.add(name, c.now, hl, catCap[v.cat], &d.names)
+		// The index looked up before judging, unless a value learnt before this one in the event
+		// moved or added it.
+		at := v.at
+		if at < 0 || at >= len(t.Entries) || t.Entries[at].Name != string(name) {
+			at = t.find(name)
+		}
+		first := at < 0
+		idx, reused := t.add(at, name, c.now, hl, catCap[v.cat], &d.names)
 		if first && g != nil {
 			g.addUser(v.cat, name)
 		}
