@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
+	"github.com/mcpwatch/mcpwatch/detectors/internal/intern"
 	"github.com/mcpwatch/mcpwatch/detectors/internal/lru"
 	"github.com/mcpwatch/mcpwatch/event"
 )
@@ -68,8 +69,9 @@ type Scorer struct {
 	lastTick     int64
 	iterating    bool
 
-	table *lru.Table[key, principal]
-	stats Stats
+	table   *lru.Table[key, principal]
+	tenants intern.Table // the keys' tenants, shared
+	stats   Stats
 }
 
 type slotID struct {
@@ -487,7 +489,7 @@ func (s *Scorer) track(k key) *lru.Entry[key, principal] {
 	}
 	// The key's strings may refer to the record being judged (a finding's): the table keeps
 	// copies.
-	ent := s.table.Add(key{strings.Clone(k.tenant), strings.Clone(k.subject)})
+	ent := s.table.Add(key{s.tenants.Copy(k.tenant), strings.Clone(k.subject)})
 	ent.Value = principal{slots: make([]slot, len(s.slotKey))}
 	return ent
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
+	"github.com/mcpwatch/mcpwatch/detectors/internal/intern"
 	"github.com/mcpwatch/mcpwatch/detectors/internal/lru"
 	"github.com/mcpwatch/mcpwatch/event"
 )
@@ -87,6 +88,7 @@ type Detector struct {
 	egress   []string // lower-cased globs
 
 	principals *lru.Table[key, profile]
+	tenants    intern.Table // the keys' tenants, shared
 	groups     map[groupKey]*peerGroup
 	deadlines  deadlineHeap
 	// dirty are the principals changed since their last checkpoint, by when the next is due:
@@ -192,7 +194,7 @@ func (d *Detector) track(k key, t int64) *entry {
 		d.remove(d.principals.Oldest())
 		d.stats.EvictedCapacity++
 	}
-	ent := d.principals.Add(key{strings.Clone(k.tenant), strings.Clone(k.sub)})
+	ent := d.principals.Add(key{d.tenants.Copy(k.tenant), strings.Clone(k.sub)})
 	p := &ent.Value
 	p.n.FirstSeen, p.n.LastSeen = t, t
 	p.n.PrevTool, p.n.SensTool, p.n.Slot = -1, -1, -1
