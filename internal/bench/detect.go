@@ -118,8 +118,8 @@ type DetectReport struct {
 // RunDetect measures the detect stage (the handler [detectors.Build] returns with the default
 // config: the rate and ueba detectors and the scorer) on normalized events from
 // [detectload.Generator], without Kafka: throughput per core in batches, per-event latency, and
-// the heap its state holds per principal. Event generation and encoding are not timed; the JSON
-// decode of each record is.
+// the heap its state holds per principal. Event generation and encoding are not timed, and by
+// default ([HarnessFetch]) cost what a Kafka fetch costs; the JSON decode of each record is timed.
 func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 	if err := o.defaults(); err != nil {
 		return DetectReport{}, err
