@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -51,7 +52,9 @@ type DetectOptions struct {
 	LatencyEvents int
 	// Harness is how the records judged are made (default [HarnessFetch]).
 	Harness string
-	Log     *slog.Logger // the stage's logger; nil discards
+	// Detectors the stage runs, in order; empty for the default config's.
+	Detectors []string
+	Log       *slog.Logger // the stage's logger; nil discards
 	// CPUProfile, when set, receives a CPU profile of the measured batches (not the warm-up).
 	CPUProfile io.Writer
 	Out        io.Writer // the report; nil discards
@@ -93,6 +96,7 @@ type DetectReport struct {
 	Principals int            // principals asked for
 	Rate       int            // events per second of event time in the traffic
 	Harness    string         // how the records were made
+	Detectors  []string       // the detectors the stage ran
 	Held       map[string]int // principals held at the end, by detector ("rate", "ueba", "score")
 	Events     int            // measured events
 	Cores      int            // GOMAXPROCS during the measured passes
@@ -116,7 +120,7 @@ type DetectReport struct {
 }
 
 // RunDetect measures the detect stage (the handler [detectors.Build] returns with the default
-// config: the rate and ueba detectors and the scorer) on normalized events from
+// config, or with DetectOptions.Detectors) on normalized events from
 // [detectload.Generator], without Kafka: throughput per core in batches, per-event latency, and
 // the heap its state holds per principal. Event generation and encoding are not timed, and by
 // default ([HarnessFetch]) cost what a Kafka fetch costs; the JSON decode of each record is timed.
@@ -131,7 +135,12 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	reg := prometheus.NewRegistry()
-	h, err := detectors.Build(topics, detectors.DefaultConfig(), reg, log)
+	cfg := detectors.DefaultConfig()
+	if len(o.Detectors) > 0 {
+		cfg.Detectors = o.Detectors
+	}
+	rep.Detectors = cfg.Detectors
+	h, err := detectors.Build(topics, cfg, reg, log)
 	if err != nil {
 		return rep, err
 	}
@@ -323,6 +332,7 @@ func principalsHeld(reg *prometheus.Registry) (map[string]int, error) {
 func writeDetect(w io.Writer, r DetectReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	la, _ := loadAverage()
+	fmt.Fprintf(tw, "detectors\t%s and the scorer\n", strings.Join(r.Detectors, ", "))
 	fmt.Fprintf(tw, "principals\t%d (held: rate %d, ueba %d, score %d)\n", r.Principals, r.Held["rate"], r.Held["ueba"], r.Held["score"])
 	fmt.Fprintf(tw, "measured events\t%d in batches, GOMAXPROCS=%d, load %s; traffic %d events/s of event time\n", r.Events, r.Cores, la, r.Rate)
 	fmt.Fprintf(tw, "throughput\t%.0f events/s per core (%.1f µs/event)\n", r.PerSecond, float64(r.Elapsed.Microseconds())/float64(max(r.Events, 1)))
@@ -331,7 +341,7 @@ func writeDetect(w io.Writer, r DetectReport) {
 	}
 	fmt.Fprintf(tw, "allocated per event\t%.0f bytes by the stage, %.0f by the harness (%s records, untimed)\n", r.StageAlloc, r.HarnessAlloc, r.Harness)
 	fmt.Fprintf(tw, "latency per event\tp50 %s  p99 %s  p99.9 %s  max %s ms (single-record batches)\n", fmtMS(r.P50), fmtMS(r.P99), fmtMS(r.P999), fmtMS(r.Max))
-	fmt.Fprintf(tw, "heap\t%.1f MiB live, %.0f bytes (%.2f KiB) per principal (rate + ueba + scorer)\n", float64(r.HeapBytes)/(1<<20), r.PerPrincipal, r.PerPrincipal/1024)
+	fmt.Fprintf(tw, "heap\t%.1f MiB live, %.0f bytes (%.2f KiB) per principal (the detectors and the scorer)\n", float64(r.HeapBytes)/(1<<20), r.PerPrincipal, r.PerPrincipal/1024)
 	fmt.Fprintf(tw, "produced\t%d findings, %d scores, %d profiles, %d dead letters\n", r.Findings, r.Scores, r.Profiles, r.Dead)
 	_ = tw.Flush()
 }
