@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	// go-json is a drop-in for encoding/json, measured 3.5x faster on audit events
 	// (BenchmarkWireFormat); the wire stays plain JSON that any tool can read.
@@ -31,6 +32,40 @@ func Encode[T Record](r *T) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// AppendEncode is [Encode] appending the record to dst, for a producer that lays out many
+// records in one buffer (a Kafka batch): the same bytes, with no allocation of their own once dst
+// has room.
+func AppendEncode[T Record](dst []byte, r *T) ([]byte, error) {
+	setSchema(r)
+	a := appenders.Get().(*appender)
+	a.b = dst
+	err := a.enc.Encode(r)
+	out := a.b
+	a.b = nil
+	appenders.Put(a)
+	if err != nil {
+		return dst, fmt.Errorf("encode %T: %w", *r, err)
+	}
+	return out[:len(out)-1], nil // the encoder ends each value with a newline
+}
+
+// appender is a JSON encoder writing to a buffer it appends to.
+type appender struct {
+	b   []byte
+	enc *json.Encoder
+}
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
+}
+
+var appenders = sync.Pool{New: func() any {
+	a := &appender{}
+	a.enc = json.NewEncoder(a)
+	return a
+}}
 
 // Decode parses a record and checks its schema version and required fields. Errors wrap
 // [ErrMalformed] or [ErrSchema].

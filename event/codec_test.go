@@ -3,6 +3,7 @@ package event
 import (
 	stdjson "encoding/json"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -329,5 +330,43 @@ func TestWithoutCEFKeepsOtherLayouts(t *testing.T) {
 	}
 	if _, ok := WithoutCEF([]byte(`{}`), nil); ok {
 		t.Error("no normalized block: ok")
+	}
+}
+
+// AppendEncode must write what Encode writes, record after record into one buffer, or a
+// producer laying out a batch with it would publish other bytes than one encoding each record.
+func TestAppendEncode(t *testing.T) {
+	e := sampleEvent()
+	e.Attributes = map[string]string{"note": "<script>&'\u2028"} // escaping as Encode does
+	f := Finding{ID: "f1", Time: e.Time, Tenant: "acme", Detector: "ueba", Summary: "a <b> & c"}
+	want1, err := Encode(&e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want2, err := Encode(&f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte("prefix")
+	buf, err = AppendEncode(buf, &e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := len(buf)
+	if buf, err = AppendEncode(buf, &f); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(buf); got != "prefix"+string(want1)+string(want2) {
+		t.Fatalf("appended\n %s\nwant prefix then\n %s\n %s", got, want1, want2)
+	}
+	if string(buf[mid:]) != string(want2) {
+		t.Fatal("second record not where the first ended")
+	}
+	if a := testing.AllocsPerRun(100, func() { buf, _ = AppendEncode(buf[:0], &e) }); a > 0 {
+		t.Errorf("AppendEncode allocates %v times into a buffer with room", a)
+	}
+	bad := Finding{ID: "f", Time: e.Time, Features: map[string]float64{"x": math.NaN()}}
+	if out, err := AppendEncode(buf[:3], &bad); err == nil || len(out) != 3 {
+		t.Errorf("unencodable record: err %v, %d bytes left (want the 3 given)", err, len(out))
 	}
 }

@@ -97,10 +97,12 @@ func benchDetectCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "detect",
 		Short: "Detect stage throughput per core, per-event latency and memory per principal (no servers)",
-		Long: `Feeds the detect stage (rate and ueba detectors and the scorer, default config) realistic
+		Long: `Feeds the detect stage (the default config's detectors, or --detectors, and the scorer) realistic
 normalized events for --principals principals in memory: a warm-up, then --events events in
 batches of --batch records with GOMAXPROCS=1 (events/s per core, JSON decode included, event
 generation not timed), then --latency-events single-record batches, each timed (p50/p99/p99.9).
+The records cost what a Kafka fetch costs (--harness fetch): on one core the garbage a harness
+leaves is collected on the stage's time.
 Prints the live heap per principal after a forced GC and the findings, scores and profiles
 produced.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -125,5 +127,7 @@ produced.`,
 	f.IntVar(&o.Batch, "batch", 500, "records per Handle call")
 	f.IntVar(&o.Rate, "rate", 100_000, "events per second of event time in the generated traffic")
 	f.IntVar(&o.LatencyEvents, "latency-events", 20_000, "single-record batches timed for latency")
+	f.StringSliceVar(&o.Detectors, "detectors", nil, "detectors the stage runs, in order (default: the default config's)")
+	f.StringVar(&o.Harness, "harness", bench.HarnessFetch, "how the records are made, untimed: fetch (each batch encoded into one buffer, as a Kafka fetch hands it over) or alloc (a fresh event, key and value per record: the first harness)")
 	return cmd
 }

@@ -131,14 +131,34 @@ type Evidence struct {
 	// PeerPercentile ranks Observed among the principal's peer group (0–100) when HasPeer.
 	PeerPercentile float64
 	HasPeer        bool
-	// Detail says it in words: "first call of payments/transfer; used by 0 of 12 peers".
+	// Detail says it in words: "first call of payments/transfer; used by 0 of 12 peers". A
+	// detector whose evidence changes with every event may leave it empty and set Words, so
+	// that only the evidence that is published is put into words: read it with [Evidence.Text].
 	Detail string
+	Words  Words
 	// WindowStart and WindowEnd bound the events measured: (WindowStart, WindowEnd].
 	WindowStart, WindowEnd time.Time
 	// EventIDs are a sample of the events measured, oldest first, held compactly: the scorer
 	// renders them ([EventIDStrings]) only for what it publishes. Detectors may leave it empty
 	// when Value is 0.
 	EventIDs []EventID
+}
+
+// Words are what an [Evidence]'s sentence is made of beyond the evidence's own fields, and the
+// function that says it. Say is a plain function, not a closure, so carrying Words allocates
+// nothing; like a signal's other strings, A and B must not refer to the event judged.
+type Words struct {
+	Say  func(ev Evidence) string // by value: the evidence does not escape to the heap
+	A, B string
+	X, Y float64
+}
+
+// Text is the evidence in words: Detail, else what Words.Say makes of it, else "".
+func (ev Evidence) Text() string {
+	if ev.Detail == "" && ev.Words.Say != nil {
+		return ev.Words.Say(ev)
+	}
+	return ev.Detail
 }
 
 // Stateful is a [Detector] whose per-principal state (its behaviour profiles) outlives the

@@ -45,3 +45,18 @@ func TestComponents(t *testing.T) {
 		t.Error("unknown component valid")
 	}
 }
+
+// Evidence worded on demand must read as if its Detail had been written: the scorer and the
+// findings publish Text, so a detector leaving Detail to Words would otherwise publish nothing.
+func TestEvidenceText(t *testing.T) {
+	say := func(ev Evidence) string { return ev.Feature + " " + ev.Words.A }
+	if got := (Evidence{Feature: "f", Words: Words{Say: say, A: "a"}}).Text(); got != "f a" {
+		t.Errorf("worded %q, want %q", got, "f a")
+	}
+	if got := (Evidence{Detail: "written", Words: Words{Say: say}}).Text(); got != "written" {
+		t.Errorf("a written Detail gave way to Words: %q", got)
+	}
+	if got := (Evidence{}).Text(); got != "" {
+		t.Errorf("no words: %q", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
+	"github.com/mcpwatch/mcpwatch/detectors/internal/intern"
 	"github.com/mcpwatch/mcpwatch/detectors/internal/lru"
 	"github.com/mcpwatch/mcpwatch/event"
 )
@@ -41,6 +42,7 @@ type Rate struct {
 	windowCap        int
 
 	principals *lru.Table[key, principal]
+	tenants    intern.Table // the keys' tenants, shared
 	stats      detect.Stats
 }
 
@@ -220,7 +222,7 @@ func (r *Rate) track(k key) *lru.Entry[key, principal] {
 		r.stats.EvictedCapacity++
 	}
 	// The key's strings may refer to the record being judged: the table keeps copies.
-	ent := r.principals.Add(key{strings.Clone(k.tenant), strings.Clone(k.sub)})
+	ent := r.principals.Add(key{r.tenants.Copy(k.tenant), strings.Clone(k.sub)})
 	ent.Value = principal{win: window{cap: r.windowCap}}
 	return ent
 }

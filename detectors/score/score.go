@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
+	"github.com/mcpwatch/mcpwatch/detectors/internal/intern"
 	"github.com/mcpwatch/mcpwatch/detectors/internal/lru"
 	"github.com/mcpwatch/mcpwatch/event"
 )
@@ -68,8 +69,9 @@ type Scorer struct {
 	lastTick     int64
 	iterating    bool
 
-	table *lru.Table[key, principal]
-	stats Stats
+	table   *lru.Table[key, principal]
+	tenants intern.Table // the keys' tenants, shared
+	stats   Stats
 }
 
 type slotID struct {
@@ -428,7 +430,7 @@ func (s *Scorer) findingsEvidence(p *principal) detect.Evidence {
 }
 
 // Signals returns the live latest signals of the principal tenant/subject, in the order of
-// [Scorer.Keys]: what its current score is made of, with the evidence.
+// [Scorer.Keys]: what its current score is made of, with the evidence, its Detail worded.
 func (s *Scorer) Signals(tenant, subject string) []detect.Signal {
 	ent := s.table.Get(key{tenant, subject})
 	if ent == nil {
@@ -438,8 +440,10 @@ func (s *Scorer) Signals(tenant, subject string) []detect.Signal {
 	for k, sl := range ent.Value.slots {
 		if sl.live {
 			id := s.slotIDs[k]
+			ev := s.slotEvidence(&ent.Value, k)
+			ev.Detail = ev.Text()
 			out = append(out, detect.Signal{Detector: id.detector, Check: id.check, Tenant: tenant, Subject: subject,
-				Time: time.Unix(0, sl.at).UTC(), Component: s.slotCompName[k], Value: sl.value, Evidence: s.slotEvidence(&ent.Value, k)})
+				Time: time.Unix(0, sl.at).UTC(), Component: s.slotCompName[k], Value: sl.value, Evidence: ev})
 		}
 	}
 	return out
@@ -485,7 +489,7 @@ func (s *Scorer) track(k key) *lru.Entry[key, principal] {
 	}
 	// The key's strings may refer to the record being judged (a finding's): the table keeps
 	// copies.
-	ent := s.table.Add(key{strings.Clone(k.tenant), strings.Clone(k.subject)})
+	ent := s.table.Add(key{s.tenants.Copy(k.tenant), strings.Clone(k.subject)})
 	ent.Value = principal{slots: make([]slot, len(s.slotKey))}
 	return ent
 }
@@ -541,7 +545,7 @@ func (s *Scorer) explain(p *principal) ([]event.Evidence, []float64) {
 		e := s.slotEvidence(p, r.slot)
 		ev := event.Evidence{Detector: id.detector, Check: id.check, Component: string(s.slotCompName[r.slot]),
 			Feature: e.Feature, Value: sl.value, Contribution: round1(r.contrib), Observed: finite(e.Observed),
-			Baseline: finite(e.Baseline), BaselineSource: e.BaselineSource, Detail: e.Detail,
+			Baseline: finite(e.Baseline), BaselineSource: e.BaselineSource, Detail: e.Text(),
 			WindowStart: e.WindowStart, WindowEnd: e.WindowEnd, EventIDs: detect.EventIDStrings(e.EventIDs)}
 		if id.check == id.detector {
 			ev.Check = ""

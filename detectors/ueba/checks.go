@@ -13,8 +13,9 @@ import (
 	"github.com/mcpwatch/mcpwatch/event"
 )
 
-// result is one check's verdict on the event being judged, with what its evidence needs. Words
-// are only formatted (describe) for values above 0.
+// result is one check's verdict on the event being judged, with what its evidence needs. Its
+// strings must not refer to the event: signals carry them to the scorer and peaks keep them
+// (see [detect.Detector]). Words are formatted (sayers) only for evidence that is published.
 type result struct {
 	v         float64
 	feature   string
@@ -171,10 +172,10 @@ func (d *Detector) newValue(p *profile, c *evctx) {
 	// once is someone else's machine: their surprises combine (noisy-or) on the strongest one.
 	conn, connNew := 1.0, 0
 	for _, kv := range d.vals {
-		name := d.buf[kv.from:kv.to]
-		if p.cats[kv.cat].find(name) >= 0 {
+		if kv.at >= 0 {
 			continue
 		}
+		name := d.buf[kv.from:kv.to]
 		nov, src, thin := d.novelty(p, kv.cat, c)
 		rarity, users, members := 1.0, 0, 0
 		if d.peerOK(p) {
@@ -222,7 +223,7 @@ func (d *Detector) sensitivity(p *profile, c *evctx) {
 		}
 		name := d.buf[kv.from:kv.to]
 		cl := string(name)
-		if (cl != "pii" && cl != "secret" && cl != "finance") || p.cats[catClass].find(name) >= 0 {
+		if (cl != "pii" && cl != "secret" && cl != "finance") || kv.at >= 0 {
 			continue
 		}
 		nov, src, thin := d.novelty(p, catClass, c)
@@ -342,7 +343,7 @@ func (d *Detector) concurrent(p *profile, e *event.Event, c *evctx) {
 		// not a stolen token; a value it never used is.
 		t := &p.cats[kv.cat]
 		share := 0.0
-		if i := t.find(name); i >= 0 {
+		if i := kv.at; i >= 0 {
 			t.decayTotal(c.sec, d.cfg.CategoryHalfLife.Seconds())
 			share = min(float64(t.count(i, c.sec, d.cfg.CategoryHalfLife.Seconds())/max(t.Total, 1)), 1)
 		}
@@ -354,7 +355,7 @@ func (d *Detector) concurrent(p *profile, e *event.Event, c *evctx) {
 		}
 		if v > r.v {
 			*r = result{v: v, feature: "concurrent_" + catNames[kv.cat], obs: float64(others + 1), base: share, src: srcSelf,
-				ws: c.now - int64(d.cfg.ConcurrentWindow), we: c.now, a: string(name), b: e.Principal.TokenID, noFinding: thin}
+				ws: c.now - int64(d.cfg.ConcurrentWindow), we: c.now, a: string(name), b: strings.Clone(e.Principal.TokenID), noFinding: thin}
 		}
 	}
 }
@@ -391,7 +392,7 @@ func (d *Detector) exfiltration(p *profile, e *event.Event, c *evctx) {
 	haul := min(1, float64(n.SensRun+2)/8)
 	v := 100 * float64(n.SensVal) * surprise * (1 - 0.3*gap) * haul
 	d.res[cExfil] = result{v: v, feature: "read_to_egress_probability", obs: prob, base: 1 / vocab, src: srcSelf,
-		ws: n.SensAt, we: c.now, a: p.sensName, b: e.MCP.Tool, x: float64(n.SensVal), y: float64(n.SensRun)}
+		ws: n.SensAt, we: c.now, a: p.sensName, b: strings.Clone(e.MCP.Tool), x: float64(n.SensVal), y: float64(n.SensRun)}
 }
 
 func (d *Detector) drift(p *profile, c *evctx) {
@@ -424,9 +425,8 @@ func (d *Detector) drift(p *profile, c *evctx) {
 // session sess and one at now, the time of the oldest, and whether there are enough of them.
 // Only slow cadences count (a mean gap of 10 s to 10 min): a fast steady pace is the rate
 // check's.
-func cadenceOver(p *profile, now int64, sess uint32, k int) (cv float64, first int64, ok bool) {
-	var all [cadenceN]float64
-	gaps := all[:k]
+func (d *Detector) cadenceOver(p *profile, now int64, sess uint32, k int) (cv float64, first int64, ok bool) {
+	gaps := d.gaps[:k] // scratch: a local array escapes through gonum
 	if first, ok = p.sens.gaps(now, sess, gaps); !ok {
 		return 0, 0, false
 	}
@@ -473,7 +473,7 @@ func (d *Detector) lowSlow(p *profile, c *evctx) {
 	}
 	r := &d.res[cDrift]
 	for _, tier := range cadenceTiers {
-		cv, first, ok := cadenceOver(p, c.now, c.sess, tier.k)
+		cv, first, ok := d.cadenceOver(p, c.now, c.sess, tier.k)
 		if !ok {
 			continue
 		}
@@ -520,12 +520,12 @@ func (d *Detector) egressPII(p *profile, e *event.Event, c *evctx) {
 		v, feature, base = grade(x, 0, 4), "pii_values_in_egress_call", usual
 	}
 	d.res[cEgressPII] = result{v: v, feature: feature, obs: float64(c.pii), base: base,
-		src: src, ws: c.now, we: c.now, a: e.MCP.Tool, b: string(e.Outcome.Result)}
+		src: src, ws: c.now, we: c.now, a: strings.Clone(e.MCP.Tool), b: strings.Clone(string(e.Outcome.Result))}
 }
 
 func (d *Detector) rugPull(c *evctx, tool string, v float64) {
 	d.res[cRugPull] = result{v: v, feature: "tool_definition_changed", obs: 1, base: 0, src: srcRule, ws: c.now, we: c.now,
-		a: tool, x: v}
+		a: strings.Clone(tool), x: v}
 }
 
 // emit turns the results into signals (decaying from their peak, falling to 0 when the
@@ -565,11 +565,17 @@ func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output
 		sig := detect.Signal{Detector: Name, Tenant: ent.Key.tenant, Subject: ent.Key.sub, Check: checks[ci].Name,
 			Time: time.Unix(0, c.now).UTC(), Component: checks[ci].Component, Value: held}
 		if vNow > 0 {
+			words := detect.Words{Say: sayers[ci], A: r.a, B: r.b, X: r.x, Y: r.y}
 			sig.Evidence = detect.Evidence{Feature: r.feature, Observed: r.obs, Baseline: r.base, BaselineSource: r.src,
-				PeerPercentile: r.pct, HasPeer: r.hasPeer, Detail: d.describe(ci, r),
+				PeerPercentile: r.pct, HasPeer: r.hasPeer, Words: words,
 				WindowStart: time.Unix(0, r.ws).UTC(), WindowEnd: time.Unix(0, r.we).UTC(), EventIDs: p.eventIDs(ci, r.ws)}
 			if newPeak {
-				p.peakFeature[ci], p.peakDetail[ci] = r.feature, sig.Evidence.Detail
+				w := p.peak[ci]
+				if w == nil {
+					w = new(peakWords)
+					p.peak[ci] = w
+				}
+				*w = peakWords{feature: r.feature, src: r.src, obs: r.obs, base: r.base, span: r.we - r.ws, hasPeer: r.hasPeer, words: words}
 			}
 		} else {
 			sig.Evidence = d.decaying(p, ci, c.now)
@@ -590,7 +596,10 @@ func (d *Detector) emit(ent *entry, e *event.Event, c *evctx, out *detect.Output
 // evidence: the peak's numbers, and since when.
 func (d *Detector) decaying(p *profile, ci int, now int64) detect.Evidence {
 	n := &p.n
-	feature, why := p.peakFeature[ci], p.peakDetail[ci]
+	var feature, why string
+	if w := p.peak[ci]; w != nil {
+		feature, why = w.feature, w.text()
+	}
 	if feature == "" {
 		feature, why = checks[ci].Name+"_peak", "its last evidence"
 	}
@@ -615,62 +624,94 @@ func (p *profile) eventIDs(ci int, from int64) []detect.EventID {
 	return ids
 }
 
-func (d *Detector) describe(ci int, r *result) string {
-	switch ci {
-	case cRate:
-		return fmt.Sprintf("%.0f calls in %s against a busy minute of %.3g calls (%s), %.1f spreads above", r.obs,
-			time.Duration(r.we-r.ws), r.base, r.src, r.x)
-	case cVolume:
-		return fmt.Sprintf("%.0f response bytes in the last minute against a normal of %.0f/min (%s)", r.obs, r.base, r.src)
-	case cNewValue:
-		if r.hasPeer {
-			if r.x > 1 {
+// sayers word each check's evidence (see [detect.Words]): the numbers stay in the signal and
+// the sentence is formatted only for evidence that is published, or for a peak a checkpoint or
+// a decaying signal shows.
+var sayers = [nChecks]func(ev detect.Evidence) string{
+	cRate: func(ev detect.Evidence) string {
+		return fmt.Sprintf("%.0f calls in %s against a busy minute of %.3g calls (%s), %.1f spreads above", ev.Observed,
+			ev.WindowEnd.Sub(ev.WindowStart), ev.Baseline, ev.BaselineSource, ev.Words.X)
+	},
+	cVolume: func(ev detect.Evidence) string {
+		return fmt.Sprintf("%.0f response bytes in the last minute against a normal of %.0f/min (%s)", ev.Observed, ev.Baseline, ev.BaselineSource)
+	},
+	cNewValue: func(ev detect.Evidence) string {
+		if ev.HasPeer {
+			if ev.Words.X > 1 {
 				return fmt.Sprintf("first use of %s %q with %.0f new connection attributes at once (client, user agent, network); used by %.0f of %.0f peers",
-					r.feature, r.a, r.x, r.obs, r.base)
+					ev.Feature, ev.Words.A, ev.Words.X, ev.Observed, ev.Baseline)
 			}
-			return fmt.Sprintf("first use of %s %q; used by %.0f of %.0f peers", r.feature, r.a, r.obs, r.base)
+			return fmt.Sprintf("first use of %s %q; used by %.0f of %.0f peers", ev.Feature, ev.Words.A, ev.Observed, ev.Baseline)
 		}
-		return fmt.Sprintf("first use of %s %q; peer group too small to compare", r.feature, r.a)
-	case cSensitivity:
-		if r.feature == "new_sensitive_class" {
-			return fmt.Sprintf("first touch of %s data (sensitivity %.2f)", r.a, r.obs)
+		return fmt.Sprintf("first use of %s %q; peer group too small to compare", ev.Feature, ev.Words.A)
+	},
+	cSensitivity: func(ev detect.Evidence) string {
+		if ev.Feature == "new_sensitive_class" {
+			return fmt.Sprintf("first touch of %s data (sensitivity %.2f)", ev.Words.A, ev.Observed)
 		}
-		return fmt.Sprintf("sensitivity mass %.2f in the last minute against a busy minute of %.2f (%s), %.1f spreads above", r.obs, r.base, r.src, r.x)
-	case cDenials:
-		return fmt.Sprintf("%.0f consecutive denials, %.0f distinct tools denied in the window; normal denial ratio %.3f", r.x, r.y, r.base)
-	case cOffHours:
-		return fmt.Sprintf("activity in week hour %.0f, used %.2f× as much as a typical hour by the principal (peers %.2f×)", r.y, r.obs, r.x)
-	case cConcurrent:
+		return fmt.Sprintf("sensitivity mass %.2f in the last minute against a busy minute of %.2f (%s), %.1f spreads above", ev.Observed, ev.Baseline, ev.BaselineSource, ev.Words.X)
+	},
+	cDenials: func(ev detect.Evidence) string {
+		return fmt.Sprintf("%.0f consecutive denials, %.0f distinct tools denied in the window; normal denial ratio %.3f", ev.Words.X, ev.Words.Y, ev.Baseline)
+	},
+	cOffHours: func(ev detect.Evidence) string {
+		return fmt.Sprintf("activity in week hour %.0f, used %.2f× as much as a typical hour by the principal (peers %.2f×)", ev.Words.Y, ev.Observed, ev.Words.X)
+	},
+	cConcurrent: func(ev detect.Evidence) string {
 		tok := ""
-		if r.b != "" {
-			tok = " with token " + r.b
+		if ev.Words.B != "" {
+			tok = " with token " + ev.Words.B
 		}
 		return fmt.Sprintf("%s used from %.0f distinct %ss within the window%s; %q has a %.0f%% share of its history",
-			"principal", r.obs, strings.TrimPrefix(r.feature, "concurrent_"), tok, r.a, 100*r.base)
-	case cExfil:
+			"principal", ev.Observed, strings.TrimPrefix(ev.Feature, "concurrent_"), tok, ev.Words.A, 100*ev.Baseline)
+	},
+	cExfil: func(ev detect.Evidence) string {
 		return fmt.Sprintf("egress call %q after %.0f sensitive reads in a row, the last of %q (sensitivity %.2f); transition probability %.3f",
-			r.b, r.y, r.a, r.x, r.obs)
-	case cDrift:
-		if r.a == "cadence" {
+			ev.Words.B, ev.Words.Y, ev.Words.A, ev.Words.X, ev.Observed)
+	},
+	cDrift: func(ev detect.Evidence) string {
+		if ev.Words.A == "cadence" {
 			return fmt.Sprintf("the last %.0f sensitive reads came at a steady pace (gap spread %.2f) against its usual %.2f: a script paging slowly, not a person",
-				r.y, r.obs, r.base)
+				ev.Words.Y, ev.Observed, ev.Baseline)
 		}
-		return fmt.Sprintf("%s: %.0f this hour against a busy hour of %.3g (%s), %.1f spreads above", r.feature, r.obs, r.base, r.src, r.x)
-	case cEgressPII:
-		if r.feature == "pii_values_in_egress_call" {
-			return fmt.Sprintf("%.0f personal or secret values in the arguments of egress call %q (%s); usually %.1f when any", r.obs, r.a, r.b, r.base)
+		return fmt.Sprintf("%s: %.0f this hour against a busy hour of %.3g (%s), %.1f spreads above", ev.Feature, ev.Observed, ev.Baseline, ev.BaselineSource, ev.Words.X)
+	},
+	cEgressPII: func(ev detect.Evidence) string {
+		if ev.Feature == "pii_values_in_egress_call" {
+			return fmt.Sprintf("%.0f personal or secret values in the arguments of egress call %q (%s); usually %.1f when any", ev.Observed, ev.Words.A, ev.Words.B, ev.Baseline)
 		}
-		return fmt.Sprintf("%.0f personal or secret values in the arguments of egress call %q (%s); usual share %.2f", r.obs, r.a, r.b, r.base)
-	case cRugPull:
-		return fmt.Sprintf("definition of tool %q changed from its pin", r.a)
+		return fmt.Sprintf("%.0f personal or secret values in the arguments of egress call %q (%s); usual share %.2f", ev.Observed, ev.Words.A, ev.Words.B, ev.Baseline)
+	},
+	cRugPull: func(ev detect.Evidence) string {
+		return fmt.Sprintf("definition of tool %q changed from its pin", ev.Words.A)
+	},
+}
+
+// peakWords are what the evidence of a check's peak is worded from, when its decaying signal is
+// published or the profile checkpointed.
+type peakWords struct {
+	feature, src string
+	obs, base    float64
+	span         int64 // the window's length, ns
+	hasPeer      bool
+	words        detect.Words
+	detail       string // the sentence once worded, or as restored
+}
+
+// text is the peak's sentence, worded on first use.
+func (w *peakWords) text() string {
+	if w.detail == "" && w.words.Say != nil {
+		ev := detect.Evidence{Feature: w.feature, Observed: w.obs, Baseline: w.base, BaselineSource: w.src, HasPeer: w.hasPeer,
+			WindowStart: time.Unix(0, 0).UTC(), WindowEnd: time.Unix(0, w.span).UTC(), Words: w.words}
+		w.detail = ev.Text()
 	}
-	return ""
+	return w.detail
 }
 
 func (d *Detector) finding(ci int, e *event.Event, p *profile, c *evctx, s *detect.Signal) *event.Finding {
 	ev := event.Evidence{Detector: Name, Check: s.Check, Component: string(s.Component), Feature: s.Evidence.Feature,
 		Value: s.Value, Observed: s.Evidence.Observed, Baseline: s.Evidence.Baseline, BaselineSource: s.Evidence.BaselineSource,
-		Detail: s.Evidence.Detail, WindowStart: s.Evidence.WindowStart, WindowEnd: s.Evidence.WindowEnd, EventIDs: detect.EventIDStrings(s.Evidence.EventIDs)}
+		Detail: s.Evidence.Text(), WindowStart: s.Evidence.WindowStart, WindowEnd: s.Evidence.WindowEnd, EventIDs: detect.EventIDStrings(s.Evidence.EventIDs)}
 	features := map[string]float64{"value": s.Value, "observed": ev.Observed, "baseline": ev.Baseline, "confidence": c.conf}
 	if s.Evidence.HasPeer {
 		pct := s.Evidence.PeerPercentile

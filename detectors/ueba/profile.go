@@ -192,8 +192,9 @@ type profile struct {
 	groupKey, dept string
 	ids            [idSample]detect.EventID
 	sensName       string // the tool or resource of the last sensitive read
-	// The feature and sentence of each check's peak, which its signal shows while it decays.
-	peakFeature, peakDetail [nChecks]string
+	// The evidence of each check's peak, which its signal shows while it decays; nil for a
+	// check that never peaked.
+	peak [nChecks]*peakWords
 	// sens holds the last sensitive reads with their sessions, for the cadence check.
 	sens   sensRing
 	gone   bool // removed from the table; a stale heap entry
@@ -233,12 +234,13 @@ func (t *catTable) count(i int, sec int64, hl float64) float32 {
 
 // add counts one use of name at time ns, evicting the least used value when full. It returns
 // the entry's index and, when a value was evicted to make room, its old index (else -1). A new
-// value's name is the copy names hands out.
-func (t *catTable) add(name []byte, ns int64, hl float64, capacity int, names *interner) (idx int, reused bool) {
+// value's name is the copy names hands out. at is name's index in t ([catTable.find]), which the
+// caller has looked up.
+func (t *catTable) add(at int, name []byte, ns int64, hl float64, capacity int, names *interner) (idx int, reused bool) {
 	sec := ns / 1e9
 	t.decayTotal(sec, hl)
 	t.Total++
-	if i := t.find(name); i >= 0 {
+	if i := at; i >= 0 {
 		e := &t.Entries[i]
 		e.Count = e.Count*decay(float64(sec-e.At), hl) + 1
 		e.At = max(e.At, sec)

@@ -66,6 +66,10 @@ func (w *world) feed(es ...*event.Event) (sigs []detect.Signal, finds []*event.F
 	for _, e := range es {
 		var out detect.Output
 		w.d.Observe(e, &out)
+		for i := range out.Signals { // worded, so that signals compare by their sentences
+			ev := &out.Signals[i].Evidence
+			ev.Detail, ev.Words = ev.Text(), detect.Words{}
+		}
 		sigs = append(sigs, out.Signals...)
 		finds = append(finds, out.Findings...)
 	}

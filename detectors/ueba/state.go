@@ -168,9 +168,13 @@ func (p *profile) encode() []byte {
 	for _, id := range p.ids {
 		b = appendString(b, id.String())
 	}
-	for ci := range nChecks {
-		b = appendString(b, p.peakFeature[ci])
-		b = appendString(b, p.peakDetail[ci])
+	for _, w := range p.peak {
+		var feature, detail string
+		if w != nil {
+			feature, detail = w.feature, w.text()
+		}
+		b = appendString(b, feature)
+		b = appendString(b, detail)
 	}
 	for i := range sensRingN {
 		b = binary.AppendVarint(b, p.sens.at[i])
@@ -352,7 +356,10 @@ func decodeProfile(b []byte) (*profile, error) {
 		p.ids[i] = detect.MakeEventID(r.str(1 << 10))
 	}
 	for ci := range nChecks {
-		p.peakFeature[ci], p.peakDetail[ci] = r.str(1<<8), r.str(1<<12)
+		p.peak[ci] = nil
+		if feature, detail := r.str(1<<8), r.str(1<<12); feature != "" || detail != "" {
+			p.peak[ci] = &peakWords{feature: feature, detail: detail}
+		}
 	}
 	if r.version >= 3 {
 		for i := range sensRingN {

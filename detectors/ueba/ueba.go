@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/detectors/detect"
+	"github.com/mcpwatch/mcpwatch/detectors/internal/intern"
 	"github.com/mcpwatch/mcpwatch/detectors/internal/lru"
 	"github.com/mcpwatch/mcpwatch/event"
 )
@@ -87,6 +88,7 @@ type Detector struct {
 	egress   []string // lower-cased globs
 
 	principals *lru.Table[key, profile]
+	tenants    intern.Table // the keys' tenants, shared
 	groups     map[groupKey]*peerGroup
 	deadlines  deadlineHeap
 	// dirty are the principals changed since their last checkpoint, by when the next is due:
@@ -101,12 +103,15 @@ type Detector struct {
 	res     [nChecks]result
 	scratch []float64
 	xs      []float64
+	gaps    [cadenceN]float64
 }
 
-// kv is one categorical value of the event being judged: buf[from:to].
+// kv is one categorical value of the event being judged: buf[from:to], and its index in the
+// profile's category table before learning (-1 when new), looked up once per event.
 type kv struct {
 	cat      int
 	from, to int
+	at       int
 }
 
 // New returns a UEBA detector, or the config's validation error.
@@ -189,7 +194,7 @@ func (d *Detector) track(k key, t int64) *entry {
 		d.remove(d.principals.Oldest())
 		d.stats.EvictedCapacity++
 	}
-	ent := d.principals.Add(key{strings.Clone(k.tenant), strings.Clone(k.sub)})
+	ent := d.principals.Add(key{d.tenants.Copy(k.tenant), strings.Clone(k.sub)})
 	p := &ent.Value
 	p.n.FirstSeen, p.n.LastSeen = t, t
 	p.n.PrevTool, p.n.SensTool, p.n.Slot = -1, -1, -1
@@ -448,7 +453,7 @@ func (d *Detector) observe(p *profile, e *event.Event, now int64, c *evctx) {
 		d.buf = append(d.buf, m.ClientName...)
 		d.buf = append(d.buf, '/')
 		d.buf = append(d.buf, m.ClientVersion...)
-		d.vals = append(d.vals, kv{catClient, from, len(d.buf)})
+		d.vals = append(d.vals, kv{cat: catClient, from: from, to: len(d.buf)})
 	}
 	d.value(catAgent, e.Network.UserAgent)
 	if a, err := netip.ParseAddr(e.Network.SrcIP); err == nil {
@@ -459,13 +464,16 @@ func (d *Detector) observe(p *profile, e *event.Event, now int64, c *evctx) {
 		if pfx, err := a.Unmap().Prefix(bits); err == nil {
 			from := len(d.buf)
 			d.buf = pfx.AppendTo(d.buf)
-			d.vals = append(d.vals, kv{catNetwork, from, len(d.buf)})
+			d.vals = append(d.vals, kv{cat: catNetwork, from: from, to: len(d.buf)})
 		}
 	}
 	d.value(catProtocol, m.ProtocolVersion)
+	for j := range d.vals {
+		v := &d.vals[j]
+		v.at = p.cats[v.cat].find(d.buf[v.from:v.to])
+	}
 	if c.toolKV >= 0 {
-		v := d.vals[c.toolKV]
-		c.tool = p.cats[catTool].find(d.buf[v.from:v.to])
+		c.tool = d.vals[c.toolKV].at
 	}
 
 	// Hourly drift aggregates: sensitive reads and distinct resources read.
@@ -504,7 +512,7 @@ func (d *Detector) value(cat int, s string) {
 	}
 	from := len(d.buf)
 	d.buf = append(d.buf, s...)
-	d.vals = append(d.vals, kv{cat, from, len(d.buf)})
+	d.vals = append(d.vals, kv{cat: cat, from: from, to: len(d.buf)})
 }
 
 // resourcePrefix is the scheme, authority and first path segment of a resource URI
@@ -633,8 +641,14 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 	for _, v := range d.vals {
 		name := d.buf[v.from:v.to]
 		t := &p.cats[v.cat]
-		first := t.find(name) < 0
-		idx, reused := t.add(name, c.now, hl, catCap[v.cat], &d.names)
+		// The index looked up before judging, unless a value learnt before this one in the event
+		// moved or added it.
+		at := v.at
+		if at < 0 || at >= len(t.Entries) || t.Entries[at].Name != string(name) {
+			at = t.find(name)
+		}
+		first := at < 0
+		idx, reused := t.add(at, name, c.now, hl, catCap[v.cat], &d.names)
 		if first && g != nil {
 			g.addUser(v.cat, name)
 		}
@@ -666,7 +680,7 @@ func (d *Detector) learn(p *profile, e *event.Event, c *evctx) {
 		n.PrevTool = int8(toolIdx)
 	}
 	if c.sensitive {
-		if cv, _, ok := cadenceOver(p, c.now, c.sess, cadenceN); ok {
+		if cv, _, ok := d.cadenceOver(p, c.now, c.sess, cadenceN); ok {
 			// The principal's usual cadence spread, learnt after it was judged; a cadence judged
 			// too steady teaches it ten times slower, so that a script paging slowly does not
 			// become the principal's normal within a few reads.

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,6 +20,19 @@ import (
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/bench/detectload"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+)
+
+// Harness modes of [RunDetect]: how the records the stage judges are made, outside the timer.
+// On one core the garbage the harness leaves is collected on the stage's time, so what the
+// records cost should be what a Kafka fetch costs.
+const (
+	// HarnessFetch lays records out as franz-go hands over a fetch: each batch's events are
+	// generated into reused storage and encoded into one buffer, which the records' keys and
+	// values slice, with one slab of records per batch.
+	HarnessFetch = "fetch"
+	// HarnessAlloc is the first harness: a fresh event per record, its strings formatted one
+	// by one, and a fresh buffer per record value and key (about 3.8 KB per event).
+	HarnessAlloc = "alloc"
 )
 
 // DetectOptions configures [RunDetect].
@@ -35,7 +50,11 @@ type DetectOptions struct {
 	Rate int
 	// LatencyEvents are then fed one record per Handle call, each call timed (default 20,000).
 	LatencyEvents int
-	Log           *slog.Logger // the stage's logger; nil discards
+	// Harness is how the records judged are made (default [HarnessFetch]).
+	Harness string
+	// Detectors the stage runs, in order; empty for the default config's.
+	Detectors []string
+	Log       *slog.Logger // the stage's logger; nil discards
 	// CPUProfile, when set, receives a CPU profile of the measured batches (not the warm-up).
 	CPUProfile io.Writer
 	Out        io.Writer // the report; nil discards
@@ -60,6 +79,12 @@ func (o *DetectOptions) defaults() error {
 	if o.LatencyEvents == 0 {
 		o.LatencyEvents = 20_000
 	}
+	if o.Harness == "" {
+		o.Harness = HarnessFetch
+	}
+	if o.Harness != HarnessFetch && o.Harness != HarnessAlloc {
+		return fmt.Errorf("bench detect: harness %q: want %s or %s", o.Harness, HarnessFetch, HarnessAlloc)
+	}
 	if o.Principals < 0 || o.Events < 0 || o.Warmup < 0 || o.Batch < 0 || o.LatencyEvents < 0 {
 		return errors.New("bench detect: counts must not be negative")
 	}
@@ -70,53 +95,68 @@ func (o *DetectOptions) defaults() error {
 type DetectReport struct {
 	Principals int            // principals asked for
 	Rate       int            // events per second of event time in the traffic
+	Harness    string         // how the records were made
+	Detectors  []string       // the detectors the stage ran
 	Held       map[string]int // principals held at the end, by detector ("rate", "ueba", "score")
 	Events     int            // measured events
 	Cores      int            // GOMAXPROCS during the measured passes
 	Elapsed    time.Duration  // time inside Handle over the measured events
 	PerSecond  float64        // measured events per second per core
+	// CPU is the process's CPU time inside Handle over the measured events (the collector's
+	// included), 0 where the platform does not report it; PerCPUSecond is events per CPU second.
+	// On a shared machine it is steadier than the wall time: time the process waits for a core
+	// is not counted.
+	CPU          time.Duration
+	PerCPUSecond float64
 	// Per-event latency: single-record Handle calls.
 	P50, P99, P999, Max time.Duration
-	HeapBytes           uint64  // live heap after a forced GC, minus before the stage was built
-	PerPrincipal        float64 // HeapBytes / Principals
-	Findings, Scores    int     // records produced by the measured passes
-	Profiles, Dead      int
+	// Bytes allocated per measured event (batches) by the stage's Handle calls and by the
+	// harness making the records, outside the timer.
+	StageAlloc, HarnessAlloc float64
+	HeapBytes                uint64  // live heap after a forced GC, minus before the stage was built
+	PerPrincipal             float64 // HeapBytes / Principals
+	Findings, Scores         int     // records produced by the measured passes
+	Profiles, Dead           int
 }
 
 // RunDetect measures the detect stage (the handler [detectors.Build] returns with the default
-// config: the rate and ueba detectors and the scorer) on normalized events from
+// config, or with DetectOptions.Detectors) on normalized events from
 // [detectload.Generator], without Kafka: throughput per core in batches, per-event latency, and
-// the heap its state holds per principal. Event generation and encoding are not timed; the JSON
-// decode of each record is.
+// the heap its state holds per principal. Event generation and encoding are not timed, and by
+// default ([HarnessFetch]) cost what a Kafka fetch costs; the JSON decode of each record is timed.
 func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 	if err := o.defaults(); err != nil {
 		return DetectReport{}, err
 	}
 	log, out := orDiscard(o.Log, o.Out)
-	rep := DetectReport{Principals: o.Principals, Rate: o.Rate, Events: o.Events, Cores: 1}
+	rep := DetectReport{Principals: o.Principals, Rate: o.Rate, Harness: o.Harness, Events: o.Events, Cores: 1}
 	topics := event.TopicNames("bench")
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	reg := prometheus.NewRegistry()
-	h, err := detectors.Build(topics, detectors.DefaultConfig(), reg, log)
+	cfg := detectors.DefaultConfig()
+	if len(o.Detectors) > 0 {
+		cfg.Detectors = o.Detectors
+	}
+	rep.Detectors = cfg.Detectors
+	h, err := detectors.Build(topics, cfg, reg, log)
 	if err != nil {
 		return rep, err
 	}
 	gen := detectload.New(o.Principals, 1, time.Second/time.Duration(o.Rate))
-	batch := make([]*kgo.Record, 0, o.Batch)
-	next := func(n int) ([]*kgo.Record, error) {
-		batch = batch[:0]
-		for range n {
-			e := gen.Next()
-			r, err := kafkaio.RecordOf(topics.Events, event.PrincipalKey(e.Tenant, e.Principal), &e)
-			if err != nil {
-				return nil, err
-			}
-			batch = append(batch, r)
-		}
-		return batch, nil
+	next := allocRecords(gen, topics.Events, o.Batch)
+	if o.Harness == HarnessFetch {
+		next = fetchRecords(gen, topics.Events, o.Batch)
 	}
+	// Allocation is read from runtime/metrics, which stops nothing: the stage's bytes are those
+	// allocated inside Handle, the harness's those allocated making the records.
+	allocs := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	allocated := func() uint64 {
+		metrics.Read(allocs)
+		return allocs[0].Value.Uint64()
+	}
+	var stageBytes, harnessBytes uint64
 	count := func(res kafkaio.Result) {
 		rep.Dead += len(res.Dead)
 		for _, r := range res.Out {
@@ -151,13 +191,19 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
+		a0 := allocated()
 		recs, err := next(min(o.Batch, o.Events-done))
 		if err != nil {
 			return rep, err
 		}
+		a1 := allocated()
+		c0, _ := cpuTime()
 		s := time.Now()
 		res, err := h.Handle(ctx, recs)
 		rep.Elapsed += time.Since(s)
+		c1, _ := cpuTime()
+		rep.CPU += c1 - c0
+		harnessBytes, stageBytes = harnessBytes+a1-a0, stageBytes+allocated()-a1
 		if err != nil {
 			return rep, err
 		}
@@ -186,7 +232,13 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 	if rep.Elapsed > 0 {
 		rep.PerSecond = float64(o.Events) / rep.Elapsed.Seconds()
 	}
-	batch = nil
+	if rep.CPU > 0 {
+		rep.PerCPUSecond = float64(o.Events) / rep.CPU.Seconds()
+	}
+	if o.Events > 0 {
+		rep.StageAlloc, rep.HarnessAlloc = float64(stageBytes)/float64(o.Events), float64(harnessBytes)/float64(o.Events)
+	}
+	next = nil
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
@@ -200,6 +252,59 @@ func RunDetect(ctx context.Context, o DetectOptions) (DetectReport, error) {
 	}
 	writeDetect(out, rep)
 	return rep, nil
+}
+
+// allocRecords is [HarnessAlloc]: a fresh event per record and a fresh key and value per record.
+func allocRecords(gen *detectload.Generator, topic string, size int) func(n int) ([]*kgo.Record, error) {
+	batch := make([]*kgo.Record, 0, size)
+	return func(n int) ([]*kgo.Record, error) {
+		batch = batch[:0]
+		for range n {
+			e := gen.Next()
+			r, err := kafkaio.RecordOf(topic, event.PrincipalKey(e.Tenant, e.Principal), &e)
+			if err != nil {
+				return nil, err
+			}
+			batch = append(batch, r)
+		}
+		return batch, nil
+	}
+}
+
+// fetchRecords is [HarnessFetch]: the batch's events are generated into reused storage and
+// encoded into one buffer allocated per batch, as franz-go decompresses a fetched record batch
+// into one buffer; the records, one slab per batch, slice their keys and values from it.
+func fetchRecords(gen *detectload.Generator, topic string, size int) func(n int) ([]*kgo.Record, error) {
+	evs := make([]event.Event, size)
+	batch := make([]*kgo.Record, 0, size)
+	ends := make([][2]int, size) // per record: where its key ends, where its value ends
+	var scratch []byte
+	return func(n int) ([]*kgo.Record, error) {
+		gen.FillReused(evs[:n])
+		scratch = scratch[:0]
+		for i := range evs[:n] {
+			e := &evs[i]
+			scratch = append(append(append(scratch, e.Tenant...), '/'), event.PrincipalID(e.Principal)...)
+			ends[i][0] = len(scratch)
+			var err error
+			if scratch, err = event.AppendEncode(scratch, e); err != nil {
+				return nil, err
+			}
+			ends[i][1] = len(scratch)
+		}
+		// The fetch's buffer: fresh and of the batch's size, as a decompressed batch is.
+		buf := append([]byte(nil), scratch...)
+		recs := make([]kgo.Record, n)
+		batch = batch[:0]
+		from := 0
+		for i := range recs {
+			k, v := ends[i][0], ends[i][1]
+			recs[i] = kgo.Record{Topic: topic, Key: buf[from:k:k], Value: buf[k:v:v]}
+			batch = append(batch, &recs[i])
+			from = v
+		}
+		return batch, nil
+	}
 }
 
 // principalsHeld reads the stage's principals gauges.
@@ -227,11 +332,16 @@ func principalsHeld(reg *prometheus.Registry) (map[string]int, error) {
 func writeDetect(w io.Writer, r DetectReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	la, _ := loadAverage()
+	fmt.Fprintf(tw, "detectors\t%s and the scorer\n", strings.Join(r.Detectors, ", "))
 	fmt.Fprintf(tw, "principals\t%d (held: rate %d, ueba %d, score %d)\n", r.Principals, r.Held["rate"], r.Held["ueba"], r.Held["score"])
 	fmt.Fprintf(tw, "measured events\t%d in batches, GOMAXPROCS=%d, load %s; traffic %d events/s of event time\n", r.Events, r.Cores, la, r.Rate)
 	fmt.Fprintf(tw, "throughput\t%.0f events/s per core (%.1f µs/event)\n", r.PerSecond, float64(r.Elapsed.Microseconds())/float64(max(r.Events, 1)))
+	if r.CPU > 0 {
+		fmt.Fprintf(tw, "CPU time\t%.0f events per CPU second (%.1f µs of process CPU per event, the collector's included)\n", r.PerCPUSecond, float64(r.CPU.Microseconds())/float64(max(r.Events, 1)))
+	}
+	fmt.Fprintf(tw, "allocated per event\t%.0f bytes by the stage, %.0f by the harness (%s records, untimed)\n", r.StageAlloc, r.HarnessAlloc, r.Harness)
 	fmt.Fprintf(tw, "latency per event\tp50 %s  p99 %s  p99.9 %s  max %s ms (single-record batches)\n", fmtMS(r.P50), fmtMS(r.P99), fmtMS(r.P999), fmtMS(r.Max))
-	fmt.Fprintf(tw, "heap\t%.1f MiB live, %.0f bytes (%.2f KiB) per principal (rate + ueba + scorer)\n", float64(r.HeapBytes)/(1<<20), r.PerPrincipal, r.PerPrincipal/1024)
+	fmt.Fprintf(tw, "heap\t%.1f MiB live, %.0f bytes (%.2f KiB) per principal (the detectors and the scorer)\n", float64(r.HeapBytes)/(1<<20), r.PerPrincipal, r.PerPrincipal/1024)
 	fmt.Fprintf(tw, "produced\t%d findings, %d scores, %d profiles, %d dead letters\n", r.Findings, r.Scores, r.Profiles, r.Dead)
 	_ = tw.Flush()
 }

@@ -11,7 +11,9 @@ package detectload
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/mcpwatch/mcpwatch/event"
 )
@@ -54,6 +56,7 @@ type Generator struct {
 	gap        int // mean gap between events, µs
 	seq        uint64
 	pending    []event.Event // responses due after their request
+	reuse      reused        // FillReused's storage
 }
 
 // New returns a generator over principals (at least 1) seeded by seed, with events on average
@@ -147,5 +150,237 @@ func (g *Generator) Next() event.Event {
 func (g *Generator) Fill(evs []event.Event) {
 	for i := range evs {
 		evs[i] = g.Next()
+	}
+}
+
+// The reused path: [Generator.FillReused] writes events into the caller's storage, as a Kafka
+// consumer's records cost no allocation per field. It yields the events [Generator.Next] does,
+// in the same order, encoded byte for byte alike (TestFillReusedMatchesNext); a generator is used
+// in one mode only.
+
+// draw is one request and its response as drawn from the generator's random source: what
+// building either event needs, without the event's strings and blocks.
+type draw struct {
+	p, tool    int
+	seq        uint64    // the request's sequence number; the response's is seq+1
+	at, respAt time.Time // request and response times
+	srcIP      int       // -1: the principal's own network; else the last byte of 192.0.2.0/24
+	srcPort    int
+	reqSize    int
+	kind       int // 0–1 denied, 2–3 resources/read, 4 tools/list, else tools/call
+	quarter    int // resources/read: file:///reports/q<quarter>/<doc>.pdf
+	doc        int
+	respSize   int
+	failed     bool // the response is an upstream error
+	email      int  // PII counts of a CRM response
+	phone      int
+}
+
+var (
+	routes     = each(tools, func(t tool) string { return "/mcp/" + t.server })
+	userAgents = each(clients, func(c struct{ name, version string }) string { return c.name + "/" + c.version })
+	roles      = func() [][]string {
+		out := make([][]string, len(groups))
+		for i, g := range groups {
+			out[i] = []string{g.name}
+		}
+		return out
+	}()
+	amr    = []string{"pwd", "mfa"}
+	scopes = []string{"mcp:tools"}
+)
+
+func each[T any](xs []T, f func(T) string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
+	}
+	return out
+}
+
+const (
+	argsMasked = `{"query":"select * from reports where quarter = ?","limit":100}`
+	cefPrefix  = "CEF:0|mcpwatch|mcpwatch|1|MCP-1001|tools/call|3|suser="
+)
+
+// reused is the storage [Generator.FillReused] writes into.
+type reused struct {
+	drawn []draw // responses due after their request, oldest first from head
+	head  int
+	arena []byte // the strings of the events of one FillReused call
+	// blocks and PII maps, one per position in the caller's slice
+	mcp  []event.MCP
+	norm []event.Normalized
+	pii  []map[string]int
+}
+
+// nextDraw advances the clock and draws the next request (false) or returns a pending response
+// (true), consuming the random source as [Generator.Next] does.
+func (g *Generator) nextDraw() (draw, bool) {
+	g.at = g.at.Add(time.Duration(g.rng.IntN(2*g.gap)) * time.Microsecond)
+	rs := &g.reuse
+	if rs.head < len(rs.drawn) && !rs.drawn[rs.head].respAt.After(g.at) {
+		d := rs.drawn[rs.head]
+		rs.head++
+		if rs.head == len(rs.drawn) || rs.head > 4096 && rs.head > len(rs.drawn)/2 {
+			rs.drawn = rs.drawn[:copy(rs.drawn, rs.drawn[rs.head:])]
+			rs.head = 0
+		}
+		return d, true
+	}
+	r := g.rng
+	g.seq++
+	d := draw{p: g.principal(), seq: g.seq, at: g.at, srcIP: -1}
+	d.tool = (d.p + r.IntN(4)) % len(tools)
+	d.srcPort = 40000 + r.IntN(20000)
+	d.reqSize = 200 + r.IntN(600)
+	if r.IntN(200) == 0 {
+		d.srcIP = r.IntN(250)
+	}
+	d.kind = r.IntN(40)
+	if d.kind < 2 {
+		return d, false
+	}
+	if d.kind < 4 {
+		d.quarter, d.doc = r.IntN(4), r.IntN(50)
+	}
+	tl := tools[d.tool]
+	g.seq++
+	d.respAt = g.at.Add(time.Duration(20+r.IntN(400)) * time.Millisecond)
+	d.respSize = tl.resp/2 + r.IntN(tl.resp)
+	d.failed = r.IntN(50) == 0
+	if len(tl.classes) > 0 && tl.classes[0] == "pii" {
+		d.email, d.phone = 1+r.IntN(3), r.IntN(2)
+	}
+	rs.drawn = append(rs.drawn, d)
+	return d, false
+}
+
+// FillReused overwrites evs with the next len(evs) events, reusing their storage and the
+// generator's: the blocks they point to and the bytes of their strings belong to the generator
+// and are valid until its next FillReused call. Encode them before then.
+func (g *Generator) FillReused(evs []event.Event) {
+	rs := &g.reuse
+	rs.arena = rs.arena[:0]
+	if n := len(evs); len(rs.mcp) < n {
+		rs.mcp, rs.norm, rs.pii = make([]event.MCP, n), make([]event.Normalized, n), make([]map[string]int, n)
+	}
+	// The arena must not move while this call's strings point into it: reserve enough (an event
+	// needs well under 512 bytes of formatted strings).
+	if need := 512 * len(evs); cap(rs.arena) < need {
+		rs.arena = make([]byte, 0, need)
+	}
+	for i := range evs {
+		d, resp := g.nextDraw()
+		g.build(&evs[i], &d, resp, &rs.mcp[i], &rs.norm[i], &rs.pii[i])
+	}
+}
+
+// str formats into the arena: f appends to it, and the string returned refers to what it wrote.
+func (g *Generator) str(f func(b []byte) []byte) string {
+	rs := &g.reuse
+	from := len(rs.arena)
+	rs.arena = f(rs.arena)
+	if len(rs.arena) == from {
+		return ""
+	}
+	return unsafe.String(&rs.arena[from], len(rs.arena)-from)
+}
+
+// appendNum appends v in base 10 or 16, left-padded with zeros to width digits.
+func appendNum(b []byte, v uint64, base, width int) []byte {
+	var tmp [24]byte
+	s := strconv.AppendUint(tmp[:0], v, base)
+	for range width - len(s) {
+		b = append(b, '0')
+	}
+	return append(b, s...)
+}
+
+func (g *Generator) subject(p int) string {
+	return g.str(func(b []byte) []byte {
+		return append(appendNum(append(b, "user-"...), uint64(p), 10, 6), "@acme.example"...)
+	})
+}
+
+func (g *Generator) eventID(seq uint64) string {
+	return g.str(func(b []byte) []byte {
+		b = appendNum(append(b, "0193a5c2-"...), seq>>48&0xffff, 16, 4)
+		b = appendNum(append(b, "-7"...), seq>>36&0xfff, 16, 3)
+		b = appendNum(append(b, "-8"...), seq>>24&0xfff, 16, 3)
+		return appendNum(append(b, '-'), seq&0xffffffffffff, 16, 12)
+	})
+}
+
+// build writes the request (resp false) or the response of d into e, as [Generator.Next] makes
+// them, with e's blocks and PII map taken from m, n and pii.
+func (g *Generator) build(e *event.Event, d *draw, resp bool, m *event.MCP, n *event.Normalized, pii *map[string]int) {
+	p, seq, tl := d.p, d.seq, tools[d.tool]
+	grp, ci := p%len(groups), p%len(clients)
+	sub := g.subject(p)
+	*m = event.MCP{Direction: event.DirRequest, Method: "tools/call", Tool: tl.name, ProtocolVersion: "2025-06-18",
+		Transport: "streamable-http", ArgumentsMasked: argsMasked, ClientName: clients[ci].name, ClientVersion: clients[ci].version}
+	*n = event.Normalized{Time: d.at.Add(3 * time.Millisecond), Signature: "MCP-1001", Name: "tools/call",
+		CEF: g.str(func(b []byte) []byte { return append(append(b, cefPrefix...), sub...) }), Sensitivity: 0.1}
+	*e = event.Event{Schema: event.SchemaVersion, ID: g.eventID(seq), Time: d.at, Source: event.SourceMCP, Observer: "gw-1", Tenant: "acme",
+		Principal: event.Principal{Subject: sub, ClientID: clients[ci].name, Issuer: "https://idp.acme.example", Roles: roles[grp],
+			TokenID: g.str(func(b []byte) []byte {
+				return strconv.AppendUint(append(strconv.AppendInt(append(b, "jti-"...), int64(p), 10), '-'), seq/50_000, 10)
+			}),
+			AuthMethods: amr, Scopes: scopes, Department: groups[grp].dept, PeerGroup: groups[grp].name},
+		Correlation: event.Correlation{TraceID: g.str(func(b []byte) []byte { return appendNum(b, seq*2654435761, 16, 32) }),
+			SpanID:    g.str(func(b []byte) []byte { return appendNum(b, seq, 16, 16) }),
+			SessionID: g.str(func(b []byte) []byte { return strconv.AppendInt(append(b, "sess-"...), int64(p), 10) }),
+			RequestID: g.str(func(b []byte) []byte { return strconv.AppendUint(b, seq%1000, 10) })},
+		MCP:    m,
+		Target: event.Target{Server: tl.server, Route: routes[d.tool]},
+		Network: event.Network{SrcIP: g.str(func(b []byte) []byte {
+			b = strconv.AppendInt(append(b, "10."...), int64(p%200), 10)
+			b = strconv.AppendInt(append(b, '.'), int64(p/200%250), 10)
+			return strconv.AppendInt(append(b, '.'), int64(1+p%250), 10)
+		}), SrcPort: d.srcPort, DstIP: "10.0.0.10", DstPort: 8443, UserAgent: userAgents[ci]},
+		Outcome:    event.Outcome{Result: event.ResultAllowed},
+		Size:       event.Size{Request: d.reqSize},
+		Normalized: n,
+		Severity:   3,
+	}
+	if d.srcIP >= 0 {
+		e.Network.SrcIP = g.str(func(b []byte) []byte { return strconv.AppendInt(append(b, "192.0.2."...), int64(d.srcIP), 10) })
+	}
+	switch {
+	case d.kind < 2:
+		e.Outcome = event.Outcome{Result: event.ResultDenied, PolicyRule: "deny-export", Reason: "tool not allowed for role"}
+		e.Severity = 6
+		return
+	case d.kind < 4:
+		m.Method, m.Tool = "resources/read", ""
+		m.ResourceURI = g.str(func(b []byte) []byte {
+			b = strconv.AppendInt(append(b, "file:///reports/q"...), int64(d.quarter), 10)
+			return append(strconv.AppendInt(append(b, '/'), int64(d.doc), 10), ".pdf"...)
+		})
+		n.Name = "resources/read"
+	case d.kind < 5:
+		m.Method, m.Tool = "tools/list", ""
+		m.ToolsHash = "sha256:9f2c4e"
+	}
+	if m.Tool != "" || m.ResourceURI != "" {
+		e.DataClasses, n.Sensitivity = tl.classes, max(tl.sens, 0.1)
+	}
+	if !resp {
+		return
+	}
+	e.ID, e.Time = g.eventID(seq+1), d.respAt
+	m.Direction, m.LatencyMS, m.ArgumentsMasked = event.DirResponse, float64(d.respAt.Sub(d.at).Milliseconds()), ""
+	n.Time = d.respAt.Add(3 * time.Millisecond)
+	e.Size = event.Size{Response: d.respSize}
+	if d.failed {
+		e.Outcome = event.Outcome{Result: event.ResultError, ErrorCode: -32603, Reason: "upstream error"}
+	}
+	if len(tl.classes) > 0 && tl.classes[0] == "pii" {
+		if *pii == nil {
+			*pii = make(map[string]int, 2)
+		}
+		(*pii)["email"], (*pii)["phone"] = d.email, d.phone
+		e.PII = *pii
 	}
 }
