@@ -151,16 +151,8 @@ func (s *Store) Run(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		return errors.New("policy: Run needs a positive interval")
 	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		s.poll()
-	}
+	filewatch.Poll(ctx, interval, s.poll)
+	return nil
 }
 
 // poll is one step of Run.

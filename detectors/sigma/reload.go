@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"sync"
-	"time"
 
 	"github.com/mcpwatch/mcpwatch/internal/filewatch"
 	sigmarules "github.com/mcpwatch/mcpwatch/rules/sigma"
@@ -163,16 +162,8 @@ func (d *Detector) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	tick := time.NewTicker(d.cfg.ReloadEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		d.poll()
-	}
+	filewatch.Poll(ctx, d.cfg.ReloadEvery, d.poll)
+	return nil
 }
 
 // poll is one step of Run.

@@ -266,43 +266,25 @@ func (r *reader) str(limit int) string {
 	return s
 }
 
-func (r *reader) u64() uint64 {
-	if len(r.b) < 8 {
+// take returns the next n bytes, or zeros (and fails) when fewer are left.
+func (r *reader) take(n int) []byte {
+	if len(r.b) < n {
 		r.fail()
-		return 0
+		return make([]byte, n)
 	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
+	v := r.b[:n]
+	r.b = r.b[n:]
 	return v
 }
 
-func (r *reader) u32() uint32 {
-	if len(r.b) < 4 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
+func (r *reader) u64() uint64 { return binary.LittleEndian.Uint64(r.take(8)) }
 
-func (r *reader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
-}
+func (r *reader) u32() uint32 { return binary.LittleEndian.Uint32(r.take(4)) }
+
+func (r *reader) byte() byte { return r.take(1)[0] }
 
 func (r *reader) f32() float32 {
-	if len(r.b) < 4 {
-		r.fail()
-		return 0
-	}
-	v := math.Float32frombits(binary.LittleEndian.Uint32(r.b))
-	r.b = r.b[4:]
+	v := math.Float32frombits(r.u32())
 	if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 		r.fail()
 	}

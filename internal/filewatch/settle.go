@@ -2,6 +2,11 @@
 // poll by poll, when changed content is settled enough to load.
 package filewatch
 
+import (
+	"context"
+	"time"
+)
+
 // Hash is a content hash (SHA-256 of what a poll read).
 type Hash = [32]byte
 
@@ -51,4 +56,19 @@ func (s *Settle) Fail(h Hash) bool {
 	}
 	s.failed = h
 	return true
+}
+
+// Poll calls poll every interval until ctx ends (not at once: the caller loaded the file when
+// it started).
+func Poll(ctx context.Context, every time.Duration, poll func()) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		poll()
+	}
 }
