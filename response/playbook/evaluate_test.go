@@ -11,7 +11,7 @@ import (
 func finding() *event.Finding {
 	return &event.Finding{Tenant: "t", Detector: "rate", Score: 90, Severity: 9,
 		Principal: event.Principal{Subject: "alice", ClientID: "cli", TokenID: "jti1", Department: "finance", Roles: []string{"analyst"}},
-		Evidence: []event.Evidence{{Feature: "tool", ObservedText: "db_query"}, {Feature: "sandbox", ObservedText: "sb-1"}}}
+		Evidence:  []event.Evidence{{Feature: "tool", ObservedText: "db_query"}, {Feature: "sandbox", ObservedText: "sb-1"}}}
 }
 
 func load(t *testing.T) *Set {

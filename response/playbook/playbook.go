@@ -32,12 +32,12 @@ const (
 type Scope string
 
 const (
-	ScopeSubject = Scope(event.ScopeSubject)
-	ScopeToken   = Scope(event.ScopeToken)
-	ScopeClient  = Scope(event.ScopeClient)
-	ScopeSandbox = Scope(event.ScopeSandbox)
-	ScopeServer  = Scope(event.ScopeServer)
-	ScopeTool    = Scope(event.ScopeTool)
+	ScopeSubject       = Scope(event.ScopeSubject)
+	ScopeToken         = Scope(event.ScopeToken)
+	ScopeClient        = Scope(event.ScopeClient)
+	ScopeSandbox       = Scope(event.ScopeSandbox)
+	ScopeServer        = Scope(event.ScopeServer)
+	ScopeTool          = Scope(event.ScopeTool)
 	ScopeChannel Scope = "channel" // a notify action's channel name
 )
 
