@@ -1,13 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/response/playbook"
 )
 
@@ -45,15 +42,11 @@ func playbookExplainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := os.ReadFile(findingFile)
+			f, err := playbook.ReadFinding(findingFile)
 			if err != nil {
 				return fmt.Errorf("--finding: %w", err)
 			}
-			var f event.Finding
-			if err := json.Unmarshal(b, &f); err != nil {
-				return fmt.Errorf("--finding %s: not a finding record: %w", findingFile, err)
-			}
-			fmt.Fprint(cmd.OutOrStdout(), s.Explain(&f).String())
+			fmt.Fprint(cmd.OutOrStdout(), s.Explain(f).String())
 			return nil
 		},
 	}

@@ -1,7 +1,9 @@
 package playbook
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/mcpwatch/mcpwatch/event"
@@ -77,4 +79,18 @@ func (a Action) String() string {
 		b.WriteString(", dedup " + a.DedupWindow.String())
 	}
 	return b.String()
+}
+
+// ReadFinding reads a finding record as JSON (as on the findings topic) from path, for
+// `mcpwatch playbook explain`.
+func ReadFinding(path string) (*event.Finding, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f event.Finding
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("%s: not a finding record: %w", path, err)
+	}
+	return &f, nil
 }
