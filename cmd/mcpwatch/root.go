@@ -95,6 +95,7 @@ func newCLI() (*cobra.Command, *globals) {
 	root.AddCommand(retentionCmd(g))
 	root.AddCommand(evalCmd(g))
 	root.AddCommand(sigmaCmd(g))
+	root.AddCommand(playbookCmd())
 	addStageCommands(root, g)
 	return root, g
 }

@@ -1,0 +1,159 @@
+package playbook
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpwatch/mcpwatch/event"
+)
+
+func finding() *event.Finding {
+	return &event.Finding{Tenant: "t", Detector: "rate", Score: 90, Severity: 9,
+		Principal: event.Principal{Subject: "alice", ClientID: "cli", TokenID: "jti1", Department: "finance", Roles: []string{"analyst"}},
+		Evidence:  []event.Evidence{{Feature: "tool", ObservedText: "db_query"}, {Feature: "sandbox", ObservedText: "sb-1"}}}
+}
+
+func load(t *testing.T) *Set {
+	t.Helper()
+	s, err := LoadFile("testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+
+// Matching: a high-score finance finding on db_* triggers exfil-high with its three actions,
+// expiries from defaults or the action; a lower score or other tool matches nothing.
+func TestEvaluateMatching(t *testing.T) {
+	s := load(t)
+	ds := s.Evaluate(finding(), NewState(0), t0)
+	if len(ds) != 3 {
+		t.Fatalf("decisions: %+v", ds)
+	}
+	want := []struct {
+		kind    Kind
+		target  string
+		expires time.Time
+	}{{KindRevoke, "alice", t0.Add(time.Hour)}, {KindQuarantine, "sb-1", t0.Add(30 * time.Minute)}, {KindNotify, "soc", time.Time{}}}
+	for i, w := range want {
+		if d := ds[i]; d.Kind != w.kind || d.Target != w.target || !d.Expires.Equal(w.expires) || d.Suppressed || d.DryRun {
+			t.Errorf("decision %d: %+v, want %+v", i, d, w)
+		}
+	}
+	if !strings.Contains(ds[0].Reason, "score 90 >= 80") || !strings.Contains(ds[0].Reason, "tool db_query matches db_*") {
+		t.Errorf("reason does not name the conditions: %s", ds[0].Reason)
+	}
+	for _, mod := range []func(*event.Finding){
+		func(f *event.Finding) { f.Score = 79 },
+		func(f *event.Finding) { f.Evidence[0].ObservedText = "shell" },
+		func(f *event.Finding) { f.Principal.Department = "hr" },
+	} {
+		f := finding()
+		mod(f)
+		if ds := s.Evaluate(f, NewState(0), t0); len(ds) != 0 {
+			t.Errorf("should not match: %+v", ds)
+		}
+	}
+}
+
+// A target the finding lacks (no sandbox) yields no decision rather than an empty target.
+func TestEvaluateMissingTarget(t *testing.T) {
+	f := finding()
+	f.Evidence = f.Evidence[:1]
+	for _, d := range load(t).Evaluate(f, nil, t0) {
+		if d.Target == "" || d.Kind == KindQuarantine {
+			t.Fatalf("decision without target: %+v", d)
+		}
+	}
+}
+
+// Dedup: the same action on the same target within the window is suppressed, after it is not.
+func TestEvaluateDedup(t *testing.T) {
+	s, st := load(t), NewState(0)
+	s.Evaluate(finding(), st, t0)
+	ds := s.Evaluate(finding(), st, t0.Add(5*time.Minute))
+	if !ds[0].Suppressed || !ds[2].Suppressed {
+		t.Fatalf("within 10m not suppressed: %+v", ds)
+	}
+	ds = s.Evaluate(finding(), st, t0.Add(16*time.Minute))
+	if ds[0].Suppressed {
+		t.Fatalf("after window still suppressed: %+v", ds[0])
+	}
+}
+
+// Escalation: the third finding of alice within 1h adds a permanent client revocation.
+func TestEvaluateEscalation(t *testing.T) {
+	s, st := load(t), NewState(0)
+	for i := 0; i < 2; i++ {
+		for _, d := range s.Evaluate(finding(), st, t0.Add(time.Duration(i)*time.Minute)) {
+			if d.Escalated {
+				t.Fatalf("escalated after %d findings", i+1)
+			}
+		}
+	}
+	ds := s.Evaluate(finding(), st, t0.Add(2*time.Minute))
+	var esc *Decision
+	for i := range ds {
+		if ds[i].Escalated {
+			esc = &ds[i]
+		}
+	}
+	if esc == nil || esc.Kind != KindRevoke || esc.Scope != ScopeClient || esc.Target != "cli" || !esc.Expires.IsZero() {
+		t.Fatalf("no permanent client revocation: %+v", ds)
+	}
+	// Findings outside the window do not count.
+	st2 := NewState(0)
+	for i := 0; i < 3; i++ {
+		for _, d := range s.Evaluate(finding(), st2, t0.Add(time.Duration(i)*time.Hour)) {
+			if d.Escalated {
+				t.Fatal("escalated on findings an hour apart")
+			}
+		}
+	}
+}
+
+// Dry run: a dry_run playbook's decisions are flagged; file-level dry_run flags all.
+func TestEvaluateDryRun(t *testing.T) {
+	f := finding()
+	f.Detector, f.Principal.Roles = "ueba", []string{"contractor-ext"}
+	ds := load(t).Evaluate(f, nil, t0)
+	if len(ds) != 1 || ds[0].Kind != KindStepUp || !ds[0].DryRun || ds[0].Target != "alice" {
+		t.Fatalf("%+v", ds)
+	}
+	s, err := Load("x.yaml", []byte("dry_run: true\nplaybooks:\n  - name: a\n    actions:\n      - revoke: subject\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds := s.Evaluate(finding(), nil, t0); len(ds) != 1 || !ds[0].DryRun {
+		t.Fatalf("file dry_run: %+v", ds)
+	}
+}
+
+// State stays within its bound, evicting the oldest entry.
+func TestStateBound(t *testing.T) {
+	st := NewState(2)
+	for i, k := range []string{"a", "b", "c"} {
+		st.dedup(k, t0.Add(time.Duration(i)*time.Second), time.Hour)
+	}
+	if n, _ := st.Len(); n != 2 {
+		t.Fatalf("dedup entries: %d", n)
+	}
+	if _, ok := st.lastSeen["a"]; ok {
+		t.Fatal("oldest entry not evicted")
+	}
+}
+
+// Explain names the first failed condition of each non-matching playbook.
+func TestExplain(t *testing.T) {
+	f := finding()
+	f.Score = 50
+	out := load(t).Explain(f).String()
+	for _, want := range []string{"playbook exfil-high: no match: score 50 is below min_score 80", `playbook ueba-watch: no match: detector "rate" does not match "ueba"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+}

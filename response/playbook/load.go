@@ -1,0 +1,442 @@
+package playbook
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+
+	"github.com/mcpwatch/mcpwatch/internal/glob"
+)
+
+// Limits on what [Load] accepts: a playbook file is small and not trusted to be sane.
+const (
+	MaxFileSize  = 1 << 20
+	maxPlaybooks = 1000
+	maxActions   = 32
+)
+
+// Error is one problem in a playbook file, with its position.
+type Error struct {
+	File         string
+	Line, Column int // 1-based; 0 when unknown
+	Msg          string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// The file as written. Pointers tell "not set" from a zero value.
+type fileDoc struct {
+	Defaults  defaultsDoc   `yaml:"defaults"`
+	DryRun    bool          `yaml:"dry_run"`
+	Playbooks []playbookDoc `yaml:"playbooks"`
+}
+
+type defaultsDoc struct {
+	ExpireAfter *time.Duration `yaml:"expire_after"`
+	DedupWindow *time.Duration `yaml:"dedup_window"`
+}
+
+type playbookDoc struct {
+	Name    string      `yaml:"name"`
+	DryRun  bool        `yaml:"dry_run"`
+	Match   matchDoc    `yaml:"match"`
+	Actions []actionDoc `yaml:"actions"`
+}
+
+type matchDoc struct {
+	Detector    string   `yaml:"detector"`
+	Check       string   `yaml:"check"`
+	MinScore    *float64 `yaml:"min_score"`
+	MinSeverity *int     `yaml:"min_severity"`
+	Role        string   `yaml:"role"`
+	Department  string   `yaml:"department"`
+	PeerGroup   string   `yaml:"peer_group"`
+	Server      string   `yaml:"server"`
+	Tool        string   `yaml:"tool"`
+	Sandbox     string   `yaml:"sandbox"`
+}
+
+type actionDoc struct {
+	Revoke      string         `yaml:"revoke"`       // scope: subject, token, client
+	Quarantine  string         `yaml:"quarantine"`   // scope: sandbox, server, tool
+	BlockEgress *bool          `yaml:"block_egress"` // of the finding's sandbox
+	StepUp      *bool          `yaml:"step_up"`      // of the finding's subject
+	Notify      string         `yaml:"notify"`       // channel name
+	ExpireAfter *time.Duration `yaml:"expire_after"`
+	Permanent   bool           `yaml:"permanent"`
+	DedupWindow *time.Duration `yaml:"dedup_window"`
+	Escalate    *escalateDoc   `yaml:"escalate"`
+}
+
+type escalateDoc struct {
+	After  int        `yaml:"after"`
+	Within string     `yaml:"within"`
+	To     *actionDoc `yaml:"to"`
+}
+
+// LoadFile loads the playbook file at path.
+func LoadFile(path string) (*Set, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("playbook: %w", err)
+	}
+	if st.Size() > MaxFileSize {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("larger than %d bytes", MaxFileSize)}
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("playbook: %w", err)
+	}
+	return Load(path, src)
+}
+
+// Load parses and validates a playbook file; name is used in error positions. Unknown keys,
+// duplicate keys, wrong types and every semantic problem are reported, each as an [*Error]
+// "name:line:col: message"; semantic problems are all reported at once (joined).
+func Load(name string, src []byte) (*Set, error) {
+	if len(src) > MaxFileSize {
+		return nil, &Error{File: name, Msg: fmt.Sprintf("larger than %d bytes", MaxFileSize)}
+	}
+	file, err := parser.ParseBytes(src, 0)
+	if err != nil {
+		return nil, posError(name, err, nil)
+	}
+	if len(file.Docs) > 1 {
+		return nil, &Error{File: name, Line: tokLine(file.Docs[1].Start), Column: tokCol(file.Docs[1].Start), Msg: "more than one YAML document"}
+	}
+	if len(file.Docs) == 0 || file.Docs[0].Body == nil {
+		return nil, &Error{File: name, Msg: "empty playbook file (want `playbooks:` with at least one playbook)"}
+	}
+	var doc fileDoc
+	if err := yaml.NodeToValue(file.Docs[0].Body, &doc, yaml.Strict()); err != nil {
+		return nil, posError(name, err, file.Docs[0].Body)
+	}
+	c := &compiler{file: name, ast: file}
+	s := c.compile(&doc)
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
+	}
+	s.name = name
+	return s, nil
+}
+
+type compiler struct {
+	file string
+	ast  *ast.File
+	errs []error
+}
+
+// errf records a problem at the YAML path (e.g. "playbooks[0].actions[1].expire_after"), pointing
+// at the node when the file has it, else at the nearest enclosing one.
+func (c *compiler) errf(path, format string, args ...any) {
+	e := &Error{File: c.file, Msg: path + ": " + fmt.Sprintf(format, args...)}
+	for p := path; p != ""; p = parent(p) {
+		if yp, err := yaml.PathString("$." + p); err == nil {
+			if n, err := yp.FilterFile(c.ast); err == nil && n != nil {
+				e.Line, e.Column = tokLine(n.GetToken()), tokCol(n.GetToken())
+				break
+			}
+		}
+	}
+	if len(c.errs) < 100 {
+		c.errs = append(c.errs, e)
+	}
+}
+
+func parent(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i <= 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+func (c *compiler) compile(d *fileDoc) *Set {
+	s := &Set{dryRun: d.DryRun, defaultExpire: time.Hour}
+	if d.Defaults.ExpireAfter != nil {
+		if *d.Defaults.ExpireAfter <= 0 {
+			c.errf("defaults.expire_after", "must be positive (for an action that never expires write `permanent: true` on it)")
+		}
+		s.defaultExpire = *d.Defaults.ExpireAfter
+	}
+	if d.Defaults.DedupWindow != nil {
+		if *d.Defaults.DedupWindow < 0 {
+			c.errf("defaults.dedup_window", "must not be negative")
+		}
+		s.defaultDedup = *d.Defaults.DedupWindow
+	}
+	if len(d.Playbooks) == 0 {
+		c.errf("playbooks", "no playbooks (want a list under `playbooks:`)")
+	}
+	if len(d.Playbooks) > maxPlaybooks {
+		c.errf("playbooks", "more than %d playbooks", maxPlaybooks)
+		return s
+	}
+	names := map[string]bool{}
+	for i := range d.Playbooks {
+		pd := &d.Playbooks[i]
+		path := fmt.Sprintf("playbooks[%d]", i)
+		p := &Playbook{Name: pd.Name, DryRun: d.DryRun || pd.DryRun}
+		switch {
+		case pd.Name == "":
+			c.errf(path, "name is required")
+		case names[pd.Name]:
+			c.errf(path+".name", "playbook %q is defined twice", pd.Name)
+		}
+		names[pd.Name] = true
+		p.match = c.match(path+".match", &pd.Match)
+		if len(pd.Actions) == 0 {
+			c.errf(path, "no actions (want at least one of revoke, quarantine, block_egress, step_up, notify)")
+		}
+		if len(pd.Actions) > maxActions {
+			c.errf(path+".actions", "more than %d actions", maxActions)
+			continue
+		}
+		for j := range pd.Actions {
+			if a, ok := c.action(fmt.Sprintf("%s.actions[%d]", path, j), &pd.Actions[j], s, true); ok {
+				p.Actions = append(p.Actions, a)
+			}
+		}
+		s.Playbooks = append(s.Playbooks, p)
+	}
+	return s
+}
+
+func (c *compiler) glob(path, v string) *glob.Pattern {
+	if v == "" {
+		return nil
+	}
+	g, err := glob.Compile(v)
+	if err != nil {
+		c.errf(path, "bad pattern %q: %v", v, err)
+		return nil
+	}
+	return g
+}
+
+func (c *compiler) match(path string, m *matchDoc) match {
+	out := match{
+		detector: c.glob(path+".detector", m.Detector), check: c.glob(path+".check", m.Check),
+		role: c.glob(path+".role", m.Role), department: c.glob(path+".department", m.Department),
+		peerGroup: c.glob(path+".peer_group", m.PeerGroup), server: c.glob(path+".server", m.Server),
+		tool: c.glob(path+".tool", m.Tool), sandbox: c.glob(path+".sandbox", m.Sandbox),
+	}
+	if m.MinScore != nil {
+		if *m.MinScore < 0 || *m.MinScore > 100 || *m.MinScore != *m.MinScore {
+			c.errf(path+".min_score", "must be between 0 and 100 (the threat score scale), got %v", *m.MinScore)
+		}
+		out.minScore, out.hasScore = *m.MinScore, true
+	}
+	if m.MinSeverity != nil {
+		if *m.MinSeverity < 0 || *m.MinSeverity > 10 {
+			c.errf(path+".min_severity", "must be between 0 and 10 (the CEF severity scale), got %d", *m.MinSeverity)
+		}
+		out.minSeverity, out.hasSeverity = *m.MinSeverity, true
+	}
+	return out
+}
+
+var (
+	revokeScopes     = []Scope{ScopeSubject, ScopeToken, ScopeClient}
+	quarantineScopes = []Scope{ScopeSandbox, ScopeServer, ScopeTool}
+)
+
+func (c *compiler) action(path string, d *actionDoc, s *Set, top bool) (Action, bool) {
+	var a Action
+	n := 0
+	if d.Revoke != "" {
+		n++
+		a.Kind, a.Scope = KindRevoke, Scope(d.Revoke)
+		if !containsScope(revokeScopes, a.Scope) {
+			c.errf(path+".revoke", "unknown scope %q (want subject, token or client)", d.Revoke)
+		}
+	}
+	if d.Quarantine != "" {
+		n++
+		a.Kind, a.Scope = KindQuarantine, Scope(d.Quarantine)
+		if !containsScope(quarantineScopes, a.Scope) {
+			c.errf(path+".quarantine", "unknown scope %q (want sandbox, server or tool)", d.Quarantine)
+		}
+	}
+	if d.BlockEgress != nil {
+		n++
+		a.Kind, a.Scope = KindBlockEgress, ScopeSandbox
+		if !*d.BlockEgress {
+			c.errf(path+".block_egress", "write `block_egress: true`, or leave the action out")
+		}
+	}
+	if d.StepUp != nil {
+		n++
+		a.Kind, a.Scope = KindStepUp, ScopeSubject
+		if !*d.StepUp {
+			c.errf(path+".step_up", "write `step_up: true`, or leave the action out")
+		}
+	}
+	if d.Notify != "" {
+		n++
+		a.Kind, a.Scope, a.Channel = KindNotify, ScopeChannel, d.Notify
+	}
+	switch {
+	case n == 0:
+		c.errf(path, "no action: set one of revoke, quarantine, block_egress, step_up, notify")
+		return a, false
+	case n > 1:
+		c.errf(path, "more than one action in one entry: give each action its own list entry")
+		return a, false
+	}
+	// Expiry: revocations, quarantines, egress blocks and step-up demands expire by default.
+	switch {
+	case d.Permanent && d.ExpireAfter != nil:
+		c.errf(path+".permanent", "permanent and expire_after exclude each other: keep one")
+	case d.Permanent && a.Kind == KindNotify:
+		c.errf(path+".permanent", "a notification does not expire; remove permanent")
+	case d.ExpireAfter != nil && a.Kind == KindNotify:
+		c.errf(path+".expire_after", "a notification does not expire; remove expire_after")
+	case d.Permanent:
+		a.Permanent = true
+	case d.ExpireAfter != nil:
+		if *d.ExpireAfter <= 0 {
+			c.errf(path+".expire_after", "must be positive (for an action that never expires write `permanent: true`)")
+		}
+		a.ExpireAfter = *d.ExpireAfter
+	case a.Kind != KindNotify:
+		a.ExpireAfter = s.defaultExpire
+	}
+	a.DedupWindow = s.defaultDedup
+	if d.DedupWindow != nil {
+		if *d.DedupWindow < 0 {
+			c.errf(path+".dedup_window", "must not be negative")
+		}
+		a.DedupWindow = *d.DedupWindow
+	}
+	if d.Escalate != nil {
+		if !top {
+			c.errf(path+".escalate", "an escalation's action cannot escalate again")
+			return a, true
+		}
+		e := d.Escalate
+		within, err := time.ParseDuration(e.Within)
+		switch {
+		case e.Within == "":
+			c.errf(path+".escalate", "within is required (e.g. `within: 1h`)")
+		case err != nil || within <= 0:
+			c.errf(path+".escalate.within", "want a positive duration such as 30m or 1h, got %q", e.Within)
+		}
+		if e.After < 2 || e.After > maxEscalateAfter {
+			c.errf(path+".escalate.after", "must be between 2 and %d findings, got %d", maxEscalateAfter, e.After)
+		}
+		if e.To == nil {
+			c.errf(path+".escalate", "to is required: the stronger action")
+			return a, true
+		}
+		to, ok := c.action(path+".escalate.to", e.To, s, false)
+		if ok {
+			a.Escalate = &Escalation{After: e.After, Within: within, To: to}
+		}
+	}
+	return a, true
+}
+
+func containsScope(s []Scope, v Scope) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// posError turns a goccy/go-yaml error into an [*Error] at its token. Some errors carry none (a
+// duration that does not parse): then the first scalar under within whose quoted value the
+// message names is taken as the culprit.
+func posError(file string, err error, within ast.Node) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return &Error{File: file, Line: tokLine(te.Token), Column: tokCol(te.Token),
+			Msg: fmt.Sprintf("want %s, got %s", typeName(te.DstType), typeName(te.SrcType))}
+	}
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		tk := ye.GetToken()
+		msg := ye.GetMessage()
+		if k, _, ok := strings.Cut(strings.TrimPrefix(msg, "mapping key "), " already defined"); ok && strings.HasPrefix(msg, "mapping key ") {
+			msg = "key " + k + " given twice"
+		}
+		if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
+			msg = "unknown key " + f + " (see docs/response.md for the keys a playbook file takes)"
+		}
+		return &Error{File: file, Line: tokLine(tk), Column: tokCol(tk), Msg: msg}
+	}
+	e := &Error{File: file, Msg: err.Error()}
+	if strings.HasPrefix(e.Msg, "time: invalid duration") {
+		e.Msg = "want a duration such as 30m or 1h: " + e.Msg
+	}
+	if within != nil {
+		for _, n := range ast.Filter(ast.StringType, within) {
+			if tk := n.GetToken(); tk != nil && strings.Contains(err.Error(), strconv.Quote(tk.Value)) {
+				e.Line, e.Column = tokLine(tk), tokCol(tk)
+				break
+			}
+		}
+	}
+	return e
+}
+
+func typeName(t reflect.Type) string {
+	if t == nil {
+		return "nothing"
+	}
+	if t == reflect.TypeOf(time.Duration(0)) {
+		return "a duration (e.g. 30m, 1h)"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return typeName(t.Elem())
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping"
+	}
+	return t.String()
+}
+
+func tokLine(tk *token.Token) int {
+	if tk == nil || tk.Position == nil {
+		return 0
+	}
+	return tk.Position.Line
+}
+
+func tokCol(tk *token.Token) int {
+	if tk == nil || tk.Position == nil {
+		return 0
+	}
+	return tk.Position.Column
+}
