@@ -4,20 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
-	"github.com/goccy/go-yaml/token"
 
 	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/internal/yamlpos"
 )
 
 // MaxConfigSize bounds a config file; a larger one is a mistake, not a config.
@@ -150,7 +147,7 @@ func (c *Config) Load(name string, src []byte) error {
 	}
 	c.file, c.ast = name, file
 	if len(file.Docs) > 1 {
-		return &Error{File: name, Line: tokLine(file.Docs[1].Start), Column: tokCol(file.Docs[1].Start), Msg: "more than one YAML document"}
+		return &Error{File: name, Line: yamlpos.Line(file.Docs[1].Start), Column: yamlpos.Col(file.Docs[1].Start), Msg: "more than one YAML document"}
 	}
 	if len(file.Docs) == 0 || file.Docs[0].Body == nil {
 		return nil // an empty file: the defaults
@@ -166,7 +163,7 @@ func (c *Config) Load(name string, src []byte) error {
 		key := mv.Key.String()
 		at := mv.Key.GetToken()
 		if seen[key] {
-			errs = append(errs, &Error{File: name, Line: tokLine(at), Column: tokCol(at), Msg: fmt.Sprintf("%q is set twice", key)})
+			errs = append(errs, &Error{File: name, Line: yamlpos.Line(at), Column: yamlpos.Col(at), Msg: fmt.Sprintf("%q is set twice", key)})
 			continue
 		}
 		seen[key] = true
@@ -183,7 +180,7 @@ func (c *Config) Load(name string, src []byte) error {
 		case slices.Contains(sections, key):
 			dst = c.Components[key]
 		default:
-			errs = append(errs, &Error{File: name, Line: tokLine(at), Column: tokCol(at),
+			errs = append(errs, &Error{File: name, Line: yamlpos.Line(at), Column: yamlpos.Col(at),
 				Msg: fmt.Sprintf("unknown section %q (known: %s)", key, strings.Join(append(slices.Clone(shared), sections...), ", "))})
 			continue
 		}
@@ -250,7 +247,7 @@ func (c *Config) place(section string, err error) error {
 			if n, ferr := p.FilterFile(c.ast); ferr == nil && n != nil {
 				// The value came from the file: point at it. Otherwise it is a default, a flag or
 				// an environment variable, and the path alone says which setting is wrong.
-				e.File, e.Line, e.Column = c.file, tokLine(n.GetToken()), tokCol(n.GetToken())
+				e.File, e.Line, e.Column = c.file, yamlpos.Line(n.GetToken()), yamlpos.Col(n.GetToken())
 			}
 		}
 	}
@@ -337,77 +334,9 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.err }
 
-// posError turns a YAML library error into an [*Error] with the position of its token. Some
-// errors carry none (a duration that does not parse): then the first scalar under within whose
-// quoted value the message names is taken as the culprit.
+// posError turns a YAML library error into an [*Error] at the position of its token
+// ([yamlpos.Locate]).
 func posError(file string, err error, within ast.Node) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return &Error{File: file, Line: tokLine(te.Token), Column: tokCol(te.Token), err: err,
-			Msg: fmt.Sprintf("want %s, got %s", typeName(te.DstType), typeName(te.SrcType))}
-	}
-	var ye yaml.Error
-	if errors.As(err, &ye) {
-		tk := ye.GetToken()
-		return &Error{File: file, Line: tokLine(tk), Column: tokCol(tk), Msg: cleanMsg(ye.GetMessage()), err: err}
-	}
-	e := &Error{File: file, Msg: err.Error(), err: err}
-	if within != nil {
-		for _, n := range ast.Filter(ast.StringType, within) {
-			if tk := n.GetToken(); tk != nil && strings.Contains(e.Msg, strconv.Quote(tk.Value)) {
-				e.Line, e.Column = tokLine(tk), tokCol(tk)
-				break
-			}
-		}
-	}
-	return e
-}
-
-// typeName names a Go type the way a YAML author thinks of it.
-func typeName(t reflect.Type) string {
-	if t == nil {
-		return "nothing"
-	}
-	switch t {
-	case reflect.TypeOf(time.Duration(0)):
-		return "a duration (e.g. 1500ms, 30s, 1h)"
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a whole number"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "a list"
-	case reflect.Map, reflect.Struct:
-		return "a mapping"
-	}
-	return t.String()
-}
-
-// cleanMsg words the library's messages for people who write YAML, not Go.
-func cleanMsg(m string) string {
-	if f, ok := strings.CutPrefix(m, "unknown field "); ok {
-		return "unknown key " + f
-	}
-	return m
-}
-
-func tokLine(tk *token.Token) int {
-	if tk == nil || tk.Position == nil {
-		return 0
-	}
-	return tk.Position.Line
-}
-
-func tokCol(tk *token.Token) int {
-	if tk == nil || tk.Position == nil {
-		return 0
-	}
-	return tk.Position.Column
+	line, col, msg := yamlpos.Locate(err, within)
+	return &Error{File: file, Line: line, Column: col, Msg: msg, err: err}
 }

@@ -114,7 +114,7 @@ func TestLoadErrors(t *testing.T) {
 		"config_bad_type.yaml":        {"config_bad_type.yaml:2:15: want a whole number, got a string"},
 		"config_literal_secret.yaml":  {"config_literal_secret.yaml:2:13: a secret is never written in the config file"},
 		"config_two_docs.yaml":        {"config_two_docs.yaml:3:1: more than one YAML document"},
-		"config_duplicate.yaml":       {"config_duplicate.yaml:3:1: mapping key \"sink\" already defined"},
+		"config_duplicate.yaml":       {"config_duplicate.yaml:3:1: key \"sink\" given twice"},
 		"config_syntax.yaml":          {"config_syntax.yaml:2:"},
 		"config_bad_values.yaml": {
 			"config_bad_values.yaml:2:15: kafka.partitions: must be at least 1, got 0",

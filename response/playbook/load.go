@@ -4,17 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
-	"github.com/goccy/go-yaml/token"
 
 	"github.com/mcpwatch/mcpwatch/internal/glob"
+	"github.com/mcpwatch/mcpwatch/internal/yamlpos"
 )
 
 // Limits on what [Load] accepts: a playbook file is small and not trusted to be sane.
@@ -120,7 +118,7 @@ func Load(name string, src []byte) (*Set, error) {
 		return nil, posError(name, err, nil)
 	}
 	if len(file.Docs) > 1 {
-		return nil, &Error{File: name, Line: tokLine(file.Docs[1].Start), Column: tokCol(file.Docs[1].Start), Msg: "more than one YAML document"}
+		return nil, &Error{File: name, Line: yamlpos.Line(file.Docs[1].Start), Column: yamlpos.Col(file.Docs[1].Start), Msg: "more than one YAML document"}
 	}
 	if len(file.Docs) == 0 || file.Docs[0].Body == nil {
 		return nil, &Error{File: name, Msg: "empty playbook file (want `playbooks:` with at least one playbook)"}
@@ -151,7 +149,7 @@ func (c *compiler) errf(path, format string, args ...any) {
 	for p := path; p != ""; p = parent(p) {
 		if yp, err := yaml.PathString("$." + p); err == nil {
 			if n, err := yp.FilterFile(c.ast); err == nil && n != nil {
-				e.Line, e.Column = tokLine(n.GetToken()), tokCol(n.GetToken())
+				e.Line, e.Column = yamlpos.Line(n.GetToken()), yamlpos.Col(n.GetToken())
 				break
 			}
 		}
@@ -364,79 +362,11 @@ func containsScope(s []Scope, v Scope) bool {
 	return false
 }
 
-// posError turns a goccy/go-yaml error into an [*Error] at its token. Some errors carry none (a
-// duration that does not parse): then the first scalar under within whose quoted value the
-// message names is taken as the culprit.
+// posError turns a goccy/go-yaml error into an [*Error] at its token ([yamlpos.Locate]).
 func posError(file string, err error, within ast.Node) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return &Error{File: file, Line: tokLine(te.Token), Column: tokCol(te.Token),
-			Msg: fmt.Sprintf("want %s, got %s", typeName(te.DstType), typeName(te.SrcType))}
+	line, col, msg := yamlpos.Locate(err, within)
+	if strings.HasPrefix(msg, "unknown key ") {
+		msg += " (see docs/response.md for the keys a playbook file takes)"
 	}
-	var ye yaml.Error
-	if errors.As(err, &ye) {
-		tk := ye.GetToken()
-		msg := ye.GetMessage()
-		if k, _, ok := strings.Cut(strings.TrimPrefix(msg, "mapping key "), " already defined"); ok && strings.HasPrefix(msg, "mapping key ") {
-			msg = "key " + k + " given twice"
-		}
-		if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
-			msg = "unknown key " + f + " (see docs/response.md for the keys a playbook file takes)"
-		}
-		return &Error{File: file, Line: tokLine(tk), Column: tokCol(tk), Msg: msg}
-	}
-	e := &Error{File: file, Msg: err.Error()}
-	if strings.HasPrefix(e.Msg, "time: invalid duration") {
-		e.Msg = "want a duration such as 30m or 1h: " + e.Msg
-	}
-	if within != nil {
-		for _, n := range ast.Filter(ast.StringType, within) {
-			if tk := n.GetToken(); tk != nil && strings.Contains(err.Error(), strconv.Quote(tk.Value)) {
-				e.Line, e.Column = tokLine(tk), tokCol(tk)
-				break
-			}
-		}
-	}
-	return e
-}
-
-func typeName(t reflect.Type) string {
-	if t == nil {
-		return "nothing"
-	}
-	if t == reflect.TypeOf(time.Duration(0)) {
-		return "a duration (e.g. 30m, 1h)"
-	}
-	switch t.Kind() {
-	case reflect.Pointer:
-		return typeName(t.Elem())
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a whole number"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "a list"
-	case reflect.Map, reflect.Struct:
-		return "a mapping"
-	}
-	return t.String()
-}
-
-func tokLine(tk *token.Token) int {
-	if tk == nil || tk.Position == nil {
-		return 0
-	}
-	return tk.Position.Line
-}
-
-func tokCol(tk *token.Token) int {
-	if tk == nil || tk.Position == nil {
-		return 0
-	}
-	return tk.Position.Column
+	return &Error{File: file, Line: line, Column: col, Msg: msg}
 }
