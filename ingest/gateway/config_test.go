@@ -30,7 +30,7 @@ func TestConfigErrors(t *testing.T) {
 		{"user", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {user: no-such-user-here}\n", `gateway.upstreams[0].sandbox.user: user: unknown user no-such-user-here`},
 		{"uid:gid", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {user: \"1000:staff\"}\n", `sandbox.user: "staff" is not a numeric id`},
 		{"network", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {network: bridge}\n", `g.yaml:8:26: gateway.upstreams[0].sandbox.network: "bridge": want none`},
-		{"duration", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {idle_timeout: soon}\n", "g.yaml:8:31: time: invalid duration \"soon\""},
+		{"duration", "  upstreams:\n    - name: a\n      route: /a\n      command: sh\n      sandbox: {idle_timeout: soon}\n", "g.yaml:8:31: want a duration such as 30m or 1h: time: invalid duration \"soon\""},
 		{"redact", "  upstream: http://x\n  redact: ['*=pii,nonsense']\n", "gateway.redact[0]: "},
 		{"spool", "  upstream: http://x\n  spool: {full: sometimes}\n", `gateway.spool.full: "sometimes": want fail_closed or fail_open`},
 		{"strict pins", "  upstream: http://x\n  tool_pins: {mode: strict}\n", "gateway.tool_pins.file: strict pinning needs a pin file"},
