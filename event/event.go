@@ -325,12 +325,18 @@ type ProfileValue struct {
 type ActionKind string
 
 const (
-	ActionWebhook    ActionKind = "webhook"
-	ActionRevoke     ActionKind = "revoke"
-	ActionQuarantine ActionKind = "quarantine"
+	ActionWebhook     ActionKind = "webhook"
+	ActionRevoke      ActionKind = "revoke"
+	ActionQuarantine  ActionKind = "quarantine"
+	ActionBlockEgress ActionKind = "block_egress"
+	ActionStepUp      ActionKind = "step_up"
+	ActionNotify      ActionKind = "notify"       // a notifier channel (Slack, PagerDuty, Teams, ...)
+	ActionOAuthRevoke ActionKind = "oauth_revoke" // RFC 7009 revocation at the authorization server
+	ActionLift        ActionKind = "lift"         // a control ended by an operator or on expiry
+	ActionApproval    ActionKind = "approval"     // an approval request, vote or outcome
 )
 
-// Action records what the response worker did about a finding, and whether it worked.
+// Action records what the response side did, who or what decided it, and whether it worked.
 type Action struct {
 	Schema    int        `json:"schema"`
 	ID        string     `json:"id"`
@@ -340,19 +346,35 @@ type Action struct {
 	Subject   string     `json:"sub,omitempty"`
 	Kind      ActionKind `json:"kind"`
 	Target    string     `json:"target"` // webhook URL, control key, sandbox id
-	Status    string     `json:"status"` // "succeeded", "failed"
+	Status    string     `json:"status"` // "succeeded", "failed", "skipped", "pending", "dry_run"
 	Detail    string     `json:"detail,omitempty"`
 	Attempts  int        `json:"attempts"`
 	// LatencyMS from the finding's time to the action's completion.
 	LatencyMS float64 `json:"latency_ms"`
+	// Scope is what a control action applied to (subject, token, sandbox, ...).
+	Scope ControlScope `json:"scope,omitempty"`
+	// Actor decided the action: "playbook:<name>", "operator:<id>", "gateway:<observer>", ...
+	Actor string `json:"actor,omitempty"`
+	// Playbook names the playbook whose decision this carries out, if any.
+	Playbook string `json:"playbook,omitempty"`
+	// Reason is why, in words: the matched conditions or the operator's reason.
+	Reason string `json:"reason,omitempty"`
+	// ControlID is the id of the control record the action published or lifted.
+	ControlID string `json:"control_id,omitempty"`
+	// Expires is when the action's control ends by itself; nil: permanent or not a control.
+	Expires *time.Time `json:"expires,omitempty"`
+	// DryRun marks a decision recorded but not carried out.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // ControlKind is what a control record asks every enforcement point to do.
 type ControlKind string
 
 const (
-	ControlRevoke     ControlKind = "revoke"     // refuse the credential or principal
-	ControlQuarantine ControlKind = "quarantine" // isolate the server, sandbox or tool
+	ControlRevoke      ControlKind = "revoke"       // refuse the credential or principal
+	ControlQuarantine  ControlKind = "quarantine"   // isolate the server, sandbox or tool
+	ControlStepUp      ControlKind = "step_up"      // demand a fresh, stronger authentication
+	ControlBlockEgress ControlKind = "block_egress" // refuse the sandbox's outbound connections
 )
 
 // ControlScope is what a control record applies to.
@@ -379,8 +401,16 @@ type Control struct {
 	Value     string       `json:"value"` // the subject, client id, token id, server, ...
 	Reason    string       `json:"reason"`
 	FindingID string       `json:"finding_id,omitempty"`
+	// Actor decided the control: "playbook:<name>", "operator:<id>", "responder".
+	Actor string `json:"actor,omitempty"`
 	// Expires, if set, ends the control without a tombstone.
 	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// Refuses reports whether the control refuses calls outright: a revocation or a quarantine. A
+// step-up demand or an egress block is enforced by its own mechanism, not by refusing calls.
+func (c Control) Refuses() bool {
+	return c.Kind == ControlRevoke || c.Kind == ControlQuarantine
 }
 
 // Active reports whether the control is in force at t.

@@ -197,8 +197,12 @@ func sampleAction(findingID string) event.Action {
 		Schema: event.SchemaVersion, ID: event.NewID(), Time: time.Date(2026, 11, 23, 9, 7, 0, 400_000_000, time.UTC),
 		Tenant: "acme", FindingID: findingID, Subject: "alice", Kind: event.ActionRevoke,
 		Target: "revoke/subject/acme/alice", Status: "succeeded", Attempts: 1, LatencyMS: 412.5,
+		Scope: event.ScopeSubject, Actor: "playbook:exfil-high", Playbook: "exfil-high",
+		Reason: "detector=ueba, min_score=80", ControlID: "c-1", Expires: &actionExpiry, DryRun: true,
 	}
 }
+
+var actionExpiry = time.Date(2026, 11, 23, 10, 7, 0, 400_000_000, time.UTC)
 
 func sampleScore(i int) event.Score {
 	return event.Score{

@@ -390,11 +390,13 @@ func (r *findingRows) add(f *event.Finding, raw []byte, ingest time.Time) error 
 // actionRows buffers rows of the actions table.
 type actionRows struct {
 	id, tenant, subject, findingID, kind, target, status, detail, raw []string
+	scope, actor, playbook, reason, controlID                         []string
 	time, ingest                                                      []time.Time
-	timeMS                                                            []uint64
+	timeMS, expiresMS                                                 []uint64
 	schema                                                            []uint16
 	attempts                                                          []uint32
 	latency                                                           []float64
+	dryRun                                                            []uint8
 }
 
 func (r *actionRows) columns() []column {
@@ -402,7 +404,9 @@ func (r *actionRows) columns() []column {
 		{"id", r.id}, {"time", r.time}, {"time_ms", r.timeMS}, {"ingest_time", r.ingest},
 		{"schema", r.schema}, {"tenant", r.tenant}, {"subject", r.subject}, {"finding_id", r.findingID},
 		{"kind", r.kind}, {"target", r.target}, {"status", r.status}, {"detail", r.detail},
-		{"attempts", r.attempts}, {"latency_ms", r.latency}, {"raw", r.raw},
+		{"attempts", r.attempts}, {"latency_ms", r.latency}, {"scope", r.scope}, {"actor", r.actor},
+		{"playbook", r.playbook}, {"reason", r.reason}, {"control_id", r.controlID},
+		{"expires_ms", r.expiresMS}, {"dry_run", r.dryRun}, {"raw", r.raw},
 	}
 }
 
@@ -430,6 +434,21 @@ func (r *actionRows) add(a *event.Action, raw []byte, ingest time.Time) error {
 	r.detail = append(r.detail, a.Detail)
 	r.attempts = append(r.attempts, attempts)
 	r.latency = append(r.latency, lat)
+	r.scope = append(r.scope, string(a.Scope))
+	r.actor = append(r.actor, a.Actor)
+	r.playbook = append(r.playbook, a.Playbook)
+	r.reason = append(r.reason, a.Reason)
+	r.controlID = append(r.controlID, a.ControlID)
+	var exp uint64
+	if a.Expires != nil {
+		exp = unixMilli(*a.Expires)
+	}
+	r.expiresMS = append(r.expiresMS, exp)
+	var dry uint8
+	if a.DryRun {
+		dry = 1
+	}
+	r.dryRun = append(r.dryRun, dry)
 	r.raw = append(r.raw, string(raw))
 	return nil
 }

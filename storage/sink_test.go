@@ -158,6 +158,20 @@ func TestSinkWritesEventsFindingsActions(t *testing.T) {
 	if aid != a.ID || findingID != f.ID || kind != "revoke" || status2 != "succeeded" || attempts != 1 || alat != 412.5 {
 		t.Errorf("action read back as %s %s %s %s %d %v", aid, findingID, kind, status2, attempts, alat)
 	}
+	// Migration 0008: who decided it, under which playbook, until when, and whether it was a dry
+	// run, through the dedup view analysts query.
+	var scope, actor, playbook, reason, controlID string
+	var expires uint64
+	var dry uint8
+	err = conn.QueryRow(ctx, "SELECT scope, actor, playbook, reason, control_id, expires_ms, dry_run FROM "+db+".actions_dedup").
+		Scan(&scope, &actor, &playbook, &reason, &controlID, &expires, &dry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scope != "subject" || actor != "playbook:exfil-high" || playbook != "exfil-high" || reason != a.Reason ||
+		controlID != "c-1" || expires != uint64(actionExpiry.UnixMilli()) || dry != 1 {
+		t.Errorf("action response columns read back as %q %q %q %q %q %d %d", scope, actor, playbook, reason, controlID, expires, dry)
+	}
 }
 
 // A record the sink cannot store faithfully is dead-lettered with its reason; the rest of the

@@ -85,10 +85,15 @@ func notify(watchers []func()) {
 	}
 }
 
-// Match returns the first control in force at now for exactly scope and value, in tenant or for
-// every tenant. It serves the scopes [Store.Check] leaves to others, such as
-// [event.ScopeSandbox].
+// Match returns the first control in force at now that refuses calls ([event.Control.Refuses])
+// for exactly scope and value, in tenant or for every tenant. It serves the scopes [Store.Check]
+// leaves to others, such as [event.ScopeSandbox].
 func (s *Store) Match(tenant string, scope event.ControlScope, value string, now time.Time) (event.Control, bool) {
+	return s.MatchKind(tenant, "", scope, value, now)
+}
+
+// MatchKind is [Store.Match] for controls of one kind; kind "" means any kind that refuses calls.
+func (s *Store) MatchKind(tenant string, kind event.ControlKind, scope event.ControlScope, value string, now time.Time) (event.Control, bool) {
 	if value == "" {
 		return event.Control{}, false
 	}
@@ -96,7 +101,7 @@ func (s *Store) Match(tenant string, scope event.ControlScope, value string, now
 	defer s.mu.RUnlock()
 	for _, tn := range []string{tenant, ""} {
 		for _, c := range s.byTarget[target{scope: scope, tenant: tn, value: value}] {
-			if c.Active(now) {
+			if c.Active(now) && (kind == "" && c.Refuses() || kind != "" && c.Kind == kind) {
 				return c, true
 			}
 		}
@@ -136,8 +141,9 @@ func targetOf(c event.Control) target {
 // Check reports the first control in force at now that refuses a call by p in tenant to tool on
 // server (tool is empty for calls that are not tools/call). It matches, in this order, the
 // principal's token id, subject and client id, then the server, then the tool by its bare name and
-// as "server/tool". Both kinds count for any scope: a quarantined subject is refused as surely as a
-// revoked one. A control with an empty tenant applies to every tenant. Empty principal fields never
+// as "server/tool". Both kinds that refuse ([event.Control.Refuses]) count for any scope: a
+// quarantined subject is refused as surely as a revoked one. A control with an empty tenant
+// applies to every tenant. Empty principal fields never
 // match.
 func (s *Store) Check(tenant string, p event.Principal, server, tool string, now time.Time) (event.Control, bool) {
 	s.mu.RLock()
@@ -170,7 +176,7 @@ func (s *Store) Check(tenant string, p event.Principal, server, tool string, now
 				continue
 			}
 			for _, c := range s.byTarget[target{scope: q.scope, tenant: tn, value: q.value}] {
-				if c.Active(now) {
+				if c.Active(now) && c.Refuses() {
 					return c, true
 				}
 			}
