@@ -12,6 +12,8 @@ type Topics struct {
 	Profiles   string // latest behaviour profile per principal, key: tenant/principal (compacted)
 	Actions    string // response actions taken, key: tenant/principal
 	Control    string // revocations and quarantines, key: Control.Key (compacted)
+	Approvals  string // approval requests, signed votes and claims, key: request id + entry (compacted)
+	Audit      string // the hash-chained, signed audit trail of response actions (one partition)
 	DeadLetter string // records a stage could not process, with the reason in headers
 }
 
@@ -26,11 +28,12 @@ func TopicNames(prefix string) Topics {
 	n := func(s string) string { return prefix + "." + s + ".v1" }
 	return Topics{
 		Raw: n("raw"), Events: n("events"), OCSF: n("ocsf"), Findings: n("findings"), Scores: n("scores"),
-		Profiles: n("profiles"), Actions: n("actions"), Control: n("control"), DeadLetter: n("deadletter"),
+		Profiles: n("profiles"), Actions: n("actions"), Control: n("control"), Approvals: n("approvals"),
+		Audit: n("audit"), DeadLetter: n("deadletter"),
 	}
 }
 
 // All returns every topic name, for tools that create or delete a deployment's topics.
 func (t Topics) All() []string {
-	return []string{t.Raw, t.Events, t.OCSF, t.Findings, t.Scores, t.Profiles, t.Actions, t.Control, t.DeadLetter}
+	return []string{t.Raw, t.Events, t.OCSF, t.Findings, t.Scores, t.Profiles, t.Actions, t.Control, t.Approvals, t.Audit, t.DeadLetter}
 }

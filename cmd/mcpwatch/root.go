@@ -96,6 +96,7 @@ func newCLI() (*cobra.Command, *globals) {
 	root.AddCommand(evalCmd(g))
 	root.AddCommand(sigmaCmd(g))
 	root.AddCommand(playbookCmd())
+	root.AddCommand(responseCmd(g))
 	addStageCommands(root, g)
 	return root, g
 }

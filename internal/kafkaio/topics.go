@@ -58,6 +58,19 @@ func Topics(names event.Topics, partitions int32, replication int16, retentionHo
 			"delete.retention.ms":   "86400000", // tombstones stay a day so followers see lifts
 			"segment.ms":            "3600000",
 		}},
+		// One partition, so every reader folds approval entries in one order: the first claim of
+		// an approved call in the log wins at every gateway. Each entry has its own key (request
+		// id + entry), so compaction keeps every vote.
+		{Name: names.Approvals, Partitions: 1, Replication: replication, Configs: map[string]string{
+			"cleanup.policy":      "compact",
+			"delete.retention.ms": "86400000",
+		}},
+		// The audit trail is one hash chain: one partition keeps its order, and it is never
+		// deleted by time (retention.ms -1); ClickHouse keeps a copy for queries.
+		{Name: names.Audit, Partitions: 1, Replication: replication, Configs: map[string]string{
+			"cleanup.policy": "delete",
+			"retention.ms":   "-1",
+		}},
 		// Dead letters are evidence: kept four times as long as events.
 		{Name: names.DeadLetter, Partitions: partitions, Replication: replication, Configs: map[string]string{
 			"cleanup.policy": "delete",
