@@ -40,6 +40,12 @@ type Config struct {
 	MaxAttempts int `yaml:"webhook_max_attempts"`
 	// WebhookConcurrency is how many webhooks are delivered at once.
 	WebhookConcurrency int `yaml:"webhook_concurrency"`
+	// Playbooks is a playbook file (see docs/response.md). When set, the respond stage decides
+	// under its playbooks instead of revoking every finding over Threshold, and reloads the file
+	// when it changes.
+	Playbooks string `yaml:"playbooks"`
+	// PlaybookReload is how often the playbook file is checked for changes.
+	PlaybookReload time.Duration `yaml:"playbook_reload"`
 }
 
 // DefaultConfig returns the defaults: act on scores from 80, revoke until lifted, webhook
@@ -52,6 +58,7 @@ func DefaultConfig() Config {
 		WebhookConcurrency: 8,
 		MaxAge:             time.Hour,
 		WebhookSecretFrom:  component.SecretFromEnv("MCPWATCH_WEBHOOK_SECRET"),
+		PlaybookReload:     2 * time.Second,
 	}
 }
 
@@ -88,6 +95,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAge < 0 {
 		errs = append(errs, component.Fieldf("max_age", "max age must not be negative, got %s", c.MaxAge))
+	}
+	if c.Playbooks != "" && c.PlaybookReload <= 0 {
+		errs = append(errs, component.Fieldf("playbook_reload", "playbook reload interval must be positive, got %s", c.PlaybookReload))
 	}
 	if c.WebhookURL != "" {
 		errs = append(errs, component.Field("webhook_url", validateWebhookURL(c.WebhookURL)))

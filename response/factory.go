@@ -5,7 +5,9 @@ import (
 	"fmt"
 
 	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/response/playbook"
 )
 
 // Component types of the two responder stages.
@@ -24,6 +26,9 @@ func defaultConfig() *Config {
 // enforcing and notifying are two consumer groups.
 func NewRespondFactory() component.Factory {
 	return component.NewFactory(TypeRespond, defaultConfig, func(_ context.Context, set component.Settings, cfg *Config) (component.Component, error) {
+		if cfg.Playbooks != "" {
+			return playbookStage(set, cfg)
+		}
 		r, err := New(set.Topics, *cfg, set.Registerer, set.Logger)
 		if err != nil {
 			return nil, err
@@ -31,6 +36,53 @@ func NewRespondFactory() component.Factory {
 		return stage(set, r, kafkaio.StageConfig{Name: StageRespond, Group: set.Group(StageRespond),
 			Topics: []string{set.Topics.Findings}, DeadLetterTopic: set.Topics.DeadLetter}, r.EnforceHandler())
 	})
+}
+
+// playbookStage is the enforcing stage deciding under a playbook file: the file is reloaded when
+// it changes, the control topic is followed so no decision shortens a control in force, and the
+// playbooks' memory follows the findings partitions ([Responder.Rebuild]).
+func playbookStage(set component.Settings, cfg *Config) (component.Component, error) {
+	m := newPlaybookMetrics(set.Registerer)
+	store, err := playbook.NewStore(cfg.Playbooks, set.Logger.With("part", "playbooks"), m.reloaded)
+	if err != nil {
+		return nil, fmt.Errorf("respond: %w", err)
+	}
+	m.playbooks.Set(float64(len(store.Set().Playbooks)))
+	set.Logger.Info("playbooks loaded", "path", cfg.Playbooks, "playbooks", len(store.Set().Playbooks))
+	controls := control.NewStore()
+	fol, err := control.NewFollower(set.KafkaClient("control"), set.Topics.Control, controls, set.Registerer, set.Logger)
+	if err != nil {
+		return nil, err
+	}
+	r, err := New(set.Topics, *cfg, set.Registerer, set.Logger, WithPlaybooks(store, controls))
+	if err != nil {
+		fol.Close()
+		return nil, err
+	}
+	group := set.Group(StageRespond)
+	assigned, revoked := r.Rebuild(set.KafkaClient("rebuild"), group)
+	st, err := kafkaio.NewStage(set.KafkaClient(""), kafkaio.StageConfig{Name: StageRespond, Group: group,
+		Topics: []string{set.Topics.Findings}, DeadLetterTopic: set.Topics.DeadLetter,
+		OnAssigned: assigned, OnRevoked: revoked}, r.EnforceHandler(), set.Registerer, set.Logger)
+	if err != nil {
+		r.Close()
+		fol.Close()
+		return nil, fmt.Errorf("%s stage: %w", StageRespond, err)
+	}
+	p := &component.Parts{}
+	p.Go(fol.Run)
+	p.Go(func(ctx context.Context) error { return store.Run(ctx, cfg.PlaybookReload) })
+	p.Go(func(ctx context.Context) error {
+		// Decide only once the controls in force are known, or a decision could shorten one.
+		if err := fol.WaitReady(ctx); err != nil {
+			return nil // shutting down
+		}
+		return st.Run(ctx)
+	})
+	p.OnClose(func() error { r.Close(); return nil })
+	p.OnClose(st.Close)
+	p.OnClose(func() error { fol.Close(); return nil })
+	return p, nil
 }
 
 // NewNotifyFactory returns the factory of the notifying stage: findings over the threshold →

@@ -45,8 +45,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
+	"github.com/mcpwatch/mcpwatch/response/playbook"
 )
 
 // Action statuses.
@@ -78,6 +80,8 @@ type Responder struct {
 	maxRetryAfter time.Duration
 	wh            *standardwebhooks.Webhook
 	target        string // the webhook URL without credentials or query, for records and logs
+	// dec decides under playbooks; nil: the threshold revocation ([Responder.Enforce]).
+	dec *decider
 }
 
 // Option adjusts a [Responder]; tests use them to remove the wall clock and the waits.
@@ -93,6 +97,13 @@ func WithHTTPClient(c *http.Client) Option { return func(r *Responder) { r.clien
 // WithBackOff sets the wait policy between webhook attempts (default exponential from 500ms,
 // doubling, up to 10s, ±20% jitter).
 func WithBackOff(f func() backoff.BackOff) Option { return func(r *Responder) { r.newBackOff = f } }
+
+// WithPlaybooks makes the responder decide under the playbooks of store instead of revoking every
+// finding over the threshold. controls, if not nil, follows the control topic, so that no
+// decision replaces a control in force by a shorter one.
+func WithPlaybooks(store *playbook.Store, controls *control.Store) Option {
+	return func(r *Responder) { r.dec = newDecider(store, controls) }
+}
 
 // WithMaxRetryAfter caps how long a receiver's Retry-After may delay the next attempt (default
 // 30s); 0 ignores Retry-After.
@@ -238,6 +249,9 @@ func (r *Responder) EnforceHandler() kafkaio.Handler {
 		if err := event.Decode(rec.Value, &f); err != nil {
 			return nil, err
 		}
+		if r.dec != nil {
+			return r.decided(rec.Partition, &f)
+		}
 		ctl, a := r.Enforce(&f)
 		r.m.seen(StageRespond, a != nil)
 		if a == nil {
@@ -258,6 +272,30 @@ func (r *Responder) EnforceHandler() kafkaio.Handler {
 		r.record(a, &f)
 		return append(out, ar), nil
 	})
+}
+
+// decided is the enforcing handler's work under playbooks: controls first, then the action
+// records, all produced before the finding's offset is committed.
+func (r *Responder) decided(partition int32, f *event.Finding) ([]*kgo.Record, error) {
+	ctls, acts := r.Decide(partition, f)
+	r.m.seen(StageRespond, len(acts) > 0)
+	out := make([]*kgo.Record, 0, len(ctls)+len(acts))
+	for _, c := range ctls {
+		cr, err := kafkaio.RecordOf(r.names.Control, c.Key(), c)
+		if err != nil {
+			return nil, kafkaio.Permanent(fmt.Errorf("encode control for finding %s: %w", f.ID, err))
+		}
+		out = append(out, cr)
+	}
+	for _, a := range acts {
+		ar, err := kafkaio.RecordOf(r.names.Actions, event.PrincipalKey(f.Tenant, f.Principal), a)
+		if err != nil {
+			return nil, kafkaio.Permanent(fmt.Errorf("encode action for finding %s: %w", f.ID, err))
+		}
+		r.record(a, f)
+		out = append(out, ar)
+	}
+	return out, nil
 }
 
 // NotifyHandler is the "notify" stage's handler: findings in, webhook deliveries, webhook action
@@ -309,7 +347,7 @@ func (r *Responder) NotifyHandler() kafkaio.Handler {
 // record counts and logs a finished action.
 func (r *Responder) record(a *event.Action, f *event.Finding) {
 	r.m.actions.WithLabelValues(string(a.Kind), a.Status).Inc()
-	if a.Status != StatusSkipped {
+	if a.Status == StatusSucceeded || a.Status == StatusFailed {
 		r.m.latency.WithLabelValues(string(a.Kind)).Observe(a.LatencyMS / 1000)
 	}
 	kv := []any{"kind", a.Kind, "status", a.Status, "finding", f.ID, "tenant", f.Tenant, "subject", a.Subject,

@@ -112,6 +112,14 @@ func (s *Store) MatchKind(tenant string, kind event.ControlKind, scope event.Con
 	return event.Control{}, false
 }
 
+// Get returns the control stored under key, in force or not.
+func (s *Store) Get(key string) (event.Control, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, ok := s.byKey[key]
+	return c, ok
+}
+
 // remove drops the control stored under key; s.mu must be held for writing.
 func (s *Store) remove(key string) {
 	old, ok := s.byKey[key]

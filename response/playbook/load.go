@@ -1,6 +1,7 @@
 package playbook
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -127,7 +128,7 @@ func Load(name string, src []byte) (*Set, error) {
 	if err := yaml.NodeToValue(file.Docs[0].Body, &doc, yaml.Strict()); err != nil {
 		return nil, posError(name, err, file.Docs[0].Body)
 	}
-	c := &compiler{file: name, ast: file}
+	c := &compiler{file: name, ast: file, hash: sha256.Sum256(src)}
 	s := c.compile(&doc)
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
@@ -139,6 +140,7 @@ func Load(name string, src []byte) (*Set, error) {
 type compiler struct {
 	file string
 	ast  *ast.File
+	hash [32]byte
 	errs []error
 }
 
@@ -168,7 +170,7 @@ func parent(p string) string {
 }
 
 func (c *compiler) compile(d *fileDoc) *Set {
-	s := &Set{dryRun: d.DryRun, defaultExpire: time.Hour}
+	s := &Set{dryRun: d.DryRun, defaultExpire: time.Hour, hash: c.hash}
 	if d.Defaults.ExpireAfter != nil {
 		if *d.Defaults.ExpireAfter <= 0 {
 			c.errf("defaults.expire_after", "must be positive (for an action that never expires write `permanent: true` on it)")

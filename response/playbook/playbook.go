@@ -51,6 +51,7 @@ type Set struct {
 	dryRun        bool
 	defaultExpire time.Duration
 	defaultDedup  time.Duration
+	hash          [32]byte // SHA-256 of the source, for reloads
 }
 
 // Name is the file name the set was loaded from.
@@ -198,6 +199,26 @@ func target(a *Action, f *event.Finding) string {
 		return a.Channel
 	}
 	return ""
+}
+
+// maxLookback caps [Set.Lookback].
+const maxLookback = 7 * 24 * time.Hour
+
+// Lookback is how far back in finding time the set's memory reaches: the longest dedup window or
+// escalation window of any action (capped at a week). A [State] rebuilt by evaluating the findings
+// of the last Lookback decides like one that saw every finding.
+func (s *Set) Lookback() time.Duration {
+	var lb time.Duration
+	for _, p := range s.Playbooks {
+		for i := range p.Actions {
+			a := &p.Actions[i]
+			lb = max(lb, a.DedupWindow)
+			if e := a.Escalate; e != nil {
+				lb = max(lb, e.Within, e.To.DedupWindow)
+			}
+		}
+	}
+	return min(lb, maxLookback)
 }
 
 // Evaluate returns the decisions of every playbook that matches f, in file order, each

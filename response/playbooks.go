@@ -1,0 +1,265 @@
+package response
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/internal/control"
+	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/internal/obs"
+	"github.com/mcpwatch/mcpwatch/response/playbook"
+)
+
+// More action statuses of playbook decisions.
+const (
+	// StatusSuppressed: the same action on the same target was decided within the playbook's
+	// dedup window; nothing was published.
+	StatusSuppressed = "suppressed"
+	// StatusDryRun: the playbook is in dry run; the control it would publish is in the detail.
+	StatusDryRun = "dry_run"
+)
+
+// decider holds what deciding under playbooks needs besides the finding: the playbooks in force,
+// the dedup and escalation memory of each findings partition this consumer owns, and the controls
+// in force (to never weaken one).
+type decider struct {
+	store *playbook.Store
+	// controls follows the control topic; nil in unit tests that give none.
+	controls *control.Store
+
+	mu    sync.Mutex
+	state map[int32]*playbook.State
+	// published remembers the controls this responder published but may not yet have read back
+	// from the control topic, so two findings of one batch do not weaken each other's control.
+	published map[string]published
+}
+
+// published is a control this responder published, and when.
+type published struct {
+	id      string
+	expires *time.Time
+	at      time.Time
+}
+
+// publishedFor is how long [decider.published] remembers a control: long enough for the control
+// topic follower to have read it back.
+const publishedFor = time.Minute
+
+func newDecider(store *playbook.Store, controls *control.Store) *decider {
+	return &decider{store: store, controls: controls, state: map[int32]*playbook.State{}, published: map[string]published{}}
+}
+
+// stateOf returns partition p's memory, creating it; d.mu must be held.
+func (d *decider) stateOf(p int32) *playbook.State {
+	st := d.state[p]
+	if st == nil {
+		st = playbook.NewState(0)
+		d.state[p] = st
+	}
+	return st
+}
+
+// controlKinds maps playbook action kinds to what they publish.
+var controlKinds = map[playbook.Kind]struct {
+	control event.ControlKind
+	action  event.ActionKind
+}{
+	playbook.KindRevoke:      {event.ControlRevoke, event.ActionRevoke},
+	playbook.KindQuarantine:  {event.ControlQuarantine, event.ActionQuarantine},
+	playbook.KindBlockEgress: {event.ControlBlockEgress, event.ActionBlockEgress},
+	playbook.KindStepUp:      {event.ControlStepUp, event.ActionStepUp},
+}
+
+// Decide applies the playbooks in force to f, the finding at partition of the findings topic, and
+// returns the controls to publish and an action record for every decision that is not a
+// notification (the notify stage delivers those). It has no side effects besides the decider's
+// memory.
+//
+// Deduplication and escalation count in finding time, not wall-clock time, so the memory of a
+// partition is a pure function of its findings: a consumer that takes the partition over rebuilds
+// it by reading them again ([Responder.Rebuild]). Expiry counts from the finding's time too, as
+// for the threshold revocation: a late or replayed finding acts only for what is left.
+func (r *Responder) Decide(partition int32, f *event.Finding) ([]*event.Control, []*event.Action) {
+	d := r.dec
+	now := r.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	decisions := d.store.Set().Evaluate(f, d.stateOf(partition), f.Time)
+	var ctls []*event.Control
+	var acts []*event.Action
+	for _, dec := range decisions {
+		k, ok := controlKinds[dec.Kind]
+		if !ok {
+			continue // notify: the notify stage's
+		}
+		a := r.action(f, k.action, now)
+		a.ID = derivedID(f.ID, "action/"+dec.Playbook+"/"+string(dec.Kind)+"/"+string(dec.Scope)+"/"+dec.Target)
+		a.Scope, a.Actor, a.Playbook, a.Reason = event.ControlScope(dec.Scope), "playbook:"+dec.Playbook, dec.Playbook, dec.Reason
+		var expires *time.Time
+		if !dec.Expires.IsZero() {
+			e := dec.Expires.UTC()
+			expires, a.Expires = &e, &e
+		}
+		c := &event.Control{
+			ID:   derivedID(f.ID, "control/"+dec.Playbook+"/"+string(k.control)+"/"+string(dec.Scope)+"/"+dec.Target),
+			Time: now.UTC(), Kind: k.control, Scope: event.ControlScope(dec.Scope), Tenant: f.Tenant, Value: dec.Target,
+			Reason: dec.Reason, FindingID: f.ID, Actor: a.Actor, Expires: expires,
+		}
+		a.Target = c.Key()
+		switch {
+		case dec.Suppressed:
+			a.Status, a.Detail = StatusSuppressed, "the same action on "+c.Key()+" was decided within the dedup window"
+		case r.isStale(f, now, a):
+		case expires != nil && !now.Before(*expires):
+			a.Status, a.Detail = StatusSkipped, fmt.Sprintf("would have expired at %s", expires.Format(time.RFC3339))
+		case dec.DryRun:
+			a.Status, a.Detail, a.DryRun = StatusDryRun, "dry run: would publish "+c.Key(), true
+		default:
+			if held, why := d.stronger(c, now); held {
+				a.Status, a.Detail = StatusSkipped, why
+				break
+			}
+			d.remember(c, now)
+			a.Status, a.ControlID, a.Attempts = StatusSucceeded, c.ID, 1
+			ctls = append(ctls, c)
+		}
+		acts = append(acts, a)
+	}
+	return ctls, acts
+}
+
+// isStale marks a as skipped when f is older than MaxAge.
+func (r *Responder) isStale(f *event.Finding, now time.Time, a *event.Action) bool {
+	why, stale := r.stale(f, now)
+	if stale {
+		a.Status, a.Detail = StatusSkipped, why
+	}
+	return stale
+}
+
+// stronger reports whether a control under c's key that lasts at least as long as c is in force
+// (on the control topic, or published by this responder): replacing it would shorten it, e.g. a
+// one-hour revocation replacing an escalation's permanent one.
+func (d *decider) stronger(c *event.Control, now time.Time) (bool, string) {
+	outlasts := func(exp *time.Time) bool {
+		return exp == nil || (c.Expires != nil && !exp.Before(*c.Expires))
+	}
+	// A control with c's own id is this finding's, published before a redelivery: publishing it
+	// again changes nothing, and the redelivered finding must yield the same records.
+	if p, ok := d.published[c.Key()]; ok && p.id != c.ID && (p.expires == nil || now.Before(*p.expires)) && outlasts(p.expires) {
+		return true, "a control at least as long is already in force: " + c.Key() + " " + until(p.expires)
+	}
+	if d.controls != nil {
+		if cur, ok := d.controls.Get(c.Key()); ok && cur.ID != c.ID && cur.Active(now) && outlasts(cur.Expires) {
+			return true, "a control at least as long is already in force: " + c.Key() + " " + until(cur.Expires)
+		}
+	}
+	return false, ""
+}
+
+// remember records a published control; with a control follower, entries older than
+// publishedFor are dropped once there are many (the follower has them).
+func (d *decider) remember(c *event.Control, now time.Time) {
+	if d.controls != nil && len(d.published) >= 1024 {
+		for k, p := range d.published {
+			if now.Sub(p.at) > publishedFor {
+				delete(d.published, k)
+			}
+		}
+	}
+	d.published[c.Key()] = published{id: c.ID, expires: c.Expires, at: now}
+}
+
+func until(exp *time.Time) string {
+	if exp == nil {
+		return "(permanent)"
+	}
+	return "until " + exp.UTC().Format(time.RFC3339)
+}
+
+// forget drops the memory of partitions this consumer no longer owns.
+func (d *decider) forget(parts []int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range parts {
+		delete(d.state, p)
+	}
+}
+
+// rebuild replays the findings of a partition this consumer was just given into its memory.
+func (d *decider) rebuild(p int32, rec *kgo.Record) {
+	var f event.Finding
+	if event.Decode(rec.Value, &f) != nil {
+		return // dead-lettered when it was first handled
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.store.Set().Evaluate(&f, d.stateOf(p), f.Time)
+}
+
+// Rebuild returns the stage hooks that make the playbooks' dedup and escalation memory follow the
+// findings partitions: when the group gives this consumer partitions, it reads their findings of
+// the last lookback (the longest dedup or escalation window of the playbooks in force) up to the
+// group's committed offset, and evaluates them again, publishing nothing; when partitions are
+// taken away, their memory is dropped. The records after the committed offset are then handled
+// as usual, so none counts twice.
+func (r *Responder) Rebuild(kcfg kafkaio.Config, group string, opts ...kgo.Opt) (assigned, revoked func(context.Context, map[string][]int32)) {
+	if r.dec == nil {
+		return nil, nil
+	}
+	topic := r.names.Findings
+	assigned = func(ctx context.Context, m map[string][]int32) {
+		parts := m[topic]
+		lookback := r.dec.store.Set().Lookback()
+		if len(parts) == 0 || lookback <= 0 {
+			return
+		}
+		start := time.Now()
+		n := 0
+		err := kafkaio.ReadCommittedSince(ctx, kcfg, group, topic, parts, start.Add(-lookback), func(rec *kgo.Record) {
+			r.dec.rebuild(rec.Partition, rec)
+			n++
+		}, opts...)
+		if err != nil {
+			// Deciding with an empty memory is better than not deciding: at worst an action is
+			// repeated within its dedup window, or an escalation comes a few findings late.
+			r.log.Error("playbook memory not rebuilt; these partitions start from an empty memory", "partitions", parts, "err", err)
+			return
+		}
+		r.log.Info("playbook memory rebuilt", "partitions", parts, "findings", n, "lookback", lookback, "took", time.Since(start).Round(time.Millisecond))
+	}
+	revoked = func(_ context.Context, m map[string][]int32) { r.dec.forget(m[topic]) }
+	return assigned, revoked
+}
+
+type playbookMetrics struct {
+	reloads   *prometheus.CounterVec
+	playbooks prometheus.Gauge
+}
+
+func newPlaybookMetrics(reg prometheus.Registerer) *playbookMetrics {
+	m := &playbookMetrics{
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_response_playbook_reloads_total",
+			Help: "Reloads of the playbook file by result (ok, failed: the playbooks in force stay)."}, []string{"result"}),
+		playbooks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mcpwatch_response_playbooks",
+			Help: "Playbooks in force."}),
+	}
+	m.reloads = obs.Register(reg, m.reloads)
+	m.playbooks = obs.Register(reg, m.playbooks)
+	return m
+}
+
+func (m *playbookMetrics) reloaded(err error, n int) {
+	if err != nil {
+		m.reloads.WithLabelValues("failed").Inc()
+	} else {
+		m.reloads.WithLabelValues("ok").Inc()
+	}
+	m.playbooks.Set(float64(n))
+}
