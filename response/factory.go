@@ -62,7 +62,7 @@ func playbookStage(set component.Settings, cfg *Config) (component.Component, er
 	group := set.Group(StageRespond)
 	assigned, revoked := r.Rebuild(set.KafkaClient("rebuild"), group)
 	st, err := kafkaio.NewStage(set.KafkaClient(""), kafkaio.StageConfig{Name: StageRespond, Group: group,
-		Topics: []string{set.Topics.Findings}, DeadLetterTopic: set.Topics.DeadLetter,
+		Topics: []string{set.Topics.Findings, set.Topics.Scores}, DeadLetterTopic: set.Topics.DeadLetter,
 		OnAssigned: assigned, OnRevoked: revoked}, r.EnforceHandler(), set.Registerer, set.Logger)
 	if err != nil {
 		r.Close()

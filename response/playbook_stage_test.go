@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +36,10 @@ playbooks:
       - revoke: subject
         expire_after: 1h
         dedup_window: 10m
+  - name: risky
+    match: {source: score, min_score: 95}
+    actions:
+      - step_up: true
 `
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -97,6 +102,18 @@ playbooks:
 	if a := nextAction(); a.Status != StatusSucceeded || a.ControlID != c.ID || a.Playbook != "contain" {
 		t.Fatalf("first action %+v", a)
 	}
+	// A threat score on the scores topic, read by the same stage.
+	sc := &event.Score{Time: time.Now(), Tenant: "acme", Subject: "mallory", Score: 97, Explanation: "threat score 97"}
+	srec, err := kafkaio.RecordOf(names.Scores, sc.Key(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kafkaClient(t, brokers).ProduceSync(ctx, srec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if a := nextAction(); a.Kind != event.ActionStepUp || a.Status != StatusSucceeded || a.Playbook != "risky" {
+		t.Fatalf("score action %+v", a)
+	}
 	stop()
 
 	// A new consumer of the same group: the second finding falls in the dedup window it rebuilt.
@@ -106,7 +123,7 @@ playbooks:
 		t.Fatalf("after the restart, a finding inside the dedup window gave %+v", a)
 	}
 	// The file changes under the running stage: quarantining is now part of the playbook.
-	edited := src + "      - quarantine: tool\n"
+	edited := strings.Replace(src, "        dedup_window: 10m\n", "        dedup_window: 10m\n      - quarantine: tool\n", 1)
 	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ type decider struct {
 	controls *control.Store
 
 	mu    sync.Mutex
-	state map[int32]*playbook.State
+	state map[part]*playbook.State
 	// published remembers the controls this responder published but may not yet have read back
 	// from the control topic, so two findings of one batch do not weaken each other's control.
 	published map[string]published
@@ -51,12 +51,18 @@ type published struct {
 // topic follower to have read it back.
 const publishedFor = time.Minute
 
+// part is a partition of an input topic (findings or scores).
+type part struct {
+	topic string
+	p     int32
+}
+
 func newDecider(store *playbook.Store, controls *control.Store) *decider {
-	return &decider{store: store, controls: controls, state: map[int32]*playbook.State{}, published: map[string]published{}}
+	return &decider{store: store, controls: controls, state: map[part]*playbook.State{}, published: map[string]published{}}
 }
 
 // stateOf returns partition p's memory, creating it; d.mu must be held.
-func (d *decider) stateOf(p int32) *playbook.State {
+func (d *decider) stateOf(p part) *playbook.State {
 	st := d.state[p]
 	if st == nil {
 		st = playbook.NewState(0)
@@ -81,16 +87,38 @@ var controlKinds = map[playbook.Kind]struct {
 // notification (the notify stage delivers those). It has no side effects besides the decider's
 // memory.
 //
+// A threat score is decided as the finding [playbook.FromScore] makes of it (see [Responder.DecideScore]).
+//
 // Deduplication and escalation count in finding time, not wall-clock time, so the memory of a
 // partition is a pure function of its findings: a consumer that takes the partition over rebuilds
 // it by reading them again ([Responder.Rebuild]). Expiry counts from the finding's time too, as
 // for the threshold revocation: a late or replayed finding acts only for what is left.
 func (r *Responder) Decide(partition int32, f *event.Finding) ([]*event.Control, []*event.Action) {
+	return r.decide(part{r.names.Findings, partition}, f)
+}
+
+// DecideScore is [Responder.Decide] for a threat score at partition of the scores topic. Scores
+// come often (one per principal per scoring), so only decisions that publish a control, or would
+// in dry run, are recorded as actions; a suppressed or stale score decision is only counted.
+func (r *Responder) DecideScore(partition int32, s *event.Score) ([]*event.Control, []*event.Action) {
+	ctls, acts := r.decide(part{r.names.Scores, partition}, playbook.FromScore(s))
+	kept := acts[:0]
+	for _, a := range acts {
+		if a.Status == StatusSucceeded || a.Status == StatusDryRun {
+			kept = append(kept, a)
+		} else {
+			r.m.actions.WithLabelValues(string(a.Kind), a.Status).Inc()
+		}
+	}
+	return ctls, kept
+}
+
+func (r *Responder) decide(at part, f *event.Finding) ([]*event.Control, []*event.Action) {
 	d := r.dec
 	now := r.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	decisions := d.store.Set().Evaluate(f, d.stateOf(partition), f.Time)
+	decisions := d.store.Set().Evaluate(f, d.stateOf(at), f.Time)
 	var ctls []*event.Control
 	var acts []*event.Action
 	for _, dec := range decisions {
@@ -184,16 +212,18 @@ func until(exp *time.Time) string {
 }
 
 // forget drops the memory of partitions this consumer no longer owns.
-func (d *decider) forget(parts []int32) {
+func (d *decider) forget(m map[string][]int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, p := range parts {
-		delete(d.state, p)
+	for topic, parts := range m {
+		for _, p := range parts {
+			delete(d.state, part{topic, p})
+		}
 	}
 }
 
 // rebuild replays the findings of a partition this consumer was just given into its memory.
-func (d *decider) rebuild(p int32, rec *kgo.Record) {
+func (d *decider) rebuild(p part, rec *kgo.Record) {
 	var f event.Finding
 	if event.Decode(rec.Value, &f) != nil {
 		return // dead-lettered when it was first handled
@@ -208,7 +238,9 @@ func (d *decider) rebuild(p int32, rec *kgo.Record) {
 // the last lookback (the longest dedup or escalation window of the playbooks in force) up to the
 // group's committed offset, and evaluates them again, publishing nothing; when partitions are
 // taken away, their memory is dropped. The records after the committed offset are then handled
-// as usual, so none counts twice.
+// as usual, so none counts twice. The memory of score decisions is not rebuilt: the scores topic
+// is compacted, so its history is gone; after a rebalance a score decision may repeat once within
+// its dedup window (the control it publishes replaces its own earlier one).
 func (r *Responder) Rebuild(kcfg kafkaio.Config, group string, opts ...kgo.Opt) (assigned, revoked func(context.Context, map[string][]int32)) {
 	if r.dec == nil {
 		return nil, nil
@@ -223,7 +255,7 @@ func (r *Responder) Rebuild(kcfg kafkaio.Config, group string, opts ...kgo.Opt) 
 		start := time.Now()
 		n := 0
 		err := kafkaio.ReadCommittedSince(ctx, kcfg, group, topic, parts, start.Add(-lookback), func(rec *kgo.Record) {
-			r.dec.rebuild(rec.Partition, rec)
+			r.dec.rebuild(part{topic, rec.Partition}, rec)
 			n++
 		}, opts...)
 		if err != nil {
@@ -234,7 +266,7 @@ func (r *Responder) Rebuild(kcfg kafkaio.Config, group string, opts ...kgo.Opt) 
 		}
 		r.log.Info("playbook memory rebuilt", "partitions", parts, "findings", n, "lookback", lookback, "took", time.Since(start).Round(time.Millisecond))
 	}
-	revoked = func(_ context.Context, m map[string][]int32) { r.dec.forget(m[topic]) }
+	revoked = func(_ context.Context, m map[string][]int32) { r.dec.forget(m) }
 	return assigned, revoked
 }
 

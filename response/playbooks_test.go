@@ -230,9 +230,9 @@ func TestRebuildDecidesAlike(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec.Partition = 3
-		fresh.dec.rebuild(3, rec)
+		fresh.dec.rebuild(part{fresh.names.Findings, 3}, rec)
 	}
-	fresh.dec.rebuild(3, &kgo.Record{Partition: 3, Value: []byte("{garbage")}) // dead-lettered at first handling
+	fresh.dec.rebuild(part{fresh.names.Findings, 3}, &kgo.Record{Partition: 3, Value: []byte("{garbage")}) // dead-lettered at first handling
 	next := finding(90)
 	_, a1 := seen.Decide(3, next)
 	_, a2 := fresh.Decide(3, next)
@@ -250,7 +250,7 @@ func TestRebuildDecidesAlike(t *testing.T) {
 		t.Fatal("the third finding did not escalate: the test does not exercise the escalation memory")
 	}
 	// Partitions taken away are forgotten.
-	fresh.dec.forget([]int32{3})
+	fresh.dec.forget(map[string][]int32{fresh.names.Findings: {3}})
 	if n := len(fresh.dec.state); n != 0 {
 		t.Fatalf("%d partition memories after forgetting the only one", n)
 	}
@@ -279,5 +279,41 @@ func TestPlaybookReload(t *testing.T) {
 	}
 	if ctls, _ := r.Decide(0, finding(99.5)); len(ctls) == 0 {
 		t.Fatal("the set in force was dropped by a broken reload")
+	}
+}
+
+// A playbook can act on threat scores: source score matches the score records, not findings, and
+// repeated scores inside the dedup window are counted, not recorded. If this failed, a principal
+// whose score climbs past the line without any one finding being severe would never be contained,
+// or every score update would write an action record.
+func TestDecideScore(t *testing.T) {
+	const src = `
+playbooks:
+  - name: risky
+    match: {source: score, min_score: 90}
+    actions:
+      - step_up: true
+        dedup_window: 15m
+`
+	r, _ := playbookResponder(t, src, nil)
+	s := &event.Score{Schema: event.SchemaVersion, Time: now, Tenant: "acme", Subject: "mallory", Score: 95,
+		Explanation: "threat score 95: user_risk 40, frequency 30", Evidence: []event.Evidence{{Feature: "calls_per_min", Observed: 300, Baseline: 2}}}
+	ctls, acts := r.DecideScore(1, s)
+	if len(ctls) != 1 || ctls[0].Key() != "step_up/subject/acme/mallory" || len(acts) != 1 ||
+		!strings.Contains(acts[0].Reason, "score 95 >= 90") || acts[0].FindingID == "" {
+		t.Fatalf("score 95: controls %+v actions %+v", ctls, acts)
+	}
+	s2 := *s
+	s2.Time = now.Add(time.Minute)
+	if ctls, acts := r.DecideScore(1, &s2); len(ctls)+len(acts) != 0 {
+		t.Fatalf("repeated score inside the dedup window: %d controls %d actions", len(ctls), len(acts))
+	}
+	low := *s
+	low.Score, low.Subject = 50, "bob"
+	if ctls, _ := r.DecideScore(1, &low); len(ctls) != 0 {
+		t.Fatal("score 50 acted on under min_score 90")
+	}
+	if ctls, acts := r.Decide(1, finding(99)); len(ctls)+len(acts) != 0 {
+		t.Fatal("a finding matched a playbook of source score")
 	}
 }

@@ -245,12 +245,21 @@ func (r *Responder) action(f *event.Finding, kind event.ActionKind, now time.Tim
 // dead-lettered.
 func (r *Responder) EnforceHandler() kafkaio.Handler {
 	return kafkaio.PerRecord(func(_ context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
+		if r.dec != nil && rec.Topic == r.names.Scores {
+			var s event.Score
+			if err := event.Decode(rec.Value, &s); err != nil {
+				return nil, err
+			}
+			ctls, acts := r.DecideScore(rec.Partition, &s)
+			return r.decided(playbook.FromScore(&s), ctls, acts)
+		}
 		var f event.Finding
 		if err := event.Decode(rec.Value, &f); err != nil {
 			return nil, err
 		}
 		if r.dec != nil {
-			return r.decided(rec.Partition, &f)
+			ctls, acts := r.Decide(rec.Partition, &f)
+			return r.decided(&f, ctls, acts)
 		}
 		ctl, a := r.Enforce(&f)
 		r.m.seen(StageRespond, a != nil)
@@ -276,8 +285,7 @@ func (r *Responder) EnforceHandler() kafkaio.Handler {
 
 // decided is the enforcing handler's work under playbooks: controls first, then the action
 // records, all produced before the finding's offset is committed.
-func (r *Responder) decided(partition int32, f *event.Finding) ([]*kgo.Record, error) {
-	ctls, acts := r.Decide(partition, f)
+func (r *Responder) decided(f *event.Finding, ctls []*event.Control, acts []*event.Action) ([]*kgo.Record, error) {
 	r.m.seen(StageRespond, len(acts) > 0)
 	out := make([]*kgo.Record, 0, len(ctls)+len(acts))
 	for _, c := range ctls {

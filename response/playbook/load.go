@@ -61,6 +61,7 @@ type playbookDoc struct {
 }
 
 type matchDoc struct {
+	Source      string   `yaml:"source"` // finding (default) or score
 	Detector    string   `yaml:"detector"`
 	Check       string   `yaml:"check"`
 	MinScore    *float64 `yaml:"min_score"`
@@ -238,6 +239,14 @@ func (c *compiler) match(path string, m *matchDoc) match {
 		role: c.glob(path+".role", m.Role), department: c.glob(path+".department", m.Department),
 		peerGroup: c.glob(path+".peer_group", m.PeerGroup), server: c.glob(path+".server", m.Server),
 		tool: c.glob(path+".tool", m.Tool), sandbox: c.glob(path+".sandbox", m.Sandbox),
+	}
+	switch m.Source {
+	case "", string(SourceFinding):
+		out.source = SourceFinding
+	case string(SourceScore):
+		out.source = SourceScore
+	default:
+		c.errf(path+".source", "must be %q or %q, got %q", SourceFinding, SourceScore, m.Source)
 	}
 	if m.MinScore != nil {
 		if *m.MinScore < 0 || *m.MinScore > 100 || *m.MinScore != *m.MinScore {

@@ -18,6 +18,7 @@ func TestLoadErrors(t *testing.T) {
 		"permanent_and_expiry.yaml": "permanent_and_expiry.yaml:5:20: playbooks[0].actions[0].permanent: permanent and expire_after exclude each other",
 		"bad_scope.yaml":            `bad_scope.yaml:4:17: playbooks[0].actions[0].revoke: unknown scope "user" (want subject, token or client)`,
 		"score_range.yaml":          "score_range.yaml:4:18: playbooks[0].match.min_score: must be between 0 and 100",
+		"bad_source.yaml":           `bad_source.yaml:4:15: playbooks[0].match.source: must be "finding" or "score", got "scores"`,
 		"bad_duration.yaml":         `bad_duration.yaml:5:23: want a duration such as 30m or 1h`,
 		"escalate_no_to.yaml":       "escalate_no_to.yaml:6:16: playbooks[0].actions[0].escalate: to is required",
 		"two_actions.yaml":          "two_actions.yaml:4:15: playbooks[0].actions[0]: more than one action in one entry",

@@ -9,6 +9,7 @@ package playbook
 
 import (
 	"fmt"
+	"github.com/google/uuid"
 	"sort"
 	"strings"
 	"time"
@@ -103,7 +104,40 @@ type Decision struct {
 	Escalated bool
 }
 
+// Source is what a playbook matches: findings, or threat scores.
+type Source string
+
+const (
+	SourceFinding Source = "finding"
+	// SourceScore matches the threat score records of the scores topic, seen as findings of
+	// detector "score" and check "threat_score" ([FromScore]).
+	SourceScore Source = "score"
+)
+
+// Score findings' detector and check ([FromScore]).
+const (
+	ScoreDetector = "score"
+	ScoreCheck    = "threat_score"
+)
+
+// FromScore returns a threat score as the finding a playbook judges: detector "score", check
+// "threat_score", the score and its evidence, a severity of score/10, and the principal's subject.
+// A score names no roles, department or peer group, so playbooks matching on them never match a
+// score. Its id is derived from tenant, subject and time, so a score read twice is one finding.
+func FromScore(s *event.Score) *event.Finding {
+	sev := int(s.Score / 10)
+	return &event.Finding{
+		Schema: s.Schema, ID: uuid.NewSHA1(scoreNamespace, []byte(s.Tenant+"\x00"+s.Subject+"\x00"+s.Time.UTC().Format(time.RFC3339Nano))).String(),
+		Time: s.Time, Tenant: s.Tenant, Principal: event.Principal{Subject: s.Subject},
+		Detector: ScoreDetector, Check: ScoreCheck, Score: s.Score, Severity: min(max(sev, 0), 10),
+		Summary: s.Explanation, Explanation: s.Explanation, Evidence: s.Evidence,
+	}
+}
+
+var scoreNamespace = uuid.MustParse("4f0c6f5e-8a39-4b8e-9a55-3d2f1c7e0b61")
+
 type match struct {
+	source                                                              Source
 	detector, check, role, department, peerGroup, server, tool, sandbox *glob.Pattern
 	minScore                                                            float64
 	hasScore                                                            bool
@@ -128,8 +162,16 @@ func Resources(f *event.Finding) (server, tool, sandbox string) {
 	return server, tool, sandbox
 }
 
-// test returns the matched conditions in words, or the first failed one.
+// test returns the matched conditions in words, or the first failed one. A finding of detector
+// "score" and check "threat_score" is a score ([FromScore]).
 func (m *match) test(f *event.Finding) (matched []string, failed string) {
+	src := SourceFinding
+	if f.Detector == ScoreDetector && f.Check == ScoreCheck {
+		src = SourceScore
+	}
+	if src != m.source {
+		return nil, fmt.Sprintf("a %s, and the playbook matches %ss (source)", src, m.source)
+	}
 	server, tool, sandbox := Resources(f)
 	str := func(name string, g *glob.Pattern, v string) bool {
 		if g == nil {
