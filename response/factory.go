@@ -27,7 +27,7 @@ func defaultConfig() *Config {
 func NewRespondFactory() component.Factory {
 	return component.NewFactory(TypeRespond, defaultConfig, func(_ context.Context, set component.Settings, cfg *Config) (component.Component, error) {
 		if cfg.Playbooks != "" {
-			return playbookStage(set, cfg)
+			return playbookStage(set, cfg, nil)
 		}
 		r, err := New(set.Topics, *cfg, set.Registerer, set.Logger)
 		if err != nil {
@@ -41,7 +41,8 @@ func NewRespondFactory() component.Factory {
 // playbookStage is the enforcing stage deciding under a playbook file: the file is reloaded when
 // it changes, the control topic is followed so no decision shortens a control in force, and the
 // playbooks' memory follows the findings partitions ([Responder.Rebuild]).
-func playbookStage(set component.Settings, cfg *Config) (component.Component, error) {
+// tune, if not nil, adjusts the stage config (tests make the consumer a static member).
+func playbookStage(set component.Settings, cfg *Config, tune func(*kafkaio.StageConfig)) (component.Component, error) {
 	m := newPlaybookMetrics(set.Registerer)
 	store, err := playbook.NewStore(cfg.Playbooks, set.Logger.With("part", "playbooks"), m.reloaded)
 	if err != nil {
@@ -61,9 +62,13 @@ func playbookStage(set component.Settings, cfg *Config) (component.Component, er
 	}
 	group := set.Group(StageRespond)
 	assigned, revoked := r.Rebuild(set.KafkaClient("rebuild"), group)
-	st, err := kafkaio.NewStage(set.KafkaClient(""), kafkaio.StageConfig{Name: StageRespond, Group: group,
+	sc := kafkaio.StageConfig{Name: StageRespond, Group: group,
 		Topics: []string{set.Topics.Findings, set.Topics.Scores}, DeadLetterTopic: set.Topics.DeadLetter,
-		OnAssigned: assigned, OnRevoked: revoked}, r.EnforceHandler(), set.Registerer, set.Logger)
+		OnAssigned: assigned, OnRevoked: revoked}
+	if tune != nil {
+		tune(&sc)
+	}
+	st, err := kafkaio.NewStage(set.KafkaClient(""), sc, r.EnforceHandler(), set.Registerer, set.Logger)
 	if err != nil {
 		r.Close()
 		fol.Close()

@@ -127,7 +127,13 @@ func (r *Responder) decide(at part, f *event.Finding) ([]*event.Control, []*even
 			continue // notify: the notify stage's
 		}
 		a := r.action(f, k.action, now)
-		a.ID = derivedID(f.ID, "action/"+dec.Playbook+"/"+string(dec.Kind)+"/"+string(dec.Scope)+"/"+dec.Target)
+		// An escalation may decide the same kind on the same target as the action it escalates
+		// (a permanent revocation after a one-hour one): its records need ids of their own.
+		what := dec.Playbook + "/" + string(dec.Kind) + "/" + string(dec.Scope) + "/" + dec.Target
+		if dec.Escalated {
+			what += "/escalated"
+		}
+		a.ID = derivedID(f.ID, "action/"+what)
 		a.Scope, a.Actor, a.Playbook, a.Reason = event.ControlScope(dec.Scope), "playbook:"+dec.Playbook, dec.Playbook, dec.Reason
 		var expires *time.Time
 		if !dec.Expires.IsZero() {
@@ -135,7 +141,7 @@ func (r *Responder) decide(at part, f *event.Finding) ([]*event.Control, []*even
 			expires, a.Expires = &e, &e
 		}
 		c := &event.Control{
-			ID:   derivedID(f.ID, "control/"+dec.Playbook+"/"+string(k.control)+"/"+string(dec.Scope)+"/"+dec.Target),
+			ID:   derivedID(f.ID, "control/"+what),
 			Time: now.UTC(), Kind: k.control, Scope: event.ControlScope(dec.Scope), Tenant: f.Tenant, Value: dec.Target,
 			Reason: dec.Reason, FindingID: f.ID, Actor: a.Actor, Expires: expires,
 		}
@@ -149,8 +155,10 @@ func (r *Responder) decide(at part, f *event.Finding) ([]*event.Control, []*even
 		case dec.DryRun:
 			a.Status, a.Detail, a.DryRun = StatusDryRun, "dry run: would publish "+c.Key(), true
 		default:
-			if held, why := d.stronger(c, now); held {
-				a.Status, a.Detail = StatusSkipped, why
+			if id, why := d.stronger(c, now); id != "" {
+				// The target is already held at least as long: the action has its effect
+				// without publishing, which would shorten the control in force.
+				a.Status, a.Detail, a.ControlID, a.Attempts = StatusSucceeded, why, id, 1
 				break
 			}
 			d.remember(c, now)
@@ -171,24 +179,25 @@ func (r *Responder) isStale(f *event.Finding, now time.Time, a *event.Action) bo
 	return stale
 }
 
-// stronger reports whether a control under c's key that lasts at least as long as c is in force
-// (on the control topic, or published by this responder): replacing it would shorten it, e.g. a
-// one-hour revocation replacing an escalation's permanent one.
-func (d *decider) stronger(c *event.Control, now time.Time) (bool, string) {
+// stronger returns the id of a control under c's key that lasts at least as long as c and is in
+// force (on the control topic, or published by this responder), and says so; "" if there is
+// none. Replacing it would shorten it, e.g. a one-hour revocation replacing an escalation's
+// permanent one.
+func (d *decider) stronger(c *event.Control, now time.Time) (id, why string) {
 	outlasts := func(exp *time.Time) bool {
 		return exp == nil || (c.Expires != nil && !exp.Before(*c.Expires))
 	}
 	// A control with c's own id is this finding's, published before a redelivery: publishing it
 	// again changes nothing, and the redelivered finding must yield the same records.
 	if p, ok := d.published[c.Key()]; ok && p.id != c.ID && (p.expires == nil || now.Before(*p.expires)) && outlasts(p.expires) {
-		return true, "a control at least as long is already in force: " + c.Key() + " " + until(p.expires)
+		return p.id, "already in force at least as long: " + c.Key() + " " + until(p.expires)
 	}
 	if d.controls != nil {
 		if cur, ok := d.controls.Get(c.Key()); ok && cur.ID != c.ID && cur.Active(now) && outlasts(cur.Expires) {
-			return true, "a control at least as long is already in force: " + c.Key() + " " + until(cur.Expires)
+			return cur.ID, "already in force at least as long: " + c.Key() + " " + until(cur.Expires)
 		}
 	}
-	return false, ""
+	return "", ""
 }
 
 // remember records a published control; with a control follower, entries older than
@@ -234,9 +243,10 @@ func (d *decider) rebuild(p part, rec *kgo.Record) {
 }
 
 // Rebuild returns the stage hooks that make the playbooks' dedup and escalation memory follow the
-// findings partitions: when the group gives this consumer partitions, it reads their findings of
-// the last lookback (the longest dedup or escalation window of the playbooks in force) up to the
-// group's committed offset, and evaluates them again, publishing nothing; when partitions are
+// findings partitions: when the group gives this consumer partitions, it reads their findings
+// before the group's committed offset, as far back as the longest dedup or escalation window of
+// the playbooks in force reaches from the last finding handled, and evaluates them again,
+// publishing nothing; when partitions are
 // taken away, their memory is dropped. The records after the committed offset are then handled
 // as usual, so none counts twice. The memory of score decisions is not rebuilt: the scores topic
 // is compacted, so its history is gone; after a rebalance a score decision may repeat once within
@@ -254,7 +264,17 @@ func (r *Responder) Rebuild(kcfg kafkaio.Config, group string, opts ...kgo.Opt) 
 		}
 		start := time.Now()
 		n := 0
-		err := kafkaio.ReadCommittedSince(ctx, kcfg, group, topic, parts, start.Add(-lookback), func(rec *kgo.Record) {
+		err := kafkaio.ReadCommittedWindow(ctx, kcfg, group, topic, parts, func(last *kgo.Record) time.Time {
+			// The window ends at the last handled finding's time. Record timestamps (when the
+			// finding was produced) are at or after finding times; a minute more covers a
+			// producer whose clock runs behind the detector's.
+			at := last.Timestamp
+			var f event.Finding
+			if event.Decode(last.Value, &f) == nil && f.Time.Before(at) {
+				at = f.Time
+			}
+			return at.Add(-lookback - time.Minute)
+		}, func(rec *kgo.Record) {
 			r.dec.rebuild(part{topic, rec.Partition}, rec)
 			n++
 		}, opts...)

@@ -159,12 +159,17 @@ func TestDecideDedupEscalateNeverWeaken(t *testing.T) {
 		t.Fatalf("no permanent escalation among %+v", last)
 	}
 	// After the dedup window, a one-hour decision is due again, but the permanent control is in
-	// force: it is skipped, saying why.
+	// force: nothing is published, and the action says it holds through the permanent control.
 	f := finding(90)
 	f.Time = base.Time.Add(20 * time.Minute)
-	_, acts := r.Decide(0, f)
-	if st, a := status(acts, key); st != StatusSkipped || !strings.Contains(a.Detail, "(permanent)") {
+	ctls, acts := r.Decide(0, f)
+	if st, a := status(acts, key); st != StatusSucceeded || !strings.Contains(a.Detail, "(permanent)") || a.ControlID != permanent.ControlID {
 		t.Fatalf("one-hour revocation after a permanent one: %s %+v", st, a)
+	}
+	for _, c := range ctls {
+		if c.Key() == key {
+			t.Fatalf("published %+v over the permanent revocation", c)
+		}
 	}
 
 	// The same rule reads the control topic's state: a longer control there is not shortened.
@@ -177,7 +182,7 @@ func TestDecideDedupEscalateNeverWeaken(t *testing.T) {
 	}
 	r2, _ := playbookResponder(t, testPlaybooks, controls)
 	_, acts = r2.Decide(0, finding(90))
-	if st, a := status(acts, key); st != StatusSkipped || !strings.Contains(a.Detail, "until "+exp.Format(time.RFC3339)) {
+	if st, a := status(acts, key); st != StatusSucceeded || a.ControlID != "c-48h" || !strings.Contains(a.Detail, "until "+exp.Format(time.RFC3339)) {
 		t.Fatalf("one-hour revocation under a 48h one on the control topic: %s %+v", st, a)
 	}
 }

@@ -154,6 +154,11 @@ type StageConfig struct {
 	// batch from them was committed (rebalances wait for the batch in hand). A stage with
 	// partition-local state loads and drops it here. Either may be nil.
 	OnAssigned, OnRevoked func(ctx context.Context, partitions map[string][]int32)
+	// InstanceID, if set, makes this consumer a static member of its group (KIP-345): when a
+	// process with the same instance id comes back after a crash it takes over its partitions at
+	// once, instead of the group waiting out the dead member's session. Each replica needs its
+	// own id.
+	InstanceID string
 }
 
 // Stage is a consumer-group loop: poll → handle → produce outputs and dead letters → wait for
@@ -201,6 +206,9 @@ func NewStage(kcfg Config, cfg StageConfig, h Handler, reg prometheus.Registerer
 	if f := cfg.OnRevoked; f != nil {
 		hook := func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { f(ctx, m) }
 		hooks = append(hooks, kgo.OnPartitionsRevoked(hook), kgo.OnPartitionsLost(hook))
+	}
+	if cfg.InstanceID != "" {
+		hooks = append(hooks, kgo.InstanceID(cfg.InstanceID))
 	}
 	cl, err := NewClient(kcfg, append(hooks,
 		kgo.ConsumerGroup(cfg.Group),
