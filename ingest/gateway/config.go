@@ -286,9 +286,6 @@ func (a Auth) validate() error {
 	in := o.Introspection
 	switch oauth.JWTIntrospection(in.JWT) {
 	case "", oauth.JWTIntrospectOff:
-		if in.MinRiskScore != 0 {
-			errs = append(errs, component.Fieldf("oauth.introspection.min_risk_score", "applies only with jwt: risky"))
-		}
 	case oauth.JWTIntrospectAll, oauth.JWTIntrospectRisky:
 		if in.ClientID == "" {
 			errs = append(errs, component.Fieldf("oauth.introspection.jwt", "%q needs client_id and client_secret "+
@@ -296,6 +293,9 @@ func (a Auth) validate() error {
 		}
 	default:
 		errs = append(errs, component.Fieldf("oauth.introspection.jwt", "%q: want off, all or risky", in.JWT))
+	}
+	if in.MinRiskScore != 0 && oauth.JWTIntrospection(in.JWT) != oauth.JWTIntrospectRisky {
+		errs = append(errs, component.Fieldf("oauth.introspection.min_risk_score", "applies only with jwt: risky"))
 	}
 	if in.MinRiskScore < 0 || in.MinRiskScore > 100 {
 		errs = append(errs, component.Fieldf("oauth.introspection.min_risk_score", "%v: want a threat score from 0 to 100", in.MinRiskScore))

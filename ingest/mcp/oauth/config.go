@@ -296,15 +296,15 @@ func (c Config) Validate() error {
 	}
 	switch in.JWT {
 	case "", JWTIntrospectOff:
-		if in.MinRiskScore != 0 {
-			errs = append(errs, errors.New("introspection: min risk score applies only with jwt: risky"))
-		}
 	case JWTIntrospectAll, JWTIntrospectRisky:
 		if !in.enabled() {
 			errs = append(errs, fmt.Errorf("introspection: jwt %q needs the introspection client id and secret", in.JWT))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("introspection: jwt %q: want off, all or risky", in.JWT))
+	}
+	if in.MinRiskScore != 0 && in.JWT != JWTIntrospectRisky {
+		errs = append(errs, errors.New("introspection: min risk score applies only with jwt: risky"))
 	}
 	if in.MinRiskScore < 0 || in.MinRiskScore > 100 {
 		errs = append(errs, fmt.Errorf("introspection: min risk score %v: want 0 to 100", in.MinRiskScore))
