@@ -67,8 +67,8 @@ type RevokerDeps struct {
 // the token expires (a revoked token past its exp needs nothing). RFC 7009 §2.2 answers 200 for
 // unknown and already revoked tokens, so several gateways revoking one token is harmless. Each
 // outcome is recorded as one [event.Action] (kind oauth_revoke) whose id is derived from the
-// control's id and the token's hash, so a redelivered control never doubles it; a token revoked
-// is no longer held.
+// control's id and the token's hash, so a redelivered control never doubles it. A token revoked
+// is dropped; its hash is kept until exp, so the token presented again is not revoked twice.
 //
 // Whether revoking an access token also revokes its grant (the refresh token, which the gateway
 // never sees) is the server's choice (RFC 7009 §2.1).
@@ -96,10 +96,11 @@ type Revoker struct {
 
 // heldToken is one live access token this gateway accepted.
 type heldToken struct {
-	tok  string
+	tok  string // "" once revoked: the token itself is dropped, its hash kept until exp
 	p    event.Principal
 	exp  time.Time
 	busy bool            // a revocation is in flight
+	done bool            // revoked (or expired before the server took it): never again
 	gave map[string]bool // control ids whose revocation the server refused for good
 }
 
@@ -125,11 +126,17 @@ func newRevoker(endpoint string, cfg Config, client *http.Client, log *slog.Logg
 	}
 }
 
-// Held is the number of access tokens held.
+// Held is the number of access tokens held and not revoked.
 func (r *Revoker) Held() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.held)
+	n := 0
+	for _, h := range r.held {
+		if !h.done {
+			n++
+		}
+	}
+	return n
 }
 
 // hold keeps tok, accepted with grant g, until its exp; if a revoke control already names it,
@@ -219,7 +226,7 @@ func (r *Revoker) scan() {
 // or client, none is in flight, and the server has not refused it for that control already.
 // r.mu must be held.
 func (r *Revoker) consider(key [sha256.Size]byte, h *heldToken, now time.Time) {
-	if h.busy || r.ctx.Err() != nil {
+	if h.busy || h.done || r.ctx.Err() != nil {
 		return
 	}
 	for _, q := range [...]struct {
@@ -243,13 +250,16 @@ var errTokenExpired = errors.New("token expired")
 // revoke revokes h at the server for control c, records the action and updates what is held.
 func (r *Revoker) revoke(key [sha256.Size]byte, h *heldToken, c event.Control) {
 	defer r.wg.Done()
+	r.mu.Lock()
+	tok := h.tok
+	r.mu.Unlock()
 	ctx, cancel := context.WithDeadlineCause(r.ctx, h.exp, errTokenExpired)
 	defer cancel()
 	attempts := 0
 	var last error
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		attempts++
-		err := r.post(ctx, h.tok)
+		err := r.post(ctx, tok)
 		if err != nil {
 			last = err
 		}
@@ -286,8 +296,9 @@ func (r *Revoker) revoke(key [sha256.Size]byte, h *heldToken, c event.Control) {
 		}
 		h.gave[c.ID] = true
 	} else {
-		delete(r.held, key) // revoked, or dead anyway
-		r.m.held.Set(float64(len(r.held)))
+		// Revoked, or dead anyway. The hash stays until exp, so the same token presented
+		// again (a client retrying) is not revoked and recorded twice.
+		h.done, h.tok = true, ""
 	}
 	d := r.deps
 	r.mu.Unlock()
