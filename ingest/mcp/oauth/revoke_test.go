@@ -272,7 +272,7 @@ func TestRevokerRealServer(t *testing.T) {
 		Scope: event.ScopeSubject, Tenant: "acme", Value: oauthtest.Subject, Reason: "exfiltration", FindingID: "f-1"}
 	putControl(t, store, c)
 	acts := sink.waitFor(t, 2, 5*time.Second)
-	putControl(t, store, c) // redelivered: nothing more to do
+	putControl(t, store, c)                   // redelivered: nothing more to do
 	for _, tk := range []string{tok, other} { // presented again (JWT introspection off): not revoked twice
 		if _, err := v.Verify(bearerRequest(tk)); err != nil {
 			t.Fatal(err)
