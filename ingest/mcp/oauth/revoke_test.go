@@ -38,13 +38,13 @@ func realVerifier(t *testing.T, as *oauthtest.Server, mod func(*oauth.Config)) *
 }
 
 // refusedWithin verifies tok until it is refused, and returns the refusal and how long it took.
-func refusedWithin(t *testing.T, v *oauth.Verifier, tok string, limit time.Duration) (*oauth.Grant, error, time.Duration) {
+func refusedWithin(t *testing.T, v *oauth.Verifier, tok string, limit time.Duration) (*oauth.Grant, time.Duration, error) {
 	t.Helper()
 	start := time.Now()
 	for {
 		g, err := v.Verify(bearerRequest(tok))
 		if err != nil {
-			return g, err, time.Since(start)
+			return g, time.Since(start), err
 		}
 		if time.Since(start) > limit {
 			t.Fatalf("token revoked at the server still accepted after %s", limit)
@@ -73,7 +73,7 @@ func TestJWTIntrospectionRealServer(t *testing.T) {
 			}
 		}
 		as.RevokeAsClient(t, tok)
-		g, err, took := refusedWithin(t, v, tok, ttl+2*time.Second)
+		g, took, err := refusedWithin(t, v, tok, ttl+2*time.Second)
 		wantReason(t, err, oauth.ReasonInactive)
 		if took > ttl+500*time.Millisecond {
 			t.Errorf("refused after %s, want within the cache TTL %s", took, ttl)
@@ -371,7 +371,8 @@ func TestRevokerRefused(t *testing.T) {
 // failed, a retried or redelivered revocation would be two actions downstream.
 func TestActionIDDeterministic(t *testing.T) {
 	h1, h2 := [32]byte{1}, [32]byte{2}
-	if oauth.ActionID("c1", h1) != oauth.ActionID("c1", h1) || oauth.ActionID("c1", h1) == oauth.ActionID("c1", h2) ||
+	first := oauth.ActionID("c1", h1)
+	if oauth.ActionID("c1", h1) != first || first == oauth.ActionID("c1", h2) ||
 		oauth.ActionID("c1", h1) == oauth.ActionID("c2", h1) {
 		t.Fatal("action ids are not a function of control and token")
 	}
