@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/ingest/source"
 )
@@ -96,12 +97,28 @@ type OAuth struct {
 	// RoleClaim is the claim holding the principal's roles (dotted path allowed).
 	RoleClaim     string        `yaml:"role_claim"`
 	Introspection Introspection `yaml:"introspection"`
+	// Revocation revokes, at the authorization server (RFC 7009), the tokens this gateway holds
+	// when a revoke control names them. It authenticates as the introspection client.
+	Revocation Revocation `yaml:"revocation"`
 }
 
-// Introspection is RFC 7662 introspection of opaque tokens.
+// Introspection is RFC 7662 introspection of opaque tokens, and of JWTs if jwt says so.
 type Introspection struct {
 	ClientID     string           `yaml:"client_id"`
 	ClientSecret component.Secret `yaml:"client_secret"`
+	// JWT: off (default), all, or risky (only principals whose threat score is at least
+	// min_risk_score, or unknown).
+	JWT          string  `yaml:"jwt"`
+	MinRiskScore float64 `yaml:"min_risk_score"`
+	// CacheTTL is how long an answer is reused (default 30s, at most 5m): a token revoked at the
+	// authorization server is refused within it.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+}
+
+// Revocation is RFC 7009 revocation at the authorization server.
+type Revocation struct {
+	Enabled bool   `yaml:"enabled"`
+	URL     string `yaml:"url"` // default: revocation_endpoint from discovery
 }
 
 // Unauthenticated limits refused requests per source address.
@@ -248,7 +265,8 @@ func (c *Config) Validate() error {
 func (a Auth) validate() error {
 	o := a.OAuth
 	if o.Issuer == "" {
-		if o.Resource != "" || len(o.Scopes) > 0 || len(o.RequireAMR) > 0 || len(o.RequireACR) > 0 || o.JWKSURL != "" || o.Introspection.ClientID != "" {
+		if o.Resource != "" || len(o.Scopes) > 0 || len(o.RequireAMR) > 0 || len(o.RequireACR) > 0 || o.JWKSURL != "" || o.Introspection.ClientID != "" ||
+			o.Introspection.JWT != "" || o.Revocation.Enabled {
 			return component.Fieldf("oauth.issuer", "the other oauth settings need an issuer")
 		}
 		if a.TokensFile == "" {
@@ -265,6 +283,34 @@ func (a Auth) validate() error {
 		errs = append(errs, component.Fieldf("oauth.resource", "required with an issuer: this gateway's canonical URI, the audience tokens must name"))
 	}
 	errs = append(errs, component.Field("oauth.introspection.client_secret", o.Introspection.ClientSecret.Validate()))
+	in := o.Introspection
+	switch oauth.JWTIntrospection(in.JWT) {
+	case "", oauth.JWTIntrospectOff:
+	case oauth.JWTIntrospectAll, oauth.JWTIntrospectRisky:
+		if in.ClientID == "" {
+			errs = append(errs, component.Fieldf("oauth.introspection.jwt", "%q needs client_id and client_secret "+
+				"(the gateway's confidential client at the authorization server)", in.JWT))
+		}
+	default:
+		errs = append(errs, component.Fieldf("oauth.introspection.jwt", "%q: want off, all or risky", in.JWT))
+	}
+	if in.MinRiskScore != 0 && oauth.JWTIntrospection(in.JWT) != oauth.JWTIntrospectRisky {
+		errs = append(errs, component.Fieldf("oauth.introspection.min_risk_score", "applies only with jwt: risky"))
+	}
+	if in.MinRiskScore < 0 || in.MinRiskScore > 100 {
+		errs = append(errs, component.Fieldf("oauth.introspection.min_risk_score", "%v: want a threat score from 0 to 100", in.MinRiskScore))
+	}
+	if in.CacheTTL < 0 || in.CacheTTL > oauth.MaxIntrospectTTL {
+		errs = append(errs, component.Fieldf("oauth.introspection.cache_ttl", "%s: want at most %s (a revoked token stays usable that long)",
+			in.CacheTTL, oauth.MaxIntrospectTTL))
+	}
+	if o.Revocation.Enabled && in.ClientID == "" {
+		errs = append(errs, component.Fieldf("oauth.revocation.enabled", "needs introspection.client_id and client_secret "+
+			"(the gateway revokes as its confidential client)"))
+	}
+	if o.Revocation.URL != "" && !o.Revocation.Enabled {
+		errs = append(errs, component.Fieldf("oauth.revocation.url", "set without enabled: true"))
+	}
 	return errors.Join(errs...)
 }
 

@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 )
 
@@ -84,7 +86,9 @@ func TestRuntime(t *testing.T) {
 	c.Upstream, c.Policy.None = "http://127.0.0.1:1/mcp", true
 	c.Auth.OAuth = OAuth{Issuer: "https://as.example", Resource: "https://gw.example/mcp",
 		Scopes: map[string][]string{"*": {"mcp:read"}}, RequireAMR: []string{"mfa"},
-		Introspection: Introspection{ClientID: "gw", ClientSecret: c.Auth.OAuth.Introspection.ClientSecret}}
+		Introspection: Introspection{ClientID: "gw", ClientSecret: c.Auth.OAuth.Introspection.ClientSecret,
+			JWT: "risky", MinRiskScore: 70, CacheTTL: 2 * time.Second},
+		Revocation: Revocation{Enabled: true}}
 	c.Redact, c.Masking = []string{"crm/db_query=pii,secret"}, false
 	mc, err := c.runtime()
 	if err != nil {
@@ -94,6 +98,11 @@ func TestRuntime(t *testing.T) {
 	if o == nil || len(mc.Tokens) != 0 || o.Issuer != "https://as.example" || o.RequiredScopes["*"][0] != "mcp:read" ||
 		o.RequireAMR[0] != "mfa" || string(o.Introspection.ClientSecret) != "intro-s3cret" || o.Introspection.ClientID != "gw" {
 		t.Fatalf("oauth %+v", o)
+	}
+	// JWT introspection and revocation at the server reach the resource server's config.
+	if o.Introspection.JWT != oauth.JWTIntrospectRisky || o.Introspection.MinRiskScore != 70 ||
+		o.Introspection.CacheTTL != 2*time.Second || !o.Revocation.Enabled {
+		t.Fatalf("introspection %+v revocation %+v", o.Introspection, o.Revocation)
 	}
 	if len(mc.Redact) != 1 || mc.Redact[0].Server != "crm" || mc.Redact[0].Tool != "db_query" || !mc.NoMasking {
 		t.Fatalf("gateway %+v", mc)

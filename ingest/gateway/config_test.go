@@ -36,6 +36,18 @@ func TestConfigErrors(t *testing.T) {
 		{"strict pins", "  upstream: http://x\n  tool_pins: {mode: strict}\n", "gateway.tool_pins.file: strict pinning needs a pin file"},
 		{"pin mode", "  upstream: http://x\n  tool_pins: {file: p.json, mode: sometimes}\n", "gateway.tool_pins.mode"},
 		{"trusted proxy", "  upstream: http://x\n  trusted_proxies: [10.0.0.0/8, proxy.internal]\n", `gateway.trusted_proxies[1]: "proxy.internal": want a CIDR prefix or an IP address`},
+		{"jwt introspection mode", "  upstream: http://x\n  auth:\n    oauth:\n      issuer: https://as\n      resource: https://gw/mcp\n      introspection: {client_id: gw, jwt: sometimes}\n",
+			`g.yaml:8:43: gateway.auth.oauth.introspection.jwt: "sometimes": want off, all or risky`},
+		{"jwt introspection without client", "  upstream: http://x\n  auth: {oauth: {issuer: https://as, resource: https://gw/mcp, introspection: {jwt: all}}}\n",
+			`gateway.auth.oauth.introspection.jwt: "all" needs client_id and client_secret`},
+		{"min risk score", "  upstream: http://x\n  auth: {oauth: {issuer: https://as, resource: https://gw/mcp, introspection: {client_id: gw, jwt: risky, min_risk_score: 150}}}\n",
+			"gateway.auth.oauth.introspection.min_risk_score: 150: want a threat score from 0 to 100"},
+		{"min risk score without risky", "  upstream: http://x\n  auth: {oauth: {issuer: https://as, resource: https://gw/mcp, introspection: {client_id: gw, jwt: all, min_risk_score: 50}}}\n",
+			"gateway.auth.oauth.introspection.min_risk_score: applies only with jwt: risky"},
+		{"introspection cache ttl", "  upstream: http://x\n  auth: {oauth: {issuer: https://as, resource: https://gw/mcp, introspection: {client_id: gw, cache_ttl: 10m}}}\n",
+			"gateway.auth.oauth.introspection.cache_ttl: 10m0s: want at most 5m0s"},
+		{"revocation without client", "  upstream: http://x\n  auth: {oauth: {issuer: https://as, resource: https://gw/mcp, revocation: {enabled: true}}}\n",
+			"gateway.auth.oauth.revocation.enabled: needs introspection.client_id"},
 		{"literal secret", "  upstream: http://x\n  auth: {tokens_file: t.yaml, oauth: {introspection: {client_secret: s3cret}}}\n", "a secret is never written in the config file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

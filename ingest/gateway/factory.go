@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/ingest/source"
+	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 )
 
 // NewFactory returns the gateway's factory; it runs unasked only when an upstream is configured.
@@ -34,6 +36,8 @@ type Gateway struct {
 	url       string
 	upstream  string
 	sandboxes *sandbox.Manager
+	// revoker, if set, revokes at the authorization server the tokens revoke controls name.
+	revoker   func(context.Context) error
 	closes    []func()
 	closeOnce sync.Once
 }
@@ -78,6 +82,9 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 	mc.ToolPins = src.Pins
 	// The gateway serves only once the scores are loaded, so a principal never scored has risk 0.
 	mc.Scores = src
+	if mc.OAuth != nil {
+		mc.OAuth.Registerer = set.Registerer
+	}
 	// The OAuth resource server discovers the authorization server and fetches its keys now, so
 	// that a wrong issuer fails the start, not the first call.
 	auth, err := mcp.NewAuthenticator(ctx, *mc, log)
@@ -86,6 +93,9 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 	}
 	if c, ok := auth.(interface{ Close() }); ok {
 		g.closes = append(g.closes, c.Close)
+	}
+	if err := g.wireRevoker(auth, mc); err != nil {
+		return nil, err
 	}
 	if len(cfg.Upstreams) > 0 {
 		routes, m, err := cfg.routes(log)
@@ -129,6 +139,31 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 	return g, nil
 }
 
+// wireRevoker prepares the RFC 7009 revoker of an OAuth gateway that enables it: it acts on the
+// control store and records its actions on the actions topic.
+func (g *Gateway) wireRevoker(auth mcp.Authenticator, mc *mcp.Config) error {
+	o, ok := auth.(*mcp.OAuth)
+	if !ok || o.Revoker() == nil {
+		return nil
+	}
+	cl, err := kafkaio.NewClient(g.set.KafkaClient("actions"))
+	if err != nil {
+		return fmt.Errorf("revocation at the authorization server: %w", err)
+	}
+	g.closes = append(g.closes, cl.Close)
+	observer := mc.Observer
+	if observer == "" {
+		observer, _ = os.Hostname()
+	}
+	deps := oauth.RevokerDeps{
+		Controls: g.src.Controls, Actions: mcp.NewKafkaActions(cl, g.set.Topics.Actions, g.set.Logger),
+		Tenant: mc.Tenant, Actor: "gateway:" + observer,
+	}
+	rev := o.Revoker()
+	g.revoker = func(ctx context.Context) error { return rev.Run(ctx, deps) }
+	return nil
+}
+
 // runtime is the HTTP gateway's configuration: static tokens or OAuth, parsed redaction rules.
 func (c *Config) runtime() (*mcp.Config, error) {
 	mc := &mcp.Config{
@@ -168,8 +203,11 @@ func (c *Config) runtime() (*mcp.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("oauth introspection client secret: %w", err)
 		}
-		oc.Introspection = oauth.Introspection{ClientID: o.Introspection.ClientID, ClientSecret: oauth.Secret(secret)}
+		oc.Introspection = oauth.Introspection{ClientID: o.Introspection.ClientID, ClientSecret: oauth.Secret(secret),
+			JWT: oauth.JWTIntrospection(o.Introspection.JWT), MinRiskScore: o.Introspection.MinRiskScore,
+			CacheTTL: o.Introspection.CacheTTL}
 	}
+	oc.Revocation = oauth.Revocation{Enabled: o.Revocation.Enabled, URL: o.Revocation.URL}
 	if err := oc.Validate(); err != nil {
 		return nil, fmt.Errorf("oauth: %w", err)
 	}
@@ -183,12 +221,19 @@ func (c *Config) runtime() (*mcp.Config, error) {
 func (g *Gateway) Run(ctx context.Context) error {
 	// The followers outlive the server: a call in flight at shutdown is still checked.
 	fctx, stopFollowers := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- g.src.Run(fctx) }()
+	n := 1
+	if g.revoker != nil {
+		n++
+		go func() { done <- g.revoker(fctx) }()
+	}
 	defer func() {
 		stopFollowers()
-		if err := <-done; err != nil {
-			g.set.Logger.Warn("followers", "err", err)
+		for range n {
+			if err := <-done; err != nil {
+				g.set.Logger.Warn("followers", "err", err)
+			}
 		}
 	}()
 	if err := g.src.WaitReady(ctx); err != nil {

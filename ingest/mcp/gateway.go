@@ -309,6 +309,9 @@ func (g *Gateway) unauthenticated(w http.ResponseWriter, c *call, err error) {
 	switch {
 	case status == http.StatusServiceUnavailable:
 		reason = denyAuthUnavailable
+	case errors.Is(err, oauth.ErrInvalidToken):
+		// A genuine token the authorization server no longer vouches for (JWT introspection):
+		// audited under its principal, refused as any invalid token.
 	case c.principal.Subject != "" || c.principal.ClientID != "":
 		// A genuine credential refused for how its holder authenticated (MFA).
 		reason = denyWeakAuth

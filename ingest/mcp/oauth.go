@@ -105,10 +105,19 @@ func safeReason(err error) string {
 	case errors.As(err, &scope):
 		return scope.Error()
 	case errors.Is(err, oauth.ErrUnavailable):
+		var ue *oauth.UnavailableError
+		if errors.As(err, &ue) {
+			return ue.Error() // says which endpoint failed and how, never the server's words
+		}
 		return oauth.ErrUnavailable.Error()
 	}
 	return oauth.ErrInvalidToken.Error()
 }
+
+// Revoker is the verifier's revoker of tokens at the authorization server (RFC 7009), nil unless
+// [oauth.Revocation.Enabled]. The gateway runs it with its control store and an action sink
+// ([NewKafkaActions]).
+func (o *OAuth) Revoker() *oauth.Revoker { return o.v.Revoker() }
 
 // WellKnown implements [WellKnown]: the RFC 9728 metadata at [oauth.MetadataPath] of the
 // resource and at the root well-known path.
@@ -125,7 +134,13 @@ func NewAuthenticator(ctx context.Context, cfg Config, log *slog.Logger) (Authen
 		return nil, errConflictingAuth
 	}
 	if cfg.OAuth != nil {
-		a, err := NewOAuth(ctx, *cfg.OAuth, nil, log)
+		oc := *cfg.OAuth
+		if oc.Risk == nil && cfg.Scores != nil {
+			// JWT introspection for risky principals judges them by the policy's risk.
+			scores, tenant := cfg.Scores, cfg.Tenant
+			oc.Risk = func(p event.Principal) (float64, bool) { return scores.Risk(tenant, event.PrincipalID(p)) }
+		}
+		a, err := NewOAuth(ctx, oc, nil, log)
 		if err != nil {
 			return nil, fmt.Errorf("oauth: %w", err)
 		}

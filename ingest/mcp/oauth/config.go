@@ -10,6 +10,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // Defaults for [Config].
@@ -24,6 +28,23 @@ const (
 	// MaxIntrospectTTL caps [Introspection.CacheTTL]: a revoked opaque token stays usable for at
 	// most this long after the authorization server stops vouching for it.
 	MaxIntrospectTTL = 5 * time.Minute
+	// DefaultMaxHeld bounds the access tokens a [Revoker] holds.
+	DefaultMaxHeld = 100000
+)
+
+// JWTIntrospection says which JWT access tokens are also introspected (RFC 7662) once their
+// signature, issuer, audience and lifetime have passed: a JWT revoked at the authorization server
+// is otherwise accepted until it expires.
+type JWTIntrospection string
+
+const (
+	// JWTIntrospectOff trusts a valid JWT until its exp (the default).
+	JWTIntrospectOff JWTIntrospection = "off"
+	// JWTIntrospectAll asks about every JWT (cached for [Introspection.CacheTTL]).
+	JWTIntrospectAll JWTIntrospection = "all"
+	// JWTIntrospectRisky asks only about the JWTs of principals whose live threat score is at
+	// least [Introspection.MinRiskScore], or unknown.
+	JWTIntrospectRisky JWTIntrospection = "risky"
 )
 
 // DefaultAlgorithms are the JWS algorithms accepted when [Config.Algorithms] is empty: asymmetric
@@ -71,9 +92,16 @@ type Config struct {
 	// RequireACR, when set, requires the token's "acr" to be one of these values; otherwise
 	// [ErrMFARequired].
 	RequireACR []string
-	// Introspection configures RFC 7662 introspection for opaque (non-JWT) tokens. Without a
-	// client ID, opaque tokens are refused.
+	// Introspection configures RFC 7662 introspection for opaque (non-JWT) tokens, and for JWTs
+	// when [Introspection.JWT] says so. Without a client ID, opaque tokens are refused.
 	Introspection Introspection
+	// Revocation configures RFC 7009 revocation at the authorization server.
+	Revocation Revocation
+	// Risk gives the principal's threat score for [JWTIntrospectRisky]; nil: always unknown, so
+	// every JWT is introspected.
+	Risk RiskFunc
+	// Registerer, when set, registers the introspection and revocation metrics.
+	Registerer prometheus.Registerer
 	// ResourceSigningAlgs, when set, is advertised as RFC 9728
 	// resource_signing_alg_values_supported. It describes algorithms this resource signs its
 	// own responses with, which the gateway does not do today, so it is empty by default.
@@ -104,7 +132,28 @@ type Introspection struct {
 	CacheTTL time.Duration
 	// CacheSize bounds the cached answers. Default [DefaultIntrospectCache].
 	CacheSize int
+	// JWT says which JWTs are introspected too; "" means [JWTIntrospectOff]. A JWT the server
+	// calls inactive is refused ([ReasonInactive]); one it cannot answer about is refused with
+	// [ErrUnavailable] (fail closed).
+	JWT JWTIntrospection
+	// MinRiskScore is the threat score (0–100) from which [JWTIntrospectRisky] introspects.
+	MinRiskScore float64
 }
+
+// Revocation configures RFC 7009 revocation at the authorization server of the access tokens a
+// revoke control names (see [Revoker]). It authenticates with the introspection client.
+type Revocation struct {
+	// Enabled turns it on. It needs [Introspection.ClientID] and its secret.
+	Enabled bool
+	// URL of the revocation endpoint; default the revocation_endpoint from discovery.
+	URL string
+	// MaxHeld bounds the live access tokens held in memory for revocation. Default
+	// [DefaultMaxHeld]; when full, a new token is not held (and counted).
+	MaxHeld int
+}
+
+// RiskFunc returns a principal's live threat score (0–100), and false when it is unknown.
+type RiskFunc func(p event.Principal) (float64, bool)
 
 // Secret is a string that never prints: fmt, slog and encoders see "[redacted]".
 type Secret string
@@ -159,6 +208,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Introspection.CacheSize == 0 {
 		c.Introspection.CacheSize = DefaultIntrospectCache
+	}
+	if c.Introspection.JWT == "" {
+		c.Introspection.JWT = JWTIntrospectOff
+	}
+	if c.Revocation.MaxHeld == 0 {
+		c.Revocation.MaxHeld = DefaultMaxHeld
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -238,6 +293,35 @@ func (c Config) Validate() error {
 		}
 	} else if in.URL != "" {
 		errs = append(errs, errors.New("introspection URL set without a client ID"))
+	}
+	switch in.JWT {
+	case "", JWTIntrospectOff:
+	case JWTIntrospectAll, JWTIntrospectRisky:
+		if !in.enabled() {
+			errs = append(errs, fmt.Errorf("introspection: jwt %q needs the introspection client id and secret", in.JWT))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("introspection: jwt %q: want off, all or risky", in.JWT))
+	}
+	if in.MinRiskScore != 0 && in.JWT != JWTIntrospectRisky {
+		errs = append(errs, errors.New("introspection: min risk score applies only with jwt: risky"))
+	}
+	if in.MinRiskScore < 0 || in.MinRiskScore > 100 {
+		errs = append(errs, fmt.Errorf("introspection: min risk score %v: want 0 to 100", in.MinRiskScore))
+	}
+	rv := c.Revocation
+	if rv.Enabled && !in.enabled() {
+		errs = append(errs, errors.New("revocation: needs the introspection client id and secret (the gateway's confidential client)"))
+	}
+	if rv.URL != "" {
+		if !rv.Enabled {
+			errs = append(errs, errors.New("revocation URL set without revocation enabled"))
+		} else if err := checkURL("revocation URL", rv.URL, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if rv.MaxHeld < 0 {
+		errs = append(errs, errors.New("revocation: max held tokens must not be negative"))
 	}
 	return errors.Join(errs...)
 }

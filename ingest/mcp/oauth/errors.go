@@ -45,6 +45,23 @@ const (
 	ReasonBadHeader        = "malformed Authorization header"
 )
 
+// UnavailableError is an [ErrUnavailable] with what failed, in words safe to show the client and
+// to audit: which endpoint could not answer and how, never the token or the server's own message.
+type UnavailableError struct {
+	Detail string // e.g. "introspection answered status 503"
+	err    error  // the underlying error, for logs only
+}
+
+func (e *UnavailableError) Error() string { return ErrUnavailable.Error() + ": " + e.Detail }
+
+// Is makes an UnavailableError match [ErrUnavailable].
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// Unwrap returns the underlying error (logs only).
+func (e *UnavailableError) Unwrap() error { return e.err }
+
+func unavailable(detail string, err error) error { return &UnavailableError{Detail: detail, err: err} }
+
 // TokenError is an invalid token and why. It matches [ErrInvalidToken] with [errors.Is].
 type TokenError struct {
 	Reason string // one of the Reason* constants

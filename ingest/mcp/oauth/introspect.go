@@ -17,9 +17,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// introspector asks an RFC 7662 endpoint about opaque tokens and caches the answers briefly,
-// keyed by the token's SHA-256 (never the token). Answers that could not be had (network,
-// status, garbled body) are not cached and refuse the request: fail closed.
+// introspector asks an RFC 7662 endpoint about opaque tokens, and about JWTs in the JWT
+// introspection modes, and caches the answers briefly, keyed by the token's SHA-256 (never the
+// token). Answers that could not be had (network, status, garbled body) are not cached and refuse
+// the request: fail closed.
 type introspector struct {
 	endpoint string
 	clientID string
@@ -31,6 +32,7 @@ type introspector struct {
 	issuer   string
 	now      func() time.Time
 	log      *slog.Logger
+	m        *metrics
 
 	mu    sync.Mutex
 	cache map[[sha256.Size]byte]introEntry
@@ -40,9 +42,10 @@ type introEntry struct {
 	grant *Grant
 	err   error // a *TokenError: inactive or failing policy
 	until time.Time
+	jwt   bool // an answer about a JWT: only whether it is active (err nil or inactive)
 }
 
-func newIntrospector(endpoint string, cfg Config, client *http.Client, log *slog.Logger) *introspector {
+func newIntrospector(endpoint string, cfg Config, client *http.Client, log *slog.Logger, m *metrics) *introspector {
 	return &introspector{
 		endpoint: endpoint,
 		clientID: cfg.Introspection.ClientID,
@@ -54,6 +57,7 @@ func newIntrospector(endpoint string, cfg Config, client *http.Client, log *slog
 		issuer:   cfg.Issuer,
 		now:      cfg.Now,
 		log:      log,
+		m:        m,
 		cache:    map[[sha256.Size]byte]introEntry{},
 	}
 }
@@ -65,8 +69,9 @@ func (in *introspector) grant(ctx context.Context, tok string, check func(jwt.Ma
 	now := in.now()
 	in.mu.Lock()
 	e, ok := in.cache[key]
-	if ok && now.Before(e.until) {
+	if ok && !e.jwt && now.Before(e.until) {
 		in.mu.Unlock()
+		in.m.cacheHits.WithLabelValues("opaque").Inc()
 		if e.err != nil {
 			return nil, e.err
 		}
@@ -77,13 +82,16 @@ func (in *introspector) grant(ctx context.Context, tok string, check func(jwt.Ma
 
 	claims, err := in.ask(ctx, tok)
 	if err != nil {
+		in.m.introspections.WithLabelValues("opaque", "error").Inc()
 		in.log.Warn("token introspection failed", "endpoint", in.endpoint, "err", err)
-		return nil, fmt.Errorf("%w: introspection: %w", ErrUnavailable, err)
+		return nil, err
 	}
 	var g *Grant
 	if active, _ := claims["active"].(bool); !active {
+		in.m.introspections.WithLabelValues("opaque", "inactive").Inc()
 		err = invalid(ReasonInactive, nil)
 	} else {
+		in.m.introspections.WithLabelValues("opaque", "active").Inc()
 		if _, ok := claims["iss"]; !ok {
 			// RFC 7662 makes iss optional; the configured endpoint speaks for the issuer.
 			claims["iss"] = in.issuer
@@ -103,6 +111,64 @@ func (in *introspector) grant(ctx context.Context, tok string, check func(jwt.Ma
 	}
 	c := *g
 	return &c, nil
+}
+
+// checkJWT asks whether a JWT that passed every local check (g is its grant) is still active at
+// the authorization server: nil, a [*TokenError] with [ReasonInactive], or an
+// [*UnavailableError] (fail closed). Answers are cached for the TTL, never past the token's exp.
+// An active answer that names another subject or issuer is no answer about this token.
+func (in *introspector) checkJWT(ctx context.Context, tok string, g *Grant) error {
+	key := sha256.Sum256([]byte(tok))
+	now := in.now()
+	in.mu.Lock()
+	e, ok := in.cache[key]
+	in.mu.Unlock()
+	if ok && e.jwt && now.Before(e.until) {
+		in.m.cacheHits.WithLabelValues("jwt").Inc()
+		return e.err
+	}
+	claims, err := in.ask(ctx, tok)
+	if err == nil {
+		err = consistent(claims, g)
+	}
+	if err != nil {
+		in.m.introspections.WithLabelValues("jwt", "error").Inc()
+		in.log.Warn("JWT introspection failed", "endpoint", in.endpoint, "sub", g.Principal.Subject,
+			"jti", g.Principal.TokenID, "err", err)
+		return err
+	}
+	var verdict error
+	if active, _ := claims["active"].(bool); active {
+		in.m.introspections.WithLabelValues("jwt", "active").Inc()
+	} else {
+		in.m.introspections.WithLabelValues("jwt", "inactive").Inc()
+		verdict = invalid(ReasonInactive, errors.New("introspection: active false"))
+	}
+	until := now.Add(in.ttl)
+	if g.ExpiresAt.Before(until) {
+		until = g.ExpiresAt
+	}
+	in.store(key, introEntry{err: verdict, until: until, jwt: true}, now)
+	return verdict
+}
+
+// consistent checks that an active answer is about the JWT whose grant is g: a "sub" or "iss"
+// it gives must be the token's. RFC 7662 makes both optional.
+func consistent(claims jwt.MapClaims, g *Grant) error {
+	if active, _ := claims["active"].(bool); !active {
+		return nil
+	}
+	if sub, ok := claims["sub"]; ok {
+		if s, _ := sub.(string); s != g.Principal.Subject {
+			return unavailable("introspection answer names another subject", nil)
+		}
+	}
+	if iss, ok := claims["iss"]; ok {
+		if s, _ := iss.(string); s != g.Principal.Issuer {
+			return unavailable("introspection answer names another issuer", nil)
+		}
+	}
+	return nil
 }
 
 func (in *introspector) store(key [sha256.Size]byte, e introEntry, now time.Time) {
@@ -140,22 +206,22 @@ func (in *introspector) ask(ctx context.Context, tok string) (jwt.MapClaims, err
 	resp, err := in.client.Do(req)
 	if err != nil {
 		// The URL error names the endpoint, never the body holding the token.
-		return nil, err
+		return nil, unavailable("introspection endpoint unreachable", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d", resp.StatusCode)
+		return nil, unavailable(fmt.Sprintf("introspection answered status %d", resp.StatusCode), nil)
 	}
 	var claims jwt.MapClaims
 	dec := json.NewDecoder(io.LimitReader(resp.Body, maxMetadataBytes))
 	if err := dec.Decode(&claims); err != nil {
-		return nil, fmt.Errorf("decode response: %w", err)
+		return nil, unavailable("introspection answer is not a JSON object", err)
 	}
 	if claims == nil {
-		return nil, errors.New("empty response")
+		return nil, unavailable("introspection answer is empty", nil)
 	}
 	if _, ok := claims["active"].(bool); !ok {
-		return nil, errors.New(`response has no boolean "active"`)
+		return nil, unavailable(`introspection answer has no boolean "active"`, nil)
 	}
 	return claims, nil
 }

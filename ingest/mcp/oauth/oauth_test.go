@@ -802,6 +802,22 @@ func TestValidate(t *testing.T) {
 		},
 		"intro URL no client": func(c *oauth.Config) { c.Introspection = oauth.Introspection{URL: "https://as.example/i"} },
 		"bad scope":           func(c *oauth.Config) { c.RequiredScopes = map[string][]string{"x": {"a b"}} },
+		"jwt mode unknown": func(c *oauth.Config) {
+			c.Introspection = oauth.Introspection{ClientID: "a", ClientSecret: "b", JWT: "sometimes"}
+		},
+		"jwt mode no client": func(c *oauth.Config) { c.Introspection = oauth.Introspection{JWT: oauth.JWTIntrospectAll} },
+		"risk score range": func(c *oauth.Config) {
+			c.Introspection = oauth.Introspection{ClientID: "a", ClientSecret: "b", JWT: oauth.JWTIntrospectRisky, MinRiskScore: 101}
+		},
+		"risk score not risky": func(c *oauth.Config) {
+			c.Introspection = oauth.Introspection{ClientID: "a", ClientSecret: "b", JWT: oauth.JWTIntrospectAll, MinRiskScore: 50}
+		},
+		"revocation no client":  func(c *oauth.Config) { c.Revocation = oauth.Revocation{Enabled: true} },
+		"revocation URL unused": func(c *oauth.Config) { c.Revocation = oauth.Revocation{URL: "https://as.example/revoke"} },
+		"revocation http URL": func(c *oauth.Config) {
+			c.Introspection = oauth.Introspection{ClientID: "a", ClientSecret: "b"}
+			c.Revocation = oauth.Revocation{Enabled: true, URL: "http://as.example/revoke"}
+		},
 	} {
 		c := ok
 		mod(&c)

@@ -79,6 +79,8 @@ type Verifier struct {
 	parser *jwt.Parser     // signature and algorithm only
 	claims *jwt.Validator  // iss, aud, exp, nbf, iat with skew
 	intro  *introspector   // nil: opaque tokens are refused
+	rev    *Revoker        // nil: no revocation at the authorization server
+	m      *metrics
 	cancel context.CancelFunc
 }
 
@@ -97,12 +99,13 @@ func New(ctx context.Context, cfg Config, httpClient *http.Client, log *slog.Log
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: cfg.HTTPTimeout}
 	}
-	v := &Verifier{cfg: cfg, log: log, client: httpClient, jwksURL: cfg.JWKSURL}
+	v := &Verifier{cfg: cfg, log: log, client: httpClient, jwksURL: cfg.JWKSURL, m: newMetrics(cfg.Registerer)}
 	v.metadataURL = metadataURL(cfg.Resource)
 
 	needIntro := cfg.Introspection.enabled() && cfg.Introspection.URL == ""
+	needRevoke := cfg.Revocation.Enabled && cfg.Revocation.URL == ""
 	var meta *serverMetadata
-	if v.jwksURL == "" || needIntro {
+	if v.jwksURL == "" || needIntro || needRevoke {
 		var err error
 		meta, err = discover(ctx, httpClient, cfg.Issuer)
 		if err != nil {
@@ -123,7 +126,17 @@ func New(ctx context.Context, cfg Config, httpClient *http.Client, log *slog.Log
 			}
 			u = meta.IntrospectionEndpoint
 		}
-		v.intro = newIntrospector(u, cfg, httpClient, log)
+		v.intro = newIntrospector(u, cfg, httpClient, log, v.m)
+	}
+	if cfg.Revocation.Enabled {
+		u := cfg.Revocation.URL
+		if u == "" {
+			if err := checkURL("discovered revocation_endpoint", meta.RevocationEndpoint, true); err != nil {
+				return nil, fmt.Errorf("revocation at the authorization server: %w", err)
+			}
+			u = meta.RevocationEndpoint
+		}
+		v.rev = newRevoker(u, cfg, httpClient, log, v.m)
 	}
 
 	bg, cancel := context.WithCancel(context.Background())
@@ -176,7 +189,8 @@ func New(ctx context.Context, cfg Config, httpClient *http.Client, log *slog.Log
 		jwt.WithIssuedAt(),
 	)
 	log.Info("oauth resource server ready", "issuer", cfg.Issuer, "resource", cfg.Resource,
-		"jwks", v.jwksURL, "introspection", v.intro != nil)
+		"jwks", v.jwksURL, "introspection", v.intro != nil, "jwt_introspection", cfg.Introspection.JWT,
+		"revocation", v.rev != nil)
 	return v, nil
 }
 
@@ -200,7 +214,10 @@ func (v *Verifier) Authenticate(r *http.Request) (event.Principal, error) {
 
 // Verify validates the request's bearer token and returns its grant. Errors match
 // [ErrNoToken], [ErrInvalidToken] (a [*TokenError]), [ErrMFARequired] (a [*MFAError], returned
-// together with the grant) or [ErrUnavailable].
+// together with the grant) or [ErrUnavailable] (an [*UnavailableError]). A JWT that passed every
+// local check but that JWT introspection refuses (inactive: revoked at the authorization server;
+// or the server could not answer) is returned with its grant too, so that the refusal is audited
+// under the principal's name. A token accepted is held for revocation when [Revocation] is on.
 func (v *Verifier) Verify(r *http.Request) (*Grant, error) {
 	tok, err := bearer(r)
 	if err != nil {
@@ -209,6 +226,11 @@ func (v *Verifier) Verify(r *http.Request) (*Grant, error) {
 	var g *Grant
 	if looksLikeJWT(tok) {
 		g, err = v.verifyJWT(r.Context(), tok)
+		if err == nil && v.introspectJWT(g.Principal) {
+			if err := v.intro.checkJWT(r.Context(), tok, g); err != nil {
+				return g, err
+			}
+		}
 	} else if v.intro != nil {
 		g, err = v.intro.grant(r.Context(), tok, v.grantFromClaims)
 	} else {
@@ -220,8 +242,35 @@ func (v *Verifier) Verify(r *http.Request) (*Grant, error) {
 	if err := v.checkAuthStrength(g); err != nil {
 		return g, err
 	}
+	if v.rev != nil {
+		v.rev.hold(tok, g)
+	}
 	return g, nil
 }
+
+// introspectJWT reports whether the JWT of p, valid by every local check, must also be
+// introspected: always in [JWTIntrospectAll]; in [JWTIntrospectRisky] when p's threat score is at
+// least the minimum, or unknown.
+func (v *Verifier) introspectJWT(p event.Principal) bool {
+	if v.intro == nil {
+		return false
+	}
+	switch v.cfg.Introspection.JWT {
+	case JWTIntrospectAll:
+		return true
+	case JWTIntrospectRisky:
+		if v.cfg.Risk == nil {
+			return true
+		}
+		score, ok := v.cfg.Risk(p)
+		return !ok || score >= v.cfg.Introspection.MinRiskScore
+	}
+	return false
+}
+
+// Revoker is the verifier's revoker of tokens at the authorization server, nil unless
+// [Revocation.Enabled]. Run it with [Revoker.Run].
+func (v *Verifier) Revoker() *Revoker { return v.rev }
 
 // bearer extracts an RFC 6750 §2.1 bearer token from the Authorization header. Tokens in the
 // query string or form body are never read (MCP forbids them; URLs end up in logs), and a
@@ -527,6 +576,7 @@ type serverMetadata struct {
 	Issuer                string `json:"issuer"`
 	JWKSURI               string `json:"jwks_uri"`
 	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	RevocationEndpoint    string `json:"revocation_endpoint"`
 }
 
 // discover fetches authorization server metadata: RFC 8414 first (well-known suffix inserted

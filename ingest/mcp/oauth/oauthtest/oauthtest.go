@@ -5,7 +5,10 @@
 //
 // The provider's storage is wrapped for what the example leaves out: JWT access tokens carrying
 // the granted scopes, a role and the login's amr; RFC 8707 resource indicators (the resource
-// parameter of the authorization request becomes the token's audience); and signing-key rotation.
+// parameter of the authorization request becomes the token's audience); signing-key rotation;
+// and a confidential resource-server client ([GatewayClientID]) that may introspect (RFC 7662)
+// and revoke (RFC 7009) the access tokens minted for a resource, as production servers let a
+// registered API do. The endpoints, client authentication and token handling stay zitadel's.
 //
 // The example logs every request through the default slog logger; tests that want quiet output
 // set a discarding default.
@@ -50,6 +53,10 @@ const (
 	Password = "verysecure"
 	// Subject is the "sub" of the example's test user, whom [Server.Login] logs in.
 	Subject = "id1"
+	// GatewayClientID and GatewaySecret are the confidential client of the resource server (the
+	// gateway), authenticating with HTTP Basic to the introspection and revocation endpoints.
+	GatewayClientID = "mcp-gateway"
+	GatewaySecret   = "gateway-secret-for-tests"
 )
 
 type resourceKey struct{}
@@ -79,6 +86,82 @@ type store struct {
 	resources map[string]string // auth request id → requested resource
 	amr       []string          // overrides the login's amr when set
 	authAge   time.Duration     // age of the simulated single sign-on session (see SetAuthAge)
+	issued    map[string]issued // access token id → to whom and for what it was issued
+}
+
+// issued is what the example keeps about an access token but does not expose.
+type issued struct {
+	client   string   // the client the token was issued to
+	app      string   // the client id the example stored with it ("" when minted for a resource)
+	audience []string // the token's audience
+}
+
+// remember records who an access token was issued to and its audience, for introspection and
+// revocation (see judgedAs).
+func (s *store) remember(id string, req op.TokenRequest) {
+	var is issued
+	if r, ok := req.(interface{ GetClientID() string }); ok {
+		is.client = r.GetClientID()
+	}
+	// The example reads the client id only from its own request types; a token minted through
+	// resourceAuthRequest is stored without one.
+	switch r := req.(type) {
+	case *storage.AuthRequest:
+		is.app = r.ApplicationID
+	case *storage.RefreshTokenRequest:
+		is.app = r.ApplicationID
+	}
+	is.audience = slices.Clone(req.GetAudience())
+	s.mu.Lock()
+	s.issued[id] = is
+	s.mu.Unlock()
+}
+
+func (s *store) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
+	id, exp, err := s.Storage.CreateAccessToken(ctx, req)
+	if err == nil {
+		s.remember(id, req)
+	}
+	return id, exp, err
+}
+
+func (s *store) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
+	id, refresh, exp, err := s.Storage.CreateAccessAndRefreshTokens(ctx, req, current)
+	if err == nil {
+		s.remember(id, req)
+	}
+	return id, refresh, exp, err
+}
+
+// judgedAs is the client id under which the example storage judges a request by clientID about
+// access token id. The example admits introspection only by a client the token's audience names,
+// and revocation only by the client the token was issued to (RFC 7009 §2.1 lets a server decide
+// so). The resource server's client stands for the resource the token was minted for (RFC 8707),
+// as a production server's API registration does, and may revoke it; the token's own client is
+// given back the identity the example stored. Other clients are judged as themselves.
+func (s *store) judgedAs(clientID, tokenID string, introspect bool) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	is, ok := s.issued[tokenID]
+	if !ok {
+		return clientID
+	}
+	forResource := len(is.audience) > 0 && is.audience[0] != is.client
+	switch {
+	case introspect && clientID == GatewayClientID && forResource:
+		return is.audience[0]
+	case !introspect && (clientID == GatewayClientID && forResource || clientID == is.client):
+		return is.app
+	}
+	return clientID
+}
+
+func (s *store) SetIntrospectionFromToken(ctx context.Context, in *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
+	return s.Storage.SetIntrospectionFromToken(ctx, in, tokenID, subject, s.judgedAs(clientID, tokenID, true))
+}
+
+func (s *store) RevokeToken(ctx context.Context, tokenIDOrToken, userID, clientID string) *oidc.Error {
+	return s.Storage.RevokeToken(ctx, tokenIDOrToken, userID, s.judgedAs(clientID, tokenIDOrToken, false))
 }
 
 func (s *store) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, userID string) (op.AuthRequest, error) {
@@ -129,7 +212,10 @@ func (s *store) GetClientByClientID(ctx context.Context, id string) (op.Client, 
 	if err != nil {
 		return nil, err
 	}
-	return jwtClient{c.(*storage.Client)}, nil
+	if sc, ok := c.(*storage.Client); ok {
+		return jwtClient{sc}, nil
+	}
+	return c, nil // the resource server's confidential client
 }
 
 // GetPrivateClaimsFromRequest puts the granted scopes, a role, the login's amr and its auth_time
@@ -201,6 +287,10 @@ type Server struct {
 	Discovery map[string]any
 	store     *store
 	jwksHits  atomic.Int64
+	// down answers 503 to every request but the JWKS: the server unreachable for introspection
+	// and revocation (see SetDown).
+	down        atomic.Bool
+	revocations atomic.Int64
 }
 
 // Start runs a provider on loopback until the test ends. It signs with an RS256 key.
@@ -215,6 +305,12 @@ func Start(t testing.TB) *Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/keys" {
 			as.jwksHits.Add(1)
+		} else if as.down.Load() {
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if r.URL.Path == "/revoke" {
+			as.revocations.Add(1)
 		}
 		if res := r.URL.Query().Get("resource"); res != "" {
 			r = r.WithContext(context.WithValue(r.Context(), resourceKey{}, res))
@@ -223,11 +319,15 @@ func Start(t testing.TB) *Server {
 	}))
 	t.Cleanup(srv.Close)
 	as.URL = srv.URL
-	clients := map[string]*storage.Client{ClientID: storage.NativeClient(ClientID, RedirectURI)}
+	clients := map[string]*storage.Client{
+		ClientID:        storage.NativeClient(ClientID, RedirectURI),
+		GatewayClientID: storage.WebClient(GatewayClientID, GatewaySecret),
+	}
 	as.store = &store{
 		Storage:   storage.NewStorageWithClients(storage.NewUserStore(srv.URL), clients),
 		keys:      []*signingKey{{id: "rs256-0", alg: jose.RS256, key: rsaKey}},
 		resources: map[string]string{},
+		issued:    map[string]issued{},
 	}
 	handler = exampleop.SetupServer(srv.URL, as.store, nil, false)
 
@@ -242,6 +342,59 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	return as
+}
+
+// SetDown makes the provider answer 503 to every request except the JWKS (so tokens still
+// verify), as an authorization server under maintenance does; false brings it back.
+func (as *Server) SetDown(down bool) { as.down.Store(down) }
+
+// Revocations is how many requests reached the revocation endpoint (while the server was up).
+func (as *Server) Revocations() int64 { return as.revocations.Load() }
+
+// Active asks the provider's introspection endpoint (RFC 7662) about tok as the gateway's client
+// and returns its "active".
+func (as *Server) Active(t testing.TB, tok string) bool {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, as.Discovery["introspection_endpoint"].(string),
+		strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(GatewayClientID, GatewaySecret)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var body struct {
+		Active bool `json:"active"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("introspection: status %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return body.Active
+}
+
+// RevokeAsClient revokes tok at the provider's revocation endpoint (RFC 7009) as the public
+// client the token was issued to would (a user logging out, an administrator), and fails the
+// test unless the provider answers 200.
+func (as *Server) RevokeAsClient(t testing.TB, tok string) {
+	t.Helper()
+	resp, err := http.PostForm(as.Discovery["revocation_endpoint"].(string),
+		url.Values{"token": {tok}, "token_type_hint": {"access_token"}, "client_id": {ClientID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: status %d", resp.StatusCode)
+	}
 }
 
 // JWKSHits is how many times the provider's JWKS has been fetched.
