@@ -131,7 +131,9 @@ func TestResponseOperatorCommands(t *testing.T) {
 	prefix := testenv.TopicPrefix(t)
 	topics := event.TopicNames(prefix)
 	base := []string{"--kafka", strings.Join(brokers, ","), "--topic-prefix", prefix, "--log-level", "error"}
-	run := func(args ...string) (string, error) { return runCLI(t, append(append([]string{}, base...), args...)...) }
+	run := func(args ...string) (string, error) {
+		return runCLI(t, append(append([]string{}, base...), args...)...)
+	}
 
 	// The topics exist before the gateway follows them, as after `mcpwatch` bootstraps them.
 	if out, err := run("response", "revoke", "--subject", "warmup", "--reason", "bootstrap", "--operator", "carol", "--for", "1ms"); err != nil {
@@ -192,7 +194,10 @@ func TestResponseOperatorCommands(t *testing.T) {
 	if out, err = run("response", "revoke", "--subject", "alice", "--reason", "cool-off", "--operator", "carol", "--for", "2s"); err != nil {
 		t.Fatalf("short revoke: %v\n%s", err, out)
 	}
-	waitFor(t, "short revocation in the store", func() bool { _, ok := store.MatchKind("default", event.ControlRevoke, event.ScopeSubject, "alice", time.Now()); return ok })
+	waitFor(t, "short revocation in the store", func() bool {
+		_, ok := store.MatchKind("default", event.ControlRevoke, event.ScopeSubject, "alice", time.Now())
+		return ok
+	})
 	if err := callEcho(cs); err == nil {
 		t.Fatal("short revocation not enforced")
 	}

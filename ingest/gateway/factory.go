@@ -76,6 +76,7 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 		mc.Policy = src.Policy
 	}
 	mc.ToolPins = src.Pins
+	mc.Actions = src.Actions
 	// The gateway serves only once the scores are loaded, so a principal never scored has risk 0.
 	mc.Scores = src
 	// The OAuth resource server discovers the authorization server and fetches its keys now, so

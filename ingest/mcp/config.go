@@ -55,6 +55,10 @@ type Config struct {
 	// means no policy evaluation (authentication and revocations only); the command refuses to
 	// run a gateway without one unless told so explicitly.
 	Policy Decider
+	// Actions takes the action records of the sandbox quarantines a [Router] applies and lifts
+	// (frozen, thawed, failed), for the audit trail and the latency of quarantines. Nil: only the
+	// audit events say it.
+	Actions ActionPublisher
 	// Scores gives the principal's live threat score, the policy's risk. Nil: risk unknown.
 	Scores RiskLookup
 	// DeviceHealthHeader names a request header the gateway trusts to carry the client device's

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpwatch/mcpwatch/event"
@@ -52,6 +53,14 @@ type Router struct {
 	tenant string
 
 	unrouted prometheus.Counter
+	// actions records quarantines applied and lifted; nil: not recorded. observer names this
+	// replica in them.
+	actions  ActionPublisher
+	observer string
+	// frozenBy remembers the control that froze each sandbox, so that its thaw — after a
+	// tombstone that leaves nothing in the store — is recorded against it.
+	frozenMu sync.Mutex
+	frozenBy map[string]event.Control
 	wake     chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
@@ -82,6 +91,7 @@ func NewRouter(base Config, routes []Route, auth Authenticator, pub Publisher, c
 	r := &Router{
 		ctl: ctl, pub: &principalTracker{Publisher: pub, bySandbox: map[string]event.Principal{}},
 		log: log.With("component", "mcp-router"), tenant: base.Tenant,
+		actions: base.Actions, observer: base.Observer, frozenBy: map[string]event.Control{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_unrouted_total",
 			Help: "Requests to a path no configured MCP server is served under."}),
@@ -272,6 +282,7 @@ func (r *Router) applyQuarantines() {
 		cancel()
 		for _, qc := range changes {
 			r.publishQuarantine(rt, qc, now)
+			r.recordQuarantine(rt, qc, now)
 		}
 	}
 }
@@ -342,6 +353,82 @@ func (r *Router) sessionEnded(rt *routed, se sandbox.SessionEnd) {
 	}
 	rt.g.publish(context.Background(), e)
 	r.pub.forget(se.Sandbox)
+	r.frozenMu.Lock()
+	delete(r.frozenBy, se.Sandbox)
+	r.frozenMu.Unlock()
+}
+
+// quarantineNamespace scopes the ids of the gateway's quarantine actions; it never changes.
+var quarantineNamespace = uuid.MustParse("5b0c7e0a-2f4e-4c43-8d7e-0e6f4f1b9a21")
+
+// recordQuarantine publishes the action record of a freeze or thaw the router applied: a
+// quarantine succeeded only when cgroup.events confirmed the cgroup frozen, failed with the
+// kernel's reason otherwise; a thaw is a lift, on the control's expiry or its tombstone. The id
+// is derived from the control, the sandbox and what happened, so a control applied again yields
+// the same record rather than a second one. LatencyMS runs from the control's time to the
+// confirmation (for a lift on expiry, from the expiry).
+func (r *Router) recordQuarantine(rt *routed, qc sandbox.QuarantineChange, now time.Time) {
+	var ctl event.Control
+	r.frozenMu.Lock()
+	if qc.Frozen {
+		ctl, _ = r.quarantineOf(rt, qc.Sandbox, now)
+		if qc.Err == nil {
+			r.frozenBy[qc.Sandbox] = ctl
+		}
+	} else {
+		ctl = r.frozenBy[qc.Sandbox]
+		if qc.Err == nil {
+			delete(r.frozenBy, qc.Sandbox)
+		}
+	}
+	r.frozenMu.Unlock()
+	if r.actions == nil {
+		return
+	}
+	at := qc.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	what, kind := "frozen", event.ActionQuarantine
+	if !qc.Frozen {
+		what, kind = "thawed", event.ActionLift
+	}
+	status := "succeeded"
+	if qc.Err != nil {
+		status, what = "failed", what+"-failed"
+	}
+	a := &event.Action{
+		ID:   uuid.NewSHA1(quarantineNamespace, []byte(ctl.ID+"\x00"+qc.Sandbox+"\x00"+what)).String(),
+		Time: at.UTC(), Tenant: r.tenant, FindingID: ctl.FindingID,
+		Kind: kind, Target: qc.Sandbox, Status: status, Attempts: 1,
+		Scope: ctl.Scope, Actor: "gateway:" + r.observer, Reason: ctl.Reason, ControlID: ctl.ID, Expires: ctl.Expires,
+	}
+	if p := r.pub.principal(qc.Sandbox); p.Subject != "" || p.ClientID != "" {
+		a.Subject = event.PrincipalID(p)
+	}
+	since := ctl.Time
+	switch {
+	case qc.Frozen && qc.Err == nil:
+		a.Detail = fmt.Sprintf("sandbox %s of server %s frozen (cgroup %d), confirmed by cgroup.events frozen 1; control %s",
+			qc.Sandbox, rt.Name, qc.CgroupID, ctl.Key())
+	case qc.Frozen:
+		a.Detail = fmt.Sprintf("sandbox %s of server %s not frozen: %v", qc.Sandbox, rt.Name, qc.Err)
+	case ctl.Expires != nil && !now.Before(*ctl.Expires):
+		since = *ctl.Expires
+		a.Detail = fmt.Sprintf("sandbox %s thawed: control %s expired at %s", qc.Sandbox, ctl.Key(), ctl.Expires.UTC().Format(time.RFC3339))
+	default:
+		since = time.Time{} // a tombstone carries no time
+		a.Detail = fmt.Sprintf("sandbox %s thawed: control %s lifted", qc.Sandbox, ctl.Key())
+	}
+	if !qc.Frozen && qc.Err != nil {
+		a.Detail = fmt.Sprintf("sandbox %s not thawed: %v", qc.Sandbox, qc.Err)
+	}
+	if !since.IsZero() {
+		a.LatencyMS = max(float64(at.Sub(since).Microseconds())/1000, 0)
+	}
+	r.actions.PublishAction(context.Background(), a)
+	r.log.Info("quarantine action", "kind", a.Kind, "status", a.Status, "sandbox", qc.Sandbox, "control", ctl.Key(),
+		"latency_ms", a.LatencyMS)
 }
 
 // Close stops the quarantine watcher, ends every sandboxed session (stopping its sandbox) and

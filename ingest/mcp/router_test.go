@@ -114,8 +114,9 @@ type routerFixture struct {
 	r      *Router
 	srv    *httptest.Server
 	store  *control.Store
-	events *recorder
-	reg    *prometheus.Registry
+	events  *recorder
+	actions *actionRecorder
+	reg     *prometheus.Registry
 }
 
 func newRouterFixture(t *testing.T, routes []Route) *routerFixture {
@@ -126,8 +127,8 @@ func newRouterFixture(t *testing.T, routes []Route) *routerFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &routerFixture{store: control.NewStore(), events: &recorder{}, reg: prometheus.NewRegistry()}
-	f.r, err = NewRouter(Config{Tenant: "acme", Observer: "gw-test"}, routes, auth, f.events, f.store, f.reg, slog.New(slog.DiscardHandler))
+	f := &routerFixture{store: control.NewStore(), events: &recorder{}, actions: &actionRecorder{}, reg: prometheus.NewRegistry()}
+	f.r, err = NewRouter(Config{Tenant: "acme", Observer: "gw-test", Actions: f.actions}, routes, auth, f.events, f.store, f.reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
