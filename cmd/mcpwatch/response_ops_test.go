@@ -244,3 +244,35 @@ func TestResponseCommandsNeedReason(t *testing.T) {
 		t.Errorf("--for with --permanent: %v", err)
 	}
 }
+
+// A server quarantine, and then a tool quarantine, from the CLI stops new calls at every gateway:
+// two replicas follow the same real control topic and both refuse; lifting the server lets both
+// through again. If it failed, a quarantine would hold at one replica and leak through the other.
+func TestResponseQuarantineTwoGateways(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	prefix := testenv.TopicPrefix(t)
+	topics := event.TopicNames(prefix)
+	base := []string{"--kafka", strings.Join(brokers, ","), "--topic-prefix", prefix, "--log-level", "error"}
+	run := func(args ...string) (string, error) { return runCLI(t, append(append([]string{}, base...), args...)...) }
+	if out, err := run("response", "list"); err != nil { // bootstraps the topics
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	gw1, _ := followingGateway(t, brokers, topics, "gw-1")
+	gw2, _ := followingGateway(t, brokers, topics, "gw-2")
+	refusedBoth := func() bool {
+		e1, e2 := callEcho(gw1), callEcho(gw2)
+		return e1 != nil && strings.Contains(e1.Error(), "revoked by mcpwatch") && e2 != nil && strings.Contains(e2.Error(), "revoked by mcpwatch")
+	}
+	if out, err := run("response", "quarantine", "--server", "files", "--reason", "compromised package", "--operator", "carol"); err != nil {
+		t.Fatalf("quarantine: %v\n%s", err, out)
+	}
+	waitFor(t, "server quarantine at both gateways", refusedBoth)
+	if out, err := run("response", "lift", "quarantine/server/default/files", "--reason", "rolled back", "--operator", "carol"); err != nil {
+		t.Fatalf("lift: %v\n%s", err, out)
+	}
+	waitFor(t, "both gateways serve again", func() bool { return callEcho(gw1) == nil && callEcho(gw2) == nil })
+	if out, err := run("response", "quarantine", "--tool", "files/echo", "--reason", "tool poisoning", "--operator", "carol", "--for", "10m"); err != nil {
+		t.Fatalf("tool quarantine: %v\n%s", err, out)
+	}
+	waitFor(t, "tool quarantine at both gateways", refusedBoth)
+}
