@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/internal/control"
@@ -226,6 +227,56 @@ func (g *Gateway) controlled(c *call, tool string) (event.Control, bool) {
 		return ctl, true
 	}
 	return g.ctl.Match(g.cfg.Tenant, event.ScopeSandbox, g.sandboxOf(c.session), now)
+}
+
+// stepUpControl is the step-up control in force (kind step_up, on c's token, subject or client)
+// that c's authentication does not satisfy: the principal authenticated before the control, or
+// the gateway cannot tell when (no auth_time), or without the [Config.StepUp] demand. A token
+// refreshed from an old login keeps its auth_time and so does not satisfy it: only a new
+// authentication does.
+func (g *Gateway) stepUpControl(c *call) (event.Control, bool) {
+	now := time.Now()
+	p := c.principal
+	for _, q := range [...]struct {
+		scope event.ControlScope
+		value string
+	}{{event.ScopeToken, p.TokenID}, {event.ScopeSubject, p.Subject}, {event.ScopeClient, p.ClientID}} {
+		ctl, ok := g.ctl.MatchKind(g.cfg.Tenant, event.ControlStepUp, q.scope, q.value, now)
+		if ok && !g.steppedUp(c, ctl) {
+			return ctl, true
+		}
+	}
+	return event.Control{}, false
+}
+
+func (g *Gateway) steppedUp(c *call, ctl event.Control) bool {
+	if c.authTime.IsZero() || !c.authTime.After(ctl.Time) {
+		return false
+	}
+	d := g.cfg.StepUp
+	if len(d.AMR) > 0 && !slices.ContainsFunc(c.principal.AuthMethods, func(m string) bool { return slices.Contains(d.AMR, m) }) {
+		return false
+	}
+	return len(d.ACR) == 0 || slices.Contains(d.ACR, c.principal.ACR)
+}
+
+// refuseStepUp answers a call held by a step-up control: with an OAuth authenticator the RFC 9470
+// challenge, 401 insufficient_user_authentication with max_age — the seconds since the control,
+// so that only a login after it satisfies — and acr_values from [Config.StepUp]; else 403.
+func (g *Gateway) refuseStepUp(w http.ResponseWriter, c *call, events []*event.Event, msgs []mcpwire.Message, batch bool, ctl event.Control) {
+	status, text := http.StatusForbidden, "step-up authentication required by mcpwatch"
+	if g.chal != nil {
+		age := max(time.Since(ctl.Time).Truncate(time.Second), time.Second)
+		status, _ = g.chal.Challenge(w, &oauth.MFAError{AnyAMR: slices.Clone(g.cfg.StepUp.AMR), AnyACR: slices.Clone(g.cfg.StepUp.ACR), MaxAge: age})
+		text += ": authenticate again"
+		if len(g.cfg.StepUp.AMR) > 0 {
+			text += " with " + strings.Join(g.cfg.StepUp.AMR, " or ")
+		}
+	}
+	if ctl.Reason != "" {
+		text += " (" + ctl.Reason + ")"
+	}
+	g.refuse(w, c, events, msgs, batch, status, denyStepUp, CodeDenied, text, "control:"+ctl.Key())
 }
 
 func (g *Gateway) sandboxOf(session string) string {
