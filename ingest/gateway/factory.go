@@ -175,6 +175,7 @@ func (c *Config) runtime() (*mcp.Config, error) {
 		return nil, fmt.Errorf("oauth: %w", err)
 	}
 	mc.OAuth = oc
+	mc.StepUp = mcp.StepUpDemand{AMR: o.StepUpAMR, ACR: o.StepUpACR}
 	return mc, nil
 }
 
