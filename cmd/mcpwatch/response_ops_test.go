@@ -253,7 +253,9 @@ func TestResponseQuarantineTwoGateways(t *testing.T) {
 	prefix := testenv.TopicPrefix(t)
 	topics := event.TopicNames(prefix)
 	base := []string{"--kafka", strings.Join(brokers, ","), "--topic-prefix", prefix, "--log-level", "error"}
-	run := func(args ...string) (string, error) { return runCLI(t, append(append([]string{}, base...), args...)...) }
+	run := func(args ...string) (string, error) {
+		return runCLI(t, append(append([]string{}, base...), args...)...)
+	}
 	if out, err := run("response", "list"); err != nil { // bootstraps the topics
 		t.Fatalf("list: %v\n%s", err, out)
 	}

@@ -2,6 +2,8 @@ package mcp
 
 import (
 	"context"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +24,7 @@ func (r *actionRecorder) PublishAction(_ context.Context, a *event.Action) {
 }
 
 // waitFor returns the first recorded action pred accepts, failing after 5s.
-func (r *actionRecorder) waitFor(t *testing.T, what string, pred func(*event.Action) bool) *event.Action {
+func (r *actionRecorder) waitFor(t testing.TB, what string, pred func(*event.Action) bool) *event.Action {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -122,4 +124,48 @@ func applyEncoded(t *testing.T, f *routerFixture, c event.Control) {
 	if err := f.store.Apply([]byte(c.Key()), b); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkQuarantineFreeze measures control → sandbox frozen and confirmed by cgroup.events, as
+// the gateway's own action record states it (LatencyMS), for a real sandboxed Go SDK stdio server
+// under the router: each iteration applies a sandbox quarantine to the control store (as the
+// follower does when the record arrives) and waits for the action record, then lifts it and
+// waits for the thaw. It reports p50/p99/max of the recorded latencies.
+//
+//	go test -run '^$' -bench BenchmarkQuarantineFreeze -benchtime 100x ./ingest/mcp/
+func BenchmarkQuarantineFreeze(b *testing.B) {
+	m := newSandboxManager(b)
+	bridge := goStdioBridge(b, m, "local")
+	f := newRouterFixture(b, []Route{{Name: "local", Prefix: "/local/mcp", Bridge: bridge}})
+	f.connect(b, "/local/mcp", clientOpts{token: aliceToken})
+	sb := m.Sandboxes()[0]
+	var lat []float64
+	for i := 0; b.Loop(); i++ {
+		ctl := event.Control{ID: event.NewID(), Time: time.Now(), Kind: event.ControlQuarantine, Scope: event.ScopeSandbox,
+			Tenant: "acme", Value: sb.ID(), Reason: "bench"}
+		enc, err := event.Encode(&ctl)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := f.store.Apply([]byte(ctl.Key()), enc); err != nil {
+			b.Fatal(err)
+		}
+		a := f.actions.waitFor(b, "", func(a *event.Action) bool { return a.ControlID == ctl.ID && a.Kind == event.ActionQuarantine })
+		if a.Status != "succeeded" {
+			b.Fatalf("freeze %s: %s", a.Status, a.Detail)
+		}
+		lat = append(lat, a.LatencyMS)
+		if err := f.store.Apply([]byte(ctl.Key()), nil); err != nil {
+			b.Fatal(err)
+		}
+		f.actions.waitFor(b, "", func(a *event.Action) bool { return a.ControlID == ctl.ID && a.Kind == event.ActionLift })
+		for sb.Frozen() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	slices.Sort(lat)
+	at := func(p float64) float64 { return lat[min(len(lat)-1, int(math.Ceil(p*float64(len(lat))))-1)] }
+	b.ReportMetric(at(0.50), "p50_ms")
+	b.ReportMetric(at(0.99), "p99_ms")
+	b.ReportMetric(lat[len(lat)-1], "max_ms")
 }

@@ -23,15 +23,15 @@ import (
 
 // ResponseOptions configures [RunResponse].
 type ResponseOptions struct {
-	Kafka       kafkaio.Config
-	Partitions  int32
-	Replication int16
-	Findings    int           // measured findings (default 200)
-	Interval    time.Duration // between findings (default 50ms)
-	Replicas    int           // gateway replicas following the control topic (default 2)
-	Timeout     time.Duration // per finding, before it counts as lost (default 10s)
-	Log         *slog.Logger
-	Out         io.Writer
+	Kafka          kafkaio.Config
+	Partitions     int32
+	Replication    int16
+	Findings       int           // measured findings (default 200)
+	Interval       time.Duration // between findings (default 50ms)
+	Replicas       int           // gateway replicas following the control topic (default 2)
+	Timeout        time.Duration // per finding, before it counts as lost (default 10s)
+	Log            *slog.Logger
+	Out            io.Writer
 	MetadataMinAge time.Duration // lowered for tests; 0 keeps the client default
 }
 
