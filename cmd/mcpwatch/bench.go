@@ -14,7 +14,7 @@ import (
 // harness is internal/bench; these commands map flags onto its options.
 func benchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Performance benchmarks against real servers (print figures)"}
-	cmd.AddCommand(benchGatewayCmd(g), benchPipelineCmd(g), benchDetectCmd(g))
+	cmd.AddCommand(benchGatewayCmd(g), benchPipelineCmd(g), benchDetectCmd(g), benchResponseCmd(g))
 	return cmd
 }
 
@@ -129,5 +129,30 @@ produced.`,
 	f.IntVar(&o.LatencyEvents, "latency-events", 20_000, "single-record batches timed for latency")
 	f.StringSliceVar(&o.Detectors, "detectors", nil, "detectors the stage runs, in order (default: the default config's)")
 	f.StringVar(&o.Harness, "harness", bench.HarnessFetch, "how the records are made, untimed: fetch (each batch encoded into one buffer, as a Kafka fetch hands it over) or alloc (a fresh event, key and value per record: the first harness)")
+	return cmd
+}
+
+func benchResponseCmd(g *globals) *cobra.Command {
+	var o bench.ResponseOptions
+	cmd := &cobra.Command{
+		Use:   "response",
+		Short: "Finding → revocation enforced at every gateway replica (p50/p99), on the real Kafka",
+		Long: `Runs the respond stage and --replicas control-topic followers (each holding the control store a
+gateway replica checks on every call) under a fresh topic prefix on the real Kafka (--kafka).
+Publishes --findings findings one at a time, --interval apart, each for a new subject above the
+threshold, and measures from the finding's hand-over to Kafka until each replica's store first
+refuses the subject. Prints p50/p90/p99/max per replica and for the last replica of each finding.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Kafka, o.Partitions, o.Replication = g.kafkaConfig(""), g.partitions, g.replication
+			o.Log, o.Out = g.log, cmd.OutOrStdout()
+			_, err := bench.RunResponse(cmd.Context(), o)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Findings, "findings", 200, "measured findings")
+	f.DurationVar(&o.Interval, "interval", 50*time.Millisecond, "pause between findings")
+	f.IntVar(&o.Replicas, "replicas", 2, "gateway replicas following the control topic")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "per finding, before it counts as not enforced")
 	return cmd
 }

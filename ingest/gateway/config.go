@@ -94,6 +94,11 @@ type OAuth struct {
 	RequireAMR []string `yaml:"require_amr"`
 	// RequireACR refuses tokens whose acr is none of these.
 	RequireACR []string `yaml:"require_acr"`
+	// StepUpAMR and StepUpACR are what a step-up control (kind step_up on the control topic)
+	// demands of the principal's next login, besides being after the control: an amr among
+	// StepUpAMR (e.g. mfa), an acr among StepUpACR. Empty: any new login.
+	StepUpAMR []string `yaml:"step_up_amr"`
+	StepUpACR []string `yaml:"step_up_acr"`
 	// RoleClaim is the claim holding the principal's roles (dotted path allowed).
 	RoleClaim     string        `yaml:"role_claim"`
 	Introspection Introspection `yaml:"introspection"`

@@ -80,6 +80,7 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 		mc.Policy = src.Policy
 	}
 	mc.ToolPins = src.Pins
+	mc.Actions = src.Actions
 	// The gateway serves only once the scores are loaded, so a principal never scored has risk 0.
 	mc.Scores = src
 	if mc.OAuth != nil {
@@ -212,6 +213,7 @@ func (c *Config) runtime() (*mcp.Config, error) {
 		return nil, fmt.Errorf("oauth: %w", err)
 	}
 	mc.OAuth = oc
+	mc.StepUp = mcp.StepUpDemand{AMR: o.StepUpAMR, ACR: o.StepUpACR}
 	return mc, nil
 }
 

@@ -22,6 +22,14 @@ const (
 
 var errConflictingAuth = errors.New("give static tokens or OAuth, not both")
 
+// StepUpDemand is what a step-up control demands of an authentication: one of AMR among the
+// token's "amr" and, when ACR is set, the token's "acr" among ACR. Empty: any authentication made
+// after the control.
+type StepUpDemand struct {
+	AMR []string
+	ACR []string
+}
+
 // Config configures a [Gateway] in front of one upstream MCP server.
 type Config struct {
 	// Listen is the address the gateway serves on; used by the command, not by the handler.
@@ -55,6 +63,13 @@ type Config struct {
 	// means no policy evaluation (authentication and revocations only); the command refuses to
 	// run a gateway without one unless told so explicitly.
 	Policy Decider
+	// Actions takes the action records of the sandbox quarantines a [Router] applies and lifts
+	// (frozen, thawed, failed), for the audit trail and the latency of quarantines. Nil: only the
+	// audit events say it.
+	Actions ActionPublisher
+	// StepUp is what a step-up control (kind step_up) demands of the principal's next
+	// authentication, besides being after the control.
+	StepUp StepUpDemand
 	// Scores gives the principal's live threat score, the policy's risk. Nil: risk unknown.
 	Scores RiskLookup
 	// DeviceHealthHeader names a request header the gateway trusts to carry the client device's

@@ -423,6 +423,10 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 			return
 		}
 	}
+	if ctl, ok := g.stepUpControl(c); ok {
+		g.refuseStepUp(w, c, events, msgs, batch, ctl)
+		return
+	}
 	if !g.checkPins(w, c, events, msgs, batch) {
 		return
 	}

@@ -235,7 +235,7 @@ type clientOpts struct {
 }
 
 // connect opens an MCP session through the gateway with the official SDK client.
-func (f *fixture) connect(t *testing.T, o clientOpts) *sdk.ClientSession {
+func (f *fixture) connect(t testing.TB, o clientOpts) *sdk.ClientSession {
 	t.Helper()
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)

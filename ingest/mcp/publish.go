@@ -25,6 +25,14 @@ type Publisher interface {
 	Publish(ctx context.Context, e *event.Event)
 }
 
+// ActionPublisher takes the action records the gateway itself produces: the sandbox quarantines
+// it applied or lifted, with their outcome and latency. Like Publish, PublishAction must not block
+// on I/O and owns a after the call. [KafkaPublisher] and [DurablePublisher] made for the actions
+// topic ([NewKafkaActionPublisher], [WithMetricPrefix]) are ActionPublishers.
+type ActionPublisher interface {
+	PublishAction(ctx context.Context, a *event.Action)
+}
+
 // PublisherFunc adapts a function to [Publisher].
 type PublisherFunc func(ctx context.Context, e *event.Event)
 
@@ -47,15 +55,26 @@ type KafkaPublisher struct {
 // NewKafkaPublisher returns a publisher producing to topic on cl. The caller owns cl and flushes
 // it at shutdown. reg may be nil.
 func NewKafkaPublisher(cl *kgo.Client, topic string, log *slog.Logger, reg prometheus.Registerer) *KafkaPublisher {
+	return newKafkaPublisher(cl, topic, "mcpwatch_gateway_audit", log, reg)
+}
+
+// NewKafkaActionPublisher returns a publisher of the gateway's action records to the actions
+// topic on cl, with the metrics mcpwatch_gateway_actions_produced_total and _failed_total. reg may
+// be nil.
+func NewKafkaActionPublisher(cl *kgo.Client, topic string, log *slog.Logger, reg prometheus.Registerer) *KafkaPublisher {
+	return newKafkaPublisher(cl, topic, "mcpwatch_gateway_actions", log, reg)
+}
+
+func newKafkaPublisher(cl *kgo.Client, topic, prefix string, log *slog.Logger, reg prometheus.Registerer) *KafkaPublisher {
 	if log == nil {
 		log = slog.Default()
 	}
 	p := &KafkaPublisher{
 		cl: cl, topic: topic, log: log.With("component", "audit-publisher", "topic", topic),
-		produced: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_audit_produced_total",
-			Help: "Audit events acknowledged by Kafka."}),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_gateway_audit_failed_total",
-			Help: "Audit events lost, by reason (encode, buffer_full, produce)."}, []string{"reason"}),
+		produced: prometheus.NewCounter(prometheus.CounterOpts{Name: prefix + "_produced_total",
+			Help: "Records acknowledged by Kafka."}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: prefix + "_failed_total",
+			Help: "Records lost, by reason (encode, buffer_full, produce)."}, []string{"reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(p.produced, p.failed)
@@ -68,18 +87,33 @@ func NewKafkaPublisher(cl *kgo.Client, topic string, log *slog.Logger, reg prome
 func (p *KafkaPublisher) Publish(ctx context.Context, e *event.Event) {
 	r, err := p.record(e)
 	if err != nil {
-		p.fail("encode", e, err)
+		p.fail("encode", e.ID, err)
 		return
 	}
+	p.produce(ctx, r, e.ID)
+}
+
+// PublishAction implements [ActionPublisher] like Publish: it produces a to the publisher's topic
+// (make it with [NewKafkaActionPublisher]) under [ActionKey].
+func (p *KafkaPublisher) PublishAction(ctx context.Context, a *event.Action) {
+	b, err := event.Encode(a)
+	if err != nil {
+		p.fail("encode", a.ID, err)
+		return
+	}
+	p.produce(ctx, &kgo.Record{Topic: p.topic, Key: []byte(ActionKey(a)), Value: b}, a.ID)
+}
+
+func (p *KafkaPublisher) produce(ctx context.Context, r *kgo.Record, id string) {
 	// The record outlives the request: keep the context's values, not its cancellation.
 	p.cl.TryProduce(context.WithoutCancel(ctx), r, func(_ *kgo.Record, err error) {
 		switch {
 		case err == nil:
 			p.produced.Inc()
 		case errors.Is(err, kgo.ErrMaxBuffered):
-			p.fail("buffer_full", e, err)
+			p.fail("buffer_full", id, err)
 		default:
-			p.fail("produce", e, err)
+			p.fail("produce", id, err)
 		}
 	})
 }
@@ -92,7 +126,16 @@ func (p *KafkaPublisher) record(e *event.Event) (*kgo.Record, error) {
 	return &kgo.Record{Topic: p.topic, Key: []byte(event.PrincipalKey(e.Tenant, e.Principal)), Value: b}, nil
 }
 
-func (p *KafkaPublisher) fail(reason string, e *event.Event, err error) {
+// ActionKey is the record key of a gateway action on the actions topic: the principal's
+// [event.PrincipalKey] when the action names one, else the tenant and the action's target.
+func ActionKey(a *event.Action) string {
+	if a.Subject != "" {
+		return event.PrincipalKey(a.Tenant, event.Principal{Subject: a.Subject})
+	}
+	return a.Tenant + "/" + a.Target
+}
+
+func (p *KafkaPublisher) fail(reason string, id string, err error) {
 	p.failed.WithLabelValues(reason).Inc()
 	now := time.Now().UnixNano()
 	last := p.lastWarn.Load()
@@ -101,7 +144,7 @@ func (p *KafkaPublisher) fail(reason string, e *event.Event, err error) {
 	}
 	// Never the token: the event carries only its id.
 	p.log.Warn("audit event lost (further losses logged at most every 10s; see mcpwatch_gateway_audit_failed_total)",
-		"reason", reason, "event_id", e.ID, "err", err)
+		"reason", reason, "record_id", id, "err", err)
 }
 
 // SpoolFullMode is what a [DurablePublisher] does with an event when Kafka is not taking records
@@ -130,6 +173,7 @@ type durableOpts struct {
 	batch       int
 	log         *slog.Logger
 	reg         prometheus.Registerer
+	prefix      string
 }
 
 // WithSpoolFullMode sets the behaviour when the spool is full; the default is [FailClosed].
@@ -143,6 +187,11 @@ func WithStallTimeout(d time.Duration) DurableOption { return func(o *durableOpt
 // WithMaxInFlight bounds the records handed to the Kafka client and not yet acknowledged (default
 // 10,000); past it events are spooled. Keep it below the client's MaxBufferedRecords.
 func WithMaxInFlight(n int) DurableOption { return func(o *durableOpts) { o.maxInFlight = n } }
+
+// WithMetricPrefix sets the prefix of the publisher's metric names (default
+// "mcpwatch_gateway_audit"), so that a second publisher — the gateway's actions, with a spool of
+// their own — registers beside the first: "mcpwatch_gateway_actions".
+func WithMetricPrefix(p string) DurableOption { return func(o *durableOpts) { o.prefix = p } }
 
 // WithDurableLogger sets the logger.
 func WithDurableLogger(l *slog.Logger) DurableOption { return func(o *durableOpts) { o.log = l } }
@@ -194,7 +243,7 @@ type DurablePublisher struct {
 // NewDurablePublisher returns a publisher producing to topic on cl and spooling to sp. The caller
 // owns cl and sp: call [DurablePublisher.Close] first, then close sp and cl.
 func NewDurablePublisher(cl *kgo.Client, sp *spool.Spool, topic string, opts ...DurableOption) (*DurablePublisher, error) {
-	o := durableOpts{mode: FailClosed, stall: 2 * time.Second, maxInFlight: 10_000, batch: 500}
+	o := durableOpts{mode: FailClosed, stall: 2 * time.Second, maxInFlight: 10_000, batch: 500, prefix: "mcpwatch_gateway_audit"}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -217,15 +266,15 @@ func NewDurablePublisher(cl *kgo.Client, sp *spool.Spool, topic string, opts ...
 		wake:     make(chan struct{}, 1),
 		cancel:   cancel,
 		done:     make(chan struct{}),
-		produced: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_audit_produced_total",
+		produced: prometheus.NewCounter(prometheus.CounterOpts{Name: o.prefix + "_produced_total",
 			Help: "Audit events acknowledged by Kafka on the direct path."}),
-		spooled: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_audit_spooled_total",
+		spooled: prometheus.NewCounter(prometheus.CounterOpts{Name: o.prefix + "_spooled_total",
 			Help: "Audit events written to the disk spool because Kafka was not acknowledging."}),
-		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_audit_replayed_total",
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: o.prefix + "_replayed_total",
 			Help: "Spooled audit events acknowledged by Kafka on replay."}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_audit_refused_total",
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: o.prefix + "_refused_total",
 			Help: "Audit events refused because the spool was full (fail_closed): their calls were refused."}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpwatch_gateway_audit_dropped_total",
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: o.prefix + "_dropped_total",
 			Help: "Audit events lost, by reason (fail_open, encode, permanent, spool_full, spool_error)."}, []string{"reason"}),
 	}
 	p.spooling = sp.Len() > 0
@@ -234,11 +283,11 @@ func NewDurablePublisher(cl *kgo.Client, sp *spool.Spool, topic string, opts ...
 			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(sp.Stats()) })
 		}
 		o.reg.MustRegister(p.produced, p.spooled, p.replayed, p.refused, p.dropped,
-			stat("mcpwatch_gateway_audit_spool_bytes", "Bytes the audit spool holds on disk.",
+			stat(o.prefix+"_spool_bytes", "Bytes the audit spool holds on disk.",
 				func(s spool.Stats) float64 { return float64(s.Bytes) }),
-			stat("mcpwatch_gateway_audit_spool_records", "Audit events waiting in the spool.",
+			stat(o.prefix+"_spool_records", "Audit events waiting in the spool.",
 				func(s spool.Stats) float64 { return float64(s.Records) }),
-			stat("mcpwatch_gateway_audit_spool_oldest_age_seconds", "Age of the oldest spooled audit event; 0 when empty.",
+			stat(o.prefix+"_spool_oldest_age_seconds", "Age of the oldest spooled audit event; 0 when empty.",
 				func(s spool.Stats) float64 {
 					if s.Oldest.IsZero() {
 						return 0
@@ -279,12 +328,27 @@ func (p *DurablePublisher) Send(ctx context.Context, e *event.Event) error {
 		p.lose("encode", e.ID, err)
 		return err
 	}
-	key := event.PrincipalKey(e.Tenant, e.Principal)
+	return p.send(ctx, e.ID, event.PrincipalKey(e.Tenant, e.Principal), v)
+}
+
+// PublishAction implements [ActionPublisher] with the guarantees of Send: the action record goes
+// to the publisher's topic (make the publisher for the actions topic, with a spool of its own)
+// under [ActionKey], through the spool while Kafka is away.
+func (p *DurablePublisher) PublishAction(ctx context.Context, a *event.Action) {
+	v, err := event.Encode(a)
+	if err != nil {
+		p.lose("encode", a.ID, err)
+		return
+	}
+	_ = p.send(ctx, a.ID, ActionKey(a), v)
+}
+
+func (p *DurablePublisher) send(ctx context.Context, id, key string, v []byte) error {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return p.unavailable(e.ID, errors.New("publisher closed"))
+		return p.unavailable(id, errors.New("publisher closed"))
 	}
 	if !p.spooling {
 		stalled := len(p.inflight) > 0 && now.Sub(p.lastProgress) > p.o.stall
@@ -293,8 +357,7 @@ func (p *DurablePublisher) Send(ctx context.Context, e *event.Event) error {
 			if len(p.inflight) == 0 {
 				p.lastProgress = now
 			}
-			p.inflight[r] = e.ID
-			id := e.ID
+			p.inflight[r] = id
 			// The record outlives the request: keep the context's values, not its cancellation.
 			p.cl.TryProduce(context.WithoutCancel(ctx), r, func(r *kgo.Record, err error) { p.acked(r, id, err) })
 			return nil
@@ -303,7 +366,7 @@ func (p *DurablePublisher) Send(ctx context.Context, e *event.Event) error {
 		p.log.Warn("kafka not acknowledging audit events; spooling to disk",
 			"in_flight", len(p.inflight), "stalled", stalled)
 	}
-	return p.spoolLocked(e.ID, key, v)
+	return p.spoolLocked(id, key, v)
 }
 
 // spoolLocked appends one event to the spool. Called with mu held.

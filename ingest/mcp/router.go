@@ -14,9 +14,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/ingest/mcpwire"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/internal/control"
@@ -52,6 +54,14 @@ type Router struct {
 	tenant string
 
 	unrouted prometheus.Counter
+	// actions records quarantines applied and lifted; nil: not recorded. observer names this
+	// replica in them.
+	actions  ActionPublisher
+	observer string
+	// frozenBy remembers the control that froze each sandbox, so that its thaw — after a
+	// tombstone that leaves nothing in the store — is recorded against it.
+	frozenMu sync.Mutex
+	frozenBy map[string]event.Control
 	wake     chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
@@ -82,6 +92,7 @@ func NewRouter(base Config, routes []Route, auth Authenticator, pub Publisher, c
 	r := &Router{
 		ctl: ctl, pub: &principalTracker{Publisher: pub, bySandbox: map[string]event.Principal{}},
 		log: log.With("component", "mcp-router"), tenant: base.Tenant,
+		actions: base.Actions, observer: base.Observer, frozenBy: map[string]event.Control{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_gateway_unrouted_total",
 			Help: "Requests to a path no configured MCP server is served under."}),
@@ -218,6 +229,56 @@ func (g *Gateway) controlled(c *call, tool string) (event.Control, bool) {
 	return g.ctl.Match(g.cfg.Tenant, event.ScopeSandbox, g.sandboxOf(c.session), now)
 }
 
+// stepUpControl is the step-up control in force (kind step_up, on c's token, subject or client)
+// that c's authentication does not satisfy: the principal authenticated before the control, or
+// the gateway cannot tell when (no auth_time), or without the [Config.StepUp] demand. A token
+// refreshed from an old login keeps its auth_time and so does not satisfy it: only a new
+// authentication does.
+func (g *Gateway) stepUpControl(c *call) (event.Control, bool) {
+	now := time.Now()
+	p := c.principal
+	for _, q := range [...]struct {
+		scope event.ControlScope
+		value string
+	}{{event.ScopeToken, p.TokenID}, {event.ScopeSubject, p.Subject}, {event.ScopeClient, p.ClientID}} {
+		ctl, ok := g.ctl.MatchKind(g.cfg.Tenant, event.ControlStepUp, q.scope, q.value, now)
+		if ok && !g.steppedUp(c, ctl) {
+			return ctl, true
+		}
+	}
+	return event.Control{}, false
+}
+
+func (g *Gateway) steppedUp(c *call, ctl event.Control) bool {
+	if c.authTime.IsZero() || !c.authTime.After(ctl.Time) {
+		return false
+	}
+	d := g.cfg.StepUp
+	if len(d.AMR) > 0 && !slices.ContainsFunc(c.principal.AuthMethods, func(m string) bool { return slices.Contains(d.AMR, m) }) {
+		return false
+	}
+	return len(d.ACR) == 0 || slices.Contains(d.ACR, c.principal.ACR)
+}
+
+// refuseStepUp answers a call held by a step-up control: with an OAuth authenticator the RFC 9470
+// challenge, 401 insufficient_user_authentication with max_age — the seconds since the control,
+// so that only a login after it satisfies — and acr_values from [Config.StepUp]; else 403.
+func (g *Gateway) refuseStepUp(w http.ResponseWriter, c *call, events []*event.Event, msgs []mcpwire.Message, batch bool, ctl event.Control) {
+	status, text := http.StatusForbidden, "step-up authentication required by mcpwatch"
+	if g.chal != nil {
+		age := max(time.Since(ctl.Time).Truncate(time.Second), time.Second)
+		status, _ = g.chal.Challenge(w, &oauth.MFAError{AnyAMR: slices.Clone(g.cfg.StepUp.AMR), AnyACR: slices.Clone(g.cfg.StepUp.ACR), MaxAge: age})
+		text += ": authenticate again"
+		if len(g.cfg.StepUp.AMR) > 0 {
+			text += " with " + strings.Join(g.cfg.StepUp.AMR, " or ")
+		}
+	}
+	if ctl.Reason != "" {
+		text += " (" + ctl.Reason + ")"
+	}
+	g.refuse(w, c, events, msgs, batch, status, denyStepUp, CodeDenied, text, "control:"+ctl.Key())
+}
+
 func (g *Gateway) sandboxOf(session string) string {
 	if g.cfg.Sandboxes == nil || session == "" {
 		return ""
@@ -272,6 +333,7 @@ func (r *Router) applyQuarantines() {
 		cancel()
 		for _, qc := range changes {
 			r.publishQuarantine(rt, qc, now)
+			r.recordQuarantine(rt, qc, now)
 		}
 	}
 }
@@ -342,6 +404,82 @@ func (r *Router) sessionEnded(rt *routed, se sandbox.SessionEnd) {
 	}
 	rt.g.publish(context.Background(), e)
 	r.pub.forget(se.Sandbox)
+	r.frozenMu.Lock()
+	delete(r.frozenBy, se.Sandbox)
+	r.frozenMu.Unlock()
+}
+
+// quarantineNamespace scopes the ids of the gateway's quarantine actions; it never changes.
+var quarantineNamespace = uuid.MustParse("5b0c7e0a-2f4e-4c43-8d7e-0e6f4f1b9a21")
+
+// recordQuarantine publishes the action record of a freeze or thaw the router applied: a
+// quarantine succeeded only when cgroup.events confirmed the cgroup frozen, failed with the
+// kernel's reason otherwise; a thaw is a lift, on the control's expiry or its tombstone. The id
+// is derived from the control, the sandbox and what happened, so a control applied again yields
+// the same record rather than a second one. LatencyMS runs from the control's time to the
+// confirmation (for a lift on expiry, from the expiry).
+func (r *Router) recordQuarantine(rt *routed, qc sandbox.QuarantineChange, now time.Time) {
+	var ctl event.Control
+	r.frozenMu.Lock()
+	if qc.Frozen {
+		ctl, _ = r.quarantineOf(rt, qc.Sandbox, now)
+		if qc.Err == nil {
+			r.frozenBy[qc.Sandbox] = ctl
+		}
+	} else {
+		ctl = r.frozenBy[qc.Sandbox]
+		if qc.Err == nil {
+			delete(r.frozenBy, qc.Sandbox)
+		}
+	}
+	r.frozenMu.Unlock()
+	if r.actions == nil {
+		return
+	}
+	at := qc.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	what, kind := "frozen", event.ActionQuarantine
+	if !qc.Frozen {
+		what, kind = "thawed", event.ActionLift
+	}
+	status := "succeeded"
+	if qc.Err != nil {
+		status, what = "failed", what+"-failed"
+	}
+	a := &event.Action{
+		ID:   uuid.NewSHA1(quarantineNamespace, []byte(ctl.ID+"\x00"+qc.Sandbox+"\x00"+what)).String(),
+		Time: at.UTC(), Tenant: r.tenant, FindingID: ctl.FindingID,
+		Kind: kind, Target: qc.Sandbox, Status: status, Attempts: 1,
+		Scope: ctl.Scope, Actor: "gateway:" + r.observer, Reason: ctl.Reason, ControlID: ctl.ID, Expires: ctl.Expires,
+	}
+	if p := r.pub.principal(qc.Sandbox); p.Subject != "" || p.ClientID != "" {
+		a.Subject = event.PrincipalID(p)
+	}
+	since := ctl.Time
+	switch {
+	case qc.Frozen && qc.Err == nil:
+		a.Detail = fmt.Sprintf("sandbox %s of server %s frozen (cgroup %d), confirmed by cgroup.events frozen 1; control %s",
+			qc.Sandbox, rt.Name, qc.CgroupID, ctl.Key())
+	case qc.Frozen:
+		a.Detail = fmt.Sprintf("sandbox %s of server %s not frozen: %v", qc.Sandbox, rt.Name, qc.Err)
+	case ctl.Expires != nil && !now.Before(*ctl.Expires):
+		since = *ctl.Expires
+		a.Detail = fmt.Sprintf("sandbox %s thawed: control %s expired at %s", qc.Sandbox, ctl.Key(), ctl.Expires.UTC().Format(time.RFC3339))
+	default:
+		since = time.Time{} // a tombstone carries no time
+		a.Detail = fmt.Sprintf("sandbox %s thawed: control %s lifted", qc.Sandbox, ctl.Key())
+	}
+	if !qc.Frozen && qc.Err != nil {
+		a.Detail = fmt.Sprintf("sandbox %s not thawed: %v", qc.Sandbox, qc.Err)
+	}
+	if !since.IsZero() {
+		a.LatencyMS = max(float64(at.Sub(since).Microseconds())/1000, 0)
+	}
+	r.actions.PublishAction(context.Background(), a)
+	r.log.Info("quarantine action", "kind", a.Kind, "status", a.Status, "sandbox", qc.Sandbox, "control", ctl.Key(),
+		"latency_ms", a.LatencyMS)
 }
 
 // Close stops the quarantine watcher, ends every sandboxed session (stopping its sandbox) and

@@ -55,7 +55,7 @@ func init() {
 
 // requireSandboxes returns the cgroup v2 mount, or skips (fails under CI=true) when sandboxes
 // cannot run here.
-func requireSandboxes(t *testing.T) string {
+func requireSandboxes(t testing.TB) string {
 	t.Helper()
 	root, err := sandbox.FindCgroup2()
 	if err == nil && os.Geteuid() != 0 {
@@ -70,7 +70,7 @@ func requireSandboxes(t *testing.T) string {
 	return root
 }
 
-func newSandboxManager(t *testing.T) *sandbox.Manager {
+func newSandboxManager(t testing.TB) *sandbox.Manager {
 	t.Helper()
 	requireSandboxes(t)
 	var b [4]byte
@@ -93,7 +93,7 @@ func newSandboxManager(t *testing.T) *sandbox.Manager {
 var testLimits = sandbox.Limits{MemoryMax: 512 << 20, PidsMax: 64, CPUMax: 1}
 
 // goStdioBridge is a bridge running this test binary as the Go SDK stdio server.
-func goStdioBridge(t *testing.T, m *sandbox.Manager, name string) *sandbox.Bridge {
+func goStdioBridge(t testing.TB, m *sandbox.Manager, name string) *sandbox.Bridge {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -111,14 +111,15 @@ func goStdioBridge(t *testing.T, m *sandbox.Manager, name string) *sandbox.Bridg
 }
 
 type routerFixture struct {
-	r      *Router
-	srv    *httptest.Server
-	store  *control.Store
-	events *recorder
-	reg    *prometheus.Registry
+	r       *Router
+	srv     *httptest.Server
+	store   *control.Store
+	events  *recorder
+	actions *actionRecorder
+	reg     *prometheus.Registry
 }
 
-func newRouterFixture(t *testing.T, routes []Route) *routerFixture {
+func newRouterFixture(t testing.TB, routes []Route) *routerFixture {
 	t.Helper()
 	auth, err := NewStaticTokens([]StaticToken{
 		{Token: aliceToken, Principal: event.Principal{Subject: "alice", ClientID: "desktop"}},
@@ -126,8 +127,8 @@ func newRouterFixture(t *testing.T, routes []Route) *routerFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &routerFixture{store: control.NewStore(), events: &recorder{}, reg: prometheus.NewRegistry()}
-	f.r, err = NewRouter(Config{Tenant: "acme", Observer: "gw-test"}, routes, auth, f.events, f.store, f.reg, slog.New(slog.DiscardHandler))
+	f := &routerFixture{store: control.NewStore(), events: &recorder{}, actions: &actionRecorder{}, reg: prometheus.NewRegistry()}
+	f.r, err = NewRouter(Config{Tenant: "acme", Observer: "gw-test", Actions: f.actions}, routes, auth, f.events, f.store, f.reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func newRouterFixture(t *testing.T, routes []Route) *routerFixture {
 	return f
 }
 
-func (f *routerFixture) connect(t *testing.T, path string, o clientOpts) *sdk.ClientSession {
+func (f *routerFixture) connect(t testing.TB, path string, o clientOpts) *sdk.ClientSession {
 	t.Helper()
 	ff := &fixture{srv: &httptest.Server{URL: f.srv.URL + strings.TrimSuffix(path, "/mcp")}}
 	if !strings.HasSuffix(path, "/mcp") {

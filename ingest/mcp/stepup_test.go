@@ -96,3 +96,61 @@ func TestOAuthStepUpAuthTime(t *testing.T) {
 		t.Fatalf("fresh MFA login: %d %s", r.status, r.body)
 	}
 }
+
+// A step-up control (kind step_up from the control topic) on the subject, against zitadel's
+// OpenID Provider: the subject's token from an hour-old login is answered with RFC 9470's
+// challenge (401 insufficient_user_authentication, max_age = the seconds since the control) and
+// never reaches the upstream; a fresh login without the demanded amr (mfa) is still refused; a
+// fresh MFA login after the control passes; the old token passes again once the control has
+// expired. If it failed, a playbook's or operator's step-up would either lock the user out for
+// good or be satisfied by the very session it distrusts.
+func TestStepUpControl(t *testing.T) {
+	up := newUpstream(t, true)
+	f := newOAuthGateway(t, up, func(c *Config) { c.StepUp = StepUpDemand{AMR: []string{"mfa"}} })
+	f.as.SetAuthAge(time.Hour)
+	old := f.as.Login(t, f.resource, "mcp:read", "mcp:tools")
+	if r := f.post(t, old.AccessToken, callEcho, "Mcp-Protocol-Version", "2025-06-18"); r.status != http.StatusOK {
+		t.Fatalf("before the control: %d %s", r.status, r.body)
+	}
+	hits := up.hits.Load()
+
+	exp := time.Now().Add(4 * time.Second)
+	ctl := event.Control{ID: event.NewID(), Time: time.Now(), Kind: event.ControlStepUp, Scope: event.ScopeSubject,
+		Tenant: "acme", Value: oauthtest.Subject, Reason: "impossible travel", Actor: "operator:carol", Expires: &exp}
+	b, err := event.Encode(&ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Apply([]byte(ctl.Key()), b); err != nil {
+		t.Fatal(err)
+	}
+	r := f.post(t, old.AccessToken, callEcho)
+	ch := r.header.Get("WWW-Authenticate")
+	if r.status != http.StatusUnauthorized || !strings.HasPrefix(ch, `Bearer error="insufficient_user_authentication"`) ||
+		!strings.Contains(ch, `max_age="1"`) || !strings.Contains(ch, "resource_metadata=") {
+		t.Fatalf("old login under a step-up control: %d %q", r.status, ch)
+	}
+	d := lastDenied(t, f.events.all())
+	if d.Outcome.PolicyRule != "control:"+ctl.Key() || !strings.Contains(d.Outcome.Reason, "impossible travel") {
+		t.Fatalf("step-up audited as %+v", d.Outcome)
+	}
+	if up.hits.Load() != hits {
+		t.Fatal("a call held for step-up reached the upstream")
+	}
+
+	time.Sleep(1100 * time.Millisecond) // auth_time has whole seconds: log in a second after the control
+	pwd := f.as.StepUpLogin(t, f.resource, time.Second, "mcp:read", "mcp:tools")
+	if r := f.post(t, pwd.AccessToken, callEcho); r.status != http.StatusUnauthorized {
+		t.Fatalf("fresh login without mfa: %d %s", r.status, r.body)
+	}
+	f.as.SetAMR("pwd", "mfa")
+	mfa := f.as.StepUpLogin(t, f.resource, time.Second, "mcp:read", "mcp:tools")
+	if r := f.post(t, mfa.AccessToken, callEcho, "Mcp-Protocol-Version", "2025-06-18"); r.status != http.StatusOK {
+		t.Fatalf("fresh MFA login after the control: %d %s", r.status, r.body)
+	}
+
+	time.Sleep(time.Until(exp) + 50*time.Millisecond)
+	if r := f.post(t, old.AccessToken, callEcho, "Mcp-Protocol-Version", "2025-06-18"); r.status != http.StatusOK {
+		t.Fatalf("old login after the control expired: %d %s", r.status, r.body)
+	}
+}

@@ -180,6 +180,8 @@ type QuarantineChange struct {
 	CgroupID         uint64
 	Frozen           bool  // frozen now (false: thawed)
 	Err              error // the kernel refused: the state did not change
+	// At is when the change was confirmed by cgroup.events (or failed).
+	At time.Time
 }
 
 // ApplyQuarantine brings every session's sandbox in line with quarantined: those it names are
@@ -205,6 +207,7 @@ func (b *Bridge) ApplyQuarantine(ctx context.Context, quarantined func(sandbox s
 		} else {
 			qc.Err = s.sb.Thaw(ctx)
 		}
+		qc.At = time.Now()
 		if qc.Err != nil {
 			b.log.Error("sandbox quarantine not applied", "sandbox", qc.Sandbox, "freeze", want, "err", qc.Err)
 		} else {

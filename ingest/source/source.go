@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/component"
@@ -120,6 +121,10 @@ type Options struct {
 type Source struct {
 	// Publisher delivers audit events: to Kafka, through the spool when one is configured.
 	Publisher mcp.Publisher
+	// Actions delivers the source's own action records (sandbox quarantines applied and lifted)
+	// to the actions topic, with the same guarantees: through a spool of their own (the
+	// "actions" directory inside the spool directory) when one is configured.
+	Actions mcp.ActionPublisher
 	// Controls are the revocations and quarantines (empty unless FollowControl).
 	Controls *control.Store
 	// Policy is the access policy, nil without one; Pins the tool pins, nil without them.
@@ -195,6 +200,7 @@ func (s *Source) openPublisher() error {
 	if sc.Dir == "" {
 		s.set.Logger.Warn("no audit spool (spool.dir empty): events are dropped and counted if Kafka stays unreachable")
 		s.Publisher = mcp.NewKafkaPublisher(cl, s.set.Topics.Raw, s.set.Logger, s.set.Registerer)
+		s.Actions = mcp.NewKafkaActionPublisher(cl, s.set.Topics.Actions, s.set.Logger, s.set.Registerer)
 		s.flush = cl.Flush
 		return nil
 	}
@@ -204,22 +210,43 @@ func (s *Source) openPublisher() error {
 	if sc.MaxBytes > 0 {
 		opts = append(opts, spool.WithMaxBytes(sc.MaxBytes))
 	}
-	sp, err := spool.Open(sc.Dir, opts...)
-	if err != nil {
-		return fmt.Errorf("audit spool: %w", err)
-	}
-	s.closes = append(s.closes, func() {
-		if err := sp.Close(); err != nil {
-			s.set.Logger.Warn("close audit spool", "err", err)
+	openSpool := func(dir string) (*spool.Spool, error) {
+		sp, err := spool.Open(dir, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("audit spool: %w", err)
 		}
-	})
+		s.closes = append(s.closes, func() {
+			if err := sp.Close(); err != nil {
+				s.set.Logger.Warn("close audit spool", "dir", dir, "err", err)
+			}
+		})
+		return sp, nil
+	}
+	sp, err := openSpool(sc.Dir)
+	if err != nil {
+		return err
+	}
 	dp, err := mcp.NewDurablePublisher(cl, sp, s.set.Topics.Raw, mcp.WithSpoolFullMode(mode),
 		mcp.WithDurableRegisterer(s.set.Registerer), mcp.WithDurableLogger(s.set.Logger))
 	if err != nil {
 		return err
 	}
-	s.Publisher = dp
-	s.flush = dp.Close // hands what Kafka has not acknowledged to the spool
+	// The actions have a spool of their own: a spool record holds no topic. The events' spool
+	// ignores the subdirectory.
+	asp, err := openSpool(filepath.Join(sc.Dir, "actions"))
+	if err != nil {
+		return err
+	}
+	ap, err := mcp.NewDurablePublisher(cl, asp, s.set.Topics.Actions, mcp.WithSpoolFullMode(mode),
+		mcp.WithMetricPrefix("mcpwatch_gateway_actions"), mcp.WithDurableRegisterer(s.set.Registerer),
+		mcp.WithDurableLogger(s.set.Logger))
+	if err != nil {
+		_ = dp.Close(context.Background())
+		return err
+	}
+	s.Publisher, s.Actions = dp, ap
+	// Close hands what Kafka has not acknowledged to the spools.
+	s.flush = func(ctx context.Context) error { return errors.Join(dp.Close(ctx), ap.Close(ctx)) }
 	return nil
 }
 
