@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/response/internal/outbound"
 )
 
 // Config configures the responder. Start from [DefaultConfig]. It is the respond section of
@@ -121,40 +121,7 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validateWebhookURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Error quotes the URL, which may carry credentials: report only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("webhook URL does not parse: %w", err)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("webhook URL %s has no host", redactURL(u))
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("webhook URL %s is plain http to a non-loopback host: use https (findings are confidential)", redactURL(u))
-	}
-	return fmt.Errorf("webhook URL scheme %q: want https (or http to loopback)", u.Scheme)
-}
-
-// isLoopback reports whether host is "localhost" (RFC 6761 reserves it for loopback) or a
-// loopback IP. Other names are not resolved: what they resolve to can change.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func validateWebhookURL(raw string) error { return outbound.ValidateURL(raw, "webhook URL") }
 
 func validateSecret(s string) error {
 	if s == "" {
@@ -175,7 +142,4 @@ func validateSecret(s string) error {
 
 // redactURL is the URL without credentials, query or fragment, which may hold tokens: fit for
 // logs and action records.
-func redactURL(u *url.URL) string {
-	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-	return r.String()
-}
+func redactURL(u *url.URL) string { return outbound.Redact(u) }
