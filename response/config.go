@@ -1,12 +1,9 @@
 package response
 
 import (
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"math"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/component"
@@ -70,13 +67,7 @@ func (c Config) secret() (string, error) {
 	return c.WebhookSecretFrom.Resolve()
 }
 
-// Standard Webhooks secrets: "whsec_" + base64; the specification asks for 24 to 64 bytes.
-const (
-	secretPrefix   = "whsec_"
-	minSecretBytes = 24
-	maxSecretBytes = 64
-	maxAttempts    = 20
-)
+const maxAttempts = 20
 
 // Validate reports a config the responder cannot work with.
 //
@@ -127,17 +118,7 @@ func validateSecret(s string) error {
 	if s == "" {
 		return errors.New("a webhook secret is required with a webhook URL (from the environment or a file: webhook_secret: {env: NAME} or {file: PATH}; default $MCPWATCH_WEBHOOK_SECRET)")
 	}
-	if !strings.HasPrefix(s, secretPrefix) {
-		return errors.New(`webhook secret must start with "whsec_"`)
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, secretPrefix))
-	if err != nil {
-		return errors.New(`webhook secret is not "whsec_" followed by standard base64`)
-	}
-	if len(key) < minSecretBytes || len(key) > maxSecretBytes {
-		return fmt.Errorf("webhook secret has %d bytes, Standard Webhooks wants %d to %d", len(key), minSecretBytes, maxSecretBytes)
-	}
-	return nil
+	return outbound.ValidateWebhookSecret(s)
 }
 
 // redactURL is the URL without credentials, query or fragment, which may hold tokens: fit for

@@ -8,6 +8,7 @@ package outbound
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -251,4 +252,27 @@ func attempt(ctx context.Context, d Delivery, now func() time.Time, o *Outcome) 
 	default:
 		return "4xx", backoff.Permanent(errors.New(o.Detail))
 	}
+}
+
+// Standard Webhooks secrets: "whsec_" + base64; the specification asks for 24 to 64 bytes.
+const (
+	secretPrefix   = "whsec_"
+	minSecretBytes = 24
+	maxSecretBytes = 64
+)
+
+// ValidateWebhookSecret reports a Standard Webhooks signing secret that is not "whsec_" and the
+// standard base64 of 24 to 64 bytes. The message never repeats the secret.
+func ValidateWebhookSecret(s string) error {
+	if !strings.HasPrefix(s, secretPrefix) {
+		return errors.New(`webhook secret must start with "whsec_"`)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, secretPrefix))
+	if err != nil {
+		return errors.New(`webhook secret is not "whsec_" followed by standard base64`)
+	}
+	if len(key) < minSecretBytes || len(key) > maxSecretBytes {
+		return fmt.Errorf("webhook secret has %d bytes, Standard Webhooks wants %d to %d", len(key), minSecretBytes, maxSecretBytes)
+	}
+	return nil
 }
