@@ -287,14 +287,26 @@ func (c *channel) body(m *Message, now time.Time) ([]byte, error) {
 	v := newView(m, c.cfg.FindingURL)
 	switch c.cfg.Type {
 	case TypeSlack:
-		return json.Marshal(slackPayload(&v))
+		return marshal(slackPayload(&v))
 	case TypeTeams:
-		return json.Marshal(teamsPayload(&v, m.Finding.Severity))
+		return marshal(teamsPayload(&v, m.Finding.Severity))
 	case TypePagerDuty:
-		return json.Marshal(pdPayloadOf(m, &v, c.cred, c.cfg.DedupBy))
+		return marshal(pdPayloadOf(m, &v, c.cred, c.cfg.DedupBy))
 	default:
-		return json.Marshal(webhookPayloadOf(m, now))
+		return marshal(webhookPayloadOf(m, now))
 	}
+}
+
+// marshal encodes v as JSON without HTML escaping: the vendors decode JSON, and "&lt;" stays
+// readable in the payload rather than "\u0026lt;".
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // request is one attempt's POST. Webhooks are signed afresh at ts with the finding id as

@@ -77,11 +77,12 @@ func slackField(label, value string) slackText {
 // slackPayload renders v as a Block Kit message: a header with the summary, a section with the
 // explanation and up to ten fields, a section of evidence, actions, a context line (finding id,
 // time, tags) and, with a finding URL, a button to it. Every text is escaped and clipped to
-// Slack's limits; the header is plain text, which Slack does not parse.
+// Slack's limits. The header is plain text, escaped too: Slack asks for &, < and > escaped in
+// any text it is sent.
 func slackPayload(v *view) slackMessage {
 	noEmoji := false
 	blocks := []slackBlock{{Type: "header", Text: &slackText{Type: "plain_text",
-		Text: clip(strings.ReplaceAll(v.title, "\n", " "), slackHeaderMax, nil), Emoji: &noEmoji}}}
+		Text: clip(strings.ReplaceAll(v.title, "\n", " "), slackHeaderMax, slackEscape), Emoji: &noEmoji}}}
 
 	why := "*Why:* "
 	fields := []slackText{slackField("Score", v.score), slackField("Principal", v.principal), slackField("Detector", v.detector)}
