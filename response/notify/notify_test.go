@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
 	whSecret   = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // the Standard Webhooks example, 24 bytes
-	routingKey = "R0UTINGKEY0123456789abcdefABCDEF"        // 32 letters and digits
+	routingKey = "R0UTINGKEY0123456789abcdefABCDEF"       // 32 letters and digits
 	slackPath  = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 )
 
