@@ -1,16 +1,13 @@
 package response
 
 import (
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"math"
-	"net"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/response/internal/outbound"
 )
 
 // Config configures the responder. Start from [DefaultConfig]. It is the respond section of
@@ -70,13 +67,7 @@ func (c Config) secret() (string, error) {
 	return c.WebhookSecretFrom.Resolve()
 }
 
-// Standard Webhooks secrets: "whsec_" + base64; the specification asks for 24 to 64 bytes.
-const (
-	secretPrefix   = "whsec_"
-	minSecretBytes = 24
-	maxSecretBytes = 64
-	maxAttempts    = 20
-)
+const maxAttempts = 20
 
 // Validate reports a config the responder cannot work with.
 //
@@ -121,61 +112,15 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validateWebhookURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Error quotes the URL, which may carry credentials: report only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("webhook URL does not parse: %w", err)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("webhook URL %s has no host", redactURL(u))
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("webhook URL %s is plain http to a non-loopback host: use https (findings are confidential)", redactURL(u))
-	}
-	return fmt.Errorf("webhook URL scheme %q: want https (or http to loopback)", u.Scheme)
-}
-
-// isLoopback reports whether host is "localhost" (RFC 6761 reserves it for loopback) or a
-// loopback IP. Other names are not resolved: what they resolve to can change.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func validateWebhookURL(raw string) error { return outbound.ValidateURL(raw, "webhook URL") }
 
 func validateSecret(s string) error {
 	if s == "" {
 		return errors.New("a webhook secret is required with a webhook URL (from the environment or a file: webhook_secret: {env: NAME} or {file: PATH}; default $MCPWATCH_WEBHOOK_SECRET)")
 	}
-	if !strings.HasPrefix(s, secretPrefix) {
-		return errors.New(`webhook secret must start with "whsec_"`)
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, secretPrefix))
-	if err != nil {
-		return errors.New(`webhook secret is not "whsec_" followed by standard base64`)
-	}
-	if len(key) < minSecretBytes || len(key) > maxSecretBytes {
-		return fmt.Errorf("webhook secret has %d bytes, Standard Webhooks wants %d to %d", len(key), minSecretBytes, maxSecretBytes)
-	}
-	return nil
+	return outbound.ValidateWebhookSecret(s)
 }
 
 // redactURL is the URL without credentials, query or fragment, which may hold tokens: fit for
 // logs and action records.
-func redactURL(u *url.URL) string {
-	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-	return r.String()
-}
+func redactURL(u *url.URL) string { return outbound.Redact(u) }

@@ -48,6 +48,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
+	"github.com/mcpwatch/mcpwatch/response/internal/outbound"
 	"github.com/mcpwatch/mcpwatch/response/playbook"
 )
 
@@ -127,8 +128,8 @@ func New(names event.Topics, cfg Config, reg prometheus.Registerer, log *slog.Lo
 	r := &Responder{
 		names: names, cfg: cfg, log: log.With("component", "responder"), m: newMetrics(reg),
 		now:           time.Now,
-		client:        defaultHTTPClient(),
-		newBackOff:    defaultBackOff,
+		client:        outbound.Client(),
+		newBackOff:    outbound.DefaultBackOff,
 		maxRetryAfter: 30 * time.Second,
 	}
 	for _, o := range opts {

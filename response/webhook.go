@@ -3,20 +3,17 @@ package response
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/response/internal/outbound"
 )
 
 // EventTypeFinding is the webhook payload type of a finding.
@@ -111,122 +108,41 @@ func (r *Responder) Notify(ctx context.Context, f *event.Finding) (*event.Action
 	return a, nil
 }
 
-// errRetryable marks a failed attempt worth repeating.
-var errRetryable = errors.New("retryable")
-
 // deliver POSTs body until an attempt succeeds, fails for good, or the attempts run out. It
 // returns the attempts made and a detail describing the last outcome.
 func (r *Responder) deliver(ctx context.Context, id string, body []byte) (attempts int, detail string, err error) {
-	op := func() (struct{}, error) {
-		attempts++
-		res, d, err := r.attempt(ctx, id, body)
-		r.m.attempts.WithLabelValues(res).Inc()
-		detail = d
-		if attempts > 1 && err == nil {
-			detail = fmt.Sprintf("%s after %d attempts", d, attempts)
-		}
-		return struct{}{}, err
-	}
-	notify := func(err error, wait time.Duration) {
-		r.log.Warn("webhook attempt failed, retrying", "webhook_id", id, "attempt", attempts,
-			"detail", detail, "wait", wait, "target", r.target)
-	}
-	_, err = backoff.Retry(ctx, op, backoff.WithBackOff(r.newBackOff()), backoff.WithMaxTries(uint(r.cfg.MaxAttempts)),
-		backoff.WithMaxElapsedTime(0), backoff.WithNotify(notify))
-	if err != nil && attempts > 1 {
-		detail = fmt.Sprintf("%s (attempt %d of %d)", detail, attempts, r.cfg.MaxAttempts)
-	}
-	return attempts, detail, err
+	o := outbound.Deliver(ctx, outbound.Delivery{
+		Client: r.client, NewBackOff: r.newBackOff, MaxRetryAfter: r.maxRetryAfter, Now: r.now,
+		MaxAttempts: r.cfg.MaxAttempts, Timeout: r.cfg.WebhookTimeout,
+		Build:     func(ctx context.Context, ts time.Time) (*http.Request, error) { return r.request(ctx, id, body, ts) },
+		OnAttempt: func(res string) { r.m.attempts.WithLabelValues(res).Inc() },
+		OnRetry: func(attempt int, detail string, wait time.Duration) {
+			r.log.Warn("webhook attempt failed, retrying", "webhook_id", id, "attempt", attempt,
+				"detail", detail, "wait", wait, "target", r.target)
+		},
+	})
+	return o.Attempts, o.Detail, o.Err
 }
 
-// attempt makes one signed POST. It returns the result class for metrics, a detail, and nil,
-// a [backoff.Permanent] error, an error wrapping errRetryable, or a [backoff.RetryAfterError].
-func (r *Responder) attempt(ctx context.Context, id string, body []byte) (result, detail string, err error) {
-	actx, cancel := context.WithTimeout(ctx, r.cfg.WebhookTimeout)
-	defer cancel()
-	ts := r.now()
+// request is one attempt's POST, signed at ts with id as webhook-id.
+func (r *Responder) request(ctx context.Context, id string, body []byte, ts time.Time) (*http.Request, error) {
 	sig, err := r.wh.Sign(id, ts, body)
 	if err != nil {
-		return "error", "sign: " + err.Error(), backoff.Permanent(err)
+		return nil, fmt.Errorf("sign: %w", err)
 	}
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, r.cfg.WebhookURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.WebhookURL, bytes.NewReader(body))
 	if err != nil {
-		return "error", "build request", backoff.Permanent(errors.New("build webhook request"))
+		return nil, errors.New("build webhook request") // the error would repeat the URL
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "mcpwatch-responder")
 	req.Header.Set(standardwebhooks.HeaderWebhookID, id)
 	req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(ts.Unix(), 10))
 	req.Header.Set(standardwebhooks.HeaderWebhookSignature, sig)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return "error", "interrupted", backoff.Permanent(ctx.Err())
-		}
-		// url.Error repeats the URL, which may hold credentials: keep only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-			if ue.Timeout() {
-				err = fmt.Errorf("no response within %s", r.cfg.WebhookTimeout)
-			}
-		}
-		return "error", err.Error(), fmt.Errorf("%w: %v", errRetryable, err)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
-	_ = resp.Body.Close()
-	detail = "HTTP " + resp.Status
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
-		return "2xx", detail, nil
-	case code == http.StatusTooManyRequests || code >= 500:
-		result = "5xx"
-		if code == http.StatusTooManyRequests {
-			result = "429"
-		}
-		if d, ok := r.retryAfter(resp.Header.Get("Retry-After"), ts); ok {
-			return result, detail, &backoff.RetryAfterError{Duration: d}
-		}
-		return result, detail, fmt.Errorf("%w: %s", errRetryable, detail)
-	case code >= 300 && code < 400:
-		return "3xx", detail + " (redirects are not followed)", backoff.Permanent(errors.New(detail))
-	default:
-		return "4xx", detail, backoff.Permanent(errors.New(detail))
-	}
+	return req, nil
 }
 
 // retryAfter parses a Retry-After header (seconds or an HTTP date), capped at maxRetryAfter.
 func (r *Responder) retryAfter(h string, now time.Time) (time.Duration, bool) {
-	if h == "" || r.maxRetryAfter <= 0 {
-		return 0, false
-	}
-	var d time.Duration
-	if s, err := strconv.Atoi(h); err == nil {
-		d = time.Duration(s) * time.Second
-	} else if t, err := http.ParseTime(h); err == nil {
-		d = t.Sub(now)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), r.maxRetryAfter), true
-}
-
-func defaultBackOff() backoff.BackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 500 * time.Millisecond
-	b.Multiplier = 2
-	b.RandomizationFactor = 0.2
-	b.MaxInterval = 10 * time.Second
-	return b
-}
-
-func defaultHTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	t.MaxIdleConnsPerHost = 16
-	return &http.Client{
-		Transport: t,
-		// A redirect would send a signed finding somewhere the operator did not configure.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return outbound.RetryAfter(h, now, r.maxRetryAfter)
 }
