@@ -16,11 +16,11 @@ const TableAudit = "response_audit"
 
 // auditRows buffers rows of the response_audit table.
 type auditRows struct {
-	seq, timeMS                                                        []uint64
-	time, ingest                                                       []time.Time
+	seq, timeMS                                                       []uint64
+	time, ingest                                                      []time.Time
 	keyID, prevHash, hash, actionID, tenant, kind, actor, action, raw []string
-	partition                                                          []int32
-	offset                                                             []int64
+	partition                                                         []int32
+	offset                                                            []int64
 }
 
 func (r *auditRows) columns() []column {

@@ -108,4 +108,3 @@ func create(_ context.Context, set component.Settings, cfg *Config) (component.C
 	p.Go(l.Run)
 	return p, nil
 }
-

@@ -54,7 +54,9 @@ func newHarness(t *testing.T, brokers []string, names event.Topics) *harness {
 	return &harness{t: t, brokers: brokers, names: names, key: mustKey(t), prod: prod}
 }
 
-func (h *harness) kcfg() kafkaio.Config { return kafkaio.Config{Brokers: h.brokers, ClientID: "test-ledger"} }
+func (h *harness) kcfg() kafkaio.Config {
+	return kafkaio.Config{Brokers: h.brokers, ClientID: "test-ledger"}
+}
 
 // actions publishes n new actions across principals (so across partitions) and returns their ids.
 func (h *harness) actions(n int) []string {
