@@ -237,3 +237,56 @@ func Export(ctx context.Context, src Source, w io.Writer) (int, error) {
 	}
 	return n, nil
 }
+
+// ErrBroken is returned by [CheckReport] for a chain with a broken link.
+var ErrBroken = errors.New("audit chain broken")
+
+// WriteReport prints rep for an operator: counts, keys, the last link, and each break (the
+// first MaxBreaks).
+func WriteReport(w io.Writer, rep Report) {
+	fmt.Fprintf(w, "entries: %d read, %d verified", rep.Entries, rep.Verified)
+	if rep.Entries > 0 {
+		fmt.Fprintf(w, " (seq %d..%d)", rep.First, rep.Last)
+	}
+	fmt.Fprintln(w)
+	for id, n := range rep.Keys {
+		fmt.Fprintf(w, "key %s: %d entries\n", id, n)
+	}
+	if rep.UnknownKeys > 0 {
+		fmt.Fprintf(w, "entries signed by keys not given: %d (hash and links checked, signatures not)\n", rep.UnknownKeys)
+	}
+	if rep.Entries > 0 {
+		fmt.Fprintf(w, "last: seq %d hash %s (record it elsewhere: a chain cut at its end verifies)\n", rep.Last, rep.LastHash)
+	}
+	if rep.OK() {
+		fmt.Fprintln(w, "chain: ok")
+		return
+	}
+	fmt.Fprintf(w, "chain: BROKEN, %d broken links; first at %s\n", rep.BreakCount, rep.FirstBreak())
+	for _, b := range rep.Breaks[1:] {
+		fmt.Fprintf(w, "  also %s\n", b)
+	}
+}
+
+// CheckReport is nil for a chain that verified, else an error wrapping [ErrBroken] naming the
+// first break.
+func CheckReport(rep Report) error {
+	if rep.OK() {
+		return nil
+	}
+	return fmt.Errorf("%w at seq %d: %v (see docs/response.md, \"verify says broken\")", ErrBroken, rep.FirstBreak().Seq, rep.FirstBreak().Reason)
+}
+
+// ExportFile writes src to a new file at path (0600: the trail names principals), refusing to
+// overwrite one, and returns how many entries it wrote.
+func ExportFile(ctx context.Context, src Source, path string) (int, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("export: %w", err)
+	}
+	n, err := Export(ctx, src, f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("export: %w", cerr)
+	}
+	return n, err
+}
