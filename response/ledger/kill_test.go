@@ -78,7 +78,7 @@ func TestLedgerKilled(t *testing.T) {
 		t.Logf("round %d: killed with %d actions published", round, len(want))
 	}
 	// A last instance finishes the work.
-	stop, _ := start(h.ledger(nil))
+	stop, _ := startLedger(h.ledger(nil))
 	defer func() {
 		if err := stop(); err != nil {
 			t.Error(err)

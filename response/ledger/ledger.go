@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -64,6 +65,7 @@ type Ledger struct {
 	o   Options
 	log *slog.Logger
 	m   *metrics
+	seq atomic.Uint64 // of the last committed entry, as the seq gauge
 }
 
 // New checks o and returns a ledger.
@@ -218,6 +220,7 @@ func (l *Ledger) session(ctx context.Context) error {
 			}
 			l.m.appended.Add(float64(len(entries)))
 			l.m.seq.Set(float64(st.seq))
+			l.seq.Store(st.seq)
 		}
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if n := len(p.Records); n > 0 {

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 var fast = []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond })}
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	brokers []string
 	names   event.Topics
 	key     *Key
@@ -39,7 +39,7 @@ type harness struct {
 	n       int // actions produced
 }
 
-func newHarness(t *testing.T, brokers []string, names event.Topics) *harness {
+func newHarness(t testing.TB, brokers []string, names event.Topics) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -105,7 +105,7 @@ func (h *harness) ledger(mod func(*Options)) *Ledger {
 }
 
 // start runs l until the returned stop is called; stop returns Run's error.
-func start(l *Ledger) (stop func() error, done <-chan error) {
+func startLedger(l *Ledger) (stop func() error, done <-chan error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan error, 1)
 	go func() { ch <- l.Run(ctx) }()
@@ -184,7 +184,7 @@ func testLedgerFaults(t *testing.T, brokers []string, names event.Topics) {
 			return nil
 		}
 	})
-	stop, _ := start(l)
+	stop, _ := startLedger(l)
 	h.exactlyOnce(want, 0)
 	if crashes.Load() < 2 {
 		t.Fatalf("only %d simulated crashes happened", crashes.Load())
@@ -202,7 +202,7 @@ func testLedgerFaults(t *testing.T, brokers []string, names event.Topics) {
 		t.Fatal(err)
 	}
 	h.produce(r, &kgo.Record{Topic: names.Actions, Key: []byte("acme/x"), Value: []byte(`{"schema":1,`)})
-	stop, _ = start(h.ledger(nil))
+	stop, _ = startLedger(h.ledger(nil))
 	defer func() {
 		if err := stop(); err != nil {
 			t.Error(err)
@@ -235,9 +235,9 @@ func TestLedgerFenced(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	h := newHarness(t, brokers, testenv.Topics(t))
 	want := h.actions(10)
-	stopA, doneA := start(h.ledger(nil))
+	stopA, doneA := startLedger(h.ledger(nil))
 	h.exactlyOnce(want, 0)
-	stopB, _ := start(h.ledger(nil))
+	stopB, _ := startLedger(h.ledger(nil))
 	defer func() {
 		if err := stopB(); err != nil {
 			t.Error(err)
@@ -272,14 +272,14 @@ func TestLedgerRefusesBrokenTail(t *testing.T) {
 	}
 	defer c.Close()
 	h := newHarness(t, c.ListenAddrs(), event.TopicNames("kfake"))
-	stop, _ := start(h.ledger(nil))
+	stop, _ := startLedger(h.ledger(nil))
 	h.exactlyOnce(h.actions(3), 0)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	forged := testChain(t, mustKey(t), 5)[4]
 	h.produce(&kgo.Record{Topic: h.names.Audit, Value: forged})
-	_, done := start(h.ledger(nil))
+	_, done := startLedger(h.ledger(nil))
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrBrokenTail) {

@@ -141,7 +141,7 @@ func TestVerifyEverywhere(t *testing.T) {
 	h := newHarness(t, testenv.Kafka(t), testenv.Topics(t))
 	db := chtest.New(t)
 	want := h.actions(12)
-	stop, _ := start(h.ledger(nil))
+	stop, _ := startLedger(h.ledger(nil))
 	h.exactlyOnce(want, 0)
 	if err := stop(); err != nil {
 		t.Fatal(err)
