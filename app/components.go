@@ -7,6 +7,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/ingest/gateway"
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
+	"github.com/mcpwatch/mcpwatch/response/ledger"
 	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
 
@@ -19,6 +20,7 @@ func Components() *component.Registry {
 		detectors.NewFactory(),
 		response.NewRespondFactory(),
 		response.NewNotifyFactory(),
+		ledger.NewFactory(),
 		forward.NewFactory(),
 		gateway.NewFactory(),
 	)

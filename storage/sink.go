@@ -30,8 +30,8 @@ const (
 // SinkConfig configures a [Sink].
 type SinkConfig struct {
 	Database string // where the tables are; validated with [ValidIdentifier]
-	// Topics the sink reads: Events, Findings and Actions are required; Scores and Profiles are
-	// stored when set.
+	// Topics the sink reads: Events, Findings and Actions are required; Scores, Profiles and
+	// Audit are stored when set.
 	Topics event.Topics
 	// InsertTimeout bounds one INSERT (and the lookup before it); past it the batch fails and
 	// the stage retries it. Default 60s.
@@ -122,6 +122,9 @@ func (s *Sink) Topics() []string {
 	if s.cfg.Topics.Profiles != "" {
 		t = append(t, s.cfg.Topics.Profiles)
 	}
+	if s.cfg.Topics.Audit != "" {
+		t = append(t, s.cfg.Topics.Audit)
+	}
 	return t
 }
 
@@ -201,11 +204,12 @@ func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, 
 		actions  actionRows
 		scores   scoreRows
 		profiles profileRows
+		audit    auditRows
 		now      = time.Now().UTC()
 		byTable  = map[string][]*kgo.Record{}
 	)
 	for _, r := range recs {
-		table, err := s.add(r, now, &events, &findings, &actions, &scores, &profiles)
+		table, err := s.add(r, now, &events, &findings, &actions, &scores, &profiles, &audit)
 		switch {
 		case err != nil:
 			res.Dead = append(res.Dead, kafkaio.DeadLetter{Record: r, Reason: err})
@@ -216,7 +220,7 @@ func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, 
 	for _, t := range []struct {
 		name string
 		rows columns
-	}{{TableEvents, &events}, {TableFindings, &findings}, {TableActions, &actions}, {TableScores, &scores}, {TableProfiles, &profiles}} {
+	}{{TableEvents, &events}, {TableFindings, &findings}, {TableActions, &actions}, {TableScores, &scores}, {TableProfiles, &profiles}, {TableAudit, &audit}} {
 		if t.rows.len() == 0 {
 			continue
 		}
@@ -233,7 +237,7 @@ func (s *Sink) Handle(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, 
 
 // add decodes r into the rows of its table and returns the table, or "" for a record that is
 // skipped on purpose (a tombstone on a compacted topic: scores, profiles).
-func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows, ac *actionRows, sc *scoreRows, pr *profileRows) (string, error) {
+func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows, ac *actionRows, sc *scoreRows, pr *profileRows, au *auditRows) (string, error) {
 	where := func(err error) error {
 		if err == nil {
 			return nil
@@ -280,6 +284,13 @@ func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows,
 		}
 		return TableProfiles, where(pr.add(&p))
 	}
+	if r.Topic == s.cfg.Topics.Audit && s.cfg.Topics.Audit != "" {
+		var e event.AuditEntry
+		if err := event.DecodeAudit(r.Value, &e); err != nil {
+			return "", where(err)
+		}
+		return TableAudit, where(au.add(&e, r.Value, now))
+	}
 	return "", where(kafkaio.Permanent(errors.New("no table for this topic")))
 }
 
@@ -290,7 +301,8 @@ func (s *Sink) add(r *kgo.Record, now time.Time, ev *eventRows, fi *findingRows,
 //
 // Profiles are not looked up: their rows have no id, no materialized view counts them, and
 // ReplacingMergeTree(version) collapses a replayed record (same key, same version) with its
-// first copy, which profiles_latest (FINAL) reads.
+// first copy, which profiles_latest (FINAL) reads. Audit entries neither: a replayed entry has
+// the seq and time of its first copy, and [ReadAudit] reads one of the two.
 func (s *Sink) write(ctx context.Context, b *batch) ([]kafkaio.DeadLetter, error) {
 	if _, writeOnce := keyColumn[b.table]; writeOnce {
 		var err error

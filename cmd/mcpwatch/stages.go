@@ -16,6 +16,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/obs"
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
+	"github.com/mcpwatch/mcpwatch/response/ledger"
 	"github.com/mcpwatch/mcpwatch/storage"
 	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
@@ -157,6 +158,7 @@ var componentFlags = map[component.Type]func(*globals, *pflag.FlagSet){
 	response.TypeNotify:  respondFlags, // notify reads the respond section
 	forward.Type:         forwardFlags,
 	gateway.Type:         gatewayFlags,
+	ledger.Type:          ledgerFlags,
 }
 
 // runComponents builds types from the configuration and runs them with the operability
@@ -249,6 +251,7 @@ func addStageCommands(root *cobra.Command, g *globals) {
 record's CEF line to a syslog collector as an RFC 5424 message in an octet-counted frame
 (RFC 6587/RFC 5425) over TLS 1.3. Offsets are committed only after a batch was written to a live
 connection: delivery is at-least-once up to the collector's socket. See docs/siem.md.`),
+		componentCmd(g, ledger.Type, "Chain every response action into the signed audit trail (actions topic → audit topic, exactly once)", ""),
 		runCmd(g),
 		demoCmd(g),
 		queryCmd(g),
