@@ -83,6 +83,9 @@ func NewGate(c GateConfig) (*Gate, error) {
 		wait: c.WaitTimeout, actions: c.Actions, log: c.Log}, nil
 }
 
+// Store is the store the gate decides on.
+func (g *Gate) Store() *Store { return g.store }
+
 // Hold is a tools/call a policy rule holds for approval.
 type Hold struct {
 	Tenant    string
