@@ -295,3 +295,12 @@ func NewActionRequest(tenant, requester, rule, reason string, action PlaybookAct
 	return &Request{ID: uuid.NewString(), Time: now.UTC(), Tenant: tenant, Requester: requester, Rule: rule, Reason: reason,
 		Action: &action, Approvers: slices.Clone(approvers), Required: required, Deadline: now.Add(timeout).UTC(), OnTimeout: onTimeout}
 }
+
+// WriteRequest encodes r and writes it with p: how a playbook puts an action up for approval.
+func WriteRequest(ctx context.Context, p Producer, r *Request) error {
+	key, value, err := EncodeRequest(r)
+	if err != nil {
+		return err
+	}
+	return p.Produce(ctx, key, value)
+}
