@@ -203,7 +203,7 @@ func DecodeEntry(key, value []byte) (Entry, error) {
 	}
 	parts := strings.Split(string(key), "/")
 	if len(parts) < 3 || !ValidID(parts[0]) {
-		return Entry{}, fmt.Errorf("%w: key %q: want <id>/request|vote|claim/...", ErrInvalid, clip(string(key)))
+		return Entry{}, fmt.Errorf("%w: key %q: want <id>/request, <id>/vote or <id>/claim followed by their parts", ErrInvalid, clip(string(key)))
 	}
 	id := parts[0]
 	switch parts[1] {
