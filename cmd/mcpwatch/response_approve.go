@@ -1,22 +1,16 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/internal/approval"
-	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 )
 
 func init() {
@@ -163,7 +157,8 @@ func approvalsServeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serveApprovals(cmd.Context(), g, keys, listen, cert, key)
+			return approval.Serve(cmd.Context(), approval.ServeConfig{Kafka: g.kafkaConfig("mcpwatch-approvals-follower"),
+				Topics: g.topics(), Keys: keys, Listen: listen, TLSCert: cert, TLSKey: key, Reg: g.reg, Log: g.log})
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8390", "address to serve on")
@@ -172,63 +167,4 @@ func approvalsServeCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&key, "tls-key", "", "TLS private key (PEM)")
 	_ = cmd.MarkFlagRequired("keyring")
 	return cmd
-}
-
-func serveApprovals(ctx context.Context, g *globals, keys *approval.Keyring, listen, cert, key string) error {
-	if (cert == "") != (key == "") {
-		return errors.New("give both --tls-cert and --tls-key, or neither")
-	}
-	topics := g.topics()
-	store := approval.NewStore(keys)
-	f, err := approval.NewFollower(g.kafkaConfig("mcpwatch-approvals-follower"), topics.Approvals, store, g.reg, g.log)
-	if err != nil {
-		return err
-	}
-	cl, err := kafkaio.NewClient(g.kafkaConfig("mcpwatch-approvals-api"))
-	if err != nil {
-		f.Close()
-		return err
-	}
-	defer cl.Close()
-	actions := func(ctx context.Context, a event.Action) {
-		b, err := event.Encode(&a)
-		if err != nil {
-			g.log.Error("encoding approval action", "err", err)
-			return
-		}
-		cl.Produce(ctx, &kgo.Record{Topic: topics.Actions, Key: []byte(a.Tenant + "/" + a.Subject), Value: b}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				g.log.Error("recording approval action failed", "action", a.ID, "status", a.Status, "err", err)
-			}
-		})
-	}
-	srv := approval.NewServer(store, keys, approval.KafkaProducer(cl, topics.Approvals), actions, g.log)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { _ = f.Run(ctx) }()
-	go srv.RecordExpiries(ctx, time.Second)
-	if err := f.WaitReady(ctx); err != nil {
-		return err
-	}
-	hs := &http.Server{Addr: listen, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
-	if cert != "" {
-		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS13}
-	}
-	go func() {
-		<-ctx.Done()
-		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		_ = hs.Shutdown(sctx)
-	}()
-	g.log.Info("approvals API serving", "listen", listen, "tls", cert != "", "approvers", len(keys.IDs()))
-	if cert != "" {
-		err = hs.ListenAndServeTLS(cert, key)
-	} else {
-		err = hs.ListenAndServe()
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
 }

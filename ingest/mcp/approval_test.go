@@ -64,6 +64,8 @@ type approvalEnv struct {
 	prod    *kgo.Client
 	api     *httptest.Server
 	actions *actionLog
+	// apiStore is the API's own view of the topic.
+	apiStore *approval.Store
 }
 
 type actionLog struct {
@@ -121,7 +123,8 @@ func newApprovalEnv(t *testing.T) *approvalEnv {
 	if err := kafkaio.EnsureTopics(ctx, env.prod, specs); err != nil {
 		t.Fatal(err)
 	}
-	api := approval.NewServer(env.follow(t), env.keys, approval.KafkaProducer(env.prod, env.topic), env.actions.record, slog.New(slog.DiscardHandler))
+	env.apiStore = env.follow(t)
+	api := approval.NewServer(env.apiStore, env.keys, approval.KafkaProducer(env.prod, env.topic), env.actions.record, slog.New(slog.DiscardHandler))
 	env.api = httptest.NewServer(api.Handler())
 	t.Cleanup(env.api.Close)
 	return env
@@ -167,6 +170,10 @@ func (env *approvalEnv) gateway(t *testing.T, up *upstream, name string) *fixtur
 // signer's key under approver's name, posts it and returns the HTTP status and body.
 func (env *approvalEnv) vote(t *testing.T, id, approver, signer string, d approval.Decision) (int, string) {
 	t.Helper()
+	// The API follows the topic on its own: wait until it has read the request the gateway wrote.
+	if err := env.apiStore.Wait(callCtx(t), func(s *approval.Store) bool { _, ok := s.Get(id); return ok }); err != nil {
+		t.Fatalf("the API never saw request %s: %v", id, err)
+	}
 	resp, err := http.Get(env.api.URL + "/approvals/" + id)
 	if err != nil {
 		t.Fatal(err)
