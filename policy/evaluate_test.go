@@ -496,3 +496,30 @@ func TestIndexAgreesWithFullScan(t *testing.T) {
 		}
 	}
 }
+
+// A rule with approval: allows the call only once approved: the decision is an allow carrying
+// the terms (defaults: 10m, on_timeout deny), Allowed() is false, and the reason names the
+// approvers. If this failed, the gateway would forward held calls as plain allows.
+func TestApprovalDecision(t *testing.T) {
+	p, err := Load(strings.NewReader(`version: 1
+rules:
+  - id: wire
+    resource: "tool:bank/transfer"
+    actions: [call]
+    approval: {approvers: [ann, ben, cat], required: 2}
+`), "approval.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Evaluate(Request{Principal: event.Principal{Subject: "alice"}, Method: "tools/call", Server: "bank", Tool: "transfer"})
+	if d.Effect != Allow || d.Approval == nil || d.Allowed() {
+		t.Fatalf("decision %+v, want an allow held for approval", d)
+	}
+	a := d.Approval
+	if a.Required != 2 || len(a.Approvers) != 3 || a.Timeout != 10*time.Minute || a.OnTimeout != "deny" {
+		t.Fatalf("terms %+v", a)
+	}
+	if !strings.Contains(d.Reason, "once 2 of [ann, ben, cat] approve") {
+		t.Fatalf("reason %q", d.Reason)
+	}
+}

@@ -363,7 +363,7 @@ func (l *loader) rules(n *yaml.Node, p *Policy) {
 	l.rule = ""
 }
 
-var ruleFields = []string{"id", "description", "effect", "resource", "resources", "actions", "principals", "tenants", "conditions"}
+var ruleFields = []string{"id", "description", "effect", "resource", "resources", "actions", "principals", "tenants", "conditions", "approval"}
 
 func (l *loader) compileRule(n *yaml.Node) *rule {
 	if n = l.resolve(n); n == nil {
@@ -461,6 +461,9 @@ func (l *loader) compileRule(n *yaml.Node) *rule {
 	}
 	if v, ok := get["conditions"]; ok {
 		l.conditions(r, v)
+	}
+	if v, ok := get["approval"]; ok {
+		l.approval(r, v)
 	}
 	if len(l.errs) > before || r.id == "" {
 		return nil
@@ -785,4 +788,84 @@ func parseDays(s string) (uint8, error) {
 			return mask, nil
 		}
 	}
+}
+
+var approverRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$`)
+
+// Bounds of an approval's terms.
+const (
+	maxApprovers       = 32
+	defaultApprovalTTL = 10 * time.Minute
+)
+
+// approval compiles a rule's `approval: {approvers, required, timeout, on_timeout}`: calls the
+// rule allows wait until required of the approvers (key ids of the approvals keyring) have
+// signed. Only allow rules of the call action take one: a held list or read has no single
+// effect to approve.
+func (l *loader) approval(r *rule, n *yaml.Node) {
+	fields := l.mapping(n, "approval", "approvers", "required", "timeout", "on_timeout")
+	if n = l.resolve(n); n == nil || n.Kind != yaml.MappingNode {
+		return
+	}
+	if r.effect != Allow {
+		l.errf(n, "approval: applies to allow rules only (a deny rule refuses whatever anyone approves)")
+		return
+	}
+	if r.actions != bitCall {
+		l.errf(n, "approval: applies to rules whose actions are [call] only, this rule has [%s]", r.actions)
+		return
+	}
+	a := &ApprovalHint{Timeout: defaultApprovalTTL, OnTimeout: "deny"}
+	var requiredNode *yaml.Node
+	for _, f := range fields {
+		switch f.key.Value {
+		case "approvers":
+			vals, nodes := l.strs(f.val, "approval.approvers")
+			seen := map[string]bool{}
+			for i, s := range vals {
+				switch {
+				case !approverRE.MatchString(s):
+					l.errf(nodes[i], "approval.approvers: %q: a key id of the approvals keyring (letters, digits, _ . @ : -; at most 64)", s)
+				case seen[s]:
+					l.errf(nodes[i], "approval.approvers: %q listed twice", s)
+				default:
+					seen[s] = true
+					a.Approvers = append(a.Approvers, s)
+				}
+			}
+			if len(vals) > maxApprovers {
+				l.errf(f.val, "approval.approvers: %d approvers, at most %d", len(vals), maxApprovers)
+			}
+		case "required":
+			requiredNode = l.resolve(f.val)
+			if requiredNode == nil {
+				return
+			}
+			v, err := strconv.Atoi(requiredNode.Value)
+			if requiredNode.Kind != yaml.ScalarNode || requiredNode.ShortTag() != "!!int" || err != nil || v < 1 {
+				l.errf(requiredNode, "approval.required: want a whole number of approvals, at least 1, got %s", kindName(requiredNode))
+				requiredNode = nil
+				continue
+			}
+			a.Required = v
+		case "timeout":
+			a.Timeout = l.duration(f.val, "approval.timeout")
+		case "on_timeout":
+			if s, ok := l.str(f.val, "approval.on_timeout"); ok {
+				if s != "deny" && s != "approve" {
+					l.errf(l.resolve(f.val), "approval.on_timeout: %q: want deny (the default) or approve", s)
+				}
+				a.OnTimeout = s
+			}
+		}
+	}
+	switch {
+	case len(a.Approvers) == 0:
+		l.errf(n, "approval.approvers: required (the key ids whose signatures count)")
+	case requiredNode == nil && a.Required == 0:
+		l.errf(n, "approval.required: required (how many of the approvers must approve)")
+	case a.Required > len(a.Approvers):
+		l.errf(requiredNode, "approval.required: %d of %d approvers can never be reached", a.Required, len(a.Approvers))
+	}
+	r.approval = a
 }

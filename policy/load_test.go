@@ -49,6 +49,13 @@ func TestLoadErrors(t *testing.T) {
 		"rules_not_list.yaml":            {`rules_not_list.yaml:3:3: rules: want a list, got a mapping`},
 		"bad_auth_age.yaml":              {`bad_auth_age.yaml:7:21: rule "fresh": max_auth_age: "10": want a duration from 1s to 24h`},
 		"auth_age_on_deny.yaml":          {`auth_age_on_deny.yaml:8:7: rule "stale-deny": max_auth_age: applies to allow rules only`},
+		"approval_unreachable.yaml":      {`approval_unreachable.yaml:8:17: rule "wire": approval.required: 3 of 2 approvers can never be reached`},
+		"approval_on_list.yaml":          {`approval_on_list.yaml:6:15: rule "wire": approval: applies to rules whose actions are [call] only, this rule has [call,list]`},
+		"approval_bad_on_timeout.yaml":   {`approval_bad_on_timeout.yaml:9:19: rule "wire": approval.on_timeout: "maybe": want deny (the default) or approve`},
+		"approval_unknown_field.yaml": {
+			`approval_unknown_field.yaml:7:24: rule "wire": approval.approvers: "ann" listed twice`,
+			`approval_unknown_field.yaml:8:7: rule "wire": approval: unknown field "requird"`,
+		},
 	}
 	files, err := filepath.Glob("testdata/invalid/*.yaml")
 	if err != nil || len(files) == 0 {

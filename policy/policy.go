@@ -154,6 +154,19 @@ type Decision struct {
 	Reason string `json:"reason"`
 	// StepUp says how to re-authenticate when Effect is [StepUp].
 	StepUp *StepUpHint `json:"step_up,omitempty"`
+	// Approval, on an allow, says the call may proceed only once approved: the gateway holds it
+	// until Required of Approvers have signed (shared by every decision of the rule: read only).
+	Approval *ApprovalHint `json:"approval,omitempty"`
+}
+
+// ApprovalHint is a rule's `approval:` terms: M (Required) of N (Approvers, key ids of the
+// approvals keyring) must approve within Timeout; undecided, OnTimeout ("deny" unless set to
+// "approve") applies.
+type ApprovalHint struct {
+	Approvers []string      `json:"approvers"`
+	Required  int           `json:"required"`
+	Timeout   time.Duration `json:"timeout"`
+	OnTimeout string        `json:"on_timeout"`
 }
 
 // StepUpHint tells the gateway what a step-up must achieve, for its challenge (RFC 9470:
@@ -165,8 +178,8 @@ type StepUpHint struct {
 	MaxAge time.Duration `json:"max_age"`
 }
 
-// Allowed reports whether the request may proceed now.
-func (d Decision) Allowed() bool { return d.Effect == Allow }
+// Allowed reports whether the request may proceed now: allowed, and not held for approval.
+func (d Decision) Allowed() bool { return d.Effect == Allow && d.Approval == nil }
 
 // Outcome converts the decision to the audit event's outcome (step-up is a denial until done).
 func (d Decision) Outcome() event.Outcome {

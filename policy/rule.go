@@ -26,6 +26,8 @@ type rule struct {
 	// maxAuthAge, when set, allows only principals who authenticated at most this long ago; an
 	// older or unknown authentication gets step_up (an allow rule's, applied after it matched).
 	maxAuthAge time.Duration
+	// approval, when set, holds the calls the rule allows until approved (see [ApprovalHint]).
+	approval *ApprovalHint
 }
 
 // riskTiers are an allow rule's risk thresholds, applied after it matched.
@@ -221,6 +223,7 @@ func (r *rule) decide(t *target) Decision {
 		}
 		if r.stepUpDone(req) && (r.maxAuthAge == 0 || authWithin(req, r.maxAuthAge)) {
 			d.Effect, d.Reason = Allow, fmt.Sprintf("rule %s allows %s on %s (risk %s above step_up_risk %g, recent step-up authentication)", r.id, t.m.action, t.str, risk, r.risk.stepUp)
+			d.Approval = r.approval
 			return d
 		}
 		maxAge := r.risk.stepUpMaxAge
@@ -239,6 +242,10 @@ func (r *rule) decide(t *target) Decision {
 		return d
 	}
 	d.Effect, d.Reason = Allow, "rule "+r.id+" allows "+string(t.m.action)+" on "+t.str
+	if r.approval != nil {
+		d.Approval = r.approval
+		d.Reason += fmt.Sprintf(" once %d of [%s] approve", r.approval.Required, strings.Join(r.approval.Approvers, ", "))
+	}
 	return d
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
+	"github.com/mcpwatch/mcpwatch/internal/approval"
 	"github.com/mcpwatch/mcpwatch/internal/mask"
 	"github.com/mcpwatch/mcpwatch/internal/pins"
 )
@@ -70,6 +71,9 @@ type Config struct {
 	// StepUp is what a step-up control (kind step_up) demands of the principal's next
 	// authentication, besides being after the control.
 	StepUp StepUpDemand
+	// Approvals holds the tools/call requests a policy rule allows only once approved (the rule's
+	// `approval:`): see approval.go. Nil: such calls are refused, never forwarded unapproved.
+	Approvals *approval.Gate
 	// Scores gives the principal's live threat score, the policy's risk. Nil: risk unknown.
 	Scores RiskLookup
 	// DeviceHealthHeader names a request header the gateway trusts to carry the client device's

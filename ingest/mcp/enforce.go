@@ -81,15 +81,18 @@ func (g *Gateway) enforce(w http.ResponseWriter, c *call, events []*event.Event,
 		d := g.cfg.Policy.Evaluate(g.policyRequest(c, m, e))
 		mcpwire.SetAttr(e, attrPolicyEffect, string(d.Effect))
 		e.Outcome.PolicyRule = d.Rule
+		if d.Effect == policy.Allow && d.Approval != nil && m.Method == "tools/call" {
+			if !g.hold(w, c, events, msgs, batch, i, d) {
+				markNotEvaluated(events, e)
+				return false
+			}
+			continue
+		}
 		if d.Effect == policy.Allow {
 			continue
 		}
 		e.Outcome.Reason = d.Reason
-		for _, o := range events {
-			if o != e && o.Attributes[attrPolicyEffect] == "" {
-				mcpwire.SetAttr(o, attrPolicyEffect, "not_evaluated")
-			}
-		}
+		markNotEvaluated(events, e)
 		if d.Effect == policy.StepUp {
 			g.stepUp(w, c, events, msgs, batch, d)
 			return false
@@ -99,6 +102,15 @@ func (g *Gateway) enforce(w http.ResponseWriter, c *call, events []*event.Event,
 		return false
 	}
 	return true
+}
+
+// markNotEvaluated marks the events after a refused one, which the policy never judged.
+func markNotEvaluated(events []*event.Event, refused *event.Event) {
+	for _, o := range events {
+		if o != refused && o.Attributes[attrPolicyEffect] == "" {
+			mcpwire.SetAttr(o, attrPolicyEffect, "not_evaluated")
+		}
+	}
 }
 
 func (g *Gateway) stepUp(w http.ResponseWriter, c *call, events []*event.Event, msgs []mcpwire.Message, batch bool, d policy.Decision) {

@@ -81,6 +81,7 @@ type pendingKey struct {
 type sessionInfo struct {
 	owner                     string // event.PrincipalKey of the principal that opened it
 	clientName, clientVersion string
+	urlElicitation            bool // the client declared URL-mode elicitation
 }
 
 // New returns a gateway for cfg. Every request is authenticated by auth, checked against ctl and
@@ -454,7 +455,7 @@ func (g *Gateway) servePost(w http.ResponseWriter, c *call) {
 			x.track(m, events[i])
 			if m.Method == "initialize" && m.ClientName != "" {
 				x.initClient = sessionInfo{clientName: mcpwire.Clip(m.ClientName, mcpwire.MaxClientLen),
-					clientVersion: mcpwire.Clip(m.ClientVersion, mcpwire.MaxClientLen)}
+					clientVersion: mcpwire.Clip(m.ClientVersion, mcpwire.MaxClientLen), urlElicitation: declaresURLElicitation(m.Raw)}
 			}
 		case mcpwire.KindResponse:
 			// The client answering a server request (sampling, elicitation, roots).

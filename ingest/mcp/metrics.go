@@ -36,6 +36,7 @@ const (
 	denyPin             = "tool_pin"
 	denyRedact          = "redaction_oversize"
 	denyRateLimited     = "rate_limited"
+	denyApproval        = "approval"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {

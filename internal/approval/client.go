@@ -1,0 +1,104 @@
+package approval
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client speaks to the approvals HTTP API ([Server]) for operators and their tools.
+type Client struct {
+	BaseURL string
+	HTTP    *http.Client // nil: a client with a 30 s timeout
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("approvals API: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("approvals API: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("approvals API: reading the answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e apiError
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("approvals API: %s: %s", resp.Status, e.Error)
+		}
+		return fmt.Errorf("approvals API: %s", resp.Status)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("approvals API: decoding the answer: %w", err)
+	}
+	return nil
+}
+
+// List returns the requests in state ("" means pending, "all" every state).
+func (c *Client) List(ctx context.Context, state string) ([]RequestView, error) {
+	var out []RequestView
+	err := c.do(ctx, http.MethodGet, "/approvals?state="+url.QueryEscape(state), nil, &out)
+	return out, err
+}
+
+// Get returns request id, having checked that the hash the API gives is the SHA-256 of the
+// record it shows and that the record decodes to the request shown.
+func (c *Client) Get(ctx context.Context, id string) (RequestView, error) {
+	if !ValidID(id) {
+		return RequestView{}, fmt.Errorf("request id %q: use letters, digits, _ . - (at most 64)", id)
+	}
+	var v RequestView
+	if err := c.do(ctx, http.MethodGet, "/approvals/"+id, nil, &v); err != nil {
+		return v, err
+	}
+	sum := sha256.Sum256(v.Record)
+	if hex.EncodeToString(sum[:]) != v.Hash {
+		return v, fmt.Errorf("approvals API gave request %s with a hash that is not its record's: refusing to sign", id)
+	}
+	var r Request
+	if err := strict(v.Record, &r); err != nil || r.ID != id {
+		return v, fmt.Errorf("approvals API gave a record that is not request %s: refusing to sign", id)
+	}
+	v.Request = r // show what is signed, not what the API says about it
+	return v, nil
+}
+
+// Vote signs a decision on request id as approver with priv and posts it; it returns the
+// request's status after the vote.
+func (c *Client) Vote(ctx context.Context, id, approver string, priv ed25519.PrivateKey, d Decision, reason string) (RequestView, error) {
+	view, err := c.Get(ctx, id)
+	if err != nil {
+		return view, err
+	}
+	v := &Vote{Schema: SchemaVersion, RequestID: id, RequestHash: view.Hash, Approver: approver, Decision: d,
+		Reason: reason, Time: time.Now().UTC()}
+	Sign(v, priv)
+	if err := v.validate(); err != nil {
+		return view, err
+	}
+	body, _ := json.Marshal(v)
+	var after RequestView
+	err = c.do(ctx, http.MethodPost, "/approvals/"+id+"/votes", body, &after)
+	return after, err
+}
