@@ -8,6 +8,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/response/internal/outbound"
+	"github.com/mcpwatch/mcpwatch/response/notify"
 )
 
 // Config configures the responder. Start from [DefaultConfig]. It is the respond section of
@@ -43,6 +44,9 @@ type Config struct {
 	Playbooks string `yaml:"playbooks"`
 	// PlaybookReload is how often the playbook file is checked for changes.
 	PlaybookReload time.Duration `yaml:"playbook_reload"`
+	// Channels are where playbooks' `notify: <name>` actions deliver (Slack, PagerDuty, Teams,
+	// Standard Webhooks). The notify stage runs when Playbooks and Channels are both set.
+	Channels []notify.Channel `yaml:"channels"`
 }
 
 // DefaultConfig returns the defaults: act on scores from 80, revoke until lifted, webhook
@@ -86,6 +90,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAge < 0 {
 		errs = append(errs, component.Fieldf("max_age", "max age must not be negative, got %s", c.MaxAge))
+	}
+	if c.Playbooks != "" && c.WebhookURL != "" {
+		errs = append(errs, component.Fieldf("webhook_url", "with playbooks, declare the webhook as a channel (type: webhook) and notify it from a playbook"))
+	}
+	if len(c.Channels) > 0 {
+		errs = append(errs, component.Field("channels", notify.ValidateChannels(c.Channels)))
 	}
 	if c.Playbooks != "" && c.PlaybookReload <= 0 {
 		errs = append(errs, component.Fieldf("playbook_reload", "playbook reload interval must be positive, got %s", c.PlaybookReload))

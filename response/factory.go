@@ -7,6 +7,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
+	"github.com/mcpwatch/mcpwatch/response/notify"
 	"github.com/mcpwatch/mcpwatch/response/playbook"
 )
 
@@ -90,14 +91,18 @@ func playbookStage(set component.Settings, cfg *Config, tune func(*kafkaio.Stage
 	return p, nil
 }
 
-// NewNotifyFactory returns the factory of the notifying stage: findings over the threshold →
-// signed webhooks and their action records. It reads the respond section, so its webhooks
-// describe exactly the revocations the enforcing stage issues; it is enabled when a webhook URL
-// is set.
+// NewNotifyFactory returns the factory of the notifying stage. Without playbooks: findings over
+// the threshold → signed webhooks and their action records, describing exactly the revocations
+// the enforcing stage issues (it reads the same respond section); enabled when a webhook URL is
+// set. With playbooks: their `notify` decisions → the configured channels; enabled when channels
+// are configured.
 func NewNotifyFactory() component.Factory {
 	return component.NewFactory(TypeNotify, defaultConfig, func(_ context.Context, set component.Settings, cfg *Config) (component.Component, error) {
+		if cfg.Playbooks != "" {
+			return notifyPlaybookStage(set, cfg)
+		}
 		if cfg.WebhookURL == "" {
-			return nil, component.Fieldf("webhook_url", "the notify stage needs a webhook URL")
+			return nil, component.Fieldf("webhook_url", "the notify stage needs a webhook URL, or playbooks and channels")
 		}
 		r, err := New(set.Topics, *cfg, set.Registerer, set.Logger)
 		if err != nil {
@@ -108,7 +113,50 @@ func NewNotifyFactory() component.Factory {
 			// Small batches: a batch is committed only when its slowest webhook is done.
 			MaxPoll: 4 * cfg.WebhookConcurrency}, r.NotifyHandler())
 	}, component.WithSection(string(TypeRespond)),
-		component.WithEnabled(func(c *Config) bool { return c.WebhookURL != "" }))
+		component.WithEnabled(func(c *Config) bool {
+			return c.WebhookURL != "" || c.Playbooks != "" && len(c.Channels) > 0
+		}))
+}
+
+// notifyPlaybookStage is the notifying stage under a playbook file: the playbooks' notify
+// decisions go to the configured channels. Its memory of dedup windows follows its own
+// partitions like the enforcing stage's ([Responder.Rebuild]).
+func notifyPlaybookStage(set component.Settings, cfg *Config) (component.Component, error) {
+	if len(cfg.Channels) == 0 {
+		return nil, component.Fieldf("channels", "the notify stage needs channels for the playbooks' notify actions")
+	}
+	store, err := playbook.NewStore(cfg.Playbooks, set.Logger.With("part", "playbooks"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("notify: %w", err)
+	}
+	chans, err := notify.New(cfg.Channels, notify.WithLogger(set.Logger), notify.WithRegisterer(set.Registerer))
+	if err != nil {
+		return nil, fmt.Errorf("notify: %w", err)
+	}
+	if missing := missingChannels(store.Set(), chans); len(missing) > 0 {
+		chans.Close()
+		return nil, component.Fieldf("channels", "playbooks notify channels that are not configured: %v", missing)
+	}
+	r, err := New(set.Topics, *cfg, set.Registerer, set.Logger, WithPlaybooks(store, nil), WithChannels(chans))
+	if err != nil {
+		chans.Close()
+		return nil, err
+	}
+	group := set.Group(StageNotify)
+	assigned, revoked := r.Rebuild(set.KafkaClient("rebuild"), group)
+	st, err := kafkaio.NewStage(set.KafkaClient(""), kafkaio.StageConfig{Name: StageNotify, Group: group,
+		Topics: []string{set.Topics.Findings, set.Topics.Scores}, DeadLetterTopic: set.Topics.DeadLetter,
+		MaxPoll: 4 * cfg.WebhookConcurrency, OnAssigned: assigned, OnRevoked: revoked}, r.NotifyHandler(), set.Registerer, set.Logger)
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("%s stage: %w", StageNotify, err)
+	}
+	p := &component.Parts{}
+	p.Go(func(ctx context.Context) error { return store.Run(ctx, cfg.PlaybookReload) })
+	p.Go(st.Run)
+	p.OnClose(func() error { r.Close(); return nil })
+	p.OnClose(st.Close)
+	return p, nil
 }
 
 func stage(set component.Settings, r *Responder, sc kafkaio.StageConfig, h kafkaio.Handler) (component.Component, error) {

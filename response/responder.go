@@ -49,6 +49,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
 	"github.com/mcpwatch/mcpwatch/response/internal/outbound"
+	"github.com/mcpwatch/mcpwatch/response/notify"
 	"github.com/mcpwatch/mcpwatch/response/playbook"
 )
 
@@ -83,6 +84,8 @@ type Responder struct {
 	target        string // the webhook URL without credentials or query, for records and logs
 	// dec decides under playbooks; nil: the threshold revocation ([Responder.Enforce]).
 	dec *decider
+	// chans are the notify stage's channels under playbooks ([WithChannels]).
+	chans *notify.Set
 }
 
 // Option adjusts a [Responder]; tests use them to remove the wall clock and the waits.
@@ -147,7 +150,12 @@ func New(names event.Topics, cfg Config, reg prometheus.Registerer, log *slog.Lo
 }
 
 // Close releases the webhook client's idle connections.
-func (r *Responder) Close() { r.client.CloseIdleConnections() }
+func (r *Responder) Close() {
+	r.client.CloseIdleConnections()
+	if r.chans != nil {
+		r.chans.Close()
+	}
+}
 
 // Webhooks reports whether a webhook receiver is configured.
 func (r *Responder) Webhooks() bool { return r.wh != nil }
@@ -313,6 +321,9 @@ func (r *Responder) decided(f *event.Finding, ctls []*event.Control, acts []*eve
 // redelivered, and receivers drop what they already had by its webhook id.
 func (r *Responder) NotifyHandler() kafkaio.Handler {
 	return kafkaio.HandlerFunc(func(ctx context.Context, recs []*kgo.Record) (kafkaio.Result, error) {
+		if r.dec != nil && r.chans != nil {
+			return r.notifyPlaybooks(ctx, recs)
+		}
 		var res kafkaio.Result
 		findings := make([]*event.Finding, 0, len(recs))
 		for _, rec := range recs {
