@@ -44,6 +44,10 @@ type Config struct {
 	Playbooks string `yaml:"playbooks"`
 	// PlaybookReload is how often the playbook file is checked for changes.
 	PlaybookReload time.Duration `yaml:"playbook_reload"`
+	// Approvers is the keyring of the approvers' Ed25519 public keys (the file `mcpwatch response
+	// approver-key` entries go in), required when the playbooks have an `approval:` section: only
+	// votes signed by these keys count.
+	Approvers string `yaml:"approvers"`
 	// Channels are where playbooks' `notify: <name>` actions deliver (Slack, PagerDuty, Teams,
 	// Standard Webhooks). The notify stage runs when Playbooks and Channels are both set.
 	Channels []notify.Channel `yaml:"channels"`

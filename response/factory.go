@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/internal/approval"
 	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/response/notify"
@@ -61,6 +64,24 @@ func playbookStage(set component.Settings, cfg *Config, tune func(*kafkaio.Stage
 		fol.Close()
 		return nil, err
 	}
+	var approvals *approval.Store
+	var afol *approval.Follower
+	if store.Set().Approval() != nil || cfg.Approvers != "" {
+		if cfg.Approvers == "" {
+			fol.Close()
+			return nil, component.Fieldf("approvers", "the playbooks have an approval section: set the approvers' keyring")
+		}
+		keys, err := approval.LoadKeyring(cfg.Approvers)
+		if err != nil {
+			fol.Close()
+			return nil, component.Field("approvers", err)
+		}
+		approvals = approval.NewStore(keys)
+		if afol, err = approval.NewFollower(set.KafkaClient("approvals"), set.Topics.Approvals, approvals, set.Registerer, set.Logger); err != nil {
+			fol.Close()
+			return nil, err
+		}
+	}
 	group := set.Group(StageRespond)
 	assigned, revoked := r.Rebuild(set.KafkaClient("rebuild"), group)
 	sc := kafkaio.StageConfig{Name: StageRespond, Group: group,
@@ -78,6 +99,18 @@ func playbookStage(set component.Settings, cfg *Config, tune func(*kafkaio.Stage
 	p := &component.Parts{}
 	p.Go(fol.Run)
 	p.Go(func(ctx context.Context) error { return store.Run(ctx, cfg.PlaybookReload) })
+	if approvals != nil {
+		cl := st.Client()
+		p.Go(afol.Run)
+		p.Go(func(ctx context.Context) error {
+			if err := afol.WaitReady(ctx); err != nil {
+				return nil // shutting down
+			}
+			return r.RunApprovals(ctx, approvals, approval.KafkaProducer(cl, set.Topics.Approvals),
+				func(ctx context.Context, recs ...*kgo.Record) error { return cl.ProduceSync(ctx, recs...).FirstErr() })
+		})
+		p.OnClose(func() error { afol.Close(); return nil })
+	}
 	p.Go(func(ctx context.Context) error {
 		// Decide only once the controls in force are known, or a decision could shorten one.
 		if err := fol.WaitReady(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/internal/approval"
 	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
@@ -23,6 +24,10 @@ const (
 	StatusSuppressed = "suppressed"
 	// StatusDryRun: the playbook is in dry run; the control it would publish is in the detail.
 	StatusDryRun = "dry_run"
+	// StatusPending: the action waits for approval; the request is in the detail.
+	StatusPending = "pending"
+	// StatusDenied: an approver denied the action, or its approval timed out to deny.
+	StatusDenied = "denied"
 )
 
 // decider holds what deciding under playbooks needs besides the finding: the playbooks in force,
@@ -101,73 +106,132 @@ func (r *Responder) Decide(partition int32, f *event.Finding) ([]*event.Control,
 // come often (one per principal per scoring), so only decisions that publish a control, or would
 // in dry run, are recorded as actions; a suppressed or stale score decision is only counted.
 func (r *Responder) DecideScore(partition int32, s *event.Score) ([]*event.Control, []*event.Action) {
-	ctls, acts := r.decide(part{r.names.Scores, partition}, playbook.FromScore(s))
-	kept := acts[:0]
-	for _, a := range acts {
-		if a.Status == StatusSucceeded || a.Status == StatusDryRun {
+	d := r.decideScore(partition, s)
+	return d.ctls, d.acts
+}
+
+func (r *Responder) decideScore(partition int32, s *event.Score) decisions {
+	d := r.decideAll(part{r.names.Scores, partition}, playbook.FromScore(s))
+	kept := d.acts[:0]
+	for _, a := range d.acts {
+		if a.Status == StatusSucceeded || a.Status == StatusDryRun || a.Status == StatusPending {
 			kept = append(kept, a)
 		} else {
 			r.m.actions.WithLabelValues(string(a.Kind), a.Status).Inc()
 		}
 	}
-	return ctls, kept
+	d.acts = kept
+	return d
 }
 
 func (r *Responder) decide(at part, f *event.Finding) ([]*event.Control, []*event.Action) {
+	out := r.decideAll(at, f)
+	return out.ctls, out.acts
+}
+
+// decided is what deciding one finding publishes: controls, action records, and approval
+// requests for the actions that wait for one.
+type decisions struct {
+	ctls []*event.Control
+	acts []*event.Action
+	reqs []*approval.Request
+}
+
+func (r *Responder) decideAll(at part, f *event.Finding) decisions {
 	d := r.dec
 	now := r.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	decisions := d.store.Set().Evaluate(f, d.stateOf(at), f.Time)
-	var ctls []*event.Control
-	var acts []*event.Action
-	for _, dec := range decisions {
-		k, ok := controlKinds[dec.Kind]
-		if !ok {
-			continue // notify: the notify stage's
+	var out decisions
+	for _, dec := range d.store.Set().Evaluate(f, d.stateOf(at), f.Time) {
+		ctl, a, req := r.one(f, dec, now)
+		if ctl != nil {
+			out.ctls = append(out.ctls, ctl)
 		}
-		a := r.action(f, k.action, now)
-		// An escalation may decide the same kind on the same target as the action it escalates
-		// (a permanent revocation after a one-hour one): its records need ids of their own.
-		what := dec.Playbook + "/" + string(dec.Kind) + "/" + string(dec.Scope) + "/" + dec.Target
-		if dec.Escalated {
-			what += "/escalated"
+		if a != nil {
+			out.acts = append(out.acts, a)
 		}
-		a.ID = derivedID(f.ID, "action/"+what)
-		a.Scope, a.Actor, a.Playbook, a.Reason = event.ControlScope(dec.Scope), "playbook:"+dec.Playbook, dec.Playbook, dec.Reason
-		var expires *time.Time
-		if !dec.Expires.IsZero() {
-			e := dec.Expires.UTC()
-			expires, a.Expires = &e, &e
+		if req != nil {
+			out.reqs = append(out.reqs, req)
 		}
-		c := &event.Control{
-			ID:   derivedID(f.ID, "control/"+what),
-			Time: now.UTC(), Kind: k.control, Scope: event.ControlScope(dec.Scope), Tenant: f.Tenant, Value: dec.Target,
-			Reason: dec.Reason, FindingID: f.ID, Actor: a.Actor, Expires: expires,
-		}
-		a.Target = c.Key()
-		switch {
-		case dec.Suppressed:
-			a.Status, a.Detail = StatusSuppressed, "the same action on "+c.Key()+" was decided within the dedup window"
-		case r.isStale(f, now, a):
-		case expires != nil && !now.Before(*expires):
-			a.Status, a.Detail = StatusSkipped, fmt.Sprintf("would have expired at %s", expires.Format(time.RFC3339))
-		case dec.DryRun:
-			a.Status, a.Detail, a.DryRun = StatusDryRun, "dry run: would publish "+c.Key(), true
-		default:
-			if id, why := d.stronger(c, now); id != "" {
-				// The target is already held at least as long: the action has its effect
-				// without publishing, which would shorten the control in force.
-				a.Status, a.Detail, a.ControlID, a.Attempts = StatusSucceeded, why, id, 1
-				break
-			}
-			d.remember(c, now)
-			a.Status, a.ControlID, a.Attempts = StatusSucceeded, c.ID, 1
-			ctls = append(ctls, c)
-		}
-		acts = append(acts, a)
 	}
-	return ctls, acts
+	return out
+}
+
+// one turns a decision into what it publishes; d.mu must be held.
+func (r *Responder) one(f *event.Finding, dec playbook.Decision, now time.Time) (*event.Control, *event.Action, *approval.Request) {
+	d := r.dec
+	k, ok := controlKinds[dec.Kind]
+	if !ok {
+		return nil, nil, nil // notify: the notify stage's
+	}
+	a := r.action(f, k.action, now)
+	// An escalation may decide the same kind on the same target as the action it escalates (a
+	// permanent revocation after a one-hour one): its records need ids of their own.
+	what := dec.Playbook + "/" + string(dec.Kind) + "/" + string(dec.Scope) + "/" + dec.Target
+	if dec.Escalated {
+		what += "/escalated"
+	}
+	a.ID = derivedID(f.ID, "action/"+what)
+	a.Scope, a.Actor, a.Playbook, a.Reason = event.ControlScope(dec.Scope), "playbook:"+dec.Playbook, dec.Playbook, dec.Reason
+	var expires *time.Time
+	if !dec.Expires.IsZero() {
+		e := dec.Expires.UTC()
+		expires, a.Expires = &e, &e
+	}
+	c := &event.Control{
+		ID:   derivedID(f.ID, "control/"+what),
+		Time: now.UTC(), Kind: k.control, Scope: event.ControlScope(dec.Scope), Tenant: f.Tenant, Value: dec.Target,
+		Reason: dec.Reason, FindingID: f.ID, Actor: a.Actor, Expires: expires,
+	}
+	a.Target = c.Key()
+	switch {
+	case dec.Suppressed:
+		a.Status, a.Detail = StatusSuppressed, "the same action on "+c.Key()+" was decided within the dedup window"
+	case r.isStale(f, now, a):
+	case expires != nil && !now.Before(*expires):
+		a.Status, a.Detail = StatusSkipped, fmt.Sprintf("would have expired at %s", expires.Format(time.RFC3339))
+	case dec.DryRun:
+		a.Status, a.Detail, a.DryRun = StatusDryRun, "dry run: would publish "+c.Key(), true
+	default:
+		if id, why := d.stronger(c, now); id != "" {
+			// The target is already held at least as long: the action has its effect without
+			// publishing, which would shorten the control in force.
+			a.Status, a.Detail, a.ControlID, a.Attempts = StatusSucceeded, why, id, 1
+			break
+		}
+		if spec := dec.Approval; spec != nil {
+			req := approvalRequest(f, dec, c, spec, what)
+			a.Status, a.ControlID = StatusPending, approvedControlID(req.ID)
+			a.Detail = fmt.Sprintf("waiting for %d of %v approvals until %s (on timeout: %s); approval request %s",
+				spec.Required, spec.Approvers, req.Deadline.Format(time.RFC3339), spec.OnTimeout, req.ID)
+			return nil, a, req
+		}
+		d.remember(c, now)
+		a.Status, a.ControlID, a.Attempts = StatusSucceeded, c.ID, 1
+		return c, a, nil
+	}
+	return nil, a, nil
+}
+
+// approvedControlID is the id of the control an approved request publishes.
+func approvedControlID(requestID string) string { return derivedID(requestID, "control/approved") }
+
+// approvalRequest is the request that puts c up for approval. Its id and times derive from the
+// finding, so a redelivered finding writes the same request (the same record key, which
+// compaction keeps once) and approvers sign one hash.
+func approvalRequest(f *event.Finding, dec playbook.Decision, c *event.Control, spec *playbook.ApprovalSpec, what string) *approval.Request {
+	onTimeout := approval.Deny
+	if spec.OnTimeout == "approve" {
+		onTimeout = approval.Approve
+	}
+	k := controlKinds[dec.Kind]
+	req := approval.NewActionRequest(f.Tenant, "playbook:"+dec.Playbook, "playbook "+dec.Playbook, dec.Reason,
+		approval.PlaybookAction{Kind: k.action, Scope: c.Scope, Value: c.Value, Playbook: dec.Playbook, FindingID: f.ID,
+			Subject: f.Principal.Subject, Expires: c.Expires},
+		spec.Approvers, spec.Required, f.Time.UTC(), spec.Timeout, onTimeout)
+	req.ID = derivedID(f.ID, "approval/"+what)
+	return req
 }
 
 // isStale marks a as skipped when f is older than MaxAge.

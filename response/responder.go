@@ -45,6 +45,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/internal/approval"
 	"github.com/mcpwatch/mcpwatch/internal/control"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
@@ -259,16 +260,14 @@ func (r *Responder) EnforceHandler() kafkaio.Handler {
 			if err := event.Decode(rec.Value, &s); err != nil {
 				return nil, err
 			}
-			ctls, acts := r.DecideScore(rec.Partition, &s)
-			return r.decided(playbook.FromScore(&s), ctls, acts)
+			return r.decided(playbook.FromScore(&s), r.decideScore(rec.Partition, &s))
 		}
 		var f event.Finding
 		if err := event.Decode(rec.Value, &f); err != nil {
 			return nil, err
 		}
 		if r.dec != nil {
-			ctls, acts := r.Decide(rec.Partition, &f)
-			return r.decided(&f, ctls, acts)
+			return r.decided(&f, r.decideAll(part{rec.Topic, rec.Partition}, &f))
 		}
 		ctl, a := r.Enforce(&f)
 		r.m.seen(StageRespond, a != nil)
@@ -294,17 +293,24 @@ func (r *Responder) EnforceHandler() kafkaio.Handler {
 
 // decided is the enforcing handler's work under playbooks: controls first, then the action
 // records, all produced before the finding's offset is committed.
-func (r *Responder) decided(f *event.Finding, ctls []*event.Control, acts []*event.Action) ([]*kgo.Record, error) {
-	r.m.seen(StageRespond, len(acts) > 0)
-	out := make([]*kgo.Record, 0, len(ctls)+len(acts))
-	for _, c := range ctls {
+func (r *Responder) decided(f *event.Finding, d decisions) ([]*kgo.Record, error) {
+	r.m.seen(StageRespond, len(d.acts) > 0)
+	out := make([]*kgo.Record, 0, len(d.ctls)+len(d.acts)+len(d.reqs))
+	for _, q := range d.reqs {
+		key, value, err := approval.EncodeRequest(q)
+		if err != nil {
+			return nil, kafkaio.Permanent(fmt.Errorf("encode approval request for finding %s: %w", f.ID, err))
+		}
+		out = append(out, &kgo.Record{Topic: r.names.Approvals, Key: []byte(key), Value: value})
+	}
+	for _, c := range d.ctls {
 		cr, err := kafkaio.RecordOf(r.names.Control, c.Key(), c)
 		if err != nil {
 			return nil, kafkaio.Permanent(fmt.Errorf("encode control for finding %s: %w", f.ID, err))
 		}
 		out = append(out, cr)
 	}
-	for _, a := range acts {
+	for _, a := range d.acts {
 		ar, err := kafkaio.RecordOf(r.names.Actions, event.PrincipalKey(f.Tenant, f.Principal), a)
 		if err != nil {
 			return nil, kafkaio.Permanent(fmt.Errorf("encode action for finding %s: %w", f.ID, err))

@@ -95,6 +95,8 @@ type PlaybookAction struct {
 	Playbook  string             `json:"playbook,omitempty"`
 	FindingID string             `json:"finding_id,omitempty"`
 	Subject   string             `json:"sub,omitempty"`
+	// Expires is when the action's control is to end; nil: permanent.
+	Expires *time.Time `json:"expires,omitempty"`
 }
 
 // Vote is one approver's signed decision on one request.

@@ -2,8 +2,6 @@ package approval
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -197,29 +195,12 @@ func (g *Gate) request(ctx context.Context, h Hold, call *Call, now time.Time) V
 }
 
 func (g *Gate) claim(ctx context.Context, st Status) Verdict {
-	var nb [16]byte
-	_, _ = rand.Read(nb[:])
-	c := &Claim{RequestID: st.Request.ID, Gateway: g.name, Nonce: hex.EncodeToString(nb[:]), Time: g.store.Now().UTC()}
-	key, value, err := EncodeClaim(c)
-	if err != nil {
-		return Verdict{Outcome: Refuse, Status: st, Message: "approved call cannot be claimed: " + err.Error()}
-	}
 	wctx, cancel := context.WithTimeout(ctx, g.wait)
 	defer cancel()
-	if err := g.prod.Produce(wctx, key, value); err != nil {
-		g.log.Warn("writing approval claim failed; call refused", "request", c.RequestID, "err", err)
-		return Verdict{Outcome: Unavailable, Status: st, Message: "approval service unavailable, call refused: cannot claim the approval"}
-	}
-	var won bool
-	var after Status
-	err = g.store.Wait(wctx, func(s *Store) bool {
-		var seen bool
-		seen, won, after = s.claimSeen(c.RequestID, c.Nonce)
-		return seen
-	})
+	won, after, err := ClaimFirst(wctx, g.store, g.prod, st.Request.ID, g.name)
 	if err != nil {
 		// The claim may yet win; the approval is then used up without the call: never doubled.
-		g.log.Warn("approval claim not read back; call refused", "request", c.RequestID, "err", err)
+		g.log.Warn("approval claim not confirmed; call refused", "request", st.Request.ID, "err", err)
 		return Verdict{Outcome: Unavailable, Status: st, Message: "approval service unavailable, call refused: the claim was not confirmed"}
 	}
 	if !won {

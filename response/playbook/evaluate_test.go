@@ -157,3 +157,44 @@ func TestExplain(t *testing.T) {
 		}
 	}
 }
+
+// Impact decides which actions wait for approval: above_impact high holds a client revocation
+// and anything permanent, not a subject revocation or a step-up; `approval: false` opts out. If
+// this failed, the approval rule would hold the wrong actions or none.
+func TestApprovalByImpact(t *testing.T) {
+	s, err := Load("t.yaml", []byte(`
+approval:
+  approvers: [alice, bob, carol]
+  required: 2
+  timeout: 5m
+  above_impact: high
+playbooks:
+  - name: p
+    actions:
+      - revoke: subject
+      - revoke: client
+      - quarantine: server
+        approval: false
+      - step_up: true
+      - revoke: token
+        permanent: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &event.Finding{ID: "f", Tenant: "acme", Principal: event.Principal{Subject: "s", ClientID: "c", TokenID: "t"},
+		Evidence: []event.Evidence{{Feature: "server", ObservedText: "files"}}}
+	held := map[string]bool{}
+	for _, d := range s.Evaluate(f, nil, time.Now()) {
+		held[string(d.Kind)+"/"+string(d.Scope)] = d.Approval != nil
+		if d.Approval != nil && (d.Approval.Required != 2 || d.Approval.Timeout != 5*time.Minute || d.Approval.OnTimeout != "deny") {
+			t.Errorf("approval spec %+v", d.Approval)
+		}
+	}
+	want := map[string]bool{"revoke/subject": false, "revoke/client": true, "quarantine/server": false, "step_up/subject": false, "revoke/token": true}
+	for k, v := range want {
+		if held[k] != v {
+			t.Errorf("%s waits for approval: %v, want %v (all: %v)", k, held[k], v, held)
+		}
+	}
+}

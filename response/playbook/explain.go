@@ -78,6 +78,9 @@ func (a Action) String() string {
 	if a.DedupWindow > 0 {
 		b.WriteString(", dedup " + a.DedupWindow.String())
 	}
+	if a.NeedsApproval {
+		b.WriteString(", after approval (impact " + a.Impact().String() + ")")
+	}
 	return b.String()
 }
 

@@ -45,7 +45,16 @@ func (e *Error) Error() string {
 type fileDoc struct {
 	Defaults  defaultsDoc   `yaml:"defaults"`
 	DryRun    bool          `yaml:"dry_run"`
+	Approval  *approvalDoc  `yaml:"approval"`
 	Playbooks []playbookDoc `yaml:"playbooks"`
+}
+
+type approvalDoc struct {
+	Approvers   []string       `yaml:"approvers"`
+	Required    int            `yaml:"required"`
+	Timeout     *time.Duration `yaml:"timeout"`
+	OnTimeout   string         `yaml:"on_timeout"`
+	AboveImpact string         `yaml:"above_impact"`
 }
 
 type defaultsDoc struct {
@@ -84,6 +93,9 @@ type actionDoc struct {
 	Permanent   bool           `yaml:"permanent"`
 	DedupWindow *time.Duration `yaml:"dedup_window"`
 	Escalate    *escalateDoc   `yaml:"escalate"`
+	// Approval overrides the file's above_impact rule for this action: true waits for approval,
+	// false never does.
+	Approval *bool `yaml:"approval"`
 }
 
 type escalateDoc struct {
@@ -184,6 +196,7 @@ func (c *compiler) compile(d *fileDoc) *Set {
 		}
 		s.defaultDedup = *d.Defaults.DedupWindow
 	}
+	s.approval = c.approval(d.Approval)
 	if len(d.Playbooks) == 0 {
 		c.errf("playbooks", "no playbooks (want a list under `playbooks:`)")
 	}
@@ -329,6 +342,16 @@ func (c *compiler) action(path string, d *actionDoc, s *Set, top bool) (Action, 
 	case a.Kind != KindNotify:
 		a.ExpireAfter = s.defaultExpire
 	}
+	a.NeedsApproval = s.approval != nil && a.Impact() >= s.approval.AboveImpact && s.approval.AboveImpact > 0
+	if d.Approval != nil {
+		if *d.Approval && s.approval == nil {
+			c.errf(path+".approval", "needs the file's `approval:` section (approvers, required, timeout)")
+		}
+		if *d.Approval && a.Kind == KindNotify {
+			c.errf(path+".approval", "a notification does not wait for approval")
+		}
+		a.NeedsApproval = *d.Approval && s.approval != nil
+	}
 	a.DedupWindow = s.defaultDedup
 	if d.DedupWindow != nil {
 		if *d.DedupWindow < 0 {
@@ -362,6 +385,57 @@ func (c *compiler) action(path string, d *actionDoc, s *Set, top bool) (Action, 
 		}
 	}
 	return a, true
+}
+
+// Limits of an approval section.
+const (
+	maxApprovers       = 100
+	maxApprovalTimeout = 7 * 24 * time.Hour
+)
+
+func (c *compiler) approval(d *approvalDoc) *ApprovalSpec {
+	if d == nil {
+		return nil
+	}
+	const path = "approval"
+	a := &ApprovalSpec{Approvers: d.Approvers, Required: d.Required, Timeout: 15 * time.Minute, OnTimeout: "deny"}
+	seen := map[string]bool{}
+	for i, id := range d.Approvers {
+		if id == "" || seen[id] {
+			c.errf(fmt.Sprintf("%s.approvers[%d]", path, i), "approver key ids must be non-empty and distinct, got %q", id)
+		}
+		seen[id] = true
+	}
+	switch {
+	case len(d.Approvers) == 0:
+		c.errf(path+".approvers", "at least one approver key id is required")
+	case len(d.Approvers) > maxApprovers:
+		c.errf(path+".approvers", "more than %d approvers", maxApprovers)
+	}
+	if d.Required < 1 || d.Required > len(d.Approvers) {
+		c.errf(path+".required", "must be between 1 and the number of approvers (%d), got %d", len(d.Approvers), d.Required)
+	}
+	if d.Timeout != nil {
+		if *d.Timeout <= 0 || *d.Timeout > maxApprovalTimeout {
+			c.errf(path+".timeout", "must be positive and at most %s, got %s", maxApprovalTimeout, *d.Timeout)
+		}
+		a.Timeout = *d.Timeout
+	}
+	switch d.OnTimeout {
+	case "", "deny":
+	case "approve":
+		a.OnTimeout = "approve"
+	default:
+		c.errf(path+".on_timeout", `must be "deny" (the default) or "approve", got %q`, d.OnTimeout)
+	}
+	if d.AboveImpact != "" {
+		imp, ok := parseImpact(d.AboveImpact)
+		if !ok {
+			c.errf(path+".above_impact", `must be "low", "medium" or "high", got %q`, d.AboveImpact)
+		}
+		a.AboveImpact = imp
+	}
+	return a
 }
 
 func containsScope(s []Scope, v Scope) bool {

@@ -52,7 +52,64 @@ type Set struct {
 	dryRun        bool
 	defaultExpire time.Duration
 	defaultDedup  time.Duration
+	approval      *ApprovalSpec
 	hash          [32]byte // SHA-256 of the source, for reloads
+}
+
+// Approval returns the file's approval section; nil when it has none.
+func (s *Set) Approval() *ApprovalSpec { return s.approval }
+
+// ApprovalSpec is who must approve the actions that wait for approval, and how long they wait.
+type ApprovalSpec struct {
+	Approvers []string // key ids in the approvers' keyring
+	Required  int      // approvals needed (M of len(Approvers))
+	Timeout   time.Duration
+	OnTimeout string // "deny" (default) or "approve"
+	// AboveImpact makes every action of at least this impact wait for approval; 0: only actions
+	// with `approval: true`.
+	AboveImpact Impact
+}
+
+// Impact ranks how much an action disrupts: who it shuts out and for how long.
+type Impact int
+
+const (
+	ImpactLow    Impact = iota + 1 // a step-up demand or a notification: nobody is shut out
+	ImpactMedium                   // one principal, token, sandbox or tool, for a while
+	ImpactHigh                     // every user of a client, a whole server, or anything permanent
+)
+
+func (i Impact) String() string {
+	switch i {
+	case ImpactLow:
+		return "low"
+	case ImpactMedium:
+		return "medium"
+	case ImpactHigh:
+		return "high"
+	}
+	return "none"
+}
+
+func parseImpact(s string) (Impact, bool) {
+	for _, i := range []Impact{ImpactLow, ImpactMedium, ImpactHigh} {
+		if i.String() == s {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// Impact is the action's impact: high for a client revocation, a server quarantine or anything
+// permanent; low for a step-up demand or a notification; medium otherwise.
+func (a *Action) Impact() Impact {
+	switch {
+	case a.Kind == KindNotify || a.Kind == KindStepUp && !a.Permanent:
+		return ImpactLow
+	case a.Permanent || a.Scope == ScopeClient || a.Scope == ScopeServer:
+		return ImpactHigh
+	}
+	return ImpactMedium
 }
 
 // Name is the file name the set was loaded from.
@@ -78,6 +135,8 @@ type Action struct {
 	// DedupWindow suppresses the same action on the same target within it; 0 never suppresses.
 	DedupWindow time.Duration
 	Escalate    *Escalation
+	// NeedsApproval: the action waits for the file's approval ([Set.Approval]) before it acts.
+	NeedsApproval bool
 }
 
 // Escalation adds a stronger action once After findings of the same principal matched the
@@ -102,6 +161,8 @@ type Decision struct {
 	Suppressed bool
 	// Escalated is set on the stronger action of an [Escalation].
 	Escalated bool
+	// Approval, when set, is who must approve the decision before it acts.
+	Approval *ApprovalSpec
 }
 
 // Source is what a playbook matches: findings, or threat scores.
@@ -280,14 +341,14 @@ func (s *Set) Evaluate(f *event.Finding, state *State, now time.Time) []Decision
 		reason := "playbook " + p.Name + ": " + strings.Join(matched, ", ")
 		for i := range p.Actions {
 			a := &p.Actions[i]
-			if d, ok := decide(p, a, f, state, now, reason); ok {
+			if d, ok := decide(s.approval, p, a, f, state, now, reason); ok {
 				out = append(out, d)
 			}
 			if e := a.Escalate; e != nil && state != nil {
 				key := fmt.Sprintf("%s\x00%s\x00%d", p.Name, principal, i)
 				if n := state.count(key, now, e.Within, e.After); n >= e.After {
 					why := fmt.Sprintf("%s; escalated: %d findings of %s within %s", reason, n, event.PrincipalID(f.Principal), e.Within)
-					if d, ok := decide(p, &e.To, f, state, now, why); ok {
+					if d, ok := decide(s.approval, p, &e.To, f, state, now, why); ok {
 						d.Escalated = true
 						out = append(out, d)
 					}
@@ -298,12 +359,15 @@ func (s *Set) Evaluate(f *event.Finding, state *State, now time.Time) []Decision
 	return out
 }
 
-func decide(p *Playbook, a *Action, f *event.Finding, state *State, now time.Time, reason string) (Decision, bool) {
+func decide(spec *ApprovalSpec, p *Playbook, a *Action, f *event.Finding, state *State, now time.Time, reason string) (Decision, bool) {
 	t := target(a, f)
 	if t == "" {
 		return Decision{}, false
 	}
 	d := Decision{Playbook: p.Name, Kind: a.Kind, Scope: a.Scope, Target: t, Reason: reason, DryRun: p.DryRun}
+	if a.NeedsApproval {
+		d.Approval = spec
+	}
 	if a.ExpireAfter > 0 {
 		d.Expires = now.Add(a.ExpireAfter)
 	}
