@@ -57,6 +57,10 @@ func respondFlags(g *globals, fs *pflag.FlagSet) {
 	fs.DurationVar(&c.RevokeFor, "revoke-for", c.RevokeFor, "how long a revocation lasts (0: until lifted)")
 	fs.StringVar(&c.WebhookURL, "webhook-url", c.WebhookURL, "alert webhook URL (signing secret from $MCPWATCH_WEBHOOK_SECRET or respond.webhook_secret)")
 	g.b.env(fs, "webhook-url", "MCPWATCH_WEBHOOK_URL")
+	fs.StringVar(&c.Playbooks, "playbooks", c.Playbooks, "playbook file: decide under its playbooks instead of revoking every finding over the threshold (hot-reloaded)")
+	g.b.env(fs, "playbooks", "MCPWATCH_PLAYBOOKS")
+	fs.StringVar(&c.Approvers, "approvers", c.Approvers, "keyring of the approvers' public keys, for playbook actions that wait for approval")
+	g.b.env(fs, "approvers", "MCPWATCH_APPROVERS")
 }
 
 func forwardFlags(g *globals, fs *pflag.FlagSet) {
