@@ -55,7 +55,9 @@ func playbookStage(set component.Settings, cfg *Config, tune func(*kafkaio.Stage
 	m.playbooks.Set(float64(len(store.Set().Playbooks)))
 	set.Logger.Info("playbooks loaded", "path", cfg.Playbooks, "playbooks", len(store.Set().Playbooks))
 	controls := control.NewStore()
-	fol, err := control.NewFollower(set.KafkaClient("control"), set.Topics.Control, controls, set.Registerer, set.Logger)
+	// The followers here register no metrics: the gateway's followers of the same topics own
+	// those names when components share a process (`mcpwatch run`).
+	fol, err := control.NewFollower(set.KafkaClient("control"), set.Topics.Control, controls, nil, set.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +79,7 @@ func playbookStage(set component.Settings, cfg *Config, tune func(*kafkaio.Stage
 			return nil, component.Field("approvers", err)
 		}
 		approvals = approval.NewStore(keys)
-		if afol, err = approval.NewFollower(set.KafkaClient("approvals"), set.Topics.Approvals, approvals, set.Registerer, set.Logger); err != nil {
+		if afol, err = approval.NewFollower(set.KafkaClient("approvals"), set.Topics.Approvals, approvals, nil, set.Logger); err != nil {
 			fol.Close()
 			return nil, err
 		}

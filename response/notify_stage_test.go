@@ -114,7 +114,7 @@ playbooks:
 	body, _ := json.Marshal(posts)
 	n := len(posts)
 	mu.Unlock()
-	if n != 1 || !strings.Contains(string(body), "150x the usual") || !strings.Contains(string(body), "subject:mallory") {
+	if n != 1 || !strings.Contains(string(body), "150x the usual") || !strings.Contains(string(body), "revoke/subject/acme/mallory") {
 		t.Fatalf("%d posts: %s", n, body)
 	}
 	produce(finding(91))

@@ -48,13 +48,21 @@ func (r *Responder) notifications(at part, f *event.Finding, score bool) []notif
 			if j == i || o.Playbook != dec.Playbook || o.Kind == playbook.KindNotify {
 				continue
 			}
-			dd := notify.Decided{Kind: string(o.Kind), Target: string(o.Scope) + ":" + o.Target}
+			// The target as the control key the respond stage publishes; the status as decided
+			// (the respond stage's own record says how it went).
+			dd := notify.Decided{Kind: string(o.Kind), Status: "issued",
+				Target: string(o.Kind) + "/" + string(o.Scope) + "/" + f.Tenant + "/" + o.Target}
 			if !o.Expires.IsZero() {
 				e := o.Expires.UTC()
 				dd.Expires = &e
 			}
-			if o.Suppressed {
+			switch {
+			case o.Suppressed:
 				dd.Status = StatusSuppressed
+			case o.DryRun:
+				dd.Status = StatusDryRun
+			case o.Approval != nil:
+				dd.Status = "pending approval"
 			}
 			m.Actions = append(m.Actions, dd)
 		}

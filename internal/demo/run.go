@@ -31,6 +31,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/table"
 	"github.com/mcpwatch/mcpwatch/processors"
 	"github.com/mcpwatch/mcpwatch/response"
+	"github.com/mcpwatch/mcpwatch/response/notify"
 	"github.com/mcpwatch/mcpwatch/storage"
 	"github.com/mcpwatch/mcpwatch/storage/sink"
 )
@@ -43,6 +44,11 @@ const Tenant = "acme"
 //
 //go:embed demo-policy.yaml
 var Policy []byte
+
+// Playbooks are the demo's response playbooks.
+//
+//go:embed demo-playbooks.yaml
+var Playbooks []byte
 
 // Catalog and Directory are deploy/local/catalog.yaml and directory.yaml (a test keeps the copies
 // identical): the data classes and sensitivity of acme-data's tools, and the directory entries of
@@ -128,7 +134,7 @@ func Run(ctx context.Context, o Options) error {
 		fmt.Fprintf(&tokens, "- token: %s\n  sub: %s\n  client_id: demo-agent\n  roles: [analyst]\n", u.Token, name)
 	}
 	files := map[string][]byte{"tokens.yaml": []byte(tokens.String()), "demo-policy.yaml": Policy,
-		"catalog.yaml": Catalog, "directory.yaml": Directory}
+		"catalog.yaml": Catalog, "directory.yaml": Directory, "playbooks.yaml": Playbooks}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			return err
@@ -143,8 +149,10 @@ func Run(ctx context.Context, o Options) error {
 	cfg := o.Config
 	proc := cfg.Section(string(processors.Type)).(*processors.Config)
 	proc.CatalogFile, proc.DirectoryFile = filepath.Join(dir, "catalog.yaml"), filepath.Join(dir, "directory.yaml")
+	// The response decides under playbooks; their notifications go to the demo's webhook receiver.
 	rsp := cfg.Section(string(response.TypeRespond)).(*response.Config)
-	rsp.WebhookURL, rsp.WebhookSecretFrom = hookURL+"/webhook", component.SecretValue(secret)
+	rsp.WebhookURL, rsp.Playbooks = "", filepath.Join(dir, "playbooks.yaml")
+	rsp.Channels = []notify.Channel{{Name: "soc", Type: notify.TypeWebhook, URL: hookURL + "/webhook", Secret: component.SecretValue(secret)}}
 	gwc := cfg.Section(string(gateway.Type)).(*gateway.Config)
 	gwc.Listen, gwc.Upstream, gwc.ServerName, gwc.Tenant = "127.0.0.1:0", upstream+"/mcp", "acme-data", Tenant
 	gwc.Auth.TokensFile = filepath.Join(dir, "tokens.yaml")
@@ -303,10 +311,11 @@ SELECT toString(time) AS scored_at, score, e.detector, e.check, e.feature, e.obs
 FROM (SELECT * FROM %s.scores FINAL WHERE tenant = '%s' AND subject = '%s' AND time >= toDateTime('%s', 'UTC')
       ORDER BY score DESC, time_ms DESC LIMIT 1)
 ARRAY JOIN evidence AS e`, victim, db, Tenant, victim, since),
-		fmt.Sprintf(`SELECT time, kind, status, target, attempts, round(latency_ms) AS latency_ms
+		fmt.Sprintf(`-- what the response did, who decided it and why (playbook decisions, notifications)
+SELECT time, kind, status, target, actor, reason, attempts, round(latency_ms) AS latency_ms
 FROM %s.actions FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC')
-ORDER BY time_ms LIMIT 5`, db, Tenant, since),
+ORDER BY time_ms LIMIT 6`, db, Tenant, since),
 		fmt.Sprintf(`SELECT time, direction, method, tool, result, policy_rule, error_code, arguments_masked
 FROM %s.events FINAL
 WHERE tenant = '%s' AND subject = '%s' AND time >= toDateTime('%s', 'UTC')

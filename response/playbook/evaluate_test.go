@@ -198,3 +198,26 @@ playbooks:
 		}
 	}
 }
+
+// A notification's dedup window is per channel and principal: a noisy principal does not silence
+// the channel about another. If this failed, the SOC would hear about the first attacker of the
+// hour and not about the second.
+func TestNotifyDedupPerPrincipal(t *testing.T) {
+	s, err := Load("t.yaml", []byte("playbooks:\n  - name: p\n    actions:\n      - notify: soc\n        dedup_window: 10m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, now := NewState(0), time.Now()
+	f := func(sub string) *event.Finding {
+		return &event.Finding{ID: sub, Tenant: "acme", Principal: event.Principal{Subject: sub}}
+	}
+	for i, c := range []struct {
+		sub        string
+		suppressed bool
+	}{{"mallory", false}, {"mallory", true}, {"trent", false}} {
+		d := s.Evaluate(f(c.sub), st, now.Add(time.Duration(i)*time.Minute))
+		if len(d) != 1 || d[0].Suppressed != c.suppressed {
+			t.Fatalf("finding %d about %s: %+v, want suppressed=%v", i, c.sub, d, c.suppressed)
+		}
+	}
+}

@@ -372,7 +372,13 @@ func decide(spec *ApprovalSpec, p *Playbook, a *Action, f *event.Finding, state 
 		d.Expires = now.Add(a.ExpireAfter)
 	}
 	if state != nil {
-		d.Suppressed = state.dedup(f.Tenant+"\x00"+string(a.Kind)+"\x00"+string(a.Scope)+"\x00"+t, now, a.DedupWindow)
+		key := f.Tenant + "\x00" + string(a.Kind) + "\x00" + string(a.Scope) + "\x00" + t
+		if a.Kind == KindNotify {
+			// A channel is told about each principal: one noisy principal must not silence
+			// the notifications about another.
+			key += "\x00" + event.PrincipalID(f.Principal)
+		}
+		d.Suppressed = state.dedup(key, now, a.DedupWindow)
 	}
 	return d, true
 }
