@@ -84,7 +84,7 @@ func pluginContext(t *testing.T, db *chtest.DB, prefix string, role string) back
 	env := testenv.ClickHouse(t)
 	js, _ := json.Marshal(map[string]any{"addr": env.Addr, "database": db.Name, "user": env.AdminUser,
 		"maxExecutionSeconds": 20, "maxRows": 100, "kafkaBrokers": strings.Join(testenv.Kafka(t), ","), "topicPrefix": prefix})
-	return backend.PluginContext{OrgID: 1, PluginID: PluginID,
+	return backend.PluginContext{PluginID: PluginID,
 		User: &backend.User{Login: "carol", Role: role},
 		DataSourceInstanceSettings: &backend.DataSourceInstanceSettings{ID: 1, UID: "mcpwatch-soc", Type: PluginID,
 			JSONData: js, DecryptedSecureJSONData: map[string]string{"password": env.AdminPassword}, Updated: time.Now()}}
