@@ -8,4 +8,9 @@ if [[ -n "$unformatted" ]]; then
 fi
 go vet ./...
 go tool staticcheck ./...
+# dashboards/plugin is its own module: vet it, and run the main module's pinned staticcheck on it.
+go generate ./dashboards && git diff --exit-code -- dashboards/provisioning/dashboards \
+  || { echo "lint: dashboards JSON is stale: run go generate ./dashboards and commit" >&2; exit 1; }
+staticcheck=$(go tool -n staticcheck)
+(cd dashboards/plugin && go vet ./... && "$staticcheck" ./...)
 echo "lint: ok"

@@ -21,4 +21,6 @@ eval "$("$stack" env)"
 scripts/lint.sh
 scripts/peers.sh # the MCP peers of ingest/mcp/interop_test.go
 go test -race -count=1 -timeout 25m ${GOTESTFLAGS:-} ./...
+# The Grafana backend plugin is its own module (grafana-plugin-sdk-go stays out of the main one).
+(cd dashboards/plugin && go test -race -count=1 -timeout 10m ${GOTESTFLAGS:-} ./...)
 echo "test: done in $(( $(date +%s) - start ))s"

@@ -31,7 +31,8 @@ var stages = []string{
 
 // hosts may import stages: they build components from the registry.
 var hosts = []string{"app", "cmd/mcpwatch", "internal/bench", "internal/demo",
-	"eval/live", // `mcpwatch eval --live` runs the real pipeline and gateway on loopback, as the demo does
+	"eval/live",                    // `mcpwatch eval --live` runs the real pipeline and gateway on loopback, as the demo does
+	"dashboards/plugin/mcpwatchds", // the Grafana plugin lifts controls with response/ops, as `mcpwatch response lift` does
 }
 
 type pkg struct {

@@ -1,0 +1,96 @@
+// Package mcpwatchds is mcpwatch's Grafana backend datasource: typed investigations over the
+// ClickHouse tables (principal timeline, investigation by session or sandbox, score explanation,
+// the differential-privacy ε ledger), a health check, and operator actions (lift a control) gated
+// by the Grafana role of the user who asks and recorded as an action like
+// `mcpwatch response lift`.
+//
+// Every query is parameterized (values are bound by clickhouse-go, never spliced into SQL), runs
+// with readonly=2 and max_execution_time sent by the plugin whatever the user's profile says, and
+// is capped at the configured number of rows.
+package mcpwatchds
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/grafana/grafana-plugin-sdk-go/backend/instancemgmt"
+	"github.com/grafana/grafana-plugin-sdk-go/backend/resource/httpadapter"
+)
+
+// PluginID is the plugin's id in plugin.json and the datasource provisioning.
+const PluginID = "mcpwatch-soc-datasource"
+
+// Datasource is one configured mcpwatch datasource.
+type Datasource struct {
+	settings Settings
+	conn     driver.Conn
+	backend.CallResourceHandler
+}
+
+var (
+	_ backend.QueryDataHandler      = (*Datasource)(nil)
+	_ backend.CheckHealthHandler    = (*Datasource)(nil)
+	_ backend.CallResourceHandler   = (*Datasource)(nil)
+	_ instancemgmt.InstanceDisposer = (*Datasource)(nil)
+)
+
+// New creates a datasource instance from Grafana's settings. The ClickHouse connection is lazy:
+// a server that is down shows in CheckHealth and in each query's error, not here.
+func New(_ context.Context, is backend.DataSourceInstanceSettings) (instancemgmt.Instance, error) {
+	s, err := LoadSettings(is)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr: brokers(s.Addr),
+		Auth: clickhouse.Auth{Database: s.Database, Username: s.User, Password: s.Password},
+		Settings: clickhouse.Settings{
+			// The plugin never writes: refused by the server even if a writer user is configured.
+			"readonly":           2,
+			"max_execution_time": s.MaxExecutionSeconds,
+		},
+		DialTimeout: 10 * time.Second,
+		ReadTimeout: time.Duration(s.MaxExecutionSeconds+10) * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	d := &Datasource{settings: s, conn: conn}
+	d.CallResourceHandler = httpadapter.New(d.routes())
+	return d, nil
+}
+
+// Dispose closes the connection when Grafana drops the instance (settings changed).
+func (d *Datasource) Dispose() { _ = d.conn.Close() }
+
+// CheckHealth connects, reads the server version and checks the connection is read-only.
+func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequest) (*backend.CheckHealthResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	var version, readonly string
+	row := d.conn.QueryRow(ctx, "SELECT version(), (SELECT value FROM system.settings WHERE name = 'readonly')")
+	if err := row.Scan(&version, &readonly); err != nil {
+		return &backend.CheckHealthResult{Status: backend.HealthStatusError,
+			Message: fmt.Sprintf("ClickHouse at %s as %s: %v", d.settings.Addr, d.settings.User, err)}, nil
+	}
+	if readonly == "0" {
+		return &backend.CheckHealthResult{Status: backend.HealthStatusError,
+			Message: "the ClickHouse connection can write: configure the read-only user"}, nil
+	}
+	var tables uint64
+	if err := d.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name IN ('events', 'findings', 'actions', 'scores', 'privacy_budget')",
+		d.settings.Database).Scan(&tables); err != nil || tables < 5 {
+		return &backend.CheckHealthResult{Status: backend.HealthStatusError,
+			Message: fmt.Sprintf("database %s: mcpwatch tables missing (%d of 5; run `mcpwatch migrate`): %v", d.settings.Database, tables, err)}, nil
+	}
+	ops := "operator actions off (no kafkaBrokers)"
+	if d.settings.KafkaBrokers != "" {
+		ops = "operator actions for " + d.settings.OperatorRole + " and above"
+	}
+	return &backend.CheckHealthResult{Status: backend.HealthStatusOk,
+		Message: fmt.Sprintf("ClickHouse %s, database %s, read-only; %s", version, d.settings.Database, ops)}, nil
+}

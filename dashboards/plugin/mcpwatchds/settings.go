@@ -1,0 +1,88 @@
+package mcpwatchds
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+
+	"github.com/mcpwatch/mcpwatch/storage"
+)
+
+// Settings is the datasource's configuration (jsonData, and the password from secureJsonData).
+type Settings struct {
+	Addr     string `json:"addr"`     // ClickHouse native address, host:port
+	Database string `json:"database"` // the mcpwatch database
+	User     string `json:"user"`     // the read-only user
+	Password string `json:"-"`
+	// MaxExecutionSeconds is sent as max_execution_time with every query; default 30.
+	MaxExecutionSeconds int `json:"maxExecutionSeconds"`
+	// MaxRows caps the rows of every result; default 10000.
+	MaxRows int `json:"maxRows"`
+	// KafkaBrokers and TopicPrefix reach the control topic for operator actions; empty brokers
+	// turn operator actions off.
+	KafkaBrokers string `json:"kafkaBrokers"`
+	TopicPrefix  string `json:"topicPrefix"`
+	// OperatorRole is the least Grafana role that may lift controls: Editor (default) or Admin.
+	OperatorRole string `json:"operatorRole"`
+}
+
+// LoadSettings reads s from Grafana's instance settings and validates it.
+func LoadSettings(is backend.DataSourceInstanceSettings) (Settings, error) {
+	var s Settings
+	if len(is.JSONData) > 0 {
+		if err := json.Unmarshal(is.JSONData, &s); err != nil {
+			return s, fmt.Errorf("datasource settings: %w", err)
+		}
+	}
+	s.Password = is.DecryptedSecureJSONData["password"]
+	if s.MaxExecutionSeconds <= 0 {
+		s.MaxExecutionSeconds = 30
+	}
+	if s.MaxRows <= 0 {
+		s.MaxRows = 10000
+	}
+	if s.OperatorRole == "" {
+		s.OperatorRole = "Editor"
+	}
+	return s, s.Validate()
+}
+
+// Validate says what is wrong with s, every problem at once.
+func (s Settings) Validate() error {
+	var errs []error
+	if s.Addr == "" {
+		errs = append(errs, errors.New("addr: the ClickHouse native address (host:9000) is required"))
+	}
+	if err := storage.ValidIdentifier(s.Database); err != nil {
+		errs = append(errs, fmt.Errorf("database: %w", err))
+	}
+	if s.User == "" {
+		errs = append(errs, errors.New("user: the read-only ClickHouse user is required"))
+	}
+	if s.MaxExecutionSeconds > 600 {
+		errs = append(errs, fmt.Errorf("maxExecutionSeconds %d: at most 600", s.MaxExecutionSeconds))
+	}
+	if s.MaxRows > 1_000_000 {
+		errs = append(errs, fmt.Errorf("maxRows %d: at most 1000000", s.MaxRows))
+	}
+	if _, ok := roleRank[s.OperatorRole]; !ok || s.OperatorRole == "Viewer" {
+		errs = append(errs, fmt.Errorf("operatorRole %q: want Editor or Admin", s.OperatorRole))
+	}
+	return errors.Join(errs...)
+}
+
+// roleRank orders Grafana's organisation roles.
+var roleRank = map[string]int{"Viewer": 1, "Editor": 2, "Admin": 3}
+
+func brokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
