@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 )
@@ -71,6 +72,23 @@ func topicConfig(t *testing.T, adm *kadm.Client, topic, key string) string {
 	return ""
 }
 
+// waitConfig waits until topic's config key reads want (cleanup policies compared as sets):
+// the broker applies altered configs asynchronously.
+func waitConfig(t *testing.T, adm *kadm.Client, topic, key, want string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := topicConfig(t, adm, topic, key)
+		if got == want || (key == "cleanup.policy" && samePolicy(got, want)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s: %s=%s, want %s", topic, key, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // An approvals topic made before it had a retention (compact only) is brought to compact,delete
 // with its retention at the next bootstrap, while a policy mcpwatch never gave it (delete only)
 // is still refused. If this failed, upgraded deployments would either keep every approval entry
@@ -102,17 +120,14 @@ func TestEnsureTopicsApprovalsRetention(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		waitConfig(t, adm, topic, "cleanup.policy", policy) // the broker applies it a moment later
 	}
 	set("compact") // as earlier versions made it
 	if err := EnsureTopics(ctx, cl, Topics(b.names, 3, 1, 24)); err != nil {
 		t.Fatalf("upgrade of a compact-only approvals topic refused: %v", err)
 	}
-	if got := topicConfig(t, adm, topic, "cleanup.policy"); !samePolicy(got, "compact,delete") {
-		t.Fatalf("after upgrade: cleanup.policy=%s", got)
-	}
-	if got := topicConfig(t, adm, topic, "retention.ms"); got != approvalsRetentionMS {
-		t.Fatalf("after upgrade: retention.ms=%s", got)
-	}
+	waitConfig(t, adm, topic, "cleanup.policy", "compact,delete")
+	waitConfig(t, adm, topic, "retention.ms", approvalsRetentionMS)
 	set("delete")
 	err := EnsureTopics(ctx, cl, Topics(b.names, 3, 1, 24))
 	if err == nil || !strings.Contains(err.Error(), topic) || !strings.Contains(err.Error(), "cleanup.policy=delete") {
