@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"time"
 
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
 	"github.com/mcpwatch/mcpwatch/internal/bench"
+	"github.com/mcpwatch/mcpwatch/internal/demo"
 )
 
 // benchCmd holds the performance benchmarks that need real servers: they print figures and never
@@ -14,7 +20,7 @@ import (
 // harness is internal/bench; these commands map flags onto its options.
 func benchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Performance benchmarks against real servers (print figures)"}
-	cmd.AddCommand(benchGatewayCmd(g), benchPipelineCmd(g), benchDetectCmd(g), benchResponseCmd(g))
+	cmd.AddCommand(benchGatewayCmd(g), benchPipelineCmd(g), benchDetectCmd(g), benchResponseCmd(g), benchStdioServerCmd())
 	return cmd
 }
 
@@ -134,25 +140,71 @@ produced.`,
 
 func benchResponseCmd(g *globals) *cobra.Command {
 	var o bench.ResponseOptions
+	var q bench.QuarantineOptions
+	var mode string
 	cmd := &cobra.Command{
 		Use:   "response",
-		Short: "Finding → revocation enforced at every gateway replica (p50/p99), on the real Kafka",
-		Long: `Runs the respond stage and --replicas control-topic followers (each holding the control store a
-gateway replica checks on every call) under a fresh topic prefix on the real Kafka (--kafka).
-Publishes --findings findings one at a time, --interval apart, each for a new subject above the
-threshold, and measures from the finding's hand-over to Kafka until each replica's store first
-refuses the subject. Prints p50/p90/p99/max per replica and for the last replica of each finding.`,
+		Short: "Finding → revocation enforced at every gateway replica, or → sandbox frozen (p50/p99), on the real Kafka",
+		Long: `--mode revoke (default): runs the respond stage and --replicas control-topic followers (each
+holding the control store a gateway replica checks on every call) under a fresh topic prefix on
+the real Kafka (--kafka). Publishes --findings findings one at a time, --interval apart, each for
+a new subject above the threshold, and measures from the finding's hand-over to Kafka until each
+replica's store first refuses the subject. Prints p50/p90/p99/max per replica and for the last
+replica of each finding.
+
+--mode quarantine (root, cgroup v2): runs the respond stage with a playbook that quarantines the
+finding's sandbox, and a gateway router with a sandboxed stdio MCP server (the demo server, this
+binary) whose session it opens with the official Go SDK client. Each finding names the sandbox
+(evidence feature "sandbox"); measured from its hand-over to Kafka until the gateway's quarantine
+action record, written once cgroup.events says frozen 1 (checked again by the benchmark). The
+quarantine is then lifted (a tombstone) and the thaw awaited before the next finding. Prints
+finding → control decided (the respond stage), control → frozen (control topic, gateway,
+kernel) and finding → frozen.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Kafka, o.Partitions, o.Replication = g.kafkaConfig(""), g.partitions, g.replication
-			o.Log, o.Out = g.log, cmd.OutOrStdout()
-			_, err := bench.RunResponse(cmd.Context(), o)
-			return err
+			switch mode {
+			case "revoke":
+				o.Kafka, o.Partitions, o.Replication = g.kafkaConfig(""), g.partitions, g.replication
+				o.Log, o.Out = g.log, cmd.OutOrStdout()
+				_, err := bench.RunResponse(cmd.Context(), o)
+				return err
+			case "quarantine":
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				q.Kafka, q.Partitions, q.Replication = g.kafkaConfig(""), g.partitions, g.replication
+				q.Log, q.Out = g.log, cmd.OutOrStdout()
+				q.Findings, q.Interval, q.Timeout = o.Findings, o.Interval, o.Timeout
+				q.Server = []string{exe, "--log-level", "error", "bench", "stdio-server"}
+				_, err = bench.RunQuarantine(cmd.Context(), q)
+				return err
+			}
+			return fmt.Errorf("--mode %q: want revoke or quarantine", mode)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&mode, "mode", "revoke", "revoke (finding → revocation at every replica) or quarantine (finding → sandbox frozen; root and cgroup v2)")
 	f.IntVar(&o.Findings, "findings", 200, "measured findings")
-	f.DurationVar(&o.Interval, "interval", 50*time.Millisecond, "pause between findings")
-	f.IntVar(&o.Replicas, "replicas", 2, "gateway replicas following the control topic")
+	f.DurationVar(&o.Interval, "interval", 50*time.Millisecond, "pause between findings (quarantine: after each thaw)")
+	f.IntVar(&o.Replicas, "replicas", 2, "gateway replicas following the control topic (revoke)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "per finding, before it counts as not enforced")
 	return cmd
+}
+
+// benchStdioServerCmd is the demo MCP server on stdio: the server `bench response --mode
+// quarantine` runs in a sandbox.
+func benchStdioServerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "stdio-server",
+		Short:  "The demo MCP server on stdio (for bench response --mode quarantine)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := demo.Server().Run(cmd.Context(), &sdk.StdioTransport{})
+			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
 }

@@ -151,6 +151,10 @@ func gatewayFlags(g *globals, fs *pflag.FlagSet) {
 	g.b.env(fs, "oauth-jwks-url", "MCPWATCH_OAUTH_JWKS_URL")
 	fs.StringVar(&o.Introspection.ClientID, "oauth-introspection-client-id", o.Introspection.ClientID, "client id for RFC 7662 introspection of opaque tokens (secret from $"+gateway.IntrospectionSecretEnv+")")
 	g.b.env(fs, "oauth-introspection-client-id", "MCPWATCH_OAUTH_INTROSPECTION_CLIENT_ID")
+	fs.StringVar(&c.Approvals.Keyring, "approvals-keyring", c.Approvals.Keyring, "approvers' keyring (YAML: approvers: [{id, public_key}]); enables holding calls a policy rule's approval: demands (without it they are refused)")
+	g.b.env(fs, "approvals-keyring", "MCPWATCH_APPROVALS_KEYRING")
+	fs.StringVar(&c.Approvals.StatusURL, "approvals-status-url", c.Approvals.StatusURL, "the approvals API's base URL as clients reach it; held calls' answers point at <url>/approvals/<id>")
+	g.b.env(fs, "approvals-status-url", "MCPWATCH_APPROVALS_STATUS_URL")
 }
 
 // componentFlags are the flag sets of the components, for the commands that run them.

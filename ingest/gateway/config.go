@@ -21,6 +21,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/ingest/source"
+	"github.com/mcpwatch/mcpwatch/internal/approval"
 )
 
 // Type is the gateway's component type.
@@ -44,6 +45,9 @@ type Config struct {
 	Sandbox Sandbox `yaml:"sandbox"`
 
 	Auth Auth `yaml:"auth"`
+	// Approvals holds the tools/call requests a policy rule's `approval:` demands until the
+	// approvers have signed. Without a keyring such calls are refused.
+	Approvals Approvals `yaml:"approvals"`
 	// Spool, Policy and ToolPins are the delivery and enforcement every source shares.
 	source.Config `yaml:",inline"`
 
@@ -124,6 +128,65 @@ type Introspection struct {
 type Revocation struct {
 	Enabled bool   `yaml:"enabled"`
 	URL     string `yaml:"url"` // default: revocation_endpoint from discovery
+}
+
+// Approvals configures the gateway's approval gate: it follows the approvals topic with the
+// gateway's Kafka client, writes requests and claims to it, and counts only votes signed by the
+// keyring's approvers (see docs/response.md#approvals).
+type Approvals struct {
+	// Keyring is the approvers' public keys, the YAML file `mcpwatch response approvals-serve
+	// --keyring` reads. Set, it enables the gate.
+	Keyring string `yaml:"keyring"`
+	// StatusURL is the approvals HTTP API's base URL as clients reach it
+	// (https://approvals.example.com): a held call's answer points at
+	// <status_url>/approvals/<id>. Empty: the answer names the request but gives no URL.
+	StatusURL string `yaml:"status_url"`
+	// WaitTimeout bounds writing an approval entry and reading it back from the topic (default
+	// 5s, at most 1m); past it the call is refused with 503.
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
+	// MaxRequests bounds the requests held in memory (default 100000); beyond it new requests,
+	// and their calls, are refused.
+	MaxRequests int `yaml:"max_requests"`
+}
+
+// Enabled reports whether the gate runs.
+func (a Approvals) Enabled() bool { return a.Keyring != "" }
+
+// maxApprovalWait bounds approvals.wait_timeout: a client waits that long for the answer.
+const maxApprovalWait = time.Minute
+
+func (a Approvals) validate() error {
+	if a.Keyring == "" {
+		var errs []error
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"status_url", a.StatusURL != ""}, {"wait_timeout", a.WaitTimeout != 0}, {"max_requests", a.MaxRequests != 0}} {
+			if f.set {
+				errs = append(errs, component.Fieldf(f.name, "set without keyring (the approvers' public keys), which enables approvals"))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	var errs []error
+	if _, err := approval.LoadKeyring(a.Keyring); err != nil {
+		errs = append(errs, component.Field("keyring", err))
+	}
+	if a.StatusURL != "" {
+		if err := checkHTTPURL(a.StatusURL); err != nil {
+			errs = append(errs, component.Field("status_url", err))
+		} else if u, _ := url.Parse(a.StatusURL); u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, component.Fieldf("status_url", "want the API's base URL without credentials, query or fragment "+
+				"(clients are sent to <status_url>/approvals/<id>)"))
+		}
+	}
+	if a.WaitTimeout < 0 || a.WaitTimeout > maxApprovalWait {
+		errs = append(errs, component.Fieldf("wait_timeout", "%s: want at most %s (a client waits that long for its answer)", a.WaitTimeout, maxApprovalWait))
+	}
+	if a.MaxRequests < 0 {
+		errs = append(errs, component.Fieldf("max_requests", "must not be negative, got %d", a.MaxRequests))
+	}
+	return errors.Join(errs...)
 }
 
 // Unauthenticated limits refused requests per source address.
@@ -238,6 +301,7 @@ func (c *Config) Validate() error {
 		add(component.Fieldf("sandbox.stop_grace", "must not be negative"))
 	}
 	add(component.Under("auth", c.Auth.validate()))
+	add(component.Under("approvals", c.Approvals.validate()))
 	add(c.Config.Validate())
 	if c.Policy.File == "" && !c.Policy.None {
 		add(component.Fieldf("policy.file", "required (zero trust: every call is denied unless a policy allows it); "+

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpwatch/mcpwatch/app"
 	"github.com/mcpwatch/mcpwatch/ingest/gateway"
@@ -48,6 +49,12 @@ func TestConfigErrors(t *testing.T) {
 			"gateway.auth.oauth.introspection.cache_ttl: 10m0s: want at most 5m0s"},
 		{"revocation without client", "  upstream: http://x\n  auth: {oauth: {issuer: https://as, resource: https://gw/mcp, revocation: {enabled: true}}}\n",
 			"gateway.auth.oauth.revocation.enabled: needs introspection.client_id"},
+		{"approvals without keyring", "  upstream: http://x\n  approvals: {status_url: https://approvals.example.com}\n",
+			"g.yaml:5:27: gateway.approvals.status_url: set without keyring"},
+		{"approvals status url", "  upstream: http://x\n  approvals: {keyring: testdata/approvers.yaml, status_url: approvals.example.com}\n",
+			`gateway.approvals.status_url: "approvals.example.com": want http(s)://host[:port]/path`},
+		{"approvals keyring not a keyring", "  upstream: http://x\n  approvals: {keyring: testdata/config_approvals.yaml}\n",
+			`gateway.approvals.keyring: approvers keyring testdata/config_approvals.yaml: [1:1] unknown field "gateway"`},
 		{"literal secret", "  upstream: http://x\n  auth: {tokens_file: t.yaml, oauth: {introspection: {client_secret: s3cret}}}\n", "a secret is never written in the config file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,5 +113,49 @@ func TestConfigZeroTrust(t *testing.T) {
 	c.Upstream, c.Auth.TokensFile, c.Policy.File = "http://127.0.0.1:1/mcp", "t.yaml", "p.yaml"
 	if err := c.Validate(); err != nil || !gateway.NewFactory().Enabled(c) {
 		t.Fatalf("a complete config: %v", err)
+	}
+}
+
+// The approvals section as a deployment writes it: every setting lands, and the keyring loads.
+// If this failed, a gateway configured for approvals would start without its gate and refuse
+// every call a rule holds.
+func TestConfigApprovals(t *testing.T) {
+	c := app.NewConfig(app.Components())
+	if err := c.LoadFile("testdata/config_approvals.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate([]string{"gateway"}); err != nil {
+		t.Fatal(err)
+	}
+	a := c.Section("gateway").(*gateway.Config).Approvals
+	if a != (gateway.Approvals{Keyring: "testdata/approvers.yaml", StatusURL: "https://approvals.example.com/", WaitTimeout: 10 * time.Second, MaxRequests: 5000}) || !a.Enabled() {
+		t.Fatalf("approvals %+v", a)
+	}
+}
+
+// A broken approvals section is refused with every problem at its line, in words that say
+// what to fix, and without echoing the credentials in the URL. If this failed, a typo in the
+// keyring path would surface only when the first held call is refused.
+func TestConfigApprovalsErrors(t *testing.T) {
+	c := app.NewConfig(app.Components())
+	err := c.LoadFile("testdata/config_approvals_bad.yaml")
+	if err == nil {
+		err = c.Validate([]string{"gateway"})
+	}
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"config_approvals_bad.yaml:6:14: gateway.approvals.keyring: approvers keyring: open testdata/no-such-keyring.yaml: no such file or directory",
+		"config_approvals_bad.yaml:7:17: gateway.approvals.status_url: want the API's base URL without credentials, query or fragment",
+		"config_approvals_bad.yaml:8:19: gateway.approvals.wait_timeout: 5m0s: want at most 1m0s",
+		"config_approvals_bad.yaml:9:19: gateway.approvals.max_requests: must not be negative, got -1",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error\n%v\nlacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Error("the error echoes the URL's password")
 	}
 }

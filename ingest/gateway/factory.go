@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/ingest/source"
+	"github.com/mcpwatch/mcpwatch/internal/approval"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 )
 
@@ -37,7 +39,9 @@ type Gateway struct {
 	upstream  string
 	sandboxes *sandbox.Manager
 	// revoker, if set, revokes at the authorization server the tokens revoke controls name.
-	revoker   func(context.Context) error
+	revoker func(context.Context) error
+	// approvals, if set, follows the approvals topic into the approval gate's store.
+	approvals *approval.Follower
 	closes    []func()
 	closeOnce sync.Once
 }
@@ -98,6 +102,9 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 	if err := g.wireRevoker(auth, mc); err != nil {
 		return nil, err
 	}
+	if err := g.wireApprovals(cfg.Approvals, mc); err != nil {
+		return nil, err
+	}
 	if len(cfg.Upstreams) > 0 {
 		routes, m, err := cfg.routes(log)
 		if err != nil {
@@ -137,6 +144,9 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 	}
 	g.ln, g.url = ln, "http://"+ln.Addr().String()+"/mcp"
 	set.Health.Set("control-topic", errors.New("starting"))
+	if g.approvals != nil {
+		set.Health.Set("approvals-topic", errors.New("starting"))
+	}
 	return g, nil
 }
 
@@ -152,17 +162,61 @@ func (g *Gateway) wireRevoker(auth mcp.Authenticator, mc *mcp.Config) error {
 		return fmt.Errorf("revocation at the authorization server: %w", err)
 	}
 	g.closes = append(g.closes, cl.Close)
-	observer := mc.Observer
-	if observer == "" {
-		observer, _ = os.Hostname()
-	}
 	deps := oauth.RevokerDeps{
 		Controls: g.src.Controls, Actions: mcp.NewKafkaActions(cl, g.set.Topics.Actions, g.set.Logger),
-		Tenant: mc.Tenant, Actor: "gateway:" + observer,
+		Tenant: mc.Tenant, Actor: "gateway:" + observerName(mc),
 	}
 	rev := o.Revoker()
 	g.revoker = func(ctx context.Context) error { return rev.Run(ctx, deps) }
 	return nil
+}
+
+// wireApprovals builds the approval gate when a keyring is configured: its store follows the
+// approvals topic (Run waits until it has read it before serving), it writes requests and claims
+// with a client of its own, and it records each step on the actions topic through the source's
+// action publisher (spooled like the gateway's other actions).
+func (g *Gateway) wireApprovals(c Approvals, mc *mcp.Config) error {
+	if !c.Enabled() {
+		return nil
+	}
+	keys, err := approval.LoadKeyring(c.Keyring)
+	if err != nil {
+		return err
+	}
+	var opts []approval.StoreOption
+	if c.MaxRequests > 0 {
+		opts = append(opts, approval.WithMaxRequests(c.MaxRequests))
+	}
+	store := approval.NewStore(keys, opts...)
+	f, err := approval.NewFollower(g.set.KafkaClient("approvals"), g.set.Topics.Approvals, store, g.set.Registerer, g.set.Logger)
+	if err != nil {
+		return fmt.Errorf("approvals: %w", err)
+	}
+	g.closes = append(g.closes, f.Close)
+	cl, err := kafkaio.NewClient(g.set.KafkaClient("approvals-writer"))
+	if err != nil {
+		return fmt.Errorf("approvals: %w", err)
+	}
+	g.closes = append(g.closes, cl.Close)
+	actions := g.src.Actions
+	gate, err := approval.NewGate(approval.GateConfig{Store: store, Producer: approval.KafkaProducer(cl, g.set.Topics.Approvals),
+		Gateway: observerName(mc), APIURL: c.StatusURL, WaitTimeout: c.WaitTimeout, Log: g.set.Logger.With("part", "approvals"),
+		Actions: func(ctx context.Context, a event.Action) { actions.PublishAction(ctx, &a) }})
+	if err != nil {
+		return err
+	}
+	mc.Approvals, g.approvals = gate, f
+	g.set.Logger.Info("approvals", "keyring", c.Keyring, "approvers", len(keys.IDs()), "status_url", c.StatusURL)
+	return nil
+}
+
+// observerName names this gateway replica: the configured observer, else the host name.
+func observerName(mc *mcp.Config) string {
+	if mc.Observer != "" {
+		return mc.Observer
+	}
+	h, _ := os.Hostname()
+	return h
 }
 
 // runtime is the HTTP gateway's configuration: static tokens or OAuth, parsed redaction rules.
@@ -223,12 +277,16 @@ func (c *Config) runtime() (*mcp.Config, error) {
 func (g *Gateway) Run(ctx context.Context) error {
 	// The followers outlive the server: a call in flight at shutdown is still checked.
 	fctx, stopFollowers := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 2)
+	done := make(chan error, 3)
 	go func() { done <- g.src.Run(fctx) }()
 	n := 1
 	if g.revoker != nil {
 		n++
 		go func() { done <- g.revoker(fctx) }()
+	}
+	if g.approvals != nil {
+		n++
+		go func() { done <- g.approvals.Run(fctx) }()
 	}
 	defer func() {
 		stopFollowers()
@@ -245,6 +303,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	g.set.Health.Set("control-topic", nil)
+	if g.approvals != nil {
+		// Before the approvals are read, an approved call would be asked for anew.
+		if err := g.approvals.WaitReady(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("approvals topic: %w", err)
+		}
+		g.set.Health.Set("approvals-topic", nil)
+	}
 	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 10 * time.Second}
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

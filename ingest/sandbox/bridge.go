@@ -186,8 +186,10 @@ type QuarantineChange struct {
 
 // ApplyQuarantine brings every session's sandbox in line with quarantined: those it names are
 // frozen (their traffic refused from that moment), those it no longer names are thawed. It returns
-// what changed. The bridge's frozen state belongs to this reconciliation: a sandbox frozen by
-// other means is thawed by the next call that does not name it.
+// what changed, or was tried and failed. A freeze or thaw that failed (or was not confirmed by
+// cgroup.events) is tried again by the next call, the frozen sandbox's traffic refused meanwhile.
+// The bridge's frozen state belongs to this reconciliation: a sandbox frozen by other means is
+// thawed by the next call that does not name it.
 func (b *Bridge) ApplyQuarantine(ctx context.Context, quarantined func(sandbox string) bool) []QuarantineChange {
 	b.mu.Lock()
 	all := make([]*session, 0, len(b.sessions))
@@ -198,7 +200,7 @@ func (b *Bridge) ApplyQuarantine(ctx context.Context, quarantined func(sandbox s
 	var out []QuarantineChange
 	for _, s := range all {
 		want := quarantined(s.sb.ID())
-		if want == s.sb.Frozen() {
+		if want == s.sb.Frozen() && s.sb.Settled() {
 			continue
 		}
 		qc := QuarantineChange{Session: s.id, Sandbox: s.sb.ID(), CgroupID: s.sb.CgroupID(), Frozen: want}

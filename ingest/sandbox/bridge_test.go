@@ -384,3 +384,84 @@ func TestBridgeMaxSessions(t *testing.T) {
 		t.Fatalf("second session: %v", err)
 	}
 }
+
+// failFreezeWrites makes the next n cgroup.freeze writes of value for sandbox id fail, as a
+// kernel refusing them would.
+func failFreezeWrites(t *testing.T, id, value string, n int) {
+	t.Helper()
+	var mu sync.Mutex
+	h := func(sb, v string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if sb != id || v != value || n == 0 {
+			return nil
+		}
+		n--
+		return &os.PathError{Op: "write", Path: "cgroup.freeze", Err: syscall.EBUSY}
+	}
+	freezeFault.Store(&h)
+	t.Cleanup(func() { freezeFault.Store(nil) })
+}
+
+func kernelFrozen(t *testing.T, sb *Sandbox) bool {
+	t.Helper()
+	_, frozen, err := cgroup(sb.CgroupPath()).events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frozen
+}
+
+// A quarantine whose cgroup.freeze write fails is retried by the next reconciliation until the
+// kernel confirms it, the sandbox's traffic refused meanwhile; a failed thaw is retried the same
+// way. If this failed, one refused write would leave a quarantined server running for good (the
+// bridge believing it frozen), or a lifted one frozen.
+func TestBridgeFreezeRetried(t *testing.T) {
+	f := newBridge(t)
+	cs := f.connect(t, clientOpts{})
+	sb := f.b.Sandboxes()[0]
+	ctx := callCtx(t)
+	quarantined := true
+	apply := func() []QuarantineChange {
+		return f.b.ApplyQuarantine(ctx, func(id string) bool { return quarantined && id == sb.ID() })
+	}
+
+	failFreezeWrites(t, sb.ID(), "1", 1)
+	ch := apply()
+	if len(ch) != 1 || ch[0].Err == nil || !ch[0].Frozen || !errors.Is(ch[0].Err, syscall.EBUSY) {
+		t.Fatalf("failed freeze reported as %+v", ch)
+	}
+	if kernelFrozen(t, sb) || sb.Settled() {
+		t.Fatal("the kernel froze a sandbox whose write failed, or the failure counts as settled")
+	}
+	if _, err := cs.ListTools(ctx, nil); err == nil || !strings.Contains(err.Error(), "quarantined") {
+		t.Fatalf("traffic of a sandbox whose freeze failed: %v, want refused", err)
+	}
+	ch = apply()
+	if len(ch) != 1 || ch[0].Err != nil || !ch[0].Frozen {
+		t.Fatalf("retried freeze: %+v", ch)
+	}
+	if !kernelFrozen(t, sb) || !sb.Settled() {
+		t.Fatal("retried freeze not confirmed by cgroup.events")
+	}
+	if ch = apply(); len(ch) != 0 {
+		t.Fatalf("a confirmed freeze was applied again: %+v", ch)
+	}
+
+	quarantined = false
+	failFreezeWrites(t, sb.ID(), "0", 1)
+	ch = apply()
+	if len(ch) != 1 || ch[0].Err == nil || ch[0].Frozen {
+		t.Fatalf("failed thaw reported as %+v", ch)
+	}
+	if !kernelFrozen(t, sb) || !sb.Frozen() {
+		t.Fatal("a sandbox whose thaw failed is not frozen any more")
+	}
+	ch = apply()
+	if len(ch) != 1 || ch[0].Err != nil || ch[0].Frozen || kernelFrozen(t, sb) {
+		t.Fatalf("retried thaw: %+v", ch)
+	}
+	if _, err := cs.ListTools(ctx, nil); err != nil {
+		t.Fatalf("after the thaw: %v", err)
+	}
+}

@@ -499,6 +499,7 @@ func (m *Manager) start(id string, cg cgroup, spec Spec) (_ *Sandbox, err error)
 		stdin: inW, stdout: outR, done: make(chan struct{}),
 		log: m.log.With("sandbox", id, "server", spec.Server),
 	}
+	s.settled.Store(true) // never frozen
 	// Under the lock, so that Close either sees the sandbox or has refused it.
 	m.mu.Lock()
 	if m.closed {
@@ -532,7 +533,10 @@ type Sandbox struct {
 	stdin      *os.File
 	stdout     *os.File
 
-	frozen   atomic.Bool
+	frozen atomic.Bool
+	// settled is false from the start of a freeze or thaw until cgroup.events confirms it, and
+	// stays false when it failed: the quarantine's reconciliation tries again.
+	settled  atomic.Bool
 	freezeMu sync.Mutex // serializes freeze and thaw
 	stopOnce sync.Once
 	stopErr  error
@@ -581,8 +585,14 @@ func (s *Sandbox) StderrTail() string {
 	return string(s.tail)
 }
 
-// Frozen reports whether the sandbox is frozen ([Sandbox.Freeze]).
+// Frozen reports whether the sandbox is frozen ([Sandbox.Freeze]): its traffic is refused from
+// the moment a freeze begins, even one the kernel has not confirmed or that failed (fail closed).
 func (s *Sandbox) Frozen() bool { return s.frozen.Load() }
+
+// Settled reports whether the last freeze or thaw was confirmed by cgroup.events (true for a
+// sandbox never frozen). A failed freeze leaves Frozen true and Settled false: the traffic stays
+// refused and [Bridge.ApplyQuarantine] freezes it again.
+func (s *Sandbox) Settled() bool { return s.settled.Load() }
 
 const maxTail = 2048
 
@@ -677,7 +687,8 @@ func (s *Sandbox) setFrozen(ctx context.Context, on bool) error {
 		v = "1"
 		s.frozen.Store(true) // refuse traffic from now on, before the kernel is done
 	}
-	if err := s.cg.write("cgroup.freeze", v); err != nil {
+	s.settled.Store(false)
+	if err := s.writeFreeze(v); err != nil {
 		return fmt.Errorf("freeze sandbox %s: %w", s.id, err)
 	}
 	if !on {
@@ -694,9 +705,26 @@ func (s *Sandbox) setFrozen(ctx context.Context, on bool) error {
 			return nil
 		default:
 		}
+		return err
 	}
-	return err
+	s.settled.Store(true)
+	return nil
 }
+
+// writeFreeze writes cgroup.freeze, through the test hook when one is set.
+func (s *Sandbox) writeFreeze(v string) error {
+	if h := freezeFault.Load(); h != nil {
+		if err := (*h)(s.id, v); err != nil {
+			return err
+		}
+	}
+	return s.cg.write("cgroup.freeze", v)
+}
+
+// freezeFault, set only by tests, runs before every cgroup.freeze write; an error it returns is
+// the write's error. Root writes cgroupfs files regardless of their mode, so tests cannot make
+// the kernel refuse the write itself.
+var freezeFault atomic.Pointer[func(sandbox, value string) error]
 
 // Stop ends the sandbox: it closes the server's stdin and waits up to the grace period, sends
 // SIGTERM to its process group and waits again, then kills everything in the cgroup. A frozen

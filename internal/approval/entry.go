@@ -37,6 +37,9 @@ const (
 	MaxReasonLen  = 1024     // a vote's or request's reason, in bytes
 	MaxApprovers  = 32
 	maxNameLen    = 64
+	// MaxTimeout bounds a request's deadline after its time, as policy rules bound their
+	// timeout: the approvals topic's retention (internal/kafkaio) relies on it.
+	MaxTimeout = 24 * time.Hour
 )
 
 // Decision is an approver's answer, and what a request falls back to at its deadline.
@@ -299,6 +302,9 @@ func (r *Request) validate() error {
 		return invalid("request %s: time and deadline are required", r.ID)
 	case !r.Deadline.After(r.Time):
 		return invalid("request %s: deadline %s is not after its time %s", r.ID, r.Deadline.Format(time.RFC3339), r.Time.Format(time.RFC3339))
+	case r.Deadline.Sub(r.Time) > MaxTimeout:
+		return invalid("request %s: deadline %s is more than %s after its time %s", r.ID, r.Deadline.Format(time.RFC3339),
+			MaxTimeout, r.Time.Format(time.RFC3339))
 	case (r.Call == nil) == (r.Action == nil):
 		return invalid("request %s: give exactly one of call and action", r.ID)
 	case r.Call != nil && (r.Call.Server == "" || r.Call.Tool == "" || !hexRE.MatchString(r.Call.ArgsSHA256)):

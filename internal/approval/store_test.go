@@ -271,6 +271,18 @@ func TestDecodeEntryRefuses(t *testing.T) {
 	if _, err := DecodeEntry([]byte(rkey), rval); err != nil {
 		t.Fatalf("the genuine request: %v", err)
 	}
+	// A deadline beyond MaxTimeout: the topic's retention could delete the request while it is
+	// still usable, so neither the writer nor a reader takes it.
+	long := testRequest("r3", Deny)
+	long.Deadline = t0.Add(MaxTimeout + time.Second)
+	if _, _, err := EncodeRequest(long); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "more than 24h0m0s after") {
+		t.Errorf("a request with a 24h1s timeout encoded: %v", err)
+	}
+	long.Schema = SchemaVersion
+	lval, _ := json.Marshal(long)
+	if _, err := DecodeEntry([]byte("r3/request/"+HashOf(lval)[:16]), lval); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a request with a 24h1s timeout decoded: %v", err)
+	}
 	if _, err := DecodeEntry([]byte(vkey), vval); err != nil {
 		t.Fatalf("the genuine vote: %v", err)
 	}

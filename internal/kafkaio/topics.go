@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -19,6 +21,10 @@ type TopicSpec struct {
 	Partitions  int32
 	Replication int16
 	Configs     map[string]string
+	// CleanupFrom lists the cleanup.policy values an existing topic may have that EnsureTopics
+	// changes to this spec's, because the change loses nothing a reader needs. Any other
+	// difference is refused: silently changing compaction could delete audit records.
+	CleanupFrom []string
 }
 
 // Topics returns mcpwatch's topics. Event topics are partitioned by tenant/principal and kept for
@@ -60,11 +66,18 @@ func Topics(names event.Topics, partitions int32, replication int16, retentionHo
 		}},
 		// One partition, so every reader folds approval entries in one order: the first claim of
 		// an approved call in the log wins at every gateway. Each entry has its own key (request
-		// id + entry), so compaction keeps every vote.
+		// id + entry), so compaction alone would keep every entry forever; time-based deletion
+		// bounds the topic. That is safe: a request can be used at most one timeout after its
+		// deadline (timeouts are at most 24h, approval.MaxTimeout), so 48h after it was made,
+		// and readers forget it an hour later; 4 days is twice that. Deletion takes whole old
+		// segments, so a request goes no later than its votes and claims (votes without their
+		// request never count). Topics made as compact only are changed to this (CleanupFrom).
 		{Name: names.Approvals, Partitions: 1, Replication: replication, Configs: map[string]string{
-			"cleanup.policy":      "compact",
+			"cleanup.policy":      "compact,delete",
+			"retention.ms":        approvalsRetentionMS,
+			"segment.ms":          "86400000", // segments roll daily, so deletion is not held up by an open one
 			"delete.retention.ms": "86400000",
-		}},
+		}, CleanupFrom: []string{"compact"}},
 		// The audit trail is one hash chain: one partition keeps its order, and it is never
 		// deleted by time (retention.ms -1); ClickHouse keeps a copy for queries.
 		{Name: names.Audit, Partitions: 1, Replication: replication, Configs: map[string]string{
@@ -83,9 +96,13 @@ func Topics(names event.Topics, partitions int32, replication int16, retentionHo
 	return specs
 }
 
+// approvalsRetentionMS is the approvals topic's retention: 4 days (see [Topics]).
+const approvalsRetentionMS = "345600000"
+
 // EnsureTopics creates missing topics and brings the configs of existing ones to the spec. It is
 // idempotent. It never lowers partition counts (Kafka cannot) and refuses a topic whose cleanup
-// policy differs, since silently changing compaction would lose data.
+// policy differs, since silently changing compaction would lose data — unless the spec lists the
+// topic's policy in [TopicSpec.CleanupFrom] as safe to change.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec) error {
 	adm := kadm.NewClient(cl)
 	names := make([]string, len(specs))
@@ -171,6 +188,22 @@ func waitVisible(ctx context.Context, adm *kadm.Client, names []string) error {
 	return nil
 }
 
+// samePolicy compares cleanup.policy values as sets: Kafka reads "compact,delete" and
+// "delete, compact" alike.
+func samePolicy(a, b string) bool {
+	norm := func(s string) []string {
+		var out []string
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(norm(a), norm(b))
+}
+
 func reconcile(ctx context.Context, adm *kadm.Client, s TopicSpec, have int32) error {
 	rcs, err := adm.DescribeTopicConfigs(ctx, s.Name)
 	if err != nil {
@@ -187,12 +220,17 @@ func reconcile(ctx context.Context, adm *kadm.Client, s TopicSpec, have int32) e
 	for _, c := range rc.Configs {
 		current[c.Key] = c.MaybeValue()
 	}
-	if want := s.Configs["cleanup.policy"]; want != "" && current["cleanup.policy"] != want {
-		return fmt.Errorf("topic %s has cleanup.policy=%s, mcpwatch needs %s: fix the topic by hand, it will not be changed automatically",
-			s.Name, current["cleanup.policy"], want)
+	if want, have := s.Configs["cleanup.policy"], current["cleanup.policy"]; want != "" && !samePolicy(have, want) {
+		if !slices.ContainsFunc(s.CleanupFrom, func(from string) bool { return samePolicy(have, from) }) {
+			return fmt.Errorf("topic %s has cleanup.policy=%s, mcpwatch needs %s: fix the topic by hand, it will not be changed automatically",
+				s.Name, have, want)
+		}
 	}
 	var alter []kadm.AlterConfig
 	for k, v := range s.Configs {
+		if k == "cleanup.policy" && samePolicy(current[k], v) {
+			continue
+		}
 		if current[k] != v {
 			alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kadm.StringPtr(v)})
 		}
