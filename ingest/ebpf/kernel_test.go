@@ -40,6 +40,15 @@ func TestMain(m *testing.M) {
 // runHelper: "act SECRET ADDR" opens SECRET, connects to ADDR and runs `/bin/sh -c 'exit 3'`;
 // "wait-act" first waits for a line on stdin (the test moves it into a cgroup meanwhile).
 func runHelper(mode string, args []string) int {
+	if mode == "open-loop" { // "open-loop PATH N": N failing opens of PATH, from one thread
+		n, _ := strconv.Atoi(args[1])
+		for range n {
+			if fd, err := syscall.Open(args[0], syscall.O_RDONLY, 0); err == nil {
+				syscall.Close(fd)
+			}
+		}
+		return 0
+	}
 	if mode == "wait-act" {
 		fmt.Println("ready")
 		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
@@ -453,4 +462,14 @@ func loadedPrograms(t *testing.T, want []ebpf.ProgramID) []ebpf.ProgramID {
 		}
 		id = next
 	}
+}
+
+func findCgroup2() (string, error) { return sandbox.FindCgroup2() }
+
+// newHelper returns the test binary as a helper in mode, cloned into the cgroup open as cgFD.
+func newHelper(exe, mode, a, b string, cgFD int) *exec.Cmd {
+	cmd := exec.Command(exe, "-test.run=^$", a, b)
+	cmd.Env = []string{helperEnv + "=" + mode}
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgFD}
+	return cmd
 }
