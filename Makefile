@@ -20,6 +20,10 @@ test: ## Start the real services, lint, run unit and integration tests with -rac
 build: ## Build bin/mcpwatch
 	$(GO) build -o $(BIN) ./cmd/mcpwatch
 
+.PHONY: generate
+generate: ## Regenerate committed generated code (bpf2go output of bpf/ into ingest/ebpf)
+	$(GO) generate ./ingest/ebpf/...
+
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck
 	@scripts/lint.sh

@@ -400,6 +400,23 @@ install_rsyslog() {
   log "rsyslog $(dpkg-query -W -f='${Version}' rsyslog) installed"
 }
 
+# The eBPF toolchain: bpf2go (`make generate`, ingest/ebpf's TestGeneratedUpToDate) compiles
+# bpf/ with Debian's clang-19 and strips with llvm-19's llvm-strip; libbpf-dev gives the BPF
+# helper headers, bpftool inspects what is loaded.
+bpf_toolchain_installed() {
+  command -v clang-19 >/dev/null 2>&1 && command -v llvm-strip-19 >/dev/null 2>&1 &&
+    [[ -f /usr/include/bpf/bpf_helpers.h ]] && { command -v bpftool >/dev/null 2>&1 || [[ -x /usr/sbin/bpftool ]]; }
+}
+
+install_bpf_toolchain() {
+  if bpf_toolchain_installed; then
+    return 0
+  fi
+  log "installing clang-19 llvm-19 libbpf-dev bpftool from apt"
+  apt_install clang-19 llvm-19 libbpf-dev bpftool || die "apt-get install clang-19 llvm-19 libbpf-dev bpftool failed"
+  bpf_toolchain_installed || die "eBPF toolchain missing after apt-get install"
+}
+
 # Both installs in parallel (Maven download vs apt), after any apt work Maven itself needs.
 install_all() {
   local chjob rc=0
@@ -410,6 +427,7 @@ install_all() {
   wait "$chjob" || rc=$?
   ((rc == 0)) || die "install failed"
   install_rsyslog # after the ClickHouse apt run: both write apt.log
+  install_bpf_toolchain
 }
 
 cmd_install() {

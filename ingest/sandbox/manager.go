@@ -71,6 +71,16 @@ type Options struct {
 	// Log receives the manager's warnings and each sandbox's stderr (debug level). Nil: the
 	// default logger.
 	Log *slog.Logger
+	// Watcher, when set, is told of every sandbox cgroup before the sandbox's process starts and
+	// after the cgroup is removed: the eBPF agent (ingest/ebpf), so that even a server's first
+	// exec is seen. A sandbox whose cgroup cannot be watched is not started (fail closed).
+	Watcher Watcher
+}
+
+// Watcher watches sandbox cgroups in the kernel (see [Options.Watcher]).
+type Watcher interface {
+	WatchSandbox(cgroupID uint64, sandbox, server string) error
+	UnwatchSandbox(cgroupID uint64)
 }
 
 // Limits are a sandbox's resource limits; zero values mean no limit.
@@ -445,6 +455,16 @@ func (m *Manager) start(id string, cg cgroup, spec Spec) (_ *Sandbox, err error)
 	if err != nil {
 		return nil, err
 	}
+	if w := m.opts.Watcher; w != nil {
+		if err := w.WatchSandbox(cgid, id, spec.Server); err != nil {
+			return nil, fmt.Errorf("sandbox %s: watch its cgroup in the kernel: %w", id, err)
+		}
+		defer func() {
+			if err != nil {
+				w.UnwatchSandbox(cgid)
+			}
+		}()
+	}
 	dir, err := os.Open(string(cg))
 	if err != nil {
 		return nil, fmt.Errorf("open sandbox cgroup: %w", err)
@@ -644,6 +664,9 @@ func (s *Sandbox) reap(stderrDone <-chan struct{}) {
 		s.log.Error("sandbox cgroup not removed", "err", derr)
 	}
 	cancel()
+	if w := s.m.opts.Watcher; w != nil {
+		w.UnwatchSandbox(s.cgroupID)
+	}
 	select { // every writer of stderr is gone with the cgroup
 	case <-stderrDone:
 	case <-time.After(time.Second):
