@@ -390,7 +390,7 @@ func (c *compiler) action(path string, d *actionDoc, s *Set, top bool) (Action, 
 // Limits of an approval section.
 const (
 	maxApprovers       = 100
-	maxApprovalTimeout = 7 * 24 * time.Hour
+	maxApprovalTimeout = 24 * time.Hour // approval.MaxTimeout: the approvals topic's retention rests on it
 )
 
 func (c *compiler) approval(d *approvalDoc) *ApprovalSpec {
