@@ -2,7 +2,6 @@ package policy
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -103,7 +102,6 @@ func parse(src []byte, name string) (*Policy, error) {
 		return nil, errors.Join(l.errs...)
 	}
 	p.name = name
-	p.hash = sha256.Sum256(src)
 	return p, nil
 }
 

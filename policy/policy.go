@@ -193,7 +193,6 @@ func (d Decision) Outcome() event.Outcome {
 // Policy is a compiled, immutable policy; safe for concurrent use.
 type Policy struct {
 	name  string
-	hash  [32]byte // sha256 of the source text
 	rules []*rule
 	deny  ruleIndex // deny rules
 	allow ruleIndex // allow rules

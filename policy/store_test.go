@@ -149,30 +149,3 @@ func TestStoreRun(t *testing.T) {
 		t.Error("Run accepted a zero interval")
 	}
 }
-
-// A change is loaded only on the second poll that sees it, so a file caught mid-write (which may
-// parse, minus its trailing deny rules) is not loaded.
-func TestStorePollWaitsForStableContent(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "policy.yaml")
-	writeFile(t, path, policyA)
-	s, err := NewStore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, path, policyB)
-	s.poll()
-	if s.Evaluate(xReq).Rule != "a" {
-		t.Fatal("loaded on the first poll that saw the change")
-	}
-	writeFile(t, path, policyA+"# still writing\n")
-	s.poll()
-	if s.Evaluate(xReq).Rule != "a" {
-		t.Fatal("loaded content that changed between polls")
-	}
-	writeFile(t, path, policyB)
-	s.poll()
-	s.poll()
-	if s.Evaluate(xReq).Rule != "b" {
-		t.Fatal("stable change not loaded")
-	}
-}

@@ -1,7 +1,6 @@
 package playbook
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -141,7 +140,7 @@ func Load(name string, src []byte) (*Set, error) {
 	if err := yaml.NodeToValue(file.Docs[0].Body, &doc, yaml.Strict()); err != nil {
 		return nil, posError(name, err, file.Docs[0].Body)
 	}
-	c := &compiler{file: name, ast: file, hash: sha256.Sum256(src)}
+	c := &compiler{file: name, ast: file}
 	s := c.compile(&doc)
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
@@ -153,7 +152,6 @@ func Load(name string, src []byte) (*Set, error) {
 type compiler struct {
 	file string
 	ast  *ast.File
-	hash [32]byte
 	errs []error
 }
 
@@ -183,7 +181,7 @@ func parent(p string) string {
 }
 
 func (c *compiler) compile(d *fileDoc) *Set {
-	s := &Set{dryRun: d.DryRun, defaultExpire: time.Hour, hash: c.hash}
+	s := &Set{dryRun: d.DryRun, defaultExpire: time.Hour}
 	if d.Defaults.ExpireAfter != nil {
 		if *d.Defaults.ExpireAfter <= 0 {
 			c.errf("defaults.expire_after", "must be positive (for an action that never expires write `permanent: true` on it)")

@@ -53,7 +53,6 @@ type Set struct {
 	defaultExpire time.Duration
 	defaultDedup  time.Duration
 	approval      *ApprovalSpec
-	hash          [32]byte // SHA-256 of the source, for reloads
 }
 
 // Approval returns the file's approval section; nil when it has none.
