@@ -1,14 +1,10 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
 	"github.com/mcpwatch/mcpwatch/internal/bench"
@@ -199,12 +195,6 @@ func benchStdioServerCmd() *cobra.Command {
 		Short:  "The demo MCP server on stdio (for bench response --mode quarantine)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			err := demo.Server().Run(cmd.Context(), &sdk.StdioTransport{})
-			if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return err
-		},
+		RunE:   func(cmd *cobra.Command, _ []string) error { return demo.ServeStdio(cmd.Context()) },
 	}
 }

@@ -4,7 +4,9 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -56,4 +58,14 @@ func Handler() http.Handler {
 
 func text(s string) *sdk.CallToolResult {
 	return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: s}}}
+}
+
+// ServeStdio runs the demo server on stdin/stdout until the client goes away or ctx ends: the
+// server `mcpwatch bench response --mode quarantine` runs in a sandbox.
+func ServeStdio(ctx context.Context) error {
+	err := Server().Run(ctx, &sdk.StdioTransport{})
+	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
