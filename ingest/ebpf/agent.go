@@ -80,6 +80,8 @@ type Agent struct {
 	mu    sync.RWMutex
 	attr  map[uint64]*Attribution
 	ended map[uint64]time.Time // unwatched: forget after Linger
+	// bySandbox finds a sandbox's cgroup from the sandbox id the gateway's MCP events carry.
+	bySandbox map[string]uint64
 
 	published, unattributed prometheus.Counter
 
@@ -114,7 +116,7 @@ func NewAgent(src Source, pub Publisher, cfg AgentConfig) (*Agent, error) {
 	a := &Agent{
 		learned: make(chan uint64, 64), held: map[uint64]*heldEvents{},
 		src: src, pub: pub, cfg: cfg, log: cfg.Log.With("component", "ebpf-agent"),
-		attr: map[uint64]*Attribution{}, ended: map[uint64]time.Time{},
+		attr: map[uint64]*Attribution{}, ended: map[uint64]time.Time{}, bySandbox: map[string]uint64{},
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_ebpf_published_total",
 			Help: "Kernel events handed to the publisher as raw events."}),
 		unattributed: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_ebpf_unattributed_total",
@@ -135,6 +137,7 @@ func NewAgent(src Source, pub Publisher, cfg AgentConfig) (*Agent, error) {
 func (a *Agent) WatchSandbox(cgroupID uint64, sandboxID, server string) error {
 	a.mu.Lock()
 	a.attr[cgroupID] = &Attribution{Sandbox: sandboxID, Server: server}
+	a.bySandbox[sandboxID] = cgroupID
 	delete(a.ended, cgroupID)
 	a.mu.Unlock()
 	return a.src.Watch(cgroupID)
@@ -152,6 +155,9 @@ func (a *Agent) UnwatchSandbox(cgroupID uint64) {
 	a.ended[cgroupID] = now
 	for id, t := range a.ended {
 		if now.Sub(t) > a.cfg.Linger {
+			if at := a.attr[id]; at != nil && a.bySandbox[at.Sandbox] == id {
+				delete(a.bySandbox, at.Sandbox)
+			}
 			delete(a.ended, id)
 			delete(a.attr, id)
 		}
@@ -159,8 +165,9 @@ func (a *Agent) UnwatchSandbox(cgroupID uint64) {
 }
 
 // Tap returns a publisher that passes every event to next and, for the gateway's audit events
-// that name a sandbox cgroup (event.Process.CgroupID), records their session, tenant and
-// principal as that sandbox's attribution.
+// that name a sandbox — by its cgroup (event.Process.CgroupID), as the gateway's sandbox events
+// do, or by its id (event.Target.Sandbox), as every MCP message of a sandboxed session does —
+// records their session, tenant and principal as that sandbox's attribution.
 func (a *Agent) Tap(next Publisher) Publisher {
 	return tap{a: a, next: next}
 }
@@ -171,7 +178,7 @@ type tap struct {
 }
 
 func (t tap) Publish(ctx context.Context, e *event.Event) {
-	if e != nil && e.Source != event.SourceKernel && e.Process != nil && e.Process.CgroupID != 0 {
+	if e != nil && e.Source != event.SourceKernel && ((e.Process != nil && e.Process.CgroupID != 0) || e.Target.Sandbox != "") {
 		t.a.learn(e)
 	}
 	t.next.Publish(ctx, e)
@@ -180,7 +187,14 @@ func (t tap) Publish(ctx context.Context, e *event.Event) {
 func (a *Agent) learn(e *event.Event) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	at, ok := a.attr[e.Process.CgroupID]
+	var cg uint64
+	if e.Process != nil {
+		cg = e.Process.CgroupID
+	}
+	if cg == 0 {
+		cg = a.bySandbox[e.Target.Sandbox]
+	}
+	at, ok := a.attr[cg]
 	if !ok {
 		return // not a sandbox this agent watches
 	}
@@ -198,7 +212,7 @@ func (a *Agent) learn(e *event.Event) {
 	}
 	if at.Session != "" {
 		select {
-		case a.learned <- e.Process.CgroupID:
+		case a.learned <- cg:
 		default: // Run's ticker releases it
 		}
 	}
