@@ -37,6 +37,9 @@ type Attribution struct {
 	Tenant    string
 	Session   string
 	Principal event.Principal
+
+	// started is set once the sandbox's first exec (the server's own start) was published.
+	started bool
 }
 
 // DefaultLinger is how long [Agent] keeps a sandbox's attribution after it is unwatched, for
@@ -287,8 +290,33 @@ func (a *Agent) publish(ctx context.Context, e Event, at Attribution, found bool
 	if !found {
 		a.unattributed.Inc()
 	}
-	a.pub.Publish(ctx, ToEvent(e, at, a.cfg.Observer))
+	out := ToEvent(e, at, a.cfg.Observer)
+	if found && e.Kind == KindExec && e.CgroupID == e.WatchedCgroupID && a.firstExec(e.WatchedCgroupID) {
+		// The sandbox's first program is the configured server command itself: detections of
+		// programs a server spawns (a shell, an interpreter) leave it out by this mark.
+		if out.Attributes == nil {
+			out.Attributes = map[string]string{}
+		}
+		out.Attributes[AttrServerStart] = "true"
+	}
+	a.pub.Publish(ctx, out)
 	a.published.Inc()
+}
+
+// AttrServerStart marks the exec event of a sandbox's first program: the MCP server command the
+// gateway launched, as opposed to what that server runs later.
+const AttrServerStart = "kernel.server_start"
+
+// firstExec reports whether the cgroup's first exec is being published now.
+func (a *Agent) firstExec(cg uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at := a.attr[cg]
+	if at == nil || at.started {
+		return false
+	}
+	at.started = true
+	return true
 }
 
 // ToEvent builds the raw event for a kernel event of a cgroup with this attribution.

@@ -111,6 +111,10 @@ func TestAgentHoldsUntilSessionKnown(t *testing.T) {
 	if got[1].Process.Syscall != "execve" || got[2].Network.DstPort != 443 || got[2].Attributes["kernel.sandbox_cgroup_id"] != "10" {
 		t.Errorf("held events out of order or misbuilt: %+v %+v", got[1], got[2])
 	}
+	// The sandbox's first exec is the server's own start, marked so detections leave it out.
+	if got[1].Attributes[AttrServerStart] != "true" || got[0].Attributes[AttrServerStart] != "" {
+		t.Errorf("server start mark: first exec %v, unknown cgroup's exec %v", got[1].Attributes, got[0].Attributes)
+	}
 	// git-1's session never shows up: released after the hold, sandbox only.
 	got = pub.wait(t, 4)
 	if e := got[3]; e.Target.Sandbox != "git-1" || e.Correlation.SessionID != "" || e.Process.Path != "/etc/shadow" {
