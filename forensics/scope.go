@@ -1,9 +1,9 @@
 package forensics
 
 import (
-	"net"
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"

@@ -117,7 +117,7 @@ func seed() seedData {
 	} {
 		d.events = append(d.events, event.Event{
 			ID: event.NewID(), Time: at(k.t), Source: event.SourceKernel, Observer: "node-1", Tenant: "acme",
-			Target:     event.Target{Server: "sales-db", Sandbox: "sbx-7"}, Network: k.dst,
+			Target: event.Target{Server: "sales-db", Sandbox: "sbx-7"}, Network: k.dst,
 			Process:    &event.Process{PID: 4242, PPID: 4200, UID: 1000, Comm: "python3", Syscall: k.syscall, Path: k.path, CgroupID: 77},
 			Outcome:    event.Outcome{Result: event.ResultAllowed, Reason: k.reason},
 			Severity:   7,
