@@ -134,7 +134,7 @@ func TestTimelineOutput(t *testing.T) {
 	out := buf.String()
 	for _, s := range []string{`Investigation: sandbox "sbx-7", acme, 2026-11-20 00:00:00 .. 2026-11-21 00:00:00 UTC`,
 		"events 33 (denied 10, errors 0, kernel 3), findings 1 (highest score 92.5), actions 3", "execve /bin/sh",
-		"comm=python3 shell spawned by MCP server", "92.5", "tool calls 12x above baseline", "(37 entries)"} {
+		"comm=python3 shell spawned by MCP server", "connect 198.51.100.9:4444", "92.5", "tool calls 12x above baseline", "(37 entries)"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("table output lacks %q:\n%s", s, out)
 		}

@@ -3,6 +3,7 @@ package forensics
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,7 +121,7 @@ func (s *scope) readEvents(ctx context.Context, conn driver.Conn) ([]Entry, erro
 	w, args := s.where(s.evWhere, s.evArgs)
 	rows, err := conn.Query(ctx, `SELECT id, time_ms, tenant, principal, source, signature, name, direction, method, tool,
 		resource_uri, prompt, toString(result), policy_rule, reason, session_id, src_ip, sandbox,
-		proc_syscall, proc_comm, proc_path, arguments_masked
+		proc_syscall, proc_comm, proc_path, arguments_masked, dst_ip, dst_port
 		FROM `+s.db+`.events FINAL`+w+` ORDER BY time_ms, id LIMIT ?`, append(args, s.limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("forensics: read events: %w", err)
@@ -132,14 +133,18 @@ func (s *scope) readEvents(ctx context.Context, conn driver.Conn) ([]Entry, erro
 			e                                                            Entry
 			ms                                                           uint64
 			source, dir, method, tool, uri, prompt, result, rule, reason string
-			syscall, comm, path, args                                    string
+			syscall, comm, path, args, dstIP                             string
+			dstPort                                                      uint16
 		)
 		if err := rows.Scan(&e.ID, &ms, &e.Tenant, &e.Principal, &source, &e.Signature, &e.Name, &dir, &method, &tool,
-			&uri, &prompt, &result, &rule, &reason, &e.Session, &e.SrcIP, &e.Sandbox, &syscall, &comm, &path, &args); err != nil {
+			&uri, &prompt, &result, &rule, &reason, &e.Session, &e.SrcIP, &e.Sandbox, &syscall, &comm, &path, &args, &dstIP, &dstPort); err != nil {
 			return nil, fmt.Errorf("forensics: read events: %w", err)
 		}
 		e.Kind, e.Time = "event", time.UnixMilli(int64(ms)).UTC()
 		if source == "kernel" {
+			if path == "" && dstIP != "" { // a connect: its destination
+				path = net.JoinHostPort(dstIP, strconv.Itoa(int(dstPort)))
+			}
 			e.What = join(syscall, path)
 			e.Detail = join("comm="+comm, reason)
 			if comm == "" {

@@ -108,14 +108,16 @@ func seed() seedData {
 	d.events = append(d.events, d.mallory...)
 	for _, k := range []struct {
 		t, syscall, path, reason string
+		dst                      event.Network
 	}{
-		{"02:01:00", "execve", "/bin/sh", "shell spawned by MCP server"},
-		{"02:01:05", "connect", "198.51.100.9:4444", "egress to unknown host"},
-		{"02:01:10", "openat", "/etc/shadow", "sensitive file read"},
+		{"02:01:00", "execve", "/bin/sh", "shell spawned by MCP server", event.Network{}},
+		// As the eBPF agent publishes a connect: the destination in the network fields.
+		{"02:01:05", "connect", "", "egress to unknown host", event.Network{DstIP: "198.51.100.9", DstPort: 4444}},
+		{"02:01:10", "openat", "/etc/shadow", "sensitive file read", event.Network{}},
 	} {
 		d.events = append(d.events, event.Event{
 			ID: event.NewID(), Time: at(k.t), Source: event.SourceKernel, Observer: "node-1", Tenant: "acme",
-			Target:     event.Target{Server: "sales-db", Sandbox: "sbx-7"},
+			Target: event.Target{Server: "sales-db", Sandbox: "sbx-7"}, Network: k.dst,
 			Process:    &event.Process{PID: 4242, PPID: 4200, UID: 1000, Comm: "python3", Syscall: k.syscall, Path: k.path, CgroupID: 77},
 			Outcome:    event.Outcome{Result: event.ResultAllowed, Reason: k.reason},
 			Severity:   7,

@@ -396,7 +396,7 @@ func (b *builder) resolve() {
 				}
 			}
 			lookup := func(n *node) (*fieldDef, error) {
-				f, reason := b.reg.lookup(n.str)
+				f, reason := b.reg.lookup(n.str, "")
 				if f == nil {
 					return nil, comp.unsupported(n, "%s", reason)
 				}

@@ -354,7 +354,7 @@ func TestCorrelationRefusals(t *testing.T) {
 		{"long timespan", "  type: event_count\n  rules: [denied]\n  timespan: 30d\n  condition: {gte: 2}\n", ErrUnsupported,
 			`corr.yml:42:13: timespan 30d is longer than 168h0m0s: correlation state is held in memory (use a detector profile for longer horizons)`},
 		{"unknown group-by field", "  type: event_count\n  rules: [denied]\n  group-by: [User]\n  timespan: 1m\n  condition: {gte: 2}\n", ErrUnsupported,
-			`corr.yml:42:14: unknown field "User" for logsource mcpwatch/mcp_call; docs/sigma.md lists the mapped fields`},
+			`corr.yml:42:14: unknown field "User" for logsource mcpwatch (any category); docs/sigma.md lists the mapped fields`},
 		{"unknown key", "  type: event_count\n  rules: [denied]\n  timespan: 1m\n  window: 5\n  condition: {gte: 2}\n", ErrUnsupported,
 			`corr.yml:43:3: unknown key "window" in the correlation section (known: type, rules, aliases, group-by, timespan, condition, generate)`},
 		{"value_sum", "  type: value_sum\n  rules: [denied]\n  timespan: 1m\n  condition: {gte: 2}\n", ErrUnsupported, ""},

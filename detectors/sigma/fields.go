@@ -15,19 +15,45 @@ type Logsource struct {
 	Service  string
 }
 
-// The logsource this engine maps today.
+// The logsources this engine maps: product mcpwatch with one of these categories.
 const (
 	Product     = "mcpwatch"
 	CategoryMCP = "mcp_call"
+	// The kernel categories cover the kernel events (source kernel) of sandboxed MCP servers,
+	// by system call (docs/ebpf.md).
+	CategoryProcessCreation   = "process_creation"   // execve, execveat
+	CategoryFileAccess        = "file_access"        // open, openat, openat2 (attempts)
+	CategoryNetworkConnection = "network_connection" // connect (IPv4, IPv6 attempts)
 )
 
-// plannedCategories are Sigma categories mcpwatch will map to kernel events once the eBPF
-// stage emits them; a rule using one is refused today.
-var plannedCategories = map[string]bool{
-	"process_creation":   true,
-	"file_access":        true,
-	"file_event":         true,
-	"network_connection": true,
+// categories says which events each mapped logsource category covers.
+var categories = map[string]func(*event.Event) bool{
+	CategoryMCP:               func(e *event.Event) bool { return e.Source == event.SourceMCP && e.MCP != nil },
+	CategoryProcessCreation:   kernelSyscall("execve", "execveat"),
+	CategoryFileAccess:        kernelSyscall("open", "openat", "openat2"),
+	CategoryNetworkConnection: kernelSyscall("connect"),
+}
+
+func kernelSyscall(names ...string) func(*event.Event) bool {
+	return func(e *event.Event) bool {
+		if e.Source != event.SourceKernel || e.Process == nil {
+			return false
+		}
+		for _, n := range names {
+			if e.Process.Syscall == n {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// unmappedCategories are Sigma categories near the mapped ones that mcpwatch cannot honour, with
+// the reason a rule using one is refused.
+var unmappedCategories = map[string]string{
+	"file_event": "Sigma's file_event is files created or modified; the probes see open attempts without their outcome, " +
+		"so mcpwatch maps them to file_access (match the open flags in attributes.kernel.open_flags if needed)",
+	"process_termination": "process exits are stored but not mapped to a Sigma category yet",
 }
 
 // fieldKind is how a mapped field's value is read from an event.
@@ -155,6 +181,50 @@ var mcpFields = []*fieldDef{
 	}),
 }
 
+// processFields are the fields of kernel events (categories process_creation, file_access,
+// network_connection) besides the common ones: the process that acted.
+var processFields = []*fieldDef{
+	n("process.pid", func(e *event.Event) float64 { return float64(proc(e).PID) }),
+	n("process.ppid", func(e *event.Event) float64 { return float64(proc(e).PPID) }),
+	n("process.uid", func(e *event.Event) float64 { return float64(proc(e).UID) }),
+	s("process.comm", false, func(e *event.Event) string { return proc(e).Comm }),
+	s("process.exe", true, func(e *event.Event) string { return proc(e).Exe }),
+	l("process.args", func(e *event.Event) []string { return proc(e).Args }),
+	s("process.command_line", true, func(e *event.Event) string { return strings.Join(proc(e).Args, " ") }),
+	s("process.syscall", false, func(e *event.Event) string { return proc(e).Syscall }),
+	s("process.path", true, func(e *event.Event) string { return proc(e).Path }),
+	n("process.cgroup_id", func(e *event.Event) float64 { return float64(proc(e).CgroupID) }),
+}
+
+func proc(e *event.Event) *event.Process {
+	if e.Process == nil {
+		return &noProcess
+	}
+	return e.Process
+}
+
+var noProcess event.Process
+
+// mcpOnly reports whether a field of [mcpFields] describes an MCP message, and so is not mapped
+// for kernel events.
+func mcpOnly(name string) bool {
+	return strings.HasPrefix(name, "mcp.") || strings.HasPrefix(name, "size.") || name == "network.user_agent" ||
+		name == "network.proxy" || name == "data_classes" || name == "normalized.sensitivity"
+}
+
+// kernelAliases are Sigma's taxonomy names (Sysmon's) for the kernel categories' fields, so rules
+// written for process_creation, file_access and network_connection elsewhere read the same here.
+var kernelAliases = map[string]string{
+	"Image":           "process.exe",
+	"CommandLine":     "process.command_line",
+	"ProcessId":       "process.pid",
+	"ParentProcessId": "process.ppid",
+	"TargetFilename":  "process.path",
+	"DestinationIp":   "network.dst_ip",
+	"DestinationPort": "network.dst_port",
+	"SourceIp":        "network.src_ip",
+}
+
 // aliases are shorter names a SOC is likely to guess, each for one field of [mcpFields].
 var aliases = map[string]string{
 	"mcp.server":     "target.server",
@@ -183,6 +253,62 @@ var mcpFieldIndex = func() map[string]*fieldDef {
 	return m
 }()
 
+// kernelFieldIndex holds the fields of the kernel categories: those of [mcpFields] that are not
+// about an MCP message, and [processFields].
+var kernelFieldIndex = func() map[string]*fieldDef {
+	m := map[string]*fieldDef{}
+	for _, f := range mcpFields {
+		if !mcpOnly(f.name) {
+			m[f.name] = f
+		}
+	}
+	for _, f := range processFields {
+		m[f.name] = f
+	}
+	return m
+}()
+
+// mapping is one logsource's field names: its fields and aliases.
+type mapping struct {
+	fields  map[string]*fieldDef
+	aliases map[string]string
+	name    string // for errors: "mcpwatch/mcp_call"
+}
+
+func mappingOf(category string) mapping {
+	switch category {
+	case CategoryMCP:
+		return mapping{fields: mcpFieldIndex, aliases: aliases, name: Product + "/" + CategoryMCP}
+	case "":
+		// Correlation rules group by a field of the rules they refer to, of any category.
+		all := map[string]*fieldDef{}
+		for k, f := range mcpFieldIndex {
+			all[k] = f
+		}
+		for k, f := range kernelFieldIndex {
+			all[k] = f
+		}
+		al := map[string]string{}
+		for k, v := range aliases {
+			al[k] = v
+		}
+		for k, v := range kernelAliases {
+			al[k] = v
+		}
+		return mapping{fields: all, aliases: al, name: "mcpwatch (any category)"}
+	}
+	al := map[string]string{}
+	for k, v := range aliases {
+		if !mcpOnly(v) {
+			al[k] = v
+		}
+	}
+	for k, v := range kernelAliases {
+		al[k] = v
+	}
+	return mapping{fields: kernelFieldIndex, aliases: al, name: Product + "/" + category}
+}
+
 // registry resolves field names for a rule set and numbers the string fields it uses, so the
 // per-event cache of lowered values is a slice indexed by slot.
 type registry struct {
@@ -193,9 +319,11 @@ type registry struct {
 
 func newRegistry() *registry {
 	r := &registry{used: map[string]*fieldDef{}}
-	for _, f := range mcpFields {
-		if f.text {
-			r.text = append(r.text, r.intern(f))
+	for _, fs := range [][]*fieldDef{mcpFields, processFields} {
+		for _, f := range fs {
+			if f.text {
+				r.text = append(r.text, r.intern(f))
+			}
 		}
 	}
 	return r
@@ -215,12 +343,14 @@ func (r *registry) intern(f *fieldDef) *fieldDef {
 	return &g
 }
 
-// lookup resolves a Sigma field name of logsource mcp_call, or says why it cannot.
-func (r *registry) lookup(name string) (*fieldDef, string) {
-	if canon, ok := aliases[name]; ok {
+// lookup resolves a Sigma field name of a logsource category ("" for any: correlation rules),
+// or says why it cannot.
+func (r *registry) lookup(name, category string) (*fieldDef, string) {
+	m := mappingOf(category)
+	if canon, ok := m.aliases[name]; ok {
 		name = canon
 	}
-	if f, ok := mcpFieldIndex[name]; ok {
+	if f, ok := m.fields[name]; ok {
 		return r.intern(f), ""
 	}
 	if key, ok := strings.CutPrefix(name, attrPrefix); ok && key != "" {
@@ -229,18 +359,34 @@ func (r *registry) lookup(name string) (*fieldDef, string) {
 	if kind, ok := strings.CutPrefix(name, piiPrefix); ok && kind != "" {
 		return r.intern(n(name, func(e *event.Event) float64 { return float64(e.PII[kind]) })), ""
 	}
-	reason := "unknown field " + strconv.Quote(name) + " for logsource mcpwatch/mcp_call"
-	for _, f := range mcpFields {
-		if strings.EqualFold(f.name, name) {
-			return nil, reason + " (field names are case-sensitive: did you mean " + strconv.Quote(f.name) + "?)"
+	reason := "unknown field " + strconv.Quote(name) + " for logsource " + m.name
+	for _, f := range sortedKeys(m.fields) {
+		if strings.EqualFold(f, name) {
+			return nil, reason + " (field names are case-sensitive: did you mean " + strconv.Quote(f) + "?)"
 		}
 	}
-	for a := range aliases {
+	for _, a := range sortedKeys(m.aliases) {
 		if strings.EqualFold(a, name) {
 			return nil, reason + " (field names are case-sensitive: did you mean " + strconv.Quote(a) + "?)"
 		}
 	}
+	if category == CategoryMCP {
+		if _, ok := kernelFieldIndex[name]; ok || kernelAliases[name] != "" {
+			return nil, reason + "; it is a field of kernel events (logsource categories process_creation, file_access, network_connection)"
+		}
+	} else if category != "" && (mcpFieldIndex[name] != nil || aliases[name] != "") {
+		return nil, reason + "; it is a field of MCP messages (logsource category mcp_call), which kernel events do not have"
+	}
 	return nil, reason + "; docs/sigma.md lists the mapped fields"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // FieldNames returns every mapped field name and alias of logsource mcpwatch/mcp_call, sorted;

@@ -226,11 +226,36 @@ func edgeEvents() []event.Event {
 		e.Source, e.MCP = event.SourceOTel, nil
 		e.Span = &event.Span{Name: "tools/call db_query", Kind: "server", Service: "db-mcp"}
 	})
-	kernel := mk("kernel-exec", func(e *event.Event) {
-		e.Source, e.MCP = event.SourceKernel, nil
-		e.Process = &event.Process{PID: 4242, UID: 1000, Comm: "bash", Exe: "/bin/bash", Args: []string{"bash", "-c", "cat /etc/passwd"}, Syscall: "execve"}
-	})
-	return append(out, other, kernel)
+	// Kernel events of a sandboxed server (logsource categories process_creation, file_access,
+	// network_connection): no mcp_call rule may select them.
+	proc := func(id string, p event.Process, n event.Network, attrs map[string]string) event.Event {
+		return mk(id, func(e *event.Event) {
+			e.Source, e.MCP, e.Network, e.Attributes = event.SourceKernel, nil, n, attrs
+			e.Target = event.Target{Server: "files", Sandbox: "files-1"}
+			p.PID, p.PPID, p.UID, p.CgroupID = 4242, 4200, 1000, 77
+			e.Process = &p
+		})
+	}
+	kernel := []event.Event{
+		proc("kernel-exec", event.Process{Comm: "bash", Exe: "/bin/bash", Args: []string{"bash", "-c", "cat /etc/passwd"}, Syscall: "execve"}, event.Network{}, nil),
+		proc("kernel-exec-server-start", event.Process{Comm: "python3", Exe: "/usr/bin/python3.12", Args: []string{"python3.12", "server.py"}, Syscall: "execve"},
+			event.Network{}, map[string]string{"kernel.server_start": "true"}),
+		proc("kernel-exec-python", event.Process{Comm: "python3", Exe: "/usr/bin/python3.12", Args: []string{"python3.12", "-c", "x"}, Syscall: "execve"}, event.Network{}, nil),
+		proc("kernel-exec-curl", event.Process{Comm: "curl", Exe: "/usr/bin/curl", Args: []string{"curl", "https://x"}, Syscall: "execve"}, event.Network{}, nil),
+		proc("kernel-exec-sshd", event.Process{Comm: "sshd", Exe: "/usr/sbin/sshd", Syscall: "execve"}, event.Network{}, nil),
+		proc("kernel-exec-git", event.Process{Comm: "git", Exe: "/usr/bin/git", Args: []string{"git", "status"}, Syscall: "execve"}, event.Network{}, nil),
+		proc("kernel-open-key", event.Process{Comm: "node", Path: "/home/dev/.ssh/id_ed25519", Syscall: "openat"}, event.Network{}, nil),
+		proc("kernel-open-env-relative", event.Process{Comm: "node", Path: ".env", Syscall: "openat"}, event.Network{}, nil),
+		proc("kernel-open-env-example", event.Process{Comm: "node", Path: "/srv/.env.example", Syscall: "openat"}, event.Network{}, nil),
+		proc("kernel-open-shadow", event.Process{Comm: "cat", Path: "/etc/shadow", Syscall: "open"}, event.Network{}, nil),
+		proc("kernel-open-passwd", event.Process{Comm: "cat", Path: "/etc/passwd", Syscall: "openat2"}, event.Network{}, nil),
+		proc("kernel-connect-public", event.Process{Comm: "node", Syscall: "connect"}, event.Network{DstIP: "203.0.113.9", DstPort: 4444}, nil),
+		proc("kernel-connect-public6", event.Process{Comm: "node", Syscall: "connect"}, event.Network{DstIP: "2001:db8::7", DstPort: 443}, nil),
+		proc("kernel-connect-loopback", event.Process{Comm: "node", Syscall: "connect"}, event.Network{DstIP: "127.0.0.1", DstPort: 5432}, nil),
+		proc("kernel-connect-lan", event.Process{Comm: "node", Syscall: "connect"}, event.Network{DstIP: "192.168.1.20", DstPort: 22}, nil),
+		proc("kernel-exit", event.Process{Comm: "bash", Syscall: "exit"}, event.Network{}, map[string]string{"kernel.exit_code": "0"}),
+	}
+	return append(append(out, other), kernel...)
 }
 
 // A bug the pySigma cross-check found (mcp_call_windash_unicode.yml): windash rebuilt the value

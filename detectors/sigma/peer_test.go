@@ -38,6 +38,7 @@ type peerAnswer struct {
 	Events     int               `json:"events"`
 	Overrides  map[string]string `json:"overrides"`
 	NotRun     map[string]string `json:"validators_not_run"`
+	Views      map[string]string `json:"views"` // logsource category → the view over events its rules read
 	Rules      []struct {
 		File     string   `json:"file"`
 		ID       string   `json:"id"`
@@ -117,12 +118,17 @@ func TestPySigmaCrossCheck(t *testing.T) {
 	topics := event.TopicNames("sigmapeer")
 	db.Store(t, topics, chtest.Records(t, topics.Events, events))
 	ctx := context.Background()
-	if err := db.Admin.Exec(ctx, "CREATE VIEW "+db.Name+".mcp_call AS SELECT * FROM "+db.Name+".events WHERE source = 'mcp'"); err != nil {
-		t.Fatal(err)
-	}
 	native := exportNative(t, db.Name)
 
 	ans := runPeer(t, python, map[string]any{"rules": files, "native": native, "validate": true})
+	if len(ans.Views) < 4 {
+		t.Fatalf("the peer names %d logsource views, want mcp_call and the three kernel categories", len(ans.Views))
+	}
+	for cat, sql := range ans.Views {
+		if err := db.Admin.Exec(ctx, "CREATE VIEW "+db.Name+"."+cat+" AS "+strings.Replace(sql, "FROM events", "FROM "+db.Name+".events", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Logf("pySigma %s, pysigma-backend-clickhouse %s, validators %s, chDB %s; %d events exported",
 		ans.PySigma, ans.Backend, ans.Validators, ans.Chdb, ans.Events)
 	if ans.Events != len(events) {

@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/mcpwatch/mcpwatch/event"
 )
 
 // Meta is what a detection or correlation rule says about itself.
@@ -44,6 +46,9 @@ type Rule struct {
 	// File and Line locate the rule's document.
 	File string
 	Line int
+
+	// applies reports whether an event belongs to the rule's logsource.
+	applies func(*event.Event) bool
 
 	sels  []*selection
 	names []string
@@ -262,14 +267,16 @@ func (c *ruleCompiler) logsource(doc *node) error {
 	if svc := r.Logsource.Service; svc != "" {
 		return c.unsupported(ls.get("service"), "logsource service %q has no mapping onto mcpwatch events; leave service out", svc)
 	}
+	const mapped = "mapped: mcp_call, process_creation, file_access, network_connection"
 	switch cat := r.Logsource.Category; {
-	case cat == CategoryMCP:
-	case plannedCategories[cat]:
-		return c.unsupported(ls.get("category"), "logsource category %q will map to kernel events from sandboxed MCP servers, which mcpwatch does not emit to detectors yet; only category %s is mapped today", cat, CategoryMCP)
+	case categories[cat] != nil:
+		r.applies = categories[cat]
+	case unmappedCategories[cat] != "":
+		return c.unsupported(ls.get("category"), "logsource category %q is not mapped: %s", cat, unmappedCategories[cat])
 	case cat == "":
-		return c.invalid(ls, "logsource needs category: %s", CategoryMCP)
+		return c.invalid(ls, "logsource needs a category (%s)", mapped)
 	default:
-		return c.unsupported(ls.get("category"), "logsource category %q has no mapping onto mcpwatch events; only category %s is mapped today", cat, CategoryMCP)
+		return c.unsupported(ls.get("category"), "logsource category %q has no mapping onto mcpwatch events (%s)", cat, mapped)
 	}
 	return nil
 }
@@ -408,7 +415,7 @@ func (c *ruleCompiler) mapItems(m *node) ([]*item, error) {
 		var f *fieldDef
 		if parts[0] != "" {
 			var reason string
-			if f, reason = c.reg.lookup(parts[0]); f == nil {
+			if f, reason = c.reg.lookup(parts[0], c.rule.Logsource.Category); f == nil {
 				return nil, c.unsupported(k, "%s", reason)
 			}
 		}

@@ -260,9 +260,12 @@ func (rs *RuleSet) Correlations() []*Correlation { return rs.corrs }
 // Len is the number of loaded detection rules (correlations not included).
 func (rs *RuleSet) Len() int { return len(rs.rules) }
 
-// applies reports whether an event belongs to logsource mcpwatch/mcp_call: an MCP message seen
-// by the gateway or an embedded hook.
-func applies(e *event.Event) bool { return e.Source == event.SourceMCP && e.MCP != nil }
+// applies reports whether an event belongs to some mapped logsource: an MCP message seen by the
+// gateway or an embedded hook (mcp_call), or a kernel event of a sandboxed server (the kernel
+// categories). Each rule then checks its own category.
+func applies(e *event.Event) bool {
+	return (e.Source == event.SourceMCP && e.MCP != nil) || (e.Source == event.SourceKernel && e.Process != nil)
+}
 
 // Match returns the rules that match e, in load order; nil when none does.
 func (rs *RuleSet) Match(e *event.Event) []Match { return rs.AppendMatches(nil, e) }
@@ -296,9 +299,9 @@ func (rs *RuleSet) AppendMatches(dst []Match, e *event.Event) []Match {
 	return dst
 }
 
-// match appends r's match to dst when r matches the event.
+// match appends r's match to dst when the event is of r's logsource and r matches it.
 func (x *evalCtx) match(r *Rule, dst []Match) []Match {
-	if !x.cond(r, r.cond) {
+	if !r.applies(x.e) || !x.cond(r, r.cond) {
 		return dst
 	}
 	m := Match{RuleID: r.ID, Title: r.Title, Level: r.Level, Tags: r.Tags}

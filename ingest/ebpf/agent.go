@@ -37,6 +37,9 @@ type Attribution struct {
 	Tenant    string
 	Session   string
 	Principal event.Principal
+
+	// started is set once the sandbox's first exec (the server's own start) was published.
+	started bool
 }
 
 // DefaultLinger is how long [Agent] keeps a sandbox's attribution after it is unwatched, for
@@ -80,6 +83,8 @@ type Agent struct {
 	mu    sync.RWMutex
 	attr  map[uint64]*Attribution
 	ended map[uint64]time.Time // unwatched: forget after Linger
+	// bySandbox finds a sandbox's cgroup from the sandbox id the gateway's MCP events carry.
+	bySandbox map[string]uint64
 
 	published, unattributed prometheus.Counter
 
@@ -114,7 +119,7 @@ func NewAgent(src Source, pub Publisher, cfg AgentConfig) (*Agent, error) {
 	a := &Agent{
 		learned: make(chan uint64, 64), held: map[uint64]*heldEvents{},
 		src: src, pub: pub, cfg: cfg, log: cfg.Log.With("component", "ebpf-agent"),
-		attr: map[uint64]*Attribution{}, ended: map[uint64]time.Time{},
+		attr: map[uint64]*Attribution{}, ended: map[uint64]time.Time{}, bySandbox: map[string]uint64{},
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_ebpf_published_total",
 			Help: "Kernel events handed to the publisher as raw events."}),
 		unattributed: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpwatch_ebpf_unattributed_total",
@@ -135,6 +140,7 @@ func NewAgent(src Source, pub Publisher, cfg AgentConfig) (*Agent, error) {
 func (a *Agent) WatchSandbox(cgroupID uint64, sandboxID, server string) error {
 	a.mu.Lock()
 	a.attr[cgroupID] = &Attribution{Sandbox: sandboxID, Server: server}
+	a.bySandbox[sandboxID] = cgroupID
 	delete(a.ended, cgroupID)
 	a.mu.Unlock()
 	return a.src.Watch(cgroupID)
@@ -152,6 +158,9 @@ func (a *Agent) UnwatchSandbox(cgroupID uint64) {
 	a.ended[cgroupID] = now
 	for id, t := range a.ended {
 		if now.Sub(t) > a.cfg.Linger {
+			if at := a.attr[id]; at != nil && a.bySandbox[at.Sandbox] == id {
+				delete(a.bySandbox, at.Sandbox)
+			}
 			delete(a.ended, id)
 			delete(a.attr, id)
 		}
@@ -159,8 +168,9 @@ func (a *Agent) UnwatchSandbox(cgroupID uint64) {
 }
 
 // Tap returns a publisher that passes every event to next and, for the gateway's audit events
-// that name a sandbox cgroup (event.Process.CgroupID), records their session, tenant and
-// principal as that sandbox's attribution.
+// that name a sandbox — by its cgroup (event.Process.CgroupID), as the gateway's sandbox events
+// do, or by its id (event.Target.Sandbox), as every MCP message of a sandboxed session does —
+// records their session, tenant and principal as that sandbox's attribution.
 func (a *Agent) Tap(next Publisher) Publisher {
 	return tap{a: a, next: next}
 }
@@ -171,7 +181,7 @@ type tap struct {
 }
 
 func (t tap) Publish(ctx context.Context, e *event.Event) {
-	if e != nil && e.Source != event.SourceKernel && e.Process != nil && e.Process.CgroupID != 0 {
+	if e != nil && e.Source != event.SourceKernel && ((e.Process != nil && e.Process.CgroupID != 0) || e.Target.Sandbox != "") {
 		t.a.learn(e)
 	}
 	t.next.Publish(ctx, e)
@@ -180,7 +190,14 @@ func (t tap) Publish(ctx context.Context, e *event.Event) {
 func (a *Agent) learn(e *event.Event) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	at, ok := a.attr[e.Process.CgroupID]
+	var cg uint64
+	if e.Process != nil {
+		cg = e.Process.CgroupID
+	}
+	if cg == 0 {
+		cg = a.bySandbox[e.Target.Sandbox]
+	}
+	at, ok := a.attr[cg]
 	if !ok {
 		return // not a sandbox this agent watches
 	}
@@ -198,7 +215,7 @@ func (a *Agent) learn(e *event.Event) {
 	}
 	if at.Session != "" {
 		select {
-		case a.learned <- e.Process.CgroupID:
+		case a.learned <- cg:
 		default: // Run's ticker releases it
 		}
 	}
@@ -273,8 +290,33 @@ func (a *Agent) publish(ctx context.Context, e Event, at Attribution, found bool
 	if !found {
 		a.unattributed.Inc()
 	}
-	a.pub.Publish(ctx, ToEvent(e, at, a.cfg.Observer))
+	out := ToEvent(e, at, a.cfg.Observer)
+	if found && e.Kind == KindExec && e.CgroupID == e.WatchedCgroupID && a.firstExec(e.WatchedCgroupID) {
+		// The sandbox's first program is the configured server command itself: detections of
+		// programs a server spawns (a shell, an interpreter) leave it out by this mark.
+		if out.Attributes == nil {
+			out.Attributes = map[string]string{}
+		}
+		out.Attributes[AttrServerStart] = "true"
+	}
+	a.pub.Publish(ctx, out)
 	a.published.Inc()
+}
+
+// AttrServerStart marks the exec event of a sandbox's first program: the MCP server command the
+// gateway launched, as opposed to what that server runs later.
+const AttrServerStart = "kernel.server_start"
+
+// firstExec reports whether the cgroup's first exec is being published now.
+func (a *Agent) firstExec(cg uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at := a.attr[cg]
+	if at == nil || at.started {
+		return false
+	}
+	at.started = true
+	return true
 }
 
 // ToEvent builds the raw event for a kernel event of a cgroup with this attribution.

@@ -111,6 +111,10 @@ func TestAgentHoldsUntilSessionKnown(t *testing.T) {
 	if got[1].Process.Syscall != "execve" || got[2].Network.DstPort != 443 || got[2].Attributes["kernel.sandbox_cgroup_id"] != "10" {
 		t.Errorf("held events out of order or misbuilt: %+v %+v", got[1], got[2])
 	}
+	// The sandbox's first exec is the server's own start, marked so detections leave it out.
+	if got[1].Attributes[AttrServerStart] != "true" || got[0].Attributes[AttrServerStart] != "" {
+		t.Errorf("server start mark: first exec %v, unknown cgroup's exec %v", got[1].Attributes, got[0].Attributes)
+	}
 	// git-1's session never shows up: released after the hold, sandbox only.
 	got = pub.wait(t, 4)
 	if e := got[3]; e.Target.Sandbox != "git-1" || e.Correlation.SessionID != "" || e.Process.Path != "/etc/shadow" {
@@ -122,5 +126,33 @@ func TestAgentHoldsUntilSessionKnown(t *testing.T) {
 	}
 	if _, ok := a.Attribution(10); !ok {
 		t.Error("attribution forgotten at once: events still queued would lose it")
+	}
+}
+
+// The gateway's MCP messages of a sandboxed session name the sandbox by id only
+// (event.Target.Sandbox), not by cgroup: the tap must learn the session and principal from them
+// too, and must ignore a sandbox id it does not watch. If this fails, kernel events of a real
+// gateway stay unattributed (the gateway's events carry the cgroup only when a sandbox is frozen
+// or ends).
+func TestAgentLearnsBySandboxID(t *testing.T) {
+	src := &fakeSource{ch: make(chan Event, 4), watched: map[uint64]bool{}}
+	a, err := NewAgent(src, &collector{}, AgentConfig{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WatchSandbox(10, "files-1", "files"); err != nil {
+		t.Fatal(err)
+	}
+	tap := a.Tap(&collector{})
+	tap.Publish(context.Background(), &event.Event{Source: event.SourceMCP, Tenant: "acme", Principal: event.Principal{Subject: "mallory"},
+		Correlation: event.Correlation{SessionID: "s-x"}, Target: event.Target{Sandbox: "other-9"}})
+	if at, _ := a.Attribution(10); at.Session != "" {
+		t.Fatalf("learned from another sandbox's event: %+v", at)
+	}
+	tap.Publish(context.Background(), &event.Event{Source: event.SourceMCP, Tenant: "acme", Principal: event.Principal{Subject: "alice"},
+		Correlation: event.Correlation{SessionID: "s-1"}, Target: event.Target{Server: "files", Sandbox: "files-1"}})
+	at, ok := a.Attribution(10)
+	if !ok || at.Session != "s-1" || at.Principal.Subject != "alice" || at.Tenant != "acme" || at.Sandbox != "files-1" {
+		t.Fatalf("attribution %+v, want session s-1 of alice in acme", at)
 	}
 }

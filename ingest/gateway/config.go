@@ -43,6 +43,9 @@ type Config struct {
 	Upstreams []Upstream `yaml:"upstreams"`
 	// Sandbox configures the sandboxes of every command upstream.
 	Sandbox Sandbox `yaml:"sandbox"`
+	// EBPF watches the sandboxes in the kernel (processes, file opens, connects) and publishes
+	// what they do as raw events tied to the MCP session (docs/ebpf.md).
+	EBPF EBPF `yaml:"ebpf"`
 
 	Auth Auth `yaml:"auth"`
 	// Approvals holds the tools/call requests a policy rule's `approval:` demands until the
@@ -258,6 +261,16 @@ func defaultSpoolDir() string {
 	return filepath.Join(d, "mcpwatch", "spool")
 }
 
+// hasCommand reports whether some upstream is a stdio command launched in a sandbox.
+func (c *Config) hasCommand() bool {
+	for _, u := range c.Upstreams {
+		if u.Command != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // Enabled reports whether an upstream is configured.
 func (c *Config) Enabled() bool { return c.Upstream != "" || len(c.Upstreams) > 0 }
 
@@ -300,6 +313,7 @@ func (c *Config) Validate() error {
 	if c.Sandbox.StopGrace < 0 {
 		add(component.Fieldf("sandbox.stop_grace", "must not be negative"))
 	}
+	add(component.Under("ebpf", c.EBPF.validate(c.hasCommand())))
 	add(component.Under("auth", c.Auth.validate()))
 	add(component.Under("approvals", c.Approvals.validate()))
 	add(c.Config.Validate())

@@ -159,3 +159,63 @@ func TestConfigApprovalsErrors(t *testing.T) {
 		t.Error("the error echoes the URL's password")
 	}
 }
+
+// The ebpf section as a deployment writes it: every setting lands; enabled takes YAML's true and
+// false as well as auto. If this failed, kernel monitoring would silently stay off, or a plain
+// `enabled: true` would be refused.
+func TestConfigEBPF(t *testing.T) {
+	c := app.NewConfig(app.Components())
+	if err := c.LoadFile("testdata/config_ebpf.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate([]string{"gateway"}); err != nil {
+		t.Fatal(err)
+	}
+	e := c.Section("gateway").(*gateway.Config).EBPF
+	if e != (gateway.EBPF{Enabled: gateway.EBPFAuto, RingBytes: 16 << 20, QueueLen: 4096, Hold: 5 * time.Second}) || !e.On() {
+		t.Fatalf("ebpf %+v", e)
+	}
+	for src, want := range map[string]gateway.EBPFMode{"true": gateway.EBPFOn, "false": gateway.EBPFOff, "AUTO": gateway.EBPFAuto, `"true"`: gateway.EBPFOn} {
+		c := app.NewConfig(app.Components())
+		y := "gateway:\n  upstreams: [{name: a, route: /a, command: sh}]\n  ebpf: {enabled: " + src + "}\n"
+		if err := c.Load("g.yaml", []byte(y)); err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if got := c.Section("gateway").(*gateway.Config).EBPF.Enabled; got != want {
+			t.Errorf("enabled: %s read as %q, want %q", src, got, want)
+		}
+	}
+	if gateway.DefaultConfig().EBPF.On() {
+		t.Error("kernel monitoring on by default")
+	}
+}
+
+// A broken ebpf section is refused with every problem at its line: true without a command
+// upstream (nothing to watch), a ring size the kernel refuses, a negative queue, a hold longer
+// than memory should keep events, and a mode that is none of the three. If this failed, the
+// gateway would fail at start with a kernel error, or keep events in memory for hours.
+func TestConfigEBPFErrors(t *testing.T) {
+	c := app.NewConfig(app.Components())
+	err := c.LoadFile("testdata/config_ebpf_bad.yaml")
+	if err == nil {
+		err = c.Validate([]string{"gateway"})
+	}
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"config_ebpf_bad.yaml:6:14: gateway.ebpf.enabled: true, but no upstream is a command",
+		"config_ebpf_bad.yaml:7:17: gateway.ebpf.ring_bytes: 5000: want a power of two of at least 4096",
+		"config_ebpf_bad.yaml:8:16: gateway.ebpf.queue_len: must not be negative, got -1",
+		"config_ebpf_bad.yaml:9:11: gateway.ebpf.hold: 2m0s: want at most 1m0s",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error\n%v\nlacks %q", err, want)
+		}
+	}
+	c = app.NewConfig(app.Components())
+	err = c.Load("g.yaml", []byte("gateway:\n  ebpf: {enabled: sometimes}\n"))
+	if err == nil || !strings.Contains(err.Error(), "g.yaml:2:19") || !strings.Contains(err.Error(), "want true, false or auto") {
+		t.Errorf("mode sometimes: %v", err)
+	}
+}

@@ -42,6 +42,8 @@ type Gateway struct {
 	revoker func(context.Context) error
 	// approvals, if set, follows the approvals topic into the approval gate's store.
 	approvals *approval.Follower
+	// kernel, if set, watches the sandboxes in the kernel; closed after them.
+	kernel    *kernel
 	closes    []func()
 	closeOnce sync.Once
 }
@@ -105,8 +107,19 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 	if err := g.wireApprovals(cfg.Approvals, mc); err != nil {
 		return nil, err
 	}
+	// Kernel monitoring: the agent publishes kernel events through the gateway's publisher and
+	// learns each sandbox's session and principal from the gateway's own audit events, which
+	// pass its tap on the way to that publisher.
+	pub := mcp.Publisher(src.Publisher)
+	var watcher sandbox.Watcher
+	if g.kernel, err = wireEBPF(cfg.EBPF, cfg.hasCommand(), set, observerName(mc), src.Publisher); err != nil {
+		return nil, err
+	}
+	if g.kernel != nil {
+		pub, watcher = g.kernel.agent.Tap(src.Publisher), g.kernel.agent
+	}
 	if len(cfg.Upstreams) > 0 {
-		routes, m, err := cfg.routes(log)
+		routes, m, err := cfg.routes(log, watcher)
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +134,7 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 		if m != nil {
 			log.Info("sandboxes", "cgroup", m.Parent(), "controllers", m.Controllers())
 		}
-		r, err := mcp.NewRouter(*mc, routes, auth, src.Publisher, src.Controls, set.Registerer, log)
+		r, err := mcp.NewRouter(*mc, routes, auth, pub, src.Controls, set.Registerer, log)
 		if err != nil {
 			for _, rt := range routes {
 				if rt.Bridge != nil {
@@ -132,7 +145,7 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 		}
 		g.handler = r
 	} else {
-		gw, err := mcp.New(*mc, auth, src.Publisher, src.Controls, set.Registerer, log)
+		gw, err := mcp.New(*mc, auth, pub, src.Controls, set.Registerer, log)
 		if err != nil {
 			return nil, err
 		}
@@ -329,7 +342,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return err
 }
 
-// Close ends sandboxed sessions, flushes the audit events and releases everything, once.
+// Close ends sandboxed sessions, flushes the audit events and releases everything, once. With
+// kernel monitoring, the sandboxes stop first, then the probes are detached and their last events
+// published, and only then is the audit publisher flushed.
 func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
 		if g.handler != nil {
@@ -337,6 +352,15 @@ func (g *Gateway) Close() error {
 		}
 		if g.ln != nil {
 			_ = g.ln.Close() // a no-op error once Serve closed it
+		}
+		if g.kernel != nil {
+			if g.sandboxes != nil {
+				closeManager(g.sandboxes, g.set.Logger)
+				g.sandboxes = nil
+			}
+			if err := g.kernel.close(); err != nil {
+				g.set.Logger.Warn("ebpf probes not all released", "err", err)
+			}
 		}
 		for i := len(g.closes) - 1; i >= 0; i-- {
 			g.closes[i]()

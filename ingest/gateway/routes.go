@@ -112,7 +112,8 @@ func parseBytes(s string) (int64, error) {
 
 // routes builds the router's routes. A sandbox manager is made when some upstream is a command;
 // the caller closes it after the gateway has stopped.
-func (c *Config) routes(log *slog.Logger) ([]mcp.Route, *sandbox.Manager, error) {
+// watcher, if not nil, is told of every sandbox cgroup (kernel monitoring).
+func (c *Config) routes(log *slog.Logger, watcher sandbox.Watcher) ([]mcp.Route, *sandbox.Manager, error) {
 	var m *sandbox.Manager
 	var out []mcp.Route
 	for _, u := range c.Upstreams {
@@ -121,7 +122,7 @@ func (c *Config) routes(log *slog.Logger) ([]mcp.Route, *sandbox.Manager, error)
 			if m == nil {
 				var err error
 				m, err = sandbox.NewManager(sandbox.Options{Root: c.Sandbox.CgroupRoot, Parent: c.Sandbox.CgroupParent,
-					StopGrace: c.Sandbox.StopGrace, RequireLimits: c.Sandbox.RequireLimits, Log: log})
+					StopGrace: c.Sandbox.StopGrace, RequireLimits: c.Sandbox.RequireLimits, Watcher: watcher, Log: log})
 				if err != nil {
 					return nil, nil, fmt.Errorf("sandboxes for command upstreams: %w", err)
 				}

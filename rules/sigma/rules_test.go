@@ -64,6 +64,12 @@ func loadShipped(t *testing.T) *sigma.RuleSet {
 
 func stem(file string) string { return strings.TrimSuffix(path.Base(file), path.Ext(file)) }
 
+// filePrefix is the file name prefix of shipped rules by logsource category: mcp_ for MCP
+// messages, SigmaHQ's prefixes for the kernel categories.
+var filePrefix = map[string]string{
+	"mcp_call": "mcp_", "process_creation": "proc_creation_", "file_access": "file_access_", "network_connection": "net_connection_",
+}
+
 // Every shipped rule loads with the real engine and carries what a SOC needs to read, file and
 // share it. If this failed, the detect stage would start without the rule (the engine refuses
 // it) or analysts would get a match with no level, tags or false-positive notes to triage by.
@@ -79,8 +85,9 @@ func TestShippedRulesLoadAndAreComplete(t *testing.T) {
 		if r.Status == "" || r.Description == "" || r.Date == "" || r.Level == "" || len(r.FalsePositives) == 0 || len(r.References) == 0 {
 			t.Errorf("%s: status, description, date, level, falsepositives and references are all required", where)
 		}
-		if r.Logsource.Product != "mcpwatch" || r.Logsource.Category != "mcp_call" {
-			t.Errorf("%s: logsource %+v, want product mcpwatch, category mcp_call", where, r.Logsource)
+		prefix, ok := filePrefix[r.Logsource.Category]
+		if r.Logsource.Product != "mcpwatch" || !ok {
+			t.Errorf("%s: logsource %+v, want product mcpwatch and a mapped category", where, r.Logsource)
 		}
 		if !slices.ContainsFunc(r.Tags, func(s string) bool { return strings.HasPrefix(s, "attack.") }) {
 			t.Errorf("%s: no MITRE ATT&CK tag (attack.*) in %v", where, r.Tags)
@@ -91,8 +98,8 @@ func TestShippedRulesLoadAndAreComplete(t *testing.T) {
 				t.Errorf("%s: tag %q: want lower-case attack.* or atlas.*", where, tag)
 			}
 		}
-		if !strings.HasPrefix(path.Base(r.File), "mcp_") || path.Ext(r.File) != ".yml" {
-			t.Errorf("%s: shipped rule files are named mcp_<what>.yml", where)
+		if !strings.HasPrefix(path.Base(r.File), prefix) || path.Ext(r.File) != ".yml" {
+			t.Errorf("%s: shipped rule files of category %s are named %s<what>.yml", where, r.Logsource.Category, prefix)
 		}
 	}
 	for _, c := range rs.Correlations() {

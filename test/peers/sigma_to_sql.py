@@ -124,6 +124,17 @@ FIELDS = {
     # The column is Float32 (0.7 is stored as 0.699999988...); the event's value is a float64 with
     # a few decimals. Rounding to 6 decimals gives back the value the engine sees.
     "normalized.sensitivity": ("round(toFloat64(sensitivity), 6)", N),
+    # The process of a kernel event (categories process_creation, file_access, network_connection).
+    "process.pid": ("proc_pid", N),
+    "process.ppid": ("proc_ppid", N),
+    "process.uid": ("proc_uid", N),
+    "process.comm": ("proc_comm", S),
+    "process.exe": ("proc_exe", S),
+    "process.args": ("proc_args", L),
+    "process.command_line": ("arrayStringConcat(proc_args, ' ')", S),
+    "process.syscall": ("proc_syscall", S),
+    "process.path": ("proc_path", S),
+    "process.cgroup_id": ("proc_cgroup_id", N),
 }
 
 ALIASES = {
@@ -136,6 +147,15 @@ ALIASES = {
     "src_ip": "network.src_ip",
     "user_agent": "network.user_agent",
     "sensitivity": "normalized.sensitivity",
+    # Sigma's taxonomy names of the kernel categories' fields.
+    "Image": "process.exe",
+    "CommandLine": "process.command_line",
+    "ProcessId": "process.pid",
+    "ParentProcessId": "process.ppid",
+    "TargetFilename": "process.path",
+    "DestinationIp": "network.dst_ip",
+    "DestinationPort": "network.dst_port",
+    "SourceIp": "network.src_ip",
 }
 
 # The text fields keyword lists search (docs/sigma.md, "Keywords").
@@ -143,12 +163,18 @@ KEYWORD_FIELDS = [
     "principal.id", "principal.sub", "principal.client_id", "mcp.method", "mcp.tool",
     "mcp.resource_uri", "mcp.prompt", "mcp.arguments_masked", "mcp.client_name",
     "target.server", "network.user_agent", "outcome.reason",
+    "process.exe", "process.command_line", "process.path",
 ]
 
-# The table a rule of logsource mcpwatch/mcp_call reads: a view over events holding the MCP
-# messages (the test creates it on both servers). Sigma events of other sources never match.
-TABLE = "mcp_call"
-TABLE_SQL = "SELECT * FROM events WHERE source = 'mcp'"
+# The table a rule of each logsource category reads: a view over events holding what the
+# category covers (docs/sigma.md; the test creates them on both servers from the answer's
+# "views"). Events of other categories never match.
+VIEWS = {
+    "mcp_call": "SELECT * FROM events WHERE source = 'mcp'",
+    "process_creation": "SELECT * FROM events WHERE source = 'kernel' AND proc_syscall IN ('execve', 'execveat')",
+    "file_access": "SELECT * FROM events WHERE source = 'kernel' AND proc_syscall IN ('open', 'openat', 'openat2')",
+    "network_connection": "SELECT * FROM events WHERE source = 'kernel' AND proc_syscall = 'connect'",
+}
 
 
 def sql_quote(s):
@@ -168,13 +194,20 @@ def map_field(name):
     elif name.startswith("pii.") and len(name) > len("pii."):
         expr, kind = "pii_counts[indexOf(pii_kinds, %s)]" % sql_quote(name[len("pii."):]), N
     else:
-        raise SigmaError("field %r is not mapped for logsource mcpwatch/mcp_call" % name)
+        raise SigmaError("field %r is not mapped for logsource mcpwatch" % name)
     KINDS[expr] = kind
     return expr
 
 
 def mcpwatch_pipeline():
-    mcp_call = [LogsourceCondition(category="mcp_call")]
+    mapped = [LogsourceCondition(category=c) for c in VIEWS]
+    tables = [
+        ProcessingItem(
+            identifier="mcpwatch_table_" + c,
+            transformation=SetStateTransformation("table", c),
+            rule_conditions=[LogsourceCondition(category=c)],
+        ) for c in VIEWS
+    ]
     return ProcessingPipeline(
         name="mcpwatch events table",
         priority=20,
@@ -182,14 +215,12 @@ def mcpwatch_pipeline():
             ProcessingItem(
                 identifier="mcpwatch_logsource",
                 transformation=RuleFailureTransformation(
-                    "only logsource mcpwatch/mcp_call is mapped (docs/sigma.md)"),
-                rule_conditions=mcp_call,
+                    "only logsource categories %s are mapped (docs/sigma.md)" % ", ".join(VIEWS)),
+                rule_conditions=mapped,
+                rule_condition_linking=any,
                 rule_condition_negation=True,
             ),
-            ProcessingItem(
-                identifier="mcpwatch_table",
-                transformation=SetStateTransformation("table", TABLE),
-            ),
+        ] + tables + [
             ProcessingItem(
                 identifier="mcpwatch_fields",
                 transformation=FieldFunctionTransformation(transform_func=map_field, mapping={}),
@@ -364,7 +395,8 @@ def run_chdb(native, items):
         s.query("USE peer")
         s.query("CREATE TABLE events ENGINE = MergeTree ORDER BY tuple() AS SELECT * FROM file(%s, 'Native')"
                 % sql_quote(native))
-        s.query("CREATE VIEW %s AS %s" % (TABLE, TABLE_SQL))
+        for name, sql in VIEWS.items():
+            s.query("CREATE VIEW %s AS %s" % (name, sql))
         n = int(str(s.query("SELECT count() FROM events", "TSV")).strip())
         for it in items:
             if not it.get("sql"):
@@ -401,11 +433,13 @@ def sigmahq_data(loaded, tmp):
                         stack.append(item)
                     elif item.field and item.field.startswith(("attributes.", "pii.")):
                         fields.add(item.field)
-    logsource = {"product": "mcpwatch", "category": "mcp_call"}
+    prefixes = {"mcp_call": "mcp_call_", "process_creation": "proc_creation_", "file_access": "file_access_",
+                "network_connection": "net_connection_"}  # SigmaHQ's names for the last three
     files = {
-        "taxonomy": {"version": "mcpwatch", "taxonomy": {"mcp_call": {"logsource": logsource, "field": {
-            "native": sorted(fields), "custom": [], "redundant": []}}}},
-        "filename": {"version": "mcpwatch", "pattern": {"mcp_call": {"logsource": logsource, "prefix": "mcp_call_"}}},
+        "taxonomy": {"version": "mcpwatch", "taxonomy": {c: {"logsource": {"product": "mcpwatch", "category": c}, "field": {
+            "native": sorted(fields), "custom": [], "redundant": []}} for c in VIEWS}},
+        "filename": {"version": "mcpwatch", "pattern": {c: {"logsource": {"product": "mcpwatch", "category": c},
+                                                           "prefix": prefixes[c]} for c in VIEWS}},
         "eventid": {"version": "mcpwatch", "category_no_eventid": []},
         "provider": {"version": "mcpwatch", "category_provider_name": {}},
     }
@@ -475,7 +509,8 @@ def main():
                     it["error"] = "%s: %s" % (type(e).__name__, e)
         items.append(it)
     answer = {"pysigma": version("pySigma"), "backend": version("pysigma-backend-clickhouse"),
-              "validators": version("pySigma-validators-sigmahq"), "overrides": OVERRIDES, "rules": items}
+              "validators": version("pySigma-validators-sigmahq"), "overrides": OVERRIDES, "rules": items,
+              "views": VIEWS}
     if req.get("native"):
         try:
             import chdb  # noqa: F401
