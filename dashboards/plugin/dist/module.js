@@ -134,6 +134,15 @@ function ConfigEditor({ options, onOptionsChange }) {
       value: j.topicPrefix ?? "",
       onChange: (e) => setJSON({ topicPrefix: e.currentTarget.value })
     }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Approvals API URL", labelWidth: lw, tooltip: "mcpwatch response approvals-serve; lists requests, votes are cast with the CLI" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-approvals-url",
+      width: w,
+      placeholder: "http://127.0.0.1:8390",
+      value: j.approvalsUrl ?? "",
+      onChange: (e) => setJSON({ approvalsUrl: e.currentTarget.value })
+    }
   )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Role needed to lift controls", labelWidth: lw }, /* @__PURE__ */ React.createElement(
     import_ui.Select,
     {
@@ -244,6 +253,13 @@ var DataSource = class extends import_runtime.DataSourceWithBackend {
   /** The controls in force (any signed-in user). */
   controls() {
     return this.getResource("controls");
+  }
+  /**
+   * Approval requests (state: pending by default, or approved, denied, expired, consumed, all).
+   * Read-only: votes are Ed25519-signed by each approver with `mcpwatch response approve|deny`.
+   */
+  approvals(state = "pending") {
+    return this.getResource("approvals", { state });
   }
   /** Lifts one control (role at least the datasource's operatorRole); returns the actions written. */
   lift(key, reason, findingId) {

@@ -24,6 +24,14 @@ export class DataSource extends DataSourceWithBackend<MCPWatchQuery, MCPWatchOpt
     return this.getResource('controls');
   }
 
+  /**
+   * Approval requests (state: pending by default, or approved, denied, expired, consumed, all).
+   * Read-only: votes are Ed25519-signed by each approver with `mcpwatch response approve|deny`.
+   */
+  approvals(state = 'pending'): Promise<unknown[]> {
+    return this.getResource('approvals', { state });
+  }
+
   /** Lifts one control (role at least the datasource's operatorRole); returns the actions written. */
   lift(key: string, reason: string, findingId?: string): Promise<{ actions: unknown[] }> {
     return this.postResource('lift', { key, reason, findingId });

@@ -34,6 +34,8 @@ export interface MCPWatchOptions extends DataSourceJsonData {
   kafkaBrokers?: string;
   topicPrefix?: string;
   operatorRole?: 'Editor' | 'Admin';
+  /** Base URL of the approvals API; the plugin lists requests there, votes are signed with the CLI. */
+  approvalsUrl?: string;
 }
 
 /** secureJsonData: the read-only user's password, never sent back to the browser. */

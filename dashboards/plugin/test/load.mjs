@@ -77,9 +77,11 @@ const ds = new plugin.DataSourceClass({ uid: 'x', jsonData: {} });
 assert.ok(ds instanceof DataSourceWithBackend, 'the datasource must extend DataSourceWithBackend (queries go to the backend)');
 assert.equal(ds.getDefaultQuery().queryType, 'principal_timeline');
 await ds.controls();
+await ds.approvals();
 await ds.lift('k1', 'false positive', 'f1');
 assert.deepEqual(resourceCalls, [
   ['GET', 'controls', undefined],
+  ['GET', 'approvals', { state: 'pending' }],
   ['POST', 'lift', { key: 'k1', reason: 'false positive', findingId: 'f1' }],
 ]);
 
@@ -130,6 +132,7 @@ assert.equal(set('mcpwatch-max-rows', '500').maxRows, 500);
 assert.equal(set('mcpwatch-max-exec', 'x').maxExecutionSeconds, undefined);
 assert.equal(set('mcpwatch-kafka', 'k:9092').kafkaBrokers, 'k:9092');
 assert.equal(set('mcpwatch-topic-prefix', 'p.').topicPrefix, 'p.');
+assert.equal(set('mcpwatch-approvals-url', 'http://a:1').approvalsUrl, 'http://a:1');
 assert.deepEqual(inputs.get('mcpwatch-operator-role').options.map((o) => o.value), ['Editor', 'Admin']);
 inputs.get('mcpwatch-operator-role').onChange({ value: 'Admin' });
 assert.equal(opts.jsonData.operatorRole, 'Admin');

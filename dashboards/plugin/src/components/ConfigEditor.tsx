@@ -78,6 +78,10 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
         <Input id="mcpwatch-topic-prefix" width={w} value={j.topicPrefix ?? ''}
           onChange={(e) => setJSON({ topicPrefix: e.currentTarget.value })} />
       </InlineField>
+      <InlineField label="Approvals API URL" labelWidth={lw} tooltip="mcpwatch response approvals-serve; lists requests, votes are cast with the CLI">
+        <Input id="mcpwatch-approvals-url" width={w} placeholder="http://127.0.0.1:8390" value={j.approvalsUrl ?? ''}
+          onChange={(e) => setJSON({ approvalsUrl: e.currentTarget.value })} />
+      </InlineField>
       <InlineField label="Role needed to lift controls" labelWidth={lw}>
         <Select inputId="mcpwatch-operator-role" width={w} options={roleOptions} value={j.operatorRole ?? 'Editor'}
           onChange={(v) => setJSON({ operatorRole: v.value })} />
