@@ -80,4 +80,16 @@ else
   cat $peers/requirements-sigma.txt $peers/requirements-sigma-backend.txt > $svenv/.mcpwatch-requirements
   echo "peers: pySigma installed ($(ms "$t") ms)"
 fi
+# The Grafana plugin frontend's pinned toolchain (esbuild; react to render the editors in the load
+# test): dashboards/plugin/frontend_test.go rebuilds dist/ with it and loads module.js.
+t=$(date +%s%N)
+fe=dashboards/plugin
+if [[ -f $fe/node_modules/.package-lock.json ]] && cmp -s $fe/package-lock.json $fe/node_modules/.mcpwatch-lock; then
+  echo "peers: plugin frontend toolchain up to date ($(ms "$t") ms)"
+else
+  command -v npm >/dev/null || { echo "peers: npm not found (Node.js 20+ needed)" >&2; exit 1; }
+  npm ci --prefix $fe --no-audit --no-fund --loglevel=error
+  cp $fe/package-lock.json $fe/node_modules/.mcpwatch-lock
+  echo "peers: plugin frontend toolchain installed ($(ms "$t") ms)"
+fi
 echo "peers: ready in $(ms "$start") ms"

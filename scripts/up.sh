@@ -22,7 +22,7 @@ the official ClickHouse datasource and the mcpwatch plugin, and open the "mcpwat
   (and the MCPWATCH_CLICKHOUSE_* / MCPWATCH_KAFKA_BROKERS variables of: deploy/local/stack.sh env)
   grafana server with GF_PATHS_PROVISIONING=\$MCPWATCH_GRAFANA_PROVISIONING,
     GF_INSTALL_PLUGINS=grafana-clickhouse-datasource, GF_PLUGINS_ALLOW_LOADING_UNSIGNED_PLUGINS=mcpwatch-soc-datasource
-    and dashboards/plugin (plugin.json + dist/) copied into its plugins directory
+    and dashboards/plugin/dist (plugin.json, module.js, the binary) copied into its plugins directory
   then open http://localhost:3000/d/mcpwatch-soc  (SOC overview; links lead to the other boards)
 EOT
 echo

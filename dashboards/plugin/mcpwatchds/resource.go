@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/internal/approval"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/response/ops"
 )
@@ -37,6 +38,7 @@ func (d *Datasource) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /lift", d.lift)
 	mux.HandleFunc("GET /controls", d.controls)
+	mux.HandleFunc("GET /approvals", d.approvals)
 	return mux
 }
 
@@ -119,6 +121,30 @@ func (d *Datasource) controls(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ops.Rows(cs, time.Now(), false))
+}
+
+// approvals lists approval requests (?state= as the approvals API takes it; default pending) to
+// any signed-in Grafana user. It only reads: a vote must be signed with the approver's own
+// Ed25519 key, which the plugin does not hold, so votes are cast with `mcpwatch response approve`.
+func (d *Datasource) approvals(w http.ResponseWriter, r *http.Request) {
+	if u := backend.UserFromContext(r.Context()); u == nil || u.Login == "" {
+		httpError(w, http.StatusUnauthorized, errors.New("no Grafana user in the request"))
+		return
+	}
+	if d.settings.ApprovalsURL == "" {
+		httpError(w, http.StatusNotImplemented, errors.New("approvals are off: the datasource has no approvalsUrl"))
+		return
+	}
+	list, err := (&approval.Client{BaseURL: d.settings.ApprovalsURL}).List(r.Context(), r.URL.Query().Get("state"))
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err)
+		return
+	}
+	out := make([]approval.Status, 0, len(list))
+	for _, v := range list {
+		out = append(out, v.Status)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func httpError(w http.ResponseWriter, status int, err error) {

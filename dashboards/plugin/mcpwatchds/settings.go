@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
@@ -27,6 +28,10 @@ type Settings struct {
 	TopicPrefix  string `json:"topicPrefix"`
 	// OperatorRole is the least Grafana role that may lift controls: Editor (default) or Admin.
 	OperatorRole string `json:"operatorRole"`
+	// ApprovalsURL is the base URL of the approvals API (`mcpwatch response approvals-serve`),
+	// read by GET /approvals; empty turns the list off. Votes are not cast through Grafana: each
+	// is Ed25519-signed with the approver's own key, with `mcpwatch response approve` or `deny`.
+	ApprovalsURL string `json:"approvalsUrl"`
 }
 
 // LoadSettings reads s from Grafana's instance settings and validates it.
@@ -67,6 +72,11 @@ func (s Settings) Validate() error {
 	}
 	if s.MaxRows > 1_000_000 {
 		errs = append(errs, fmt.Errorf("maxRows %d: at most 1000000", s.MaxRows))
+	}
+	if s.ApprovalsURL != "" {
+		if u, err := url.Parse(s.ApprovalsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("approvalsUrl %q: want the approvals API's http(s)://host:port", s.ApprovalsURL))
+		}
 	}
 	if _, ok := roleRank[s.OperatorRole]; !ok || s.OperatorRole == "Viewer" {
 		errs = append(errs, fmt.Errorf("operatorRole %q: want Editor or Admin", s.OperatorRole))

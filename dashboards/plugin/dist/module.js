@@ -1,0 +1,273 @@
+define(["react","@grafana/data","@grafana/runtime","@grafana/ui"], function (d0, d1, d2, d3) {
+var deps = {"react": d0, "@grafana/data": d1, "@grafana/runtime": d2, "@grafana/ui": d3};
+function require(name) {
+  if (!Object.prototype.hasOwnProperty.call(deps, name)) throw new Error("mcpwatch plugin: no module " + name);
+  return deps[name];
+}
+var module = { exports: {} }, exports = module.exports;
+var __create = Object.create;
+var __defProp = Object.defineProperty;
+var __getOwnPropDesc = Object.getOwnPropertyDescriptor;
+var __getOwnPropNames = Object.getOwnPropertyNames;
+var __getProtoOf = Object.getPrototypeOf;
+var __hasOwnProp = Object.prototype.hasOwnProperty;
+var __export = (target, all) => {
+  for (var name in all)
+    __defProp(target, name, { get: all[name], enumerable: true });
+};
+var __copyProps = (to, from, except, desc) => {
+  if (from && typeof from === "object" || typeof from === "function") {
+    for (let key of __getOwnPropNames(from))
+      if (!__hasOwnProp.call(to, key) && key !== except)
+        __defProp(to, key, { get: () => from[key], enumerable: !(desc = __getOwnPropDesc(from, key)) || desc.enumerable });
+  }
+  return to;
+};
+var __toESM = (mod, isNodeMode, target) => (target = mod != null ? __create(__getProtoOf(mod)) : {}, __copyProps(
+  // If the importer is in node compatibility mode or this is not an ESM
+  // file that has been converted to a CommonJS file using a Babel-
+  // compatible transform (i.e. "__esModule" has not been set), then set
+  // "default" to the CommonJS "module.exports" for node compatibility.
+  isNodeMode || !mod || !mod.__esModule ? __defProp(target, "default", { value: mod, enumerable: true }) : target,
+  mod
+));
+var __toCommonJS = (mod) => __copyProps(__defProp({}, "__esModule", { value: true }), mod);
+
+// src/module.ts
+var module_exports = {};
+__export(module_exports, {
+  plugin: () => plugin
+});
+module.exports = __toCommonJS(module_exports);
+var import_data = require("@grafana/data");
+
+// src/components/ConfigEditor.tsx
+var React = __toESM(require("react"), 1);
+var import_ui = require("@grafana/ui");
+var roleOptions = [
+  { value: "Editor", label: "Editor" },
+  { value: "Admin", label: "Admin" }
+];
+var w = 24;
+var lw = 40;
+function ConfigEditor({ options, onOptionsChange }) {
+  const j = options.jsonData;
+  const setJSON = (patch) => onOptionsChange({ ...options, jsonData: { ...j, ...patch } });
+  const num = (s) => {
+    const n = parseInt(s, 10);
+    return Number.isFinite(n) && n > 0 ? n : void 0;
+  };
+  return /* @__PURE__ */ React.createElement(React.Fragment, null, /* @__PURE__ */ React.createElement("h3", { className: "page-heading" }, "ClickHouse (read-only user)"), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Address", labelWidth: lw, tooltip: "native protocol, host:9000" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-addr",
+      width: w,
+      placeholder: "127.0.0.1:9000",
+      value: j.addr ?? "",
+      onChange: (e) => setJSON({ addr: e.currentTarget.value })
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Database", labelWidth: lw }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-database",
+      width: w,
+      placeholder: "mcpwatch",
+      value: j.database ?? "",
+      onChange: (e) => setJSON({ database: e.currentTarget.value })
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "User", labelWidth: lw, tooltip: "a user with the reader role; Save & test refuses one that can write" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-user",
+      width: w,
+      placeholder: "mcpwatch_reader",
+      value: j.user ?? "",
+      onChange: (e) => setJSON({ user: e.currentTarget.value })
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Password", labelWidth: lw }, /* @__PURE__ */ React.createElement(
+    import_ui.SecretInput,
+    {
+      id: "mcpwatch-password",
+      width: w,
+      isConfigured: Boolean(options.secureJsonFields?.password),
+      value: options.secureJsonData?.password ?? "",
+      onChange: (e) => onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, password: e.currentTarget.value } }),
+      onReset: () => onOptionsChange({
+        ...options,
+        secureJsonFields: { ...options.secureJsonFields, password: false },
+        secureJsonData: { ...options.secureJsonData, password: "" }
+      })
+    }
+  )), /* @__PURE__ */ React.createElement("h3", { className: "page-heading" }, "Limits"), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Row limit", labelWidth: lw, tooltip: "every result is capped here; default 10000, at most 1000000" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-max-rows",
+      type: "number",
+      width: w,
+      placeholder: "10000",
+      value: j.maxRows ?? "",
+      onChange: (e) => setJSON({ maxRows: num(e.currentTarget.value) })
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Max execution time (s)", labelWidth: lw, tooltip: "sent as max_execution_time; default 30, at most 600" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-max-exec",
+      type: "number",
+      width: w,
+      placeholder: "30",
+      value: j.maxExecutionSeconds ?? "",
+      onChange: (e) => setJSON({ maxExecutionSeconds: num(e.currentTarget.value) })
+    }
+  )), /* @__PURE__ */ React.createElement("h3", { className: "page-heading" }, "Operator actions"), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Kafka brokers", labelWidth: lw, tooltip: "comma-separated; empty turns lifting off" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-kafka",
+      width: w,
+      value: j.kafkaBrokers ?? "",
+      onChange: (e) => setJSON({ kafkaBrokers: e.currentTarget.value })
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Topic prefix", labelWidth: lw }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-topic-prefix",
+      width: w,
+      value: j.topicPrefix ?? "",
+      onChange: (e) => setJSON({ topicPrefix: e.currentTarget.value })
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Approvals API URL", labelWidth: lw, tooltip: "mcpwatch response approvals-serve; lists requests, votes are cast with the CLI" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-approvals-url",
+      width: w,
+      placeholder: "http://127.0.0.1:8390",
+      value: j.approvalsUrl ?? "",
+      onChange: (e) => setJSON({ approvalsUrl: e.currentTarget.value })
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Role needed to lift controls", labelWidth: lw }, /* @__PURE__ */ React.createElement(
+    import_ui.Select,
+    {
+      inputId: "mcpwatch-operator-role",
+      width: w,
+      options: roleOptions,
+      value: j.operatorRole ?? "Editor",
+      onChange: (v) => setJSON({ operatorRole: v.value })
+    }
+  )));
+}
+
+// src/components/QueryEditor.tsx
+var React2 = __toESM(require("react"), 1);
+var import_ui2 = require("@grafana/ui");
+
+// src/types.ts
+var queryTypes = [
+  { value: "principal_timeline", label: "Principal timeline", description: "one principal's calls, denials, findings and actions" },
+  { value: "investigation", label: "Investigation", description: "everything about a principal, session, resource or sandbox" },
+  { value: "score_explanation", label: "Score explanation", description: "threat score with its components and evidence" },
+  { value: "epsilon_ledger", label: "\u03B5 ledger", description: "differential-privacy budget spent, per tenant" }
+];
+var subjects = ["principal", "session", "resource", "sandbox"];
+var defaultQuery = { queryType: "principal_timeline", tenant: "$tenant", value: "$principal" };
+function fieldsFor(t) {
+  switch (t) {
+    case "investigation":
+      return { subject: true, tenant: true, value: "Value" };
+    case "epsilon_ledger":
+      return { subject: false, tenant: false, value: "Analyst (empty: all)" };
+    default:
+      return { subject: false, tenant: true, value: "Principal" };
+  }
+}
+
+// src/components/QueryEditor.tsx
+var subjectOptions = subjects.map((s) => ({ value: s, label: s }));
+function QueryEditor({ query, onChange, onRunQuery }) {
+  const f = fieldsFor(query.queryType);
+  const set = (patch, run = false) => {
+    onChange({ ...query, ...patch });
+    if (run) {
+      onRunQuery();
+    }
+  };
+  return /* @__PURE__ */ React2.createElement(import_ui2.InlineFieldRow, null, /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "Query type", labelWidth: 14 }, /* @__PURE__ */ React2.createElement(
+    import_ui2.Select,
+    {
+      inputId: "mcpwatch-query-type",
+      width: 28,
+      options: queryTypes.map((q) => ({ ...q })),
+      value: query.queryType,
+      onChange: (v) => set({ queryType: v.value }, true)
+    }
+  )), f.subject && /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "Subject", labelWidth: 10 }, /* @__PURE__ */ React2.createElement(
+    import_ui2.Select,
+    {
+      inputId: "mcpwatch-subject",
+      width: 16,
+      options: subjectOptions,
+      value: query.subject ?? "principal",
+      onChange: (v) => set({ subject: v.value }, true)
+    }
+  )), f.tenant && /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "Tenant", labelWidth: 10, tooltip: "empty or $__all: every tenant" }, /* @__PURE__ */ React2.createElement(
+    import_ui2.Input,
+    {
+      id: "mcpwatch-tenant",
+      width: 20,
+      value: query.tenant ?? "",
+      onChange: (e) => set({ tenant: e.currentTarget.value }),
+      onBlur: onRunQuery
+    }
+  )), /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: f.value, labelWidth: 20 }, /* @__PURE__ */ React2.createElement(
+    import_ui2.Input,
+    {
+      id: "mcpwatch-value",
+      width: 32,
+      value: query.value ?? "",
+      onChange: (e) => set({ value: e.currentTarget.value }),
+      onBlur: onRunQuery
+    }
+  )), /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "Limit", labelWidth: 8, tooltip: "rows; capped by the datasource's row limit" }, /* @__PURE__ */ React2.createElement(
+    import_ui2.Input,
+    {
+      id: "mcpwatch-limit",
+      type: "number",
+      width: 10,
+      value: query.limit ?? "",
+      onChange: (e) => {
+        const n = parseInt(e.currentTarget.value, 10);
+        set({ limit: Number.isFinite(n) && n > 0 ? n : void 0 });
+      },
+      onBlur: onRunQuery
+    }
+  )));
+}
+
+// src/datasource.ts
+var import_runtime = require("@grafana/runtime");
+var DataSource = class extends import_runtime.DataSourceWithBackend {
+  constructor(instanceSettings) {
+    super(instanceSettings);
+  }
+  getDefaultQuery() {
+    return defaultQuery;
+  }
+  /** The controls in force (any signed-in user). */
+  controls() {
+    return this.getResource("controls");
+  }
+  /**
+   * Approval requests (state: pending by default, or approved, denied, expired, consumed, all).
+   * Read-only: votes are Ed25519-signed by each approver with `mcpwatch response approve|deny`.
+   */
+  approvals(state = "pending") {
+    return this.getResource("approvals", { state });
+  }
+  /** Lifts one control (role at least the datasource's operatorRole); returns the actions written. */
+  lift(key, reason, findingId) {
+    return this.postResource("lift", { key, reason, findingId });
+  }
+};
+
+// src/module.ts
+var plugin = new import_data.DataSourcePlugin(DataSource).setConfigEditor(ConfigEditor).setQueryEditor(QueryEditor);
+return module.exports;
+});

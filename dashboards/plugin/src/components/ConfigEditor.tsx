@@ -1,0 +1,91 @@
+import * as React from 'react';
+import type { DataSourcePluginOptionsEditorProps } from '@grafana/data';
+import { InlineField, Input, SecretInput, Select } from '@grafana/ui';
+
+import type { MCPWatchOptions, MCPWatchSecureOptions } from '../types';
+
+type Props = DataSourcePluginOptionsEditorProps<MCPWatchOptions, MCPWatchSecureOptions>;
+
+const roleOptions = [
+  { value: 'Editor' as const, label: 'Editor' },
+  { value: 'Admin' as const, label: 'Admin' },
+];
+
+const w = 24;
+const lw = 40;
+
+/**
+ * The datasource settings: the ClickHouse read-only connection (the password kept in
+ * secureJsonData, write-only from the browser), the server-side limits, and the Kafka connection and
+ * role that operator actions (lift) need. The backend validates them (mcpwatchds.Settings.Validate).
+ */
+export function ConfigEditor({ options, onOptionsChange }: Props) {
+  const j = options.jsonData;
+  const setJSON = (patch: Partial<MCPWatchOptions>) =>
+    onOptionsChange({ ...options, jsonData: { ...j, ...patch } });
+  const num = (s: string) => {
+    const n = parseInt(s, 10);
+    return Number.isFinite(n) && n > 0 ? n : undefined;
+  };
+  return (
+    <>
+      <h3 className="page-heading">ClickHouse (read-only user)</h3>
+      <InlineField label="Address" labelWidth={lw} tooltip="native protocol, host:9000">
+        <Input id="mcpwatch-addr" width={w} placeholder="127.0.0.1:9000" value={j.addr ?? ''}
+          onChange={(e) => setJSON({ addr: e.currentTarget.value })} />
+      </InlineField>
+      <InlineField label="Database" labelWidth={lw}>
+        <Input id="mcpwatch-database" width={w} placeholder="mcpwatch" value={j.database ?? ''}
+          onChange={(e) => setJSON({ database: e.currentTarget.value })} />
+      </InlineField>
+      <InlineField label="User" labelWidth={lw} tooltip="a user with the reader role; Save & test refuses one that can write">
+        <Input id="mcpwatch-user" width={w} placeholder="mcpwatch_reader" value={j.user ?? ''}
+          onChange={(e) => setJSON({ user: e.currentTarget.value })} />
+      </InlineField>
+      <InlineField label="Password" labelWidth={lw}>
+        <SecretInput
+          id="mcpwatch-password"
+          width={w}
+          isConfigured={Boolean(options.secureJsonFields?.password)}
+          value={options.secureJsonData?.password ?? ''}
+          onChange={(e) =>
+            onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, password: e.currentTarget.value } })
+          }
+          onReset={() =>
+            onOptionsChange({
+              ...options,
+              secureJsonFields: { ...options.secureJsonFields, password: false },
+              secureJsonData: { ...options.secureJsonData, password: '' },
+            })
+          }
+        />
+      </InlineField>
+      <h3 className="page-heading">Limits</h3>
+      <InlineField label="Row limit" labelWidth={lw} tooltip="every result is capped here; default 10000, at most 1000000">
+        <Input id="mcpwatch-max-rows" type="number" width={w} placeholder="10000" value={j.maxRows ?? ''}
+          onChange={(e) => setJSON({ maxRows: num(e.currentTarget.value) })} />
+      </InlineField>
+      <InlineField label="Max execution time (s)" labelWidth={lw} tooltip="sent as max_execution_time; default 30, at most 600">
+        <Input id="mcpwatch-max-exec" type="number" width={w} placeholder="30" value={j.maxExecutionSeconds ?? ''}
+          onChange={(e) => setJSON({ maxExecutionSeconds: num(e.currentTarget.value) })} />
+      </InlineField>
+      <h3 className="page-heading">Operator actions</h3>
+      <InlineField label="Kafka brokers" labelWidth={lw} tooltip="comma-separated; empty turns lifting off">
+        <Input id="mcpwatch-kafka" width={w} value={j.kafkaBrokers ?? ''}
+          onChange={(e) => setJSON({ kafkaBrokers: e.currentTarget.value })} />
+      </InlineField>
+      <InlineField label="Topic prefix" labelWidth={lw}>
+        <Input id="mcpwatch-topic-prefix" width={w} value={j.topicPrefix ?? ''}
+          onChange={(e) => setJSON({ topicPrefix: e.currentTarget.value })} />
+      </InlineField>
+      <InlineField label="Approvals API URL" labelWidth={lw} tooltip="mcpwatch response approvals-serve; lists requests, votes are cast with the CLI">
+        <Input id="mcpwatch-approvals-url" width={w} placeholder="http://127.0.0.1:8390" value={j.approvalsUrl ?? ''}
+          onChange={(e) => setJSON({ approvalsUrl: e.currentTarget.value })} />
+      </InlineField>
+      <InlineField label="Role needed to lift controls" labelWidth={lw}>
+        <Select inputId="mcpwatch-operator-role" width={w} options={roleOptions} value={j.operatorRole ?? 'Editor'}
+          onChange={(v) => setJSON({ operatorRole: v.value })} />
+      </InlineField>
+    </>
+  );
+}

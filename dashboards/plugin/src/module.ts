@@ -1,0 +1,10 @@
+import { DataSourcePlugin } from '@grafana/data';
+
+import { ConfigEditor } from './components/ConfigEditor';
+import { QueryEditor } from './components/QueryEditor';
+import { DataSource } from './datasource';
+import type { MCPWatchOptions, MCPWatchQuery } from './types';
+
+export const plugin = new DataSourcePlugin<DataSource, MCPWatchQuery, MCPWatchOptions>(DataSource)
+  .setConfigEditor(ConfigEditor)
+  .setQueryEditor(QueryEditor);
