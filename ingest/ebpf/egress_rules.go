@@ -70,6 +70,9 @@ func ParseAllowRule(s string) (AllowRule, error) {
 	} else {
 		var a netip.Addr
 		if a, err = netip.ParseAddr(host); err == nil {
+			if a.Zone() != "" {
+				return AllowRule{}, fmt.Errorf("egress rule %q: zones (%%%s) are not supported", orig, a.Zone())
+			}
 			r.Prefix = netip.PrefixFrom(a, a.BitLen())
 		}
 	}
@@ -78,9 +81,6 @@ func ParseAllowRule(s string) (AllowRule, error) {
 			return AllowRule{}, fmt.Errorf("egress rule %q: %w: give the addresses as CIDR:port", orig, ErrHostname)
 		}
 		return AllowRule{}, fmt.Errorf("egress rule %q: not an address or CIDR: %w", orig, err)
-	}
-	if r.Prefix.Addr().Zone() != "" {
-		return AllowRule{}, fmt.Errorf("egress rule %q: zones (%%%s) are not supported", orig, r.Prefix.Addr().Zone())
 	}
 	if r.Prefix.Addr().Is6() && !bracketed {
 		return AllowRule{}, fmt.Errorf("egress rule %q: put an IPv6 address in brackets: [2001:db8::/32]:443", orig)
