@@ -129,7 +129,9 @@ func TestEgressFollowsControlTopic(t *testing.T) {
 	pid := expectDial(t, sb, "tcp4", b, dialEPERM)
 	var raw *event.Event
 	waitFor(t, "raw egress_denied event", func() bool {
-		raw = pub.find(func(e *event.Event) bool { return e.Process != nil && e.Process.PID == pid && e.Outcome.Result == event.ResultDenied })
+		raw = pub.find(func(e *event.Event) bool {
+			return e.Process != nil && e.Process.PID == pid && e.Outcome.Result == event.ResultDenied
+		})
 		return raw != nil
 	})
 	if raw.Source != event.SourceKernel || raw.Target.Sandbox != "sb-k" || raw.Target.Server != "files" ||
