@@ -358,6 +358,14 @@ func ToEvent(e Event, at Attribution, observer string) *event.Event {
 	case KindConnect:
 		out.Network.DstIP = e.Addr.Addr().String()
 		out.Network.DstPort = int(e.Addr.Port())
+	case KindEgressDenied:
+		out.Network.DstIP = e.Addr.Addr().String()
+		out.Network.DstPort = int(e.Addr.Port())
+		out.Outcome = event.Outcome{Result: event.ResultDenied, PolicyRule: "egress:" + e.EgressRule,
+			Reason: egressReason(e)}
+		out.Severity = 7
+		attrs["kernel.egress_rule"] = e.EgressRule
+		attrs["kernel.ip_protocol"] = strconv.Itoa(int(e.Protocol))
 	}
 	if len(attrs) > 0 {
 		out.Attributes = attrs

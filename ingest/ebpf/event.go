@@ -18,6 +18,10 @@ const (
 	KindExit    Kind = typeExit    // a process ended (sched_process_exit, thread group leader)
 	KindOpen    Kind = typeOpen    // a file open was attempted (open, openat, openat2)
 	KindConnect Kind = typeConnect // an IPv4 or IPv6 connect was attempted
+	// KindEgressDenied: the egress programs ([Egress]) refused a connect or UDP send.
+	KindEgressDenied Kind = typeEgress
+
+	kindMax = KindEgressDenied
 )
 
 // String returns the kind's name as used in metrics labels.
@@ -31,6 +35,8 @@ func (k Kind) String() string {
 		return "open"
 	case KindConnect:
 		return "connect"
+	case KindEgressDenied:
+		return "egress_denied"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -63,9 +69,22 @@ type Event struct {
 	Dfd     int32
 	Syscall string
 
-	// Connect: the destination.
+	// Connect and EgressDenied: the destination.
 	Addr netip.AddrPort
+
+	// EgressDenied: why ([EgressRuleBlocked] or [EgressRuleNotAllowed]), the allow-list's id in
+	// the kernel (0: none) and the socket's IP protocol (6 TCP, 17 UDP). Syscall is "connect" or
+	// "sendmsg" (a UDP send to an address).
+	EgressRule   string
+	EgressPolicy uint32
+	Protocol     uint8
 }
+
+// Values of [Event.EgressRule].
+const (
+	EgressRuleBlocked    = "blocked"     // the sandbox's egress is blocked by a control
+	EgressRuleNotAllowed = "not_allowed" // no rule of the sandbox's allow-list matches
+)
 
 // Errors of [decode].
 var (
@@ -137,6 +156,34 @@ func decode(b []byte, bootOffset int64) (Event, error) {
 		}
 		e.Addr = netip.AddrPortFrom(addr, r.Port)
 		e.Syscall = "connect"
+	case typeEgress:
+		var r rawEgress
+		if err := copyChecked(&r, b); err != nil {
+			return Event{}, err
+		}
+		var addr netip.Addr
+		switch r.Family {
+		case afInet:
+			addr = netip.AddrFrom4([4]byte(r.Addr[:4]))
+		case afInet6:
+			addr = netip.AddrFrom16(r.Addr)
+		default:
+			return Event{}, fmt.Errorf("egress record with address family %d", r.Family)
+		}
+		e.Addr = netip.AddrPortFrom(addr, r.Port)
+		switch r.Rule {
+		case egressRuleBlocked:
+			e.EgressRule = EgressRuleBlocked
+		case egressRuleNotAllowed:
+			e.EgressRule = EgressRuleNotAllowed
+		default:
+			return Event{}, fmt.Errorf("egress record with rule %d", r.Rule)
+		}
+		e.Syscall = "connect"
+		if r.Hook == hookSendmsg4 || r.Hook == hookSendmsg6 {
+			e.Syscall = "sendmsg"
+		}
+		e.EgressPolicy, e.Protocol = r.Policy, r.Protocol
 	default:
 		return Event{}, fmt.Errorf("%w %d", errUnknownType, hdr.Type)
 	}

@@ -37,9 +37,15 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// extraHelpers are helper modes defined next to the tests that use them.
+var extraHelpers = map[string]func(args []string) int{}
+
 // runHelper: "act SECRET ADDR" opens SECRET, connects to ADDR and runs `/bin/sh -c 'exit 3'`;
 // "wait-act" first waits for a line on stdin (the test moves it into a cgroup meanwhile).
 func runHelper(mode string, args []string) int {
+	if h, ok := extraHelpers[mode]; ok {
+		return h(args)
+	}
 	if mode == "open-loop" { // "open-loop PATH N": N failing opens of PATH, from one thread
 		n, _ := strconv.Atoi(args[1])
 		for range n {

@@ -11,7 +11,7 @@ import (
 type metrics struct {
 	p          *Probes
 	read       atomic.Uint64
-	readByKind [KindConnect + 1]atomic.Uint64
+	readByKind [kindMax + 1]atomic.Uint64
 	dropped    atomic.Uint64
 	decodeErr  atomic.Uint64
 
@@ -58,7 +58,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.reserveDesc, prometheus.CounterValue, float64(v), cpuLabel(cpu))
 		}
 	}
-	for k := KindExec; k <= KindConnect; k++ {
+	for k := KindExec; k <= kindMax; k++ {
 		ch <- prometheus.MustNewConstMetric(m.readDesc, prometheus.CounterValue, float64(m.readByKind[k].Load()), k.String())
 	}
 	ch <- prometheus.MustNewConstMetric(m.droppedDesc, prometheus.CounterValue, float64(m.dropped.Load()))

@@ -366,7 +366,7 @@ func (p *Probes) detach() error {
 }
 
 func kindIndex(k Kind) int {
-	if k >= KindExec && k <= KindConnect {
+	if k >= KindExec && k <= kindMax {
 		return int(k)
 	}
 	return 0

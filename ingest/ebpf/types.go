@@ -12,6 +12,7 @@ const (
 	typeExit    = 2
 	typeOpen    = 3
 	typeConnect = 4
+	typeEgress  = 5 // egress.bpf.c's EVENT_EGRESS_DENIED
 )
 
 // Indexes of the per-CPU stats array (enum stat_index).
@@ -63,3 +64,35 @@ type rawConnect struct {
 	Fd     int32
 	Addr   [16]byte
 }
+
+// rawEgress is egress.bpf.c's struct egress_event: a connect or UDP send the egress programs
+// refused.
+type rawEgress struct {
+	Hdr      rawHeader
+	Family   uint16
+	Port     uint16
+	Policy   uint32
+	Rule     uint8
+	Hook     uint8
+	Protocol uint8
+	Pad      uint8
+	Addr     [16]byte
+	Pad2     uint32
+}
+
+// Values of rawEgress.Rule (enum egress_rule) and rawEgress.Hook (enum egress_hook).
+const (
+	egressRuleBlocked    = 1
+	egressRuleNotAllowed = 2
+
+	hookConnect4 = 1
+	hookConnect6 = 2
+	hookSendmsg4 = 3
+	hookSendmsg6 = 4
+)
+
+// Indexes of the egress_stats per-CPU array (enum egress_stat_index).
+const (
+	egressStatDeniedBlocked    = 0
+	egressStatDeniedNotAllowed = 1
+)
