@@ -19,6 +19,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
+	"github.com/mcpwatch/mcpwatch/ingest/ebpf"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/ingest/source"
 	"github.com/mcpwatch/mcpwatch/internal/approval"
@@ -217,6 +218,17 @@ type Upstream struct {
 	InheritEnv []string          `yaml:"inherit_env"`
 	Dir        string            `yaml:"dir"`
 	Sandbox    Limits            `yaml:"sandbox"`
+	// Egress, if set, is the allow-list of the server's sandboxes, enforced in the kernel
+	// (needs ebpf.enabled: true; docs/ebpf.md "Egress enforcement").
+	Egress *EgressRules `yaml:"egress"`
+}
+
+// EgressRules is a command upstream's egress allow-list.
+type EgressRules struct {
+	// Allow lists what the server's sandboxes may reach, as CIDR:port, address:port, or :* for
+	// any port ("10.0.0.0/8:443", "[2001:db8::/32]:443", "192.0.2.7:*"). Hostnames are refused:
+	// nothing resolves them in the kernel. An empty list allows no egress at all.
+	Allow []string `yaml:"allow"`
 }
 
 // Limits are one command upstream's sandbox limits and session bounds.
@@ -262,6 +274,16 @@ func defaultSpoolDir() string {
 }
 
 // hasCommand reports whether some upstream is a stdio command launched in a sandbox.
+// hasEgressRules reports whether some command upstream has an egress allow-list.
+func (c *Config) hasEgressRules() bool {
+	for _, u := range c.Upstreams {
+		if u.Command != "" && u.Egress != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Config) hasCommand() bool {
 	for _, u := range c.Upstreams {
 		if u.Command != "" {
@@ -314,6 +336,10 @@ func (c *Config) Validate() error {
 		add(component.Fieldf("sandbox.stop_grace", "must not be negative"))
 	}
 	add(component.Under("ebpf", c.EBPF.validate(c.hasCommand())))
+	if c.hasEgressRules() && c.EBPF.Enabled != EBPFOn {
+		add(component.Fieldf("ebpf.enabled", "an upstream has an egress allow-list, which the kernel enforces: set true "+
+			"(with auto or false the server would run unrestricted)"))
+	}
 	add(component.Under("auth", c.Auth.validate()))
 	add(component.Under("approvals", c.Approvals.validate()))
 	add(c.Config.Validate())
@@ -414,8 +440,8 @@ func (u Upstream) validate() error {
 		if err := checkHTTPURL(u.URL); err != nil {
 			errs = append(errs, component.Field("url", err))
 		}
-		if len(u.Args) > 0 || len(u.Env) > 0 || len(u.InheritEnv) > 0 || u.Dir != "" || u.Sandbox != (Limits{}) {
-			errs = append(errs, component.Fieldf("url", "args, env, inherit_env, dir and sandbox apply to command upstreams only"))
+		if len(u.Args) > 0 || len(u.Env) > 0 || len(u.InheritEnv) > 0 || u.Dir != "" || u.Sandbox != (Limits{}) || u.Egress != nil {
+			errs = append(errs, component.Fieldf("url", "args, env, inherit_env, dir, sandbox and egress apply to command upstreams only"))
 		}
 	default:
 		if _, err := exec.LookPath(u.Command); err != nil {
@@ -429,6 +455,11 @@ func (u Upstream) validate() error {
 		}
 		if _, err := parseUser(u.Sandbox.User); err != nil {
 			errs = append(errs, component.Field("sandbox.user", err))
+		}
+		if u.Egress != nil {
+			if _, err := ebpf.ParseAllowRules(u.Egress.Allow); err != nil {
+				errs = append(errs, component.Field("egress.allow", err))
+			}
 		}
 		if n := sandbox.Network(u.Sandbox.Network); n != sandbox.NetworkHost && n != sandbox.NetworkNone {
 			errs = append(errs, component.Fieldf("sandbox.network", "%q: want none, or leave it out for the host's network", u.Sandbox.Network))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -13,6 +14,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/component"
 	"github.com/mcpwatch/mcpwatch/ingest/ebpf"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
+	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 )
 
 // EBPFMode says whether the gateway watches its sandboxes in the kernel (docs/ebpf.md).
@@ -92,11 +94,98 @@ func (e EBPF) validate(hasCommand bool) error {
 }
 
 // kernel is the gateway's running kernel monitoring: the probes and the agent that publishes
-// their events.
+// their events, and the egress enforcement when it could be attached.
 type kernel struct {
 	probes *ebpf.Probes
 	agent  *ebpf.Agent
 	done   chan struct{}
+	// egress is the sandboxes' watcher for egress enforcement: it forwards to the enforcer once
+	// the sandboxes' parent cgroup exists ([kernel.startEgress]).
+	egress     lazyWatcher
+	eg         *ebpf.Egress
+	stopEnf    context.CancelFunc
+	enfStopped chan struct{}
+}
+
+// watcher is what the sandbox manager tells of every sandbox: the agent, then the egress
+// enforcement (a sandbox whose egress rules cannot be set is not started).
+func (k *kernel) watcher() sandbox.Watcher { return ebpf.Watchers(k.agent, &k.egress) }
+
+// lazyWatcher forwards to a watcher set after the sandbox manager was made (the egress programs
+// attach to the manager's parent cgroup, which exists only then). Before that, and when egress
+// enforcement is unavailable in auto mode, it lets sandboxes start: no sandbox starts before the
+// gateway serves, and a configured allow-list makes egress enforcement mandatory.
+type lazyWatcher struct {
+	mu sync.Mutex
+	w  ebpf.SandboxWatcher
+}
+
+func (l *lazyWatcher) set(w ebpf.SandboxWatcher) {
+	l.mu.Lock()
+	l.w = w
+	l.mu.Unlock()
+}
+
+func (l *lazyWatcher) get() ebpf.SandboxWatcher {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w
+}
+
+func (l *lazyWatcher) WatchSandbox(cgroupID uint64, sandbox, server string) error {
+	if w := l.get(); w != nil {
+		return w.WatchSandbox(cgroupID, sandbox, server)
+	}
+	return nil
+}
+
+func (l *lazyWatcher) UnwatchSandbox(cgroupID uint64) {
+	if w := l.get(); w != nil {
+		w.UnwatchSandbox(cgroupID)
+	}
+}
+
+// startEgress attaches the egress programs to the sandboxes' parent cgroup and starts the
+// enforcer that keeps them in step with the control topic (block_egress and quarantine controls
+// of a sandbox or its server) and with each server's allow-list. Without the programs (a kernel
+// or privileges that do not allow them) it fails when an allow-list is configured or ebpf is
+// true, and otherwise logs why and lets block controls degrade to freezing.
+func (k *kernel) startEgress(cfg *Config, parent string, set component.Settings, tenant, observer string,
+	controls ebpf.ControlSource, actions ebpf.ActionRecorder) error {
+	allow := map[string][]ebpf.AllowRule{}
+	for _, u := range cfg.Upstreams {
+		if u.Command == "" || u.Egress == nil {
+			continue
+		}
+		rules, err := ebpf.ParseAllowRules(u.Egress.Allow)
+		if err != nil {
+			return fmt.Errorf("upstream %s: egress.allow: %w", u.Name, err)
+		}
+		allow[u.Name] = rules
+	}
+	eg, err := ebpf.NewEgress(k.probes, ebpf.EgressConfig{Cgroup: parent, Registerer: set.Registerer, Log: set.Logger})
+	if err != nil {
+		if cfg.EBPF.Enabled == EBPFAuto && len(allow) == 0 && errors.Is(err, ebpf.ErrUnsupported) {
+			set.Logger.Warn("egress enforcement (ebpf: auto) unavailable here; block_egress controls will not block, quarantines still freeze", "reason", err.Error())
+			return nil
+		}
+		return fmt.Errorf("egress enforcement (ebpf.enabled: %s): %w", cfg.EBPF.Enabled, err)
+	}
+	enf, err := ebpf.NewEnforcer(eg, controls, ebpf.EnforcerConfig{Tenant: tenant, Observer: observer, Allow: allow,
+		Recorder: actions, Log: set.Logger})
+	if err != nil {
+		_ = eg.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	k.eg, k.stopEnf, k.enfStopped = eg, cancel, make(chan struct{})
+	go func() {
+		defer close(k.enfStopped)
+		_ = enf.Run(ctx)
+	}()
+	k.egress.set(enf)
+	set.Logger.Info("egress enforcement (ebpf) on", "cgroup", parent, "allow_lists", len(allow))
+	return nil
 }
 
 // wireEBPF loads the probes and starts the agent when the config asks for them and some upstream
@@ -105,8 +194,8 @@ type kernel struct {
 // The agent publishes to pub, the gateway's audit publisher; the gateway must publish its own
 // audit events through agent.Tap so the agent learns each sandbox's session and principal.
 //
-// Egress enforcement in the kernel (cgroup/connect programs driven by block_egress controls)
-// attaches here too, on the same probes, once it is built.
+// Egress enforcement attaches later, once the sandboxes' parent cgroup exists
+// ([kernel.startEgress]).
 func wireEBPF(c EBPF, hasCommand bool, set component.Settings, observer string, pub mcp.Publisher) (*kernel, error) {
 	if !c.On() {
 		return nil, nil
@@ -139,9 +228,16 @@ func wireEBPF(c EBPF, hasCommand bool, set component.Settings, observer string, 
 	return k, nil
 }
 
-// close detaches every program, then waits for the agent to publish the last events.
+// close stops the egress enforcement and detaches its programs, then detaches the probes and
+// waits for the agent to publish the last events.
 func (k *kernel) close() error {
-	err := k.probes.Close()
+	var errs []error
+	if k.eg != nil {
+		k.stopEnf()
+		<-k.enfStopped
+		errs = append(errs, k.eg.Close())
+	}
+	errs = append(errs, k.probes.Close())
 	<-k.done
-	return err
+	return errors.Join(errs...)
 }

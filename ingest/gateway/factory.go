@@ -116,7 +116,7 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 		return nil, err
 	}
 	if g.kernel != nil {
-		pub, watcher = g.kernel.agent.Tap(src.Publisher), g.kernel.agent
+		pub, watcher = g.kernel.agent.Tap(src.Publisher), g.kernel.watcher()
 	}
 	if len(cfg.Upstreams) > 0 {
 		routes, m, err := cfg.routes(log, watcher)
@@ -124,6 +124,11 @@ func create(ctx context.Context, set component.Settings, cfg *Config) (_ compone
 			return nil, err
 		}
 		g.sandboxes = m
+		if g.kernel != nil && m != nil {
+			if err := g.kernel.startEgress(cfg, m.Parent(), set, mc.Tenant, observerName(mc), src.Controls, src.Actions); err != nil {
+				return nil, err
+			}
+		}
 		for _, rt := range routes {
 			kind := "url"
 			if rt.Bridge != nil {

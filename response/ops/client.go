@@ -168,7 +168,7 @@ func enforced(c event.Control) string {
 	case c.Kind == event.ControlStepUp:
 		return "step-up challenge"
 	case c.Kind == event.ControlBlockEgress:
-		return "planned (eBPF egress block)"
+		return "egress refused in the kernel (gateways with ebpf)"
 	}
 	return "unknown kind"
 }
