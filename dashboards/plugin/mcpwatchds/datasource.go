@@ -144,6 +144,13 @@ func (d *Datasource) checkDP(ctx context.Context) (string, error) {
 	if err := d.dpConn.QueryRow(ctx, "SELECT count() FROM "+d.settings.Database+".privacy_budget WHERE 0").Scan(&n); err != nil {
 		return "", fmt.Errorf("dpUser %s cannot read the ε ledger %s.privacy_budget: %v", d.settings.DPUser, d.settings.Database, err)
 	}
+	var readonly string
+	if err := d.dpConn.QueryRow(ctx, "SELECT value FROM system.settings WHERE name = 'readonly'").Scan(&readonly); err != nil {
+		return "", fmt.Errorf("dpUser %s: %v", d.settings.DPUser, err)
+	}
+	if readonly != "0" {
+		return "", fmt.Errorf("dpUser %s is read-only (readonly=%s) and cannot reserve ε in the ledger: configure a user with INSERT on privacy_budget (dashboards/plugin/dp_user.sql)", d.settings.DPUser, readonly)
+	}
 	ver, err := storage.ServerVersion(ctx, d.dpConn)
 	if err != nil {
 		return "", fmt.Errorf("dpUser %s: %v", d.settings.DPUser, err)

@@ -99,9 +99,6 @@ func (s Settings) Validate() error {
 			errs = append(errs, fmt.Errorf("approvalsUrl %q: want the approvals API's http(s)://host:port", s.ApprovalsURL))
 		}
 	}
-	if s.DPUser != "" && s.DPUser == s.User {
-		errs = append(errs, fmt.Errorf("dpUser %q is the read-only user: the ε ledger needs a user that may INSERT into privacy_budget (see dp_user.sql)", s.DPUser))
-	}
 	if s.DPUser != "" && s.DPPassword == "" {
 		errs = append(errs, fmt.Errorf("dpUser %q: set its password (secureJsonData.dpPassword)", s.DPUser))
 	}
