@@ -1,12 +1,14 @@
 // Package mcpwatchds is mcpwatch's Grafana backend datasource: typed investigations over the
 // ClickHouse tables (principal timeline, investigation by session or sandbox, score explanation,
-// the differential-privacy ε ledger), a health check, and operator actions (lift a control) gated
+// the differential-privacy ε ledger, and differential-privacy aggregates charged to the Grafana
+// login's ε budget), a health check, and operator actions (lift a control) gated
 // by the Grafana role of the user who asks and recorded as an action like
 // `mcpwatch response lift`.
 //
 // Every query is parameterized (values are bound by clickhouse-go, never spliced into SQL), runs
 // with readonly=2 and max_execution_time sent by the plugin whatever the user's profile says, and
-// is capped at the configured number of rows.
+// is capped at the configured number of rows. The one exception to readonly=2 is the ε ledger of
+// dp_aggregate, written as the separately configured dpUser.
 package mcpwatchds
 
 import (
