@@ -152,6 +152,52 @@ function ConfigEditor({ options, onOptionsChange }) {
       value: j.operatorRole ?? "Editor",
       onChange: (v) => setJSON({ operatorRole: v.value })
     }
+  )), /* @__PURE__ */ React.createElement("h3", { className: "page-heading" }, "Differential privacy (\u03B5 ledger user)"), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "DP user", labelWidth: lw, tooltip: "writes the \u03B5 ledger for DP aggregates (dp_user.sql); empty turns them off" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-dp-user",
+      width: w,
+      placeholder: "mcpwatch_dp",
+      value: j.dpUser ?? "",
+      onChange: (e) => setJSON({ dpUser: e.currentTarget.value })
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "DP user password", labelWidth: lw }, /* @__PURE__ */ React.createElement(
+    import_ui.SecretInput,
+    {
+      id: "mcpwatch-dp-password",
+      width: w,
+      isConfigured: Boolean(options.secureJsonFields?.dpPassword),
+      value: options.secureJsonData?.dpPassword ?? "",
+      onChange: (e) => onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, dpPassword: e.currentTarget.value } }),
+      onReset: () => onOptionsChange({
+        ...options,
+        secureJsonFields: { ...options.secureJsonFields, dpPassword: false },
+        secureJsonData: { ...options.secureJsonData, dpPassword: "" }
+      })
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "\u03B5 budget per Grafana login", labelWidth: lw, tooltip: "default 5" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-dp-budget",
+      type: "number",
+      width: w,
+      placeholder: "5",
+      value: j.dpBudget ?? "",
+      onChange: (e) => {
+        const n = parseFloat(e.currentTarget.value);
+        setJSON({ dpBudget: Number.isFinite(n) && n > 0 ? n : void 0 });
+      }
+    }
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Budget period (days)", labelWidth: lw, tooltip: "rolling window; default 30" }, /* @__PURE__ */ React.createElement(
+    import_ui.Input,
+    {
+      id: "mcpwatch-dp-period",
+      type: "number",
+      width: w,
+      placeholder: "30",
+      value: j.dpPeriodDays ?? "",
+      onChange: (e) => setJSON({ dpPeriodDays: num(e.currentTarget.value) })
+    }
   )));
 }
 
@@ -164,12 +210,17 @@ var queryTypes = [
   { value: "principal_timeline", label: "Principal timeline", description: "one principal's calls, denials, findings and actions" },
   { value: "investigation", label: "Investigation", description: "everything about a principal, session, resource or sandbox" },
   { value: "score_explanation", label: "Score explanation", description: "threat score with its components and evidence" },
-  { value: "epsilon_ledger", label: "\u03B5 ledger", description: "differential-privacy budget spent, per tenant" }
+  { value: "epsilon_ledger", label: "\u03B5 ledger", description: "differential-privacy budget spent, per tenant" },
+  { value: "dp_aggregate", label: "DP aggregate", description: "noisy count, sum or mean of events, charged to your \u03B5 budget" }
 ];
 var subjects = ["principal", "session", "resource", "sandbox"];
+var dpAggregates = ["count", "sum", "mean"];
+var dpColumns = ["request_bytes", "response_bytes", "latency_ms", "severity", "sensitivity", "span_duration_ms", "pii_count"];
 var defaultQuery = { queryType: "principal_timeline", tenant: "$tenant", value: "$principal" };
 function fieldsFor(t) {
   switch (t) {
+    case "dp_aggregate":
+      return { subject: false, tenant: true, value: "", dp: true };
     case "investigation":
       return { subject: true, tenant: true, value: "Value" };
     case "epsilon_ledger":
@@ -181,6 +232,12 @@ function fieldsFor(t) {
 
 // src/components/QueryEditor.tsx
 var subjectOptions = subjects.map((s) => ({ value: s, label: s }));
+var aggregateOptions = dpAggregates.map((s) => ({ value: s, label: s }));
+var columnOptions = dpColumns.map((s) => ({ value: s, label: s }));
+var float = (s) => {
+  const n = parseFloat(s);
+  return Number.isFinite(n) ? n : void 0;
+};
 function QueryEditor({ query, onChange, onRunQuery }) {
   const f = fieldsFor(query.queryType);
   const set = (patch, run = false) => {
@@ -216,7 +273,7 @@ function QueryEditor({ query, onChange, onRunQuery }) {
       onChange: (e) => set({ tenant: e.currentTarget.value }),
       onBlur: onRunQuery
     }
-  )), /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: f.value, labelWidth: 20 }, /* @__PURE__ */ React2.createElement(
+  )), f.dp ? /* @__PURE__ */ React2.createElement(DPFields, { dp: query.dp ?? {}, set: (p, run) => set({ dp: { ...query.dp, ...p } }, run), onRunQuery }) : /* @__PURE__ */ React2.createElement(React2.Fragment, null, /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: f.value, labelWidth: 20 }, /* @__PURE__ */ React2.createElement(
     import_ui2.Input,
     {
       id: "mcpwatch-value",
@@ -235,6 +292,55 @@ function QueryEditor({ query, onChange, onRunQuery }) {
       onChange: (e) => {
         const n = parseInt(e.currentTarget.value, 10);
         set({ limit: Number.isFinite(n) && n > 0 ? n : void 0 });
+      },
+      onBlur: onRunQuery
+    }
+  ))));
+}
+function DPFields({ dp, set, onRunQuery }) {
+  const valued = dp.aggregate === "sum" || dp.aggregate === "mean";
+  return /* @__PURE__ */ React2.createElement(React2.Fragment, null, /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "Aggregate", labelWidth: 12 }, /* @__PURE__ */ React2.createElement(
+    import_ui2.Select,
+    {
+      inputId: "mcpwatch-dp-aggregate",
+      width: 12,
+      options: aggregateOptions,
+      value: dp.aggregate ?? "count",
+      onChange: (v) => set(v.value === "count" ? { aggregate: v.value, column: void 0, lower: void 0, upper: void 0 } : { aggregate: v.value })
+    }
+  )), valued && /* @__PURE__ */ React2.createElement(React2.Fragment, null, /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "Column", labelWidth: 10 }, /* @__PURE__ */ React2.createElement(import_ui2.Select, { inputId: "mcpwatch-dp-column", width: 20, options: columnOptions, value: dp.column, onChange: (v) => set({ column: v.value }) })), /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "Clamp", labelWidth: 8, tooltip: "every value is clamped to [lower, upper]: the bound on one record's influence" }, /* @__PURE__ */ React2.createElement(
+    import_ui2.Input,
+    {
+      id: "mcpwatch-dp-lower",
+      type: "number",
+      width: 10,
+      placeholder: "lower",
+      value: dp.lower ?? "",
+      onChange: (e) => set({ lower: float(e.currentTarget.value) }),
+      onBlur: onRunQuery
+    }
+  )), /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "to", labelWidth: 4 }, /* @__PURE__ */ React2.createElement(
+    import_ui2.Input,
+    {
+      id: "mcpwatch-dp-upper",
+      type: "number",
+      width: 10,
+      placeholder: "upper",
+      value: dp.upper ?? "",
+      onChange: (e) => set({ upper: float(e.currentTarget.value) }),
+      onBlur: onRunQuery
+    }
+  ))), /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "Filter", labelWidth: 8, tooltip: "e.g. tool = 'db_query' AND result = 'denied'; see docs/privacy.md" }, /* @__PURE__ */ React2.createElement(import_ui2.Input, { id: "mcpwatch-dp-filter", width: 36, value: dp.filter ?? "", onChange: (e) => set({ filter: e.currentTarget.value }), onBlur: onRunQuery })), /* @__PURE__ */ React2.createElement(import_ui2.InlineField, { label: "\u03B5", labelWidth: 4, tooltip: "spent from your budget on every run; default 0.5" }, /* @__PURE__ */ React2.createElement(
+    import_ui2.Input,
+    {
+      id: "mcpwatch-dp-epsilon",
+      type: "number",
+      width: 8,
+      placeholder: "0.5",
+      value: dp.epsilon ?? "",
+      onChange: (e) => {
+        const n = float(e.currentTarget.value);
+        set({ epsilon: n !== void 0 && n > 0 ? n : void 0 });
       },
       onBlur: onRunQuery
     }

@@ -1,12 +1,14 @@
 // Package mcpwatchds is mcpwatch's Grafana backend datasource: typed investigations over the
 // ClickHouse tables (principal timeline, investigation by session or sandbox, score explanation,
-// the differential-privacy ε ledger), a health check, and operator actions (lift a control) gated
+// the differential-privacy ε ledger, and differential-privacy aggregates charged to the Grafana
+// login's ε budget), a health check, and operator actions (lift a control) gated
 // by the Grafana role of the user who asks and recorded as an action like
 // `mcpwatch response lift`.
 //
 // Every query is parameterized (values are bound by clickhouse-go, never spliced into SQL), runs
 // with readonly=2 and max_execution_time sent by the plugin whatever the user's profile says, and
-// is capped at the configured number of rows.
+// is capped at the configured number of rows. The one exception to readonly=2 is the ε ledger of
+// dp_aggregate, written as the separately configured dpUser.
 package mcpwatchds
 
 import (
@@ -19,6 +21,9 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/instancemgmt"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/resource/httpadapter"
+
+	"github.com/mcpwatch/mcpwatch/privacy"
+	"github.com/mcpwatch/mcpwatch/storage"
 )
 
 // PluginID is the plugin's id in plugin.json and the datasource provisioning.
@@ -28,6 +33,10 @@ const PluginID = "mcpwatch-soc-datasource"
 type Datasource struct {
 	settings Settings
 	conn     driver.Conn
+	// dpConn writes and sums the ε ledger as settings.DPUser; dp is the privacy engine over
+	// conn (the aggregate, read-only) and dpConn (the ledger). Both nil when dpUser is unset.
+	dpConn driver.Conn
+	dp     *privacy.Engine
 	backend.CallResourceHandler
 }
 
@@ -60,12 +69,39 @@ func New(_ context.Context, is backend.DataSourceInstanceSettings) (instancemgmt
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
 	d := &Datasource{settings: s, conn: conn}
+	if s.DPUser != "" {
+		// No readonly setting here: this connection must INSERT ledger rows. What it may touch
+		// is the dp user's grants (dp_user.sql), or, on 18.16, everything the writer may.
+		d.dpConn, err = clickhouse.Open(&clickhouse.Options{
+			Addr:        brokers(s.Addr),
+			Auth:        clickhouse.Auth{Database: s.Database, Username: s.DPUser, Password: s.DPPassword},
+			Settings:    clickhouse.Settings{"max_execution_time": s.MaxExecutionSeconds},
+			DialTimeout: 10 * time.Second,
+			ReadTimeout: time.Duration(s.MaxExecutionSeconds+10) * time.Second,
+		})
+		if err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("clickhouse dp user: %w", err)
+		}
+		d.dp, err = privacy.New(conn, d.dpConn, privacy.Config{Database: s.Database, Budget: s.DPBudget,
+			Period: time.Duration(s.DPPeriodDays) * 24 * time.Hour})
+		if err != nil {
+			_ = conn.Close()
+			_ = d.dpConn.Close()
+			return nil, err
+		}
+	}
 	d.CallResourceHandler = httpadapter.New(d.routes())
 	return d, nil
 }
 
 // Dispose closes the connection when Grafana drops the instance (settings changed).
-func (d *Datasource) Dispose() { _ = d.conn.Close() }
+func (d *Datasource) Dispose() {
+	_ = d.conn.Close()
+	if d.dpConn != nil {
+		_ = d.dpConn.Close()
+	}
+}
 
 // CheckHealth connects, reads the server version and checks the connection is read-only.
 func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequest) (*backend.CheckHealthResult, error) {
@@ -91,6 +127,40 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 	if d.settings.KafkaBrokers != "" {
 		ops = "operator actions for " + d.settings.OperatorRole + " and above"
 	}
+	dp, err := d.checkDP(ctx)
+	if err != nil {
+		return &backend.CheckHealthResult{Status: backend.HealthStatusError, Message: err.Error()}, nil
+	}
 	return &backend.CheckHealthResult{Status: backend.HealthStatusOk,
-		Message: fmt.Sprintf("ClickHouse %s, database %s, read-only; %s", version, d.settings.Database, ops)}, nil
+		Message: fmt.Sprintf("ClickHouse %s, database %s, read-only; %s; %s", version, d.settings.Database, ops, dp)}, nil
+}
+
+// checkDP reads the ledger as the dp user and says how far that user's privileges reach. On a
+// server without SQL access control (18.16) a user that can INSERT into privacy_budget can write
+// every table of the database, so the health message carries a warning rather than pretending.
+func (d *Datasource) checkDP(ctx context.Context) (string, error) {
+	if d.dpConn == nil {
+		return "differential-privacy aggregates off (no dpUser)", nil
+	}
+	var n uint64
+	if err := d.dpConn.QueryRow(ctx, "SELECT count() FROM "+d.settings.Database+".privacy_budget WHERE 0").Scan(&n); err != nil {
+		return "", fmt.Errorf("dpUser %s cannot read the ε ledger %s.privacy_budget: %v", d.settings.DPUser, d.settings.Database, err)
+	}
+	var readonly string
+	if err := d.dpConn.QueryRow(ctx, "SELECT value FROM system.settings WHERE name = 'readonly'").Scan(&readonly); err != nil {
+		return "", fmt.Errorf("dpUser %s: %v", d.settings.DPUser, err)
+	}
+	if readonly != "0" {
+		return "", fmt.Errorf("dpUser %s is read-only (readonly=%s) and cannot reserve ε in the ledger: configure a user with INSERT on privacy_budget (dashboards/plugin/dp_user.sql)", d.settings.DPUser, readonly)
+	}
+	ver, err := storage.ServerVersion(ctx, d.dpConn)
+	if err != nil {
+		return "", fmt.Errorf("dpUser %s: %v", d.settings.DPUser, err)
+	}
+	if !storage.FeaturesFor(ver).RBAC {
+		return fmt.Sprintf("differential-privacy aggregates on, ε budget %v per login per %d days; WARNING: ClickHouse %s has no table-level grants, so dpUser %s can write every table, not only the ε ledger (upgrade to 20.5+ and use dp_user.sql)",
+			d.settings.DPBudget, d.settings.DPPeriodDays, ver, d.settings.DPUser), nil
+	}
+	return fmt.Sprintf("differential-privacy aggregates on as %s, ε budget %v per login per %d days",
+		d.settings.DPUser, d.settings.DPBudget, d.settings.DPPeriodDays), nil
 }

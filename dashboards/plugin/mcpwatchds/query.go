@@ -12,6 +12,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/mcpwatch/mcpwatch/forensics"
+	"github.com/mcpwatch/mcpwatch/privacy"
 )
 
 // Query types (a query's queryType).
@@ -20,6 +21,7 @@ const (
 	QueryInvestigation     = "investigation"
 	QueryScoreExplanation  = "score_explanation"
 	QueryEpsilonLedger     = "epsilon_ledger"
+	QueryDPAggregate       = "dp_aggregate"
 )
 
 // Query is the JSON model of a panel's query (dashboards.PluginQuery writes the same).
@@ -29,6 +31,9 @@ type Query struct {
 	Tenant  string `json:"tenant"` // "" or "$__all": every tenant
 	Value   string `json:"value"`  // the principal, session id, resource or sandbox
 	Limit   int    `json:"limit"`
+	// DP is the dp_aggregate question: aggregate (count, sum, mean), column, lower, upper,
+	// filter, epsilon; tenant is the field above and the time range the panel's.
+	DP privacy.Request `json:"dp"`
 }
 
 // errBadQuery marks a query the user can fix; Grafana shows it as a downstream error.
@@ -38,11 +43,17 @@ var errBadQuery = errors.New("bad query")
 func (d *Datasource) QueryData(ctx context.Context, req *backend.QueryDataRequest) (*backend.QueryDataResponse, error) {
 	resp := backend.NewQueryDataResponse()
 	for _, q := range req.Queries {
-		frames, err := d.query(ctx, q)
+		frames, err := d.query(ctx, req.PluginContext.User, q)
 		if err != nil {
 			src, st := backend.ErrorSourcePlugin, backend.StatusInternal
-			if errors.Is(err, errBadQuery) || errors.Is(err, forensics.ErrInvalid) {
+			switch {
+			case errors.Is(err, errBadQuery) || errors.Is(err, forensics.ErrInvalid) ||
+				errors.Is(err, privacy.ErrInvalidQuery) || errors.Is(err, privacy.ErrPoolTooSmall):
 				src, st = backend.ErrorSourceDownstream, backend.StatusBadRequest
+			case errors.Is(err, privacy.ErrBudgetExhausted):
+				src, st = backend.ErrorSourceDownstream, backend.StatusTooManyRequests
+			case errors.Is(err, errNoLogin):
+				src, st = backend.ErrorSourceDownstream, backend.StatusUnauthorized
 			}
 			resp.Responses[q.RefID] = backend.DataResponse{Error: err, ErrorSource: src, Status: st}
 			continue
@@ -52,7 +63,7 @@ func (d *Datasource) QueryData(ctx context.Context, req *backend.QueryDataReques
 	return resp, nil
 }
 
-func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) (data.Frames, error) {
+func (d *Datasource) query(ctx context.Context, user *backend.User, dq backend.DataQuery) (data.Frames, error) {
 	var q Query
 	if len(dq.JSON) > 0 {
 		if err := json.Unmarshal(dq.JSON, &q); err != nil {
@@ -76,9 +87,11 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) (data.Fram
 		return d.scoreExplanation(ctx, q, w)
 	case QueryEpsilonLedger:
 		return d.epsilonLedger(ctx, q, w)
+	case QueryDPAggregate:
+		return d.dpAggregate(ctx, user, q, w)
 	}
 	return nil, fmt.Errorf("%w: queryType %q: want %s", errBadQuery, dq.QueryType,
-		strings.Join([]string{QueryPrincipalTimeline, QueryInvestigation, QueryScoreExplanation, QueryEpsilonLedger}, ", "))
+		strings.Join([]string{QueryPrincipalTimeline, QueryInvestigation, QueryScoreExplanation, QueryEpsilonLedger, QueryDPAggregate}, ", "))
 }
 
 // investigate runs a forensics investigation and returns its timeline and its summary.
@@ -212,4 +225,45 @@ func (d *Datasource) epsilonLedger(ctx context.Context, q Query, w forensics.Win
 		f.AppendRow(analyst, spent, answered, released, last.UTC())
 	}
 	return data.Frames{f}, rows.Err()
+}
+
+// errNoLogin: a dp_aggregate without a Grafana user to charge.
+var errNoLogin = errors.New("no Grafana login")
+
+// dpAggregate answers a differential-privacy count, sum or mean over the events of the panel's
+// time range with the privacy engine (Laplace noise, the 10,000-record pool rule, the ε ledger),
+// charged to "grafana:<login>" of the Grafana user who asks. The analyst comes from Grafana's
+// request context only; the query JSON cannot name it. Refusals (pool too small, budget spent,
+// invalid question) are downstream errors carrying the engine's reason.
+func (d *Datasource) dpAggregate(ctx context.Context, user *backend.User, q Query, w forensics.Window) (data.Frames, error) {
+	if d.dp == nil {
+		return nil, fmt.Errorf("%w: dp_aggregate is off for this datasource: configure dpUser and its password (see dashboards/README.md)", errBadQuery)
+	}
+	if user == nil || strings.TrimSpace(user.Login) == "" {
+		return nil, fmt.Errorf("%w: dp_aggregate charges the ε budget of the Grafana user who asks, and this request carries none", errNoLogin)
+	}
+	r := q.DP
+	r.Analyst = "grafana:" + user.Login
+	r.Tenant = q.Tenant
+	r.Since, r.Until = w.Since, w.Until
+	a, err := d.dp.Query(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("dp_aggregate for %s: %w", r.Analyst, err)
+	}
+	f := data.NewFrame("dp_aggregate",
+		data.NewField("value", nil, []float64{a.Value}),
+		data.NewField("aggregate", nil, []string{string(a.Aggregate)}),
+		data.NewField("column", nil, []string{a.Column}),
+		data.NewField("epsilon", nil, []float64{a.Epsilon}),
+		data.NewField("spent_epsilon", nil, []float64{a.Spent}),
+		data.NewField("remaining_epsilon", nil, []float64{a.Remaining}),
+		data.NewField("mechanism", nil, []string{"laplace"}),
+		data.NewField("sensitivity", nil, []float64{a.Sensitivity}),
+		data.NewField("scale", nil, []float64{a.Scale}),
+		data.NewField("error95", nil, []float64{a.Error95}),
+		data.NewField("analyst", nil, []string{r.Analyst}),
+		data.NewField("ledger_id", nil, []string{a.ID}),
+		data.NewField("query", nil, []string{a.Query}),
+	)
+	return data.Frames{f}, nil
 }

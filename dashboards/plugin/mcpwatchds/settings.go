@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 
+	"github.com/mcpwatch/mcpwatch/privacy"
 	"github.com/mcpwatch/mcpwatch/storage"
 )
 
@@ -32,6 +34,18 @@ type Settings struct {
 	// read by GET /approvals; empty turns the list off. Votes are not cast through Grafana: each
 	// is Ed25519-signed with the approver's own key, with `mcpwatch response approve` or `deny`.
 	ApprovalsURL string `json:"approvalsUrl"`
+	// DPUser is the ClickHouse user the differential-privacy path writes the ε ledger
+	// (privacy_budget) as; its password is secureJsonData.dpPassword. Empty turns dp_aggregate
+	// off. It is never the read-only user: that one cannot INSERT. On servers with SQL access
+	// control it should hold only the grants of dp_user.sql; on ClickHouse 18.16 it can only be
+	// a writer user, which CheckHealth warns about.
+	DPUser     string `json:"dpUser"`
+	DPPassword string `json:"-"`
+	// DPBudget is the ε each Grafana login may spend per DPPeriodDays; default
+	// privacy.DefaultBudget (5).
+	DPBudget float64 `json:"dpBudget"`
+	// DPPeriodDays is the rolling accounting window of the budget in days; default 30.
+	DPPeriodDays int `json:"dpPeriodDays"`
 }
 
 // LoadSettings reads s from Grafana's instance settings and validates it.
@@ -43,6 +57,13 @@ func LoadSettings(is backend.DataSourceInstanceSettings) (Settings, error) {
 		}
 	}
 	s.Password = is.DecryptedSecureJSONData["password"]
+	s.DPPassword = is.DecryptedSecureJSONData["dpPassword"]
+	if s.DPBudget == 0 {
+		s.DPBudget = privacy.DefaultBudget
+	}
+	if s.DPPeriodDays == 0 {
+		s.DPPeriodDays = int(privacy.DefaultPeriod / (24 * time.Hour))
+	}
 	if s.MaxExecutionSeconds <= 0 {
 		s.MaxExecutionSeconds = 30
 	}
@@ -77,6 +98,15 @@ func (s Settings) Validate() error {
 		if u, err := url.Parse(s.ApprovalsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("approvalsUrl %q: want the approvals API's http(s)://host:port", s.ApprovalsURL))
 		}
+	}
+	if s.DPUser != "" && s.DPPassword == "" {
+		errs = append(errs, fmt.Errorf("dpUser %q: set its password (secureJsonData.dpPassword)", s.DPUser))
+	}
+	if !(s.DPBudget > 0) || s.DPBudget > 1000 {
+		errs = append(errs, fmt.Errorf("dpBudget %v: want an ε budget in (0, 1000]", s.DPBudget))
+	}
+	if s.DPPeriodDays < 1 || s.DPPeriodDays > 3660 {
+		errs = append(errs, fmt.Errorf("dpPeriodDays %d: want 1 to 3660 days", s.DPPeriodDays))
 	}
 	if _, ok := roleRank[s.OperatorRole]; !ok || s.OperatorRole == "Viewer" {
 		errs = append(errs, fmt.Errorf("operatorRole %q: want Editor or Admin", s.OperatorRole))

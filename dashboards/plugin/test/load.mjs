@@ -102,7 +102,31 @@ html = render(QueryEditor, qprops({ refId: 'A', queryType: 'epsilon_ledger' }));
 assert.ok(!inputs.has('mcpwatch-tenant'), 'the ledger query reads no tenant');
 assert.match(html, /Analyst/);
 assert.deepEqual(inputs.get('mcpwatch-query-type').options.map((o) => o.value),
-  ['principal_timeline', 'investigation', 'score_explanation', 'epsilon_ledger']);
+  ['principal_timeline', 'investigation', 'score_explanation', 'epsilon_ledger', 'dp_aggregate']);
+// dp_aggregate: aggregate, filter, ε and tenant under the backend's names (query.dp is
+// privacy.Request); column and clamping bounds only for sum and mean; no value or limit.
+html = render(QueryEditor, qprops({ refId: 'A', queryType: 'dp_aggregate', tenant: 'acme' }));
+assert.ok(inputs.has('mcpwatch-tenant') && inputs.has('mcpwatch-dp-aggregate') && inputs.has('mcpwatch-dp-epsilon'), 'dp_aggregate fields missing');
+assert.ok(!inputs.has('mcpwatch-value') && !inputs.has('mcpwatch-limit'), 'dp_aggregate reads no value or limit');
+assert.ok(!inputs.has('mcpwatch-dp-column'), 'count shows a column');
+assert.deepEqual(inputs.get('mcpwatch-dp-aggregate').options.map((o) => o.value), ['count', 'sum', 'mean']);
+ran = false;
+inputs.get('mcpwatch-dp-filter').onChange({ currentTarget: { value: "tool = 'db_query'" } });
+assert.deepEqual(changed, { refId: 'A', queryType: 'dp_aggregate', tenant: 'acme', dp: { filter: "tool = 'db_query'" } });
+assert.equal(ran, false, 'typing a filter must not run (and spend ε)');
+inputs.get('mcpwatch-dp-epsilon').onChange({ currentTarget: { value: '-1' } });
+assert.equal(changed.dp.epsilon, undefined, 'a non-positive ε must not be sent');
+inputs.get('mcpwatch-dp-epsilon').onChange({ currentTarget: { value: '0.25' } });
+assert.equal(changed.dp.epsilon, 0.25);
+render(QueryEditor, qprops({ refId: 'A', queryType: 'dp_aggregate', dp: { aggregate: 'mean', column: 'latency_ms' } }));
+assert.deepEqual(inputs.get('mcpwatch-dp-column').options.map((o) => o.value),
+  ['request_bytes', 'response_bytes', 'latency_ms', 'severity', 'sensitivity', 'span_duration_ms', 'pii_count']);
+inputs.get('mcpwatch-dp-lower').onChange({ currentTarget: { value: '0' } });
+assert.equal(changed.dp.lower, 0);
+inputs.get('mcpwatch-dp-upper').onChange({ currentTarget: { value: '100' } });
+assert.deepEqual(changed.dp, { aggregate: 'mean', column: 'latency_ms', upper: 100 });
+inputs.get('mcpwatch-dp-aggregate').onChange({ value: 'count' });
+assert.deepEqual(changed.dp, { aggregate: 'count', column: undefined, lower: undefined, upper: undefined }, 'count must drop column and bounds');
 // Changing the type keeps the other fields and runs the query.
 render(QueryEditor, qprops({ refId: 'A', queryType: 'principal_timeline', value: 'alice' }));
 inputs.get('mcpwatch-query-type').onChange({ value: 'score_explanation' });
@@ -138,5 +162,16 @@ inputs.get('mcpwatch-operator-role').onChange({ value: 'Admin' });
 assert.equal(opts.jsonData.operatorRole, 'Admin');
 inputs.get('mcpwatch-password').onReset();
 assert.equal(opts.secureJsonFields.password, false);
+// The DP user: name and budget in jsonData, its password only in secureJsonData.
+assert.equal(set('mcpwatch-dp-user', 'mcpwatch_dp').dpUser, 'mcpwatch_dp');
+assert.equal(set('mcpwatch-dp-budget', '2.5').dpBudget, 2.5);
+assert.equal(set('mcpwatch-dp-budget', '0').dpBudget, undefined);
+assert.equal(set('mcpwatch-dp-period', '7').dpPeriodDays, 7);
+assert.equal(inputs.get('mcpwatch-dp-password').isConfigured, false);
+inputs.get('mcpwatch-dp-password').onChange({ currentTarget: { value: 'dp-s3cret' } });
+assert.equal(opts.secureJsonData.dpPassword, 'dp-s3cret');
+assert.ok(!JSON.stringify(opts.jsonData).includes('dp-s3cret'), 'the dp password leaked into jsonData');
+inputs.get('mcpwatch-dp-password').onReset();
+assert.equal(opts.secureJsonFields.dpPassword, false);
 
 console.log('module.js: plugin, datasource, query editor and config editor ok');

@@ -86,6 +86,40 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
         <Select inputId="mcpwatch-operator-role" width={w} options={roleOptions} value={j.operatorRole ?? 'Editor'}
           onChange={(v) => setJSON({ operatorRole: v.value })} />
       </InlineField>
+      <h3 className="page-heading">Differential privacy (ε ledger user)</h3>
+      <InlineField label="DP user" labelWidth={lw} tooltip="writes the ε ledger for DP aggregates (dp_user.sql); empty turns them off">
+        <Input id="mcpwatch-dp-user" width={w} placeholder="mcpwatch_dp" value={j.dpUser ?? ''}
+          onChange={(e) => setJSON({ dpUser: e.currentTarget.value })} />
+      </InlineField>
+      <InlineField label="DP user password" labelWidth={lw}>
+        <SecretInput
+          id="mcpwatch-dp-password"
+          width={w}
+          isConfigured={Boolean(options.secureJsonFields?.dpPassword)}
+          value={options.secureJsonData?.dpPassword ?? ''}
+          onChange={(e) =>
+            onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, dpPassword: e.currentTarget.value } })
+          }
+          onReset={() =>
+            onOptionsChange({
+              ...options,
+              secureJsonFields: { ...options.secureJsonFields, dpPassword: false },
+              secureJsonData: { ...options.secureJsonData, dpPassword: '' },
+            })
+          }
+        />
+      </InlineField>
+      <InlineField label="ε budget per Grafana login" labelWidth={lw} tooltip="default 5">
+        <Input id="mcpwatch-dp-budget" type="number" width={w} placeholder="5" value={j.dpBudget ?? ''}
+          onChange={(e) => {
+            const n = parseFloat(e.currentTarget.value);
+            setJSON({ dpBudget: Number.isFinite(n) && n > 0 ? n : undefined });
+          }} />
+      </InlineField>
+      <InlineField label="Budget period (days)" labelWidth={lw} tooltip="rolling window; default 30">
+        <Input id="mcpwatch-dp-period" type="number" width={w} placeholder="30" value={j.dpPeriodDays ?? ''}
+          onChange={(e) => setJSON({ dpPeriodDays: num(e.currentTarget.value) })} />
+      </InlineField>
     </>
   );
 }

@@ -3,11 +3,19 @@ import type { QueryEditorProps } from '@grafana/data';
 import { InlineField, InlineFieldRow, Input, Select } from '@grafana/ui';
 
 import type { DataSource } from '../datasource';
-import { fieldsFor, queryTypes, subjects, type MCPWatchOptions, type MCPWatchQuery } from '../types';
+import { dpAggregates, dpColumns, fieldsFor, queryTypes, subjects, type DPRequest, type MCPWatchOptions, type MCPWatchQuery } from '../types';
 
 type Props = QueryEditorProps<DataSource, MCPWatchQuery, MCPWatchOptions>;
 
 const subjectOptions = subjects.map((s) => ({ value: s, label: s }));
+const aggregateOptions = dpAggregates.map((s) => ({ value: s, label: s }));
+const columnOptions = dpColumns.map((s) => ({ value: s, label: s }));
+
+/** A number from an input, or undefined when it is not one (so nothing invalid is sent). */
+const float = (s: string) => {
+  const n = parseFloat(s);
+  return Number.isFinite(n) ? n : undefined;
+};
 
 /** Picks the query type and shows only the parameters that type reads. */
 export function QueryEditor({ query, onChange, onRunQuery }: Props) {
@@ -51,6 +59,10 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
           />
         </InlineField>
       )}
+      {f.dp ? (
+        <DPFields dp={query.dp ?? {}} set={(p, run) => set({ dp: { ...query.dp, ...p } }, run)} onRunQuery={onRunQuery} />
+      ) : (
+        <>
       <InlineField label={f.value} labelWidth={20}>
         <Input
           id="mcpwatch-value"
@@ -73,6 +85,58 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
           onBlur={onRunQuery}
         />
       </InlineField>
+        </>
+      )}
     </InlineFieldRow>
+  );
+}
+
+/**
+ * The dp_aggregate question: aggregate, value column and clamping bounds (sum and mean), the
+ * filter (privacy.ParseFilter's grammar) and ε. Each run spends ε of the viewer's own budget, so
+ * edits do not run the query; only leaving a field or picking an aggregate does.
+ */
+function DPFields({ dp, set, onRunQuery }: { dp: DPRequest; set: (p: Partial<DPRequest>, run?: boolean) => void; onRunQuery: () => void }) {
+  const valued = dp.aggregate === 'sum' || dp.aggregate === 'mean';
+  return (
+    <>
+      <InlineField label="Aggregate" labelWidth={12}>
+        <Select
+          inputId="mcpwatch-dp-aggregate"
+          width={12}
+          options={aggregateOptions}
+          value={dp.aggregate ?? 'count'}
+          onChange={(v) =>
+            set(v.value === 'count' ? { aggregate: v.value, column: undefined, lower: undefined, upper: undefined } : { aggregate: v.value })
+          }
+        />
+      </InlineField>
+      {valued && (
+        <>
+          <InlineField label="Column" labelWidth={10}>
+            <Select inputId="mcpwatch-dp-column" width={20} options={columnOptions} value={dp.column} onChange={(v) => set({ column: v.value })} />
+          </InlineField>
+          <InlineField label="Clamp" labelWidth={8} tooltip="every value is clamped to [lower, upper]: the bound on one record's influence">
+            <Input id="mcpwatch-dp-lower" type="number" width={10} placeholder="lower" value={dp.lower ?? ''}
+              onChange={(e) => set({ lower: float(e.currentTarget.value) })} onBlur={onRunQuery} />
+          </InlineField>
+          <InlineField label="to" labelWidth={4}>
+            <Input id="mcpwatch-dp-upper" type="number" width={10} placeholder="upper" value={dp.upper ?? ''}
+              onChange={(e) => set({ upper: float(e.currentTarget.value) })} onBlur={onRunQuery} />
+          </InlineField>
+        </>
+      )}
+      <InlineField label="Filter" labelWidth={8} tooltip="e.g. tool = 'db_query' AND result = 'denied'; see docs/privacy.md">
+        <Input id="mcpwatch-dp-filter" width={36} value={dp.filter ?? ''} onChange={(e) => set({ filter: e.currentTarget.value })} onBlur={onRunQuery} />
+      </InlineField>
+      <InlineField label="ε" labelWidth={4} tooltip="spent from your budget on every run; default 0.5">
+        <Input id="mcpwatch-dp-epsilon" type="number" width={8} placeholder="0.5" value={dp.epsilon ?? ''}
+          onChange={(e) => {
+            const n = float(e.currentTarget.value);
+            set({ epsilon: n !== undefined && n > 0 ? n : undefined });
+          }}
+          onBlur={onRunQuery} />
+      </InlineField>
+    </>
   );
 }
