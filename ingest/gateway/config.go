@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/ingest/ebpf"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 	"github.com/mcpwatch/mcpwatch/ingest/mcp/oauth"
-	"github.com/mcpwatch/mcpwatch/ingest/ebpf"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/ingest/source"
 	"github.com/mcpwatch/mcpwatch/internal/approval"

@@ -101,7 +101,7 @@ func TestRows(t *testing.T) {
 		t.Fatalf("in force: %+v", rows)
 	}
 	rows := Rows(cs, now, true)
-	if len(rows) != 2 || rows[1].InForce || !strings.HasPrefix(rows[1].Enforced, "planned") {
+	if len(rows) != 2 || rows[1].InForce || !strings.HasPrefix(rows[1].Enforced, "egress refused") {
 		t.Fatalf("all: %+v", rows)
 	}
 	var b strings.Builder
