@@ -134,7 +134,7 @@ func playbookStage(set component.Settings, cfg *Config, tune func(*kafkaio.Stage
 func NewNotifyFactory() component.Factory {
 	return component.NewFactory(TypeNotify, defaultConfig, func(_ context.Context, set component.Settings, cfg *Config) (component.Component, error) {
 		if cfg.Playbooks != "" {
-			return notifyPlaybookStage(set, cfg)
+			return notifyPlaybookStage(set, cfg, nil)
 		}
 		if cfg.WebhookURL == "" {
 			return nil, component.Fieldf("webhook_url", "the notify stage needs a webhook URL, or playbooks and channels")
@@ -156,7 +156,8 @@ func NewNotifyFactory() component.Factory {
 // notifyPlaybookStage is the notifying stage under a playbook file: the playbooks' notify
 // decisions go to the configured channels. Its memory of dedup windows follows its own
 // partitions like the enforcing stage's ([Responder.Rebuild]).
-func notifyPlaybookStage(set component.Settings, cfg *Config) (component.Component, error) {
+// tune, if not nil, adjusts the stage config (tests make the consumer a static member).
+func notifyPlaybookStage(set component.Settings, cfg *Config, tune func(*kafkaio.StageConfig)) (component.Component, error) {
 	if len(cfg.Channels) == 0 {
 		return nil, component.Fieldf("channels", "the notify stage needs channels for the playbooks' notify actions")
 	}
@@ -179,9 +180,13 @@ func notifyPlaybookStage(set component.Settings, cfg *Config) (component.Compone
 	}
 	group := set.Group(StageNotify)
 	assigned, revoked := r.Rebuild(set.KafkaClient("rebuild"), group)
-	st, err := kafkaio.NewStage(set.KafkaClient(""), kafkaio.StageConfig{Name: StageNotify, Group: group,
+	sc := kafkaio.StageConfig{Name: StageNotify, Group: group,
 		Topics: []string{set.Topics.Findings, set.Topics.Scores}, DeadLetterTopic: set.Topics.DeadLetter,
-		MaxPoll: 4 * cfg.WebhookConcurrency, OnAssigned: assigned, OnRevoked: revoked}, r.NotifyHandler(), set.Registerer, set.Logger)
+		MaxPoll: 4 * cfg.WebhookConcurrency, OnAssigned: assigned, OnRevoked: revoked}
+	if tune != nil {
+		tune(&sc)
+	}
+	st, err := kafkaio.NewStage(set.KafkaClient(""), sc, r.NotifyHandler(), set.Registerer, set.Logger)
 	if err != nil {
 		r.Close()
 		return nil, fmt.Errorf("%s stage: %w", StageNotify, err)

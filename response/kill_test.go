@@ -22,6 +22,7 @@ import (
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/obs"
 	"github.com/mcpwatch/mcpwatch/internal/testenv"
+	"github.com/mcpwatch/mcpwatch/response/notify"
 	"github.com/mcpwatch/mcpwatch/response/playbook"
 )
 
@@ -34,6 +35,9 @@ type childConfig struct {
 	Topics    event.Topics
 	Group     string
 	Playbooks string
+	// Stage is "respond" (default) or "notify"; Channels configure the notify stage.
+	Stage    string
+	Channels []notify.Channel
 }
 
 func runChild(spec string) int {
@@ -46,8 +50,15 @@ func runChild(spec string) int {
 		Registerer: prometheus.NewRegistry(), Health: obs.NewHealth(), Topics: c.Topics,
 		Kafka: kafkaio.Config{Brokers: c.Brokers}, GroupPrefix: c.Group}
 	cfg := DefaultConfig()
-	cfg.Playbooks = c.Playbooks
-	comp, err := playbookStage(set, &cfg, func(sc *kafkaio.StageConfig) { sc.InstanceID = "respond-0" })
+	cfg.Playbooks, cfg.Channels = c.Playbooks, c.Channels
+	var comp component.Component
+	var err error
+	if c.Stage == StageNotify {
+		set.Type = TypeNotify
+		comp, err = notifyPlaybookStage(set, &cfg, func(sc *kafkaio.StageConfig) { sc.InstanceID = "notify-0" })
+	} else {
+		comp, err = playbookStage(set, &cfg, func(sc *kafkaio.StageConfig) { sc.InstanceID = "respond-0" })
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
