@@ -8,15 +8,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mcpwatch/mcpwatch/event"
+	"github.com/mcpwatch/mcpwatch/ingest/mcp"
 	"github.com/mcpwatch/mcpwatch/internal/control"
+	"github.com/mcpwatch/mcpwatch/internal/demo"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/response"
 )
@@ -69,6 +75,11 @@ type ResponseResult struct {
 	PerReplica [][]time.Duration
 	Everywhere []time.Duration
 	Lost       int
+	// HTTPPerReplica and HTTPEverywhere are the same from the client's side: until a call to
+	// the replica's HTTP gateway (a real [mcp.Router] over the store) is refused.
+	HTTPPerReplica [][]time.Duration
+	HTTPEverywhere []time.Duration
+	HTTPLost       int
 }
 
 // RunResponse measures finding → revocation enforced at every gateway replica, on the real Kafka:
@@ -130,6 +141,21 @@ func RunResponse(ctx context.Context, o ResponseOptions) (*ResponseResult, error
 		mu    sync.Mutex
 		want  string
 		seen  chan time.Time
+		url   string // the replica's HTTP gateway
+	}
+	// Every replica serves one demo MCP server (Streamable HTTP) to principals with static tokens.
+	upstream, err := demo.Serve(rctx, demo.Handler())
+	if err != nil {
+		return nil, err
+	}
+	warm := 5
+	var toks []mcp.StaticToken
+	for i := range o.Findings + warm {
+		toks = append(toks, mcp.StaticToken{Token: responseToken(i), Principal: event.Principal{Subject: fmt.Sprintf("bench-user-%d", i)}})
+	}
+	auth, err := mcp.NewStaticTokens(toks)
+	if err != nil {
+		return nil, err
 	}
 	reps := make([]*replica, o.Replicas)
 	for i := range reps {
@@ -161,11 +187,27 @@ func RunResponse(ctx context.Context, o ResponseOptions) (*ResponseResult, error
 		if err := f.WaitReady(ctx); err != nil {
 			return nil, fmt.Errorf("replica %d: %w", i+1, err)
 		}
+		gw, err := mcp.NewRouter(mcp.Config{Tenant: "bench", Observer: fmt.Sprintf("bench-gateway-%d", i+1)},
+			[]mcp.Route{{Name: "files", Prefix: "/mcp", URL: upstream + "/mcp"}}, auth,
+			mcp.PublisherFunc(func(context.Context, *event.Event) {}), rp.store, prometheus.NewRegistry(), o.Log)
+		if err != nil {
+			return nil, err
+		}
+		defer gw.Close()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { _ = hs.Serve(ln) })
+		defer func() { _ = hs.Close() }()
+		rp.url = "http://" + ln.Addr().String() + "/mcp"
 		reps[i] = rp
 	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
 
-	res := &ResponseResult{PerReplica: make([][]time.Duration, o.Replicas)}
-	warm := 5
+	res := &ResponseResult{PerReplica: make([][]time.Duration, o.Replicas), HTTPPerReplica: make([][]time.Duration, o.Replicas)}
 	for i := -warm; i < o.Findings; i++ {
 		sub := fmt.Sprintf("bench-user-%d", i+warm)
 		for _, rp := range reps {
@@ -184,7 +226,28 @@ func RunResponse(ctx context.Context, o ResponseOptions) (*ResponseResult, error
 		if err != nil {
 			return nil, err
 		}
+		// The subject's calls are served before the finding (checked), then each replica's HTTP
+		// gateway is called every 2 ms until it refuses one.
+		for j, rp := range reps {
+			if refusedHTTP(ctx, hc, rp.url, responseToken(i+warm)) {
+				return nil, fmt.Errorf("replica %d refused %s before the finding", j+1, sub)
+			}
+		}
 		t0 := time.Now()
+		httpAt := make([]chan time.Duration, len(reps))
+		for j, rp := range reps {
+			httpAt[j] = make(chan time.Duration, 1)
+			go func() {
+				for time.Since(t0) < o.Timeout && ctx.Err() == nil {
+					if refusedHTTP(ctx, hc, rp.url, responseToken(i+warm)) {
+						httpAt[j] <- time.Since(t0)
+						return
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				httpAt[j] <- -1
+			}()
+		}
 		cl.Produce(ctx, rec, nil) // timed from the hand-over, as a detector's producer would
 		var last time.Duration
 		lost := false
@@ -207,6 +270,25 @@ func RunResponse(ctx context.Context, o ResponseOptions) (*ResponseResult, error
 				res.Lost++
 			} else {
 				res.Everywhere = append(res.Everywhere, last)
+			}
+		}
+		var lastHTTP time.Duration
+		for j := range reps {
+			d := <-httpAt[j]
+			if d < 0 {
+				lastHTTP = -1
+				break
+			}
+			if i >= 0 {
+				res.HTTPPerReplica[j] = append(res.HTTPPerReplica[j], d)
+			}
+			lastHTTP = max(lastHTTP, d)
+		}
+		if i >= 0 {
+			if lastHTTP < 0 {
+				res.HTTPLost++
+			} else {
+				res.HTTPEverywhere = append(res.HTTPEverywhere, lastHTTP)
 			}
 		}
 		time.Sleep(o.Interval)
@@ -233,8 +315,36 @@ func writeResponseReport(w io.Writer, o *ResponseOptions, res *ResponseResult) {
 			fmtMS(percentile(s, 99)), fmtMS(mx))
 	}
 	for i, lat := range res.PerReplica {
-		row(fmt.Sprintf("replica %d", i+1), lat)
+		row(fmt.Sprintf("replica %d store", i+1), lat)
 	}
-	row("every replica", res.Everywhere)
-	fmt.Fprintf(w, "lost (not enforced within %s): %d\n", o.Timeout, res.Lost)
+	row("every replica's store", res.Everywhere)
+	for i, lat := range res.HTTPPerReplica {
+		row(fmt.Sprintf("replica %d HTTP", i+1), lat)
+	}
+	row("every replica's HTTP", res.HTTPEverywhere)
+	fmt.Fprintf(w, "lost (not enforced within %s): %d in the stores, %d over HTTP\n", o.Timeout, res.Lost, res.HTTPLost)
+}
+
+// responseToken is the static bearer token of bench principal i.
+func responseToken(i int) string { return fmt.Sprintf("bench-response-token-%08d-0123456789", i) }
+
+// refusedHTTP reports whether the gateway at url refuses a ping with token (no session: the
+// upstream opens none, and answers it with an error the gateway passes on), i.e. whether the
+// revocation is enforced there. Transport errors count as not refused (the call is retried).
+func refusedHTTP(ctx context.Context, hc *http.Client, url, token string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized
 }

@@ -34,7 +34,17 @@ func TestRunResponse(t *testing.T) {
 			t.Fatalf("finding %d: everywhere %v, replicas %v %v", i, d, res.PerReplica[0][i], res.PerReplica[1][i])
 		}
 	}
-	if !strings.Contains(out.String(), "every replica") || !strings.Contains(out.String(), "p99_ms") {
+	// Over HTTP: each replica's gateway refuses the subject's call after the finding (it served
+	// it before, which RunResponse checks), and never before its store held the revocation.
+	if res.HTTPLost != 0 || len(res.HTTPEverywhere) != 5 || len(res.HTTPPerReplica[0]) != 5 || len(res.HTTPPerReplica[1]) != 5 {
+		t.Fatalf("HTTP result: lost %d, %d everywhere, per replica %v", res.HTTPLost, len(res.HTTPEverywhere), res.HTTPPerReplica)
+	}
+	for i, d := range res.HTTPEverywhere {
+		if d < res.HTTPPerReplica[0][i] || d < res.HTTPPerReplica[1][i] || res.HTTPPerReplica[0][i]+time.Millisecond < res.PerReplica[0][i] {
+			t.Fatalf("finding %d: HTTP everywhere %v, replicas %v, store of replica 1 %v", i, d, res.HTTPPerReplica, res.PerReplica[0][i])
+		}
+	}
+	if !strings.Contains(out.String(), "every replica's HTTP") || !strings.Contains(out.String(), "p99_ms") {
 		t.Fatalf("report:\n%s", out.String())
 	}
 }
