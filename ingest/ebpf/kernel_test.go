@@ -294,9 +294,18 @@ func TestWatchedCgroupEvents(t *testing.T) {
 	pid := w.run(t, cg)
 	got := collect(t, p, hasExit(pid))
 	expectWorkload(t, got, w, pid, id, id)
-	st, err := p.Stats()
-	if err != nil {
-		t.Fatal(err)
+	// The reader counts an event just after queueing it, so the last count may trail the
+	// consumer by a moment: wait for the counters to settle, then compare.
+	var st Stats
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		var err error
+		if st, err = p.Stats(); err != nil {
+			t.Fatal(err)
+		}
+		if st.Read >= uint64(len(got)) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
 	if st.Submitted < uint64(len(got)) || st.Read != uint64(len(got)) || st.ReserveFailed != 0 || st.QueueDropped != 0 {
 		t.Errorf("stats %+v after %d events", st, len(got))
