@@ -115,7 +115,7 @@ func TestSigmaTestOverEventsFile(t *testing.T) {
 	if strings.Contains(out, "fin.002") {
 		t.Errorf("finance matched:\n%s", out)
 	}
-	if !strings.Contains(errOut, "3 events, 2 MCP events, 1 matched; 1 matches of 1 of 25 rules") {
+	if !strings.Contains(errOut, "3 events, 2 MCP events, 1 matched; 1 matches of 1 of 26 rules") {
 		t.Errorf("summary: %q", errOut)
 	}
 

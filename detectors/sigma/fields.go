@@ -23,7 +23,7 @@ const (
 	// by system call (docs/ebpf.md).
 	CategoryProcessCreation   = "process_creation"   // execve, execveat
 	CategoryFileAccess        = "file_access"        // open, openat, openat2 (attempts)
-	CategoryNetworkConnection = "network_connection" // connect (IPv4, IPv6 attempts)
+	CategoryNetworkConnection = "network_connection" // connect (IPv4, IPv6 attempts); sendmsg refused by egress rules
 )
 
 // categories says which events each mapped logsource category covers.
@@ -31,7 +31,7 @@ var categories = map[string]func(*event.Event) bool{
 	CategoryMCP:               func(e *event.Event) bool { return e.Source == event.SourceMCP && e.MCP != nil },
 	CategoryProcessCreation:   kernelSyscall("execve", "execveat"),
 	CategoryFileAccess:        kernelSyscall("open", "openat", "openat2"),
-	CategoryNetworkConnection: kernelSyscall("connect"),
+	CategoryNetworkConnection: kernelSyscall("connect", "sendmsg"),
 }
 
 func kernelSyscall(names ...string) func(*event.Event) bool {

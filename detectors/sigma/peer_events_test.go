@@ -236,6 +236,11 @@ func edgeEvents() []event.Event {
 			e.Process = &p
 		})
 	}
+	// refused makes a kernel connect or send one the egress programs refused.
+	refused := func(e event.Event, rule string) event.Event {
+		e.Outcome = event.Outcome{Result: event.ResultDenied, PolicyRule: rule, Reason: "refused by the sandbox's egress rules"}
+		return e
+	}
 	kernel := []event.Event{
 		proc("kernel-exec", event.Process{Comm: "bash", Exe: "/bin/bash", Args: []string{"bash", "-c", "cat /etc/passwd"}, Syscall: "execve"}, event.Network{}, nil),
 		proc("kernel-exec-server-start", event.Process{Comm: "python3", Exe: "/usr/bin/python3.12", Args: []string{"python3.12", "server.py"}, Syscall: "execve"},
@@ -254,6 +259,10 @@ func edgeEvents() []event.Event {
 		proc("kernel-connect-loopback", event.Process{Comm: "node", Syscall: "connect"}, event.Network{DstIP: "127.0.0.1", DstPort: 5432}, nil),
 		proc("kernel-connect-lan", event.Process{Comm: "node", Syscall: "connect"}, event.Network{DstIP: "192.168.1.20", DstPort: 22}, nil),
 		proc("kernel-exit", event.Process{Comm: "bash", Syscall: "exit"}, event.Network{}, map[string]string{"kernel.exit_code": "0"}),
+		refused(proc("kernel-connect-refused", event.Process{Comm: "node", Syscall: "connect"}, event.Network{DstIP: "203.0.113.9", DstPort: 443},
+			map[string]string{"kernel.egress_rule": "not_allowed"}), "egress:not_allowed"),
+		refused(proc("kernel-sendmsg-blocked", event.Process{Comm: "node", Syscall: "sendmsg"}, event.Network{DstIP: "10.0.0.2", DstPort: 53},
+			map[string]string{"kernel.egress_rule": "blocked"}), "egress:blocked"),
 	}
 	return append(append(out, other), kernel...)
 }

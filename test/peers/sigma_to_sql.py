@@ -173,7 +173,7 @@ VIEWS = {
     "mcp_call": "SELECT * FROM events WHERE source = 'mcp'",
     "process_creation": "SELECT * FROM events WHERE source = 'kernel' AND proc_syscall IN ('execve', 'execveat')",
     "file_access": "SELECT * FROM events WHERE source = 'kernel' AND proc_syscall IN ('open', 'openat', 'openat2')",
-    "network_connection": "SELECT * FROM events WHERE source = 'kernel' AND proc_syscall = 'connect'",
+    "network_connection": "SELECT * FROM events WHERE source = 'kernel' AND proc_syscall IN ('connect', 'sendmsg')",
 }
 
 
