@@ -18,18 +18,21 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/app"
 	"github.com/mcpwatch/mcpwatch/component"
+	"github.com/mcpwatch/mcpwatch/detectors/sigma"
 	"github.com/mcpwatch/mcpwatch/event"
 	"github.com/mcpwatch/mcpwatch/ingest/gateway"
 	"github.com/mcpwatch/mcpwatch/ingest/sandbox"
 	"github.com/mcpwatch/mcpwatch/internal/kafkaio"
 	"github.com/mcpwatch/mcpwatch/internal/testenv"
+	sigmarules "github.com/mcpwatch/mcpwatch/rules/sigma"
 )
 
 // Egress enforcement as `mcpwatch gateway` runs it from its config, on the real kernel and Kafka:
 // two sandboxed servers (the same Go SDK server, whose tool connects to a local listener) — one
 // with `egress: {allow: []}` is refused the connect by the kernel, one allowed the listener's
 // address connects; then a block_egress control on the real control topic for the second server
-// makes its next connect fail too. If this failed, allow-lists in the config or block_egress
+// makes its next connect fail too. Both refusals reach the raw topic as kernel events of alice's
+// session that the shipped Sigma rule for refused egress reports. If this failed, allow-lists in the config or block_egress
 // controls from the respond stage would not stop a sandboxed server from reaching the network.
 func TestGatewayEgressFromConfig(t *testing.T) {
 	if _, err := sandbox.FindCgroup2(); err != nil || os.Geteuid() != 0 {
@@ -176,5 +179,41 @@ gateway:
 			t.Fatalf("block_egress control on server open never refused its connect: %q", text)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Each refusal is a kernel event on the raw topic, attributed to alice's session and server,
+	// and the shipped Sigma rule for refused egress reports both kinds.
+	rules, errs := sigma.Load(sigmarules.FS, ".")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	const title = "Egress of a Sandboxed MCP Server Refused in the Kernel"
+	want := map[string]string{"closed": "egress:not_allowed", "open": "egress:blocked"}
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(event.TopicNames(prefix).Raw),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	for len(want) > 0 {
+		fs := consumer.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("refused egress never published as a kernel event matched by %q, still missing: %v", title, want)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var e event.Event
+			if event.Decode(r.Value, &e) != nil || e.Source != event.SourceKernel || e.Outcome.Result != event.ResultDenied {
+				return
+			}
+			if e.Outcome.PolicyRule != want[e.Target.Server] || e.Principal.Subject != "alice" || e.Correlation.SessionID == "" ||
+				e.Target.Sandbox == "" || e.Network.DstIP != "127.0.0.1" {
+				return
+			}
+			for _, m := range rules.Match(&e) {
+				if m.Title == title {
+					delete(want, e.Target.Server)
+				}
+			}
+		})
 	}
 }
