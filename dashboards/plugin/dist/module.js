@@ -138,7 +138,7 @@ function ConfigEditor({ options, onOptionsChange }) {
       value: j.topicPrefix ?? "",
       onChange: (e) => setJSON({ topicPrefix: e.currentTarget.value })
     }
-  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Approvals API URL", labelWidth: lw, tooltip: "mcpwatch response approvals-serve; lists requests, votes are cast with the CLI" }, /* @__PURE__ */ React.createElement(
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Approvals API URL", labelWidth: lw, tooltip: "mcpwatch response approvals-serve; lists requests and relays votes signed in the browser" }, /* @__PURE__ */ React.createElement(
     import_ui.Input,
     {
       id: "mcpwatch-approvals-url",
