@@ -36,7 +36,11 @@ var __toCommonJS = (mod) => __copyProps(__defProp({}, "__esModule", { value: tru
 // src/module.ts
 var module_exports = {};
 __export(module_exports, {
-  plugin: () => plugin
+  checkView: () => checkView,
+  plugin: () => plugin,
+  rfc3339Nano: () => rfc3339Nano,
+  signVote: () => signVote,
+  signingBytes: () => signingBytes
 });
 module.exports = __toCommonJS(module_exports);
 var import_data = require("@grafana/data");
@@ -134,7 +138,7 @@ function ConfigEditor({ options, onOptionsChange }) {
       value: j.topicPrefix ?? "",
       onChange: (e) => setJSON({ topicPrefix: e.currentTarget.value })
     }
-  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Approvals API URL", labelWidth: lw, tooltip: "mcpwatch response approvals-serve; lists requests, votes are cast with the CLI" }, /* @__PURE__ */ React.createElement(
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Approvals API URL", labelWidth: lw, tooltip: "mcpwatch response approvals-serve; lists requests and relays votes signed in the browser" }, /* @__PURE__ */ React.createElement(
     import_ui.Input,
     {
       id: "mcpwatch-approvals-url",
@@ -349,6 +353,121 @@ function DPFields({ dp, set, onRunQuery }) {
 
 // src/datasource.ts
 var import_runtime = require("@grafana/runtime");
+
+// src/vote.ts
+var schemaVersion = 1;
+var voteDomain = "mcpwatch approval vote v1";
+var maxReasonLen = 1024;
+var idRE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+var nameRE = /^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$/;
+var loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+var utf8 = new TextEncoder();
+function rfc3339Nano(d) {
+  const ms = d.getTime();
+  if (!Number.isFinite(ms) || d.getUTCFullYear() < 0 || d.getUTCFullYear() > 9999) {
+    throw new Error(`vote time ${String(d)}: want a valid date in years 0000\u20139999`);
+  }
+  const frac = String(d.getUTCMilliseconds()).padStart(3, "0").replace(/0+$/, "");
+  return d.toISOString().slice(0, 19) + (frac ? "." + frac : "") + "Z";
+}
+function appendUvarint(out, n) {
+  while (n >= 128) {
+    out.push(n & 127 | 128);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+}
+function signingBytes(v) {
+  const out = [];
+  for (const f of [voteDomain, v.request_id, v.request_hash, v.approver, v.decision, v.reason, v.time]) {
+    const b = utf8.encode(f);
+    appendUvarint(out, b.length);
+    for (const x of b) out.push(x);
+  }
+  return Uint8Array.from(out);
+}
+function base64(b) {
+  let s = "";
+  for (const x of b) s += String.fromCharCode(x);
+  return btoa(s);
+}
+function unbase64(s, what) {
+  try {
+    return Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  } catch {
+    throw new Error(`${what}: not base64`);
+  }
+}
+function subtle() {
+  const s = globalThis.crypto?.subtle;
+  if (!s) {
+    throw new Error("this browser offers no WebCrypto here: open Grafana over HTTPS (or on localhost) to sign votes");
+  }
+  return s;
+}
+async function importApproverKey(pem) {
+  const m = /-----BEGIN ([A-Z0-9 ]+)-----([A-Za-z0-9+/=\s]*)-----END \1-----/.exec(pem);
+  if (!m) {
+    throw new Error("approver key: no PEM block found; give the PRIVATE KEY file `mcpwatch response approver-key` wrote");
+  }
+  if (m[1] !== "PRIVATE KEY") {
+    throw new Error(`approver key: a PEM "${m[1]}" block; want the unencrypted PKCS #8 "PRIVATE KEY" from \`mcpwatch response approver-key\``);
+  }
+  const der = unbase64(m[2].replace(/\s+/g, ""), "approver key");
+  try {
+    return await subtle().importKey("pkcs8", der, { name: "Ed25519" }, false, ["sign"]);
+  } catch (e) {
+    throw new Error(`approver key: not an Ed25519 PKCS #8 key, or this browser cannot sign Ed25519 (${e.message})`);
+  }
+}
+async function checkView(view, id) {
+  const record = unbase64(view?.record ?? "", `request ${id}: record`);
+  const sum = new Uint8Array(await subtle().digest("SHA-256", record));
+  const hex = Array.from(sum, (x) => x.toString(16).padStart(2, "0")).join("");
+  if (hex !== view.request_hash) {
+    throw new Error(`request ${id}: the hash given is not its record's: refusing to sign`);
+  }
+  let req;
+  try {
+    req = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(record));
+  } catch {
+    throw new Error(`request ${id}: the record is not JSON: refusing to sign`);
+  }
+  if (req?.id !== id) {
+    throw new Error(`request ${id}: the record is another request's: refusing to sign`);
+  }
+  return req;
+}
+async function signVote(view, id, approver, key, decision, reason, time = /* @__PURE__ */ new Date()) {
+  if (!idRE.test(id)) {
+    throw new Error(`request id "${id}": use letters, digits, _ . - (at most 64)`);
+  }
+  if (!nameRE.test(approver)) {
+    throw new Error(`approver "${approver}": use letters, digits, _ . @ : - (at most 64)`);
+  }
+  if (decision !== "approve" && decision !== "deny") {
+    throw new Error(`decision "${decision}": want approve or deny`);
+  }
+  if (reason.trim() === "") {
+    throw new Error("a reason is required");
+  }
+  if (loneSurrogate.test(reason)) {
+    throw new Error("reason: not well-formed Unicode text");
+  }
+  if (utf8.encode(reason).length > maxReasonLen) {
+    throw new Error(`reason: longer than ${maxReasonLen} bytes`);
+  }
+  const req = await checkView(view, id);
+  if (Array.isArray(req.approvers) && !req.approvers.includes(approver)) {
+    throw new Error(`approver ${approver} is not among this request's approvers [${req.approvers.join(", ")}]`);
+  }
+  const k = typeof key === "string" ? await importApproverKey(key) : key;
+  const unsigned = { request_id: id, request_hash: view.request_hash, approver, decision, reason, time: rfc3339Nano(time) };
+  const sig = new Uint8Array(await subtle().sign({ name: "Ed25519" }, k, signingBytes(unsigned)));
+  return { schema: schemaVersion, ...unsigned, signature: base64(sig) };
+}
+
+// src/datasource.ts
 var DataSource = class extends import_runtime.DataSourceWithBackend {
   constructor(instanceSettings) {
     super(instanceSettings);
@@ -360,12 +479,27 @@ var DataSource = class extends import_runtime.DataSourceWithBackend {
   controls() {
     return this.getResource("controls");
   }
-  /**
-   * Approval requests (state: pending by default, or approved, denied, expired, consumed, all).
-   * Read-only: votes are Ed25519-signed by each approver with `mcpwatch response approve|deny`.
-   */
+  /** Approval requests (state: pending by default, or approved, denied, expired, consumed, all). */
   approvals(state = "pending") {
     return this.getResource("approvals", { state });
+  }
+  /** One approval request with its record and the hash a vote signs (any signed-in user). */
+  approval(id) {
+    return this.getResource(`approvals/${encodeURIComponent(id)}`);
+  }
+  /**
+   * Votes on approval request id as approver, signing in this browser with pkcs8Pem (the PRIVATE
+   * KEY file of `mcpwatch response approver-key`, read by the caller from a file input or a
+   * paste): it fetches the request, checks that its hash is its record's, signs with WebCrypto
+   * and posts the signed vote, which the backend relays to the approvals API. The key never
+   * leaves the browser. The backend accepts the vote only from a user with at least the
+   * operatorRole whose approver id (jsonData.approverLogins, default the login) is approver.
+   * Returns the request's status after the vote.
+   */
+  async vote(id, approver, pkcs8Pem, decision, reason) {
+    const view = await this.approval(id);
+    const v = await signVote(view, id, approver, pkcs8Pem, decision, reason);
+    return this.postResource(`approvals/${encodeURIComponent(id)}/votes`, v);
   }
   /** Lifts one control (role at least the datasource's operatorRole); returns the actions written. */
   lift(key, reason, findingId) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -39,23 +40,36 @@ func (d *Datasource) routes() http.Handler {
 	mux.HandleFunc("POST /lift", d.lift)
 	mux.HandleFunc("GET /controls", d.controls)
 	mux.HandleFunc("GET /approvals", d.approvals)
+	mux.HandleFunc("GET /approvals/{id}", d.approvalRequest)
+	mux.HandleFunc("POST /approvals/{id}/votes", d.vote)
 	return mux
 }
 
-// operator returns the Grafana user allowed to act, or an HTTP status and why not. The role is
+// privileged returns the login of the Grafana user if its role is at least the datasource's
+// operatorRole, or an HTTP status and why not (what names the act, for the message). The role is
 // the one Grafana puts in the request's plugin context; a request without a user is refused.
-func (d *Datasource) operator(r *http.Request) (string, int, error) {
+func (d *Datasource) privileged(r *http.Request, what string) (string, int, error) {
 	u := backend.UserFromContext(r.Context())
 	if u == nil || u.Login == "" {
 		return "", http.StatusUnauthorized, errors.New("no Grafana user in the request")
 	}
 	if roleRank[u.Role] < roleRank[d.settings.OperatorRole] {
-		return "", http.StatusForbidden, fmt.Errorf("user %s has role %q; lifting controls needs %s", u.Login, u.Role, d.settings.OperatorRole)
+		return "", http.StatusForbidden, fmt.Errorf("user %s has role %q; %s needs %s", u.Login, u.Role, what, d.settings.OperatorRole)
+	}
+	return u.Login, 0, nil
+}
+
+// operator returns the Grafana user allowed to lift controls ("grafana:<login>"), or an HTTP
+// status and why not.
+func (d *Datasource) operator(r *http.Request) (string, int, error) {
+	login, status, err := d.privileged(r, "lifting controls")
+	if err != nil {
+		return "", status, err
 	}
 	if d.settings.KafkaBrokers == "" {
 		return "", http.StatusNotImplemented, errors.New("operator actions are off: the datasource has no kafkaBrokers")
 	}
-	return "grafana:" + u.Login, 0, nil
+	return "grafana:" + login, 0, nil
 }
 
 func (d *Datasource) client() *ops.Client {
@@ -123,21 +137,47 @@ func (d *Datasource) controls(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ops.Rows(cs, time.Now(), false))
 }
 
-// approvals lists approval requests (?state= as the approvals API takes it; default pending) to
-// any signed-in Grafana user. It only reads: a vote must be signed with the approver's own
-// Ed25519 key, which the plugin does not hold, so votes are cast with `mcpwatch response approve`.
-func (d *Datasource) approvals(w http.ResponseWriter, r *http.Request) {
+// approvalsOn answers 401 for a request without a Grafana user and 501 for a datasource without
+// approvalsUrl, and says whether the request may go on.
+func (d *Datasource) approvalsOn(w http.ResponseWriter, r *http.Request) bool {
 	if u := backend.UserFromContext(r.Context()); u == nil || u.Login == "" {
 		httpError(w, http.StatusUnauthorized, errors.New("no Grafana user in the request"))
-		return
+		return false
 	}
 	if d.settings.ApprovalsURL == "" {
 		httpError(w, http.StatusNotImplemented, errors.New("approvals are off: the datasource has no approvalsUrl"))
+		return false
+	}
+	return true
+}
+
+func (d *Datasource) approvalsClient() *approval.Client {
+	return &approval.Client{BaseURL: d.settings.ApprovalsURL}
+}
+
+// apiError relays an error of the approvals API: its own status and reason when it answered,
+// 502 when it could not be reached or its answer was wrong.
+func apiError(w http.ResponseWriter, err error) {
+	var ae *approval.APIError
+	if errors.As(err, &ae) && ae.Code >= 400 && ae.Code <= 599 {
+		if ae.Reason == "" {
+			ae.Reason = "approvals API: " + ae.Status
+		}
+		httpError(w, ae.Code, errors.New(ae.Reason))
 		return
 	}
-	list, err := (&approval.Client{BaseURL: d.settings.ApprovalsURL}).List(r.Context(), r.URL.Query().Get("state"))
+	httpError(w, http.StatusBadGateway, err)
+}
+
+// approvals lists approval requests (?state= as the approvals API takes it; default pending) to
+// any signed-in Grafana user.
+func (d *Datasource) approvals(w http.ResponseWriter, r *http.Request) {
+	if !d.approvalsOn(w, r) {
+		return
+	}
+	list, err := d.approvalsClient().List(r.Context(), r.URL.Query().Get("state"))
 	if err != nil {
-		httpError(w, http.StatusBadGateway, err)
+		apiError(w, err)
 		return
 	}
 	out := make([]approval.Status, 0, len(list))
@@ -145,6 +185,73 @@ func (d *Datasource) approvals(w http.ResponseWriter, r *http.Request) {
 		out = append(out, v.Status)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// approvalRequest returns one request as the approvals API shows it (status, record, hash) to any
+// signed-in Grafana user: the browser recomputes the hash from the record before it signs.
+func (d *Datasource) approvalRequest(w http.ResponseWriter, r *http.Request) {
+	if !d.approvalsOn(w, r) {
+		return
+	}
+	view, err := d.approvalsClient().Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+// maxVoteBody bounds a vote's body, as the approvals API does.
+const maxVoteBody = 16 << 10
+
+// vote relays a vote signed in the approver's browser to the approvals API, unchanged. The
+// Grafana user must hold at least operatorRole and may only post votes of its own approver id
+// (ApproverLogins, default the login) on the request named in the path. The plugin holds no
+// approver key and checks no signature; the API verifies it against its keyring, writes the vote
+// to the approvals topic and records it as an action, as it does for a vote from the CLI. The
+// API's answer, refusals included, is passed back with its status.
+func (d *Datasource) vote(w http.ResponseWriter, r *http.Request) {
+	login, status, err := d.privileged(r, "voting on approvals")
+	if err != nil {
+		httpError(w, status, err)
+		return
+	}
+	if !d.approvalsOn(w, r) {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxVoteBody))
+	if err != nil {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("vote body: over %d bytes", maxVoteBody))
+		return
+	}
+	v, err := approval.DecodeVote(body)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	id := r.PathValue("id")
+	if v.RequestID != id {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("vote is for request %q, posted to %q", v.RequestID, id))
+		return
+	}
+	approver, ok := d.settings.approverOf(login)
+	if !ok {
+		httpError(w, http.StatusForbidden, fmt.Errorf("user %s votes as no approver: approver id %s is mapped from another login in approverLogins", login, login))
+		return
+	}
+	if v.Approver != approver {
+		slog.Warn("vote for another approver refused", "login", login, "approver", approver, "vote_approver", v.Approver, "request", id)
+		httpError(w, http.StatusForbidden, fmt.Errorf("user %s votes as approver %s, not %s (approverLogins in the datasource maps logins to approvers)", login, approver, v.Approver))
+		return
+	}
+	after, err := d.approvalsClient().PostVote(r.Context(), &v)
+	if err != nil {
+		slog.Info("vote from Grafana refused", "login", login, "approver", v.Approver, "request", id, "decision", v.Decision, "err", err)
+		apiError(w, err)
+		return
+	}
+	slog.Info("vote from Grafana recorded", "login", login, "approver", v.Approver, "request", id, "decision", v.Decision, "state", after.State)
+	writeJSON(w, http.StatusCreated, after)
 }
 
 func httpError(w http.ResponseWriter, status int, err error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 
+	"github.com/mcpwatch/mcpwatch/internal/approval"
 	"github.com/mcpwatch/mcpwatch/privacy"
 	"github.com/mcpwatch/mcpwatch/storage"
 )
@@ -30,10 +31,16 @@ type Settings struct {
 	TopicPrefix  string `json:"topicPrefix"`
 	// OperatorRole is the least Grafana role that may lift controls: Editor (default) or Admin.
 	OperatorRole string `json:"operatorRole"`
-	// ApprovalsURL is the base URL of the approvals API (`mcpwatch response approvals-serve`),
-	// read by GET /approvals; empty turns the list off. Votes are not cast through Grafana: each
-	// is Ed25519-signed with the approver's own key, with `mcpwatch response approve` or `deny`.
+	// ApprovalsURL is the base URL of the approvals API (`mcpwatch response approvals-serve`):
+	// GET /approvals and /approvals/{id} read it and POST /approvals/{id}/votes relays votes to
+	// it; empty turns all three off. The plugin never signs: each vote is Ed25519-signed in the
+	// approver's browser with the approver's own key, which never reaches the plugin.
 	ApprovalsURL string `json:"approvalsUrl"`
+	// ApproverLogins maps a Grafana login to its approver id in the approvals keyring, for logins
+	// that differ from their approver id; a login not in the map votes as the approver id equal
+	// to its login, unless another login is mapped to that id. Each approver id may be mapped
+	// from at most one login.
+	ApproverLogins map[string]string `json:"approverLogins"`
 	// DPUser is the ClickHouse user the differential-privacy path writes the ε ledger
 	// (privacy_budget) as; its password is secureJsonData.dpPassword. Empty turns dp_aggregate
 	// off. It is never the read-only user: that one cannot INSERT. On servers with SQL access
@@ -99,6 +106,18 @@ func (s Settings) Validate() error {
 			errs = append(errs, fmt.Errorf("approvalsUrl %q: want the approvals API's http(s)://host:port", s.ApprovalsURL))
 		}
 	}
+	byApprover := map[string]string{}
+	for login, id := range s.ApproverLogins {
+		switch {
+		case strings.TrimSpace(login) == "":
+			errs = append(errs, errors.New("approverLogins: an empty Grafana login"))
+		case !approval.ValidName(id):
+			errs = append(errs, fmt.Errorf("approverLogins[%q] = %q: want an approver id (letters, digits, _ . @ : -)", login, id))
+		case byApprover[id] != "":
+			errs = append(errs, fmt.Errorf("approverLogins: approver %q is mapped from both %q and %q; one person, one login", id, min(login, byApprover[id]), max(login, byApprover[id])))
+		}
+		byApprover[id] = login
+	}
 	if s.DPUser != "" && s.DPPassword == "" {
 		errs = append(errs, fmt.Errorf("dpUser %q: set its password (secureJsonData.dpPassword)", s.DPUser))
 	}
@@ -125,4 +144,19 @@ func brokers(s string) []string {
 		}
 	}
 	return out
+}
+
+// approverOf returns the approver id the Grafana user login votes as: its entry in
+// ApproverLogins, or else login itself, unless that id is mapped from another login (then the
+// user votes as nobody and ok is false).
+func (s Settings) approverOf(login string) (id string, ok bool) {
+	if id, ok := s.ApproverLogins[login]; ok {
+		return id, true
+	}
+	for other, id := range s.ApproverLogins {
+		if id == login && other != login {
+			return "", false
+		}
+	}
+	return login, true
 }

@@ -53,8 +53,10 @@ export interface MCPWatchOptions extends DataSourceJsonData {
   kafkaBrokers?: string;
   topicPrefix?: string;
   operatorRole?: 'Editor' | 'Admin';
-  /** Base URL of the approvals API; the plugin lists requests there, votes are signed with the CLI. */
+  /** Base URL of the approvals API; the plugin lists requests there and relays votes signed in the browser. */
   approvalsUrl?: string;
+  /** Grafana login → approver id, for logins that differ from their approver id. */
+  approverLogins?: Record<string, string>;
   /** ClickHouse user that writes the ε ledger for dp_aggregate (dashboards/plugin/dp_user.sql); empty: off. */
   dpUser?: string;
   /** ε per Grafana login per period; default 5. */

@@ -78,7 +78,7 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
         <Input id="mcpwatch-topic-prefix" width={w} value={j.topicPrefix ?? ''}
           onChange={(e) => setJSON({ topicPrefix: e.currentTarget.value })} />
       </InlineField>
-      <InlineField label="Approvals API URL" labelWidth={lw} tooltip="mcpwatch response approvals-serve; lists requests, votes are cast with the CLI">
+      <InlineField label="Approvals API URL" labelWidth={lw} tooltip="mcpwatch response approvals-serve; lists requests and relays votes signed in the browser">
         <Input id="mcpwatch-approvals-url" width={w} placeholder="http://127.0.0.1:8390" value={j.approvalsUrl ?? ''}
           onChange={(e) => setJSON({ approvalsUrl: e.currentTarget.value })} />
       </InlineField>
