@@ -32,8 +32,8 @@ type ServeConfig struct {
 	Log      *slog.Logger
 }
 
-// tlsConfig checks the TLS settings, loads the certificate and loads the client CA, so that a wrong file fails the start
-// rather than the first connection.
+// tlsConfig checks the TLS settings and loads the certificate and the client CA, so that a wrong
+// file fails the start rather than the first connection. Nil: serve plain HTTP.
 func (c ServeConfig) tlsConfig() (*tls.Config, error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, errors.New("approvals API: give both a TLS certificate and key, or neither")
