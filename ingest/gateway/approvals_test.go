@@ -82,7 +82,8 @@ func pendingOf(err error) (id, state, statusURL string) {
 
 // A gateway built from its config file section the way `mcpwatch gateway --config` builds it
 // (app.Build, topics bootstrapped, gateway.approvals with a keyring and the API's status URL),
-// the approvals API run by approvals-serve's code, the official Go SDK client and the real Kafka:
+// the approvals API run by approvals-serve's code over TLS with a client CA (a client without an
+// operator's certificate reads nothing), the official Go SDK client and the real Kafka:
 // a call a 2-of-3 rule holds is answered pending with the status URL and never forwarded; after
 // one signed vote it is still pending; after the second the identical retry goes through, once,
 // and the next identical call is held anew. The gateway records its approval steps on the
@@ -119,7 +120,10 @@ func TestGatewayApprovalsFromConfig(t *testing.T) {
 	}
 	keyringPath := write("approvers.yaml", keyring)
 	apiAddr := freeAddr(t)
-	apiURL := "http://" + apiAddr
+	apiURL := "https://" + apiAddr
+	ca := testenv.NewCA(t, dir, "ops")
+	apiCert, apiKey := ca.Server(t, "approvals")
+	opCert, opKey := ca.Client(t, "ann")
 	cfgText := fmt.Sprintf(`kafka:
   brokers: [%s]
   topic_prefix: %s
@@ -157,7 +161,7 @@ gateway:
 	}
 	go func() {
 		done <- approval.Serve(ctx, approval.ServeConfig{Kafka: kafkaio.Config{Brokers: brokers}, Topics: event.TopicNames(prefix),
-			Keys: keys, Listen: apiAddr, Log: log})
+			Keys: keys, Listen: apiAddr, TLSCert: apiCert, TLSKey: apiKey, ClientCA: ca.CertFile, Log: log})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -207,7 +211,29 @@ gateway:
 		t.Fatal("a held call reached the upstream")
 	}
 
-	api := &approval.Client{BaseURL: apiURL}
+	// The API requires operators' certificates: a client without one reads nothing.
+	noCert, err := approval.ClientTLSFiles{CA: ca.CertFile}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := &approval.Client{BaseURL: apiURL, TLS: noCert}
+	t.Cleanup(anon.CloseIdleConnections)
+	for { // the API serves once it has read the approvals topic
+		_, err := anon.Get(tctx, id)
+		if err != nil && strings.Contains(err.Error(), "requires a client certificate") {
+			break
+		}
+		if err == nil || tctx.Err() != nil || !strings.Contains(err.Error(), "connection refused") {
+			t.Fatalf("reading request %s without a client certificate: %v, want refused", id, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	opTLS, err := approval.ClientTLSFiles{CA: ca.CertFile, Cert: opCert, Key: opKey}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &approval.Client{BaseURL: apiURL, TLS: opTLS}
+	t.Cleanup(api.CloseIdleConnections)
 	vote := func(who string) approval.RequestView {
 		t.Helper()
 		for { // the API follows the topic on its own, a moment behind the gateway

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -12,13 +13,71 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Client speaks to the approvals HTTP API ([Server]) for operators and their tools.
+//
+// With neither HTTP nor TLS set it uses Go's default transport with a 30 s timeout. With TLS set
+// (and HTTP nil) it builds one transport on first use that speaks TLS 1.3 at least, whatever
+// TLS.MinVersion says, with TLS's roots and client certificate (see [ClientTLSFiles.Config]):
+// reuse the Client to reuse its connections, and call [Client.CloseIdleConnections] when done.
 type Client struct {
 	BaseURL string
 	HTTP    *http.Client // nil: a client with a 30 s timeout
+	// TLS, if set and HTTP is nil, is the TLS configuration towards the API: the CA that
+	// verifies it and the operator's client certificate for an API that requires one (mTLS).
+	TLS *tls.Config
+
+	once  sync.Once
+	own   *http.Client
+	asked atomic.Bool // the API asked for a client certificate (for the error's hint)
+}
+
+// httpClient returns the client requests go through.
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	if c.TLS == nil {
+		return &http.Client{Timeout: 30 * time.Second}
+	}
+	c.once.Do(func() {
+		tc := c.TLS.Clone()
+		tc.MinVersion = max(tc.MinVersion, tls.VersionTLS13)
+		certs, get := tc.Certificates, tc.GetClientCertificate
+		tc.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c.asked.Store(true)
+			if get != nil {
+				return get(cri)
+			}
+			for i := range certs {
+				if cri.SupportsCertificate(&certs[i]) == nil {
+					return &certs[i], nil
+				}
+			}
+			if len(certs) > 0 {
+				// Not from a CA the API names: send it anyway, so the API's refusal says why
+				// (unknown certificate authority) instead of "certificate required".
+				return &certs[0], nil
+			}
+			return &tls.Certificate{}, nil
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		c.own = &http.Client{Timeout: 30 * time.Second, Transport: tr}
+	})
+	return c.own
+}
+
+// CloseIdleConnections closes the idle connections of the transport the Client built for TLS
+// (nothing else).
+func (c *Client) CloseIdleConnections() {
+	if c.HTTP == nil && c.TLS != nil {
+		c.httpClient().CloseIdleConnections()
+	}
 }
 
 // APIError is an answer of the approvals API other than 2xx: its status and the reason it gave
@@ -37,10 +96,7 @@ func (e *APIError) Error() string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
+	hc := c.httpClient()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("approvals API: %w", err)
@@ -50,7 +106,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("approvals API: %w", err)
+		return fmt.Errorf("approvals API: %w", tlsHint(err, c.asked.Load()))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))

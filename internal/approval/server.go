@@ -25,8 +25,9 @@ const DefaultMaxSkew = 2 * time.Minute
 // the keyring before writing the vote, refuses votes by approvers the request does not name,
 // votes on another version of the request (hash), votes after the deadline, second votes, and
 // votes whose time is more than [DefaultMaxSkew] from its clock (so no approver can backdate a
-// vote through it). Reading is open to whoever can reach it: serve it on an operators' network,
-// behind TLS (the command serves TLS 1.3 when given a certificate).
+// vote through it). The handler does not authenticate reads: [Serve] does, at the TLS handshake,
+// when given a client CA (every connection presents an operator's certificate, mTLS); without
+// one, reads are open to whoever reaches the port and Serve warns so at start.
 type Server struct {
 	store   *Store
 	keys    *Keyring
