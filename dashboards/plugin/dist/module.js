@@ -57,6 +57,23 @@ var lw = 40;
 function ConfigEditor({ options, onOptionsChange }) {
   const j = options.jsonData;
   const setJSON = (patch) => onOptionsChange({ ...options, jsonData: { ...j, ...patch } });
+  const pem = (field, id) => /* @__PURE__ */ React.createElement(
+    import_ui.SecretTextArea,
+    {
+      id,
+      rows: 4,
+      cols: 40,
+      placeholder: "-----BEGIN ...",
+      isConfigured: Boolean(options.secureJsonFields?.[field]),
+      value: options.secureJsonData?.[field] ?? "",
+      onChange: (e) => onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, [field]: e.currentTarget.value } }),
+      onReset: () => onOptionsChange({
+        ...options,
+        secureJsonFields: { ...options.secureJsonFields, [field]: false },
+        secureJsonData: { ...options.secureJsonData, [field]: "" }
+      })
+    }
+  );
   const num = (s) => {
     const n = parseInt(s, 10);
     return Number.isFinite(n) && n > 0 ? n : void 0;
@@ -147,7 +164,7 @@ function ConfigEditor({ options, onOptionsChange }) {
       value: j.approvalsUrl ?? "",
       onChange: (e) => setJSON({ approvalsUrl: e.currentTarget.value })
     }
-  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Role needed to lift controls", labelWidth: lw }, /* @__PURE__ */ React.createElement(
+  )), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Approvals API CA (PEM)", labelWidth: lw, tooltip: "verifies an https approvals API; empty: the system's roots" }, pem("approvalsCaCert", "mcpwatch-approvals-ca")), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Approvals client certificate (PEM)", labelWidth: lw, tooltip: "for an approvals API run with --client-ca (mTLS)" }, pem("approvalsClientCert", "mcpwatch-approvals-cert")), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Approvals client key (PEM)", labelWidth: lw }, pem("approvalsClientKey", "mcpwatch-approvals-key")), /* @__PURE__ */ React.createElement(import_ui.InlineField, { label: "Role needed to lift controls", labelWidth: lw }, /* @__PURE__ */ React.createElement(
     import_ui.Select,
     {
       inputId: "mcpwatch-operator-role",

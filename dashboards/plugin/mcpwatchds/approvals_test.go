@@ -4,9 +4,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +19,7 @@ import (
 
 	"github.com/mcpwatch/mcpwatch/internal/approval"
 	"github.com/mcpwatch/mcpwatch/internal/chtest"
+	"github.com/mcpwatch/mcpwatch/internal/testenv"
 )
 
 // withJSON returns pc with extra keys merged into its datasource jsonData.
@@ -106,5 +112,120 @@ func TestApprovalsOverGRPC(t *testing.T) {
 	}
 	if st, out := get(base); st != 501 || !strings.Contains(out, "approvalsUrl") {
 		t.Errorf("GET /approvals without approvalsUrl: %d %s; want 501 naming approvalsUrl", st, out)
+	}
+}
+
+var secureBump atomic.Int64
+
+// withSecure returns pc with extra secureJsonData, as a new instance.
+func withSecure(pc backend.PluginContext, extra map[string]string) backend.PluginContext {
+	is := *pc.DataSourceInstanceSettings
+	sec := map[string]string{}
+	for k, v := range is.DecryptedSecureJSONData {
+		sec[k] = v
+	}
+	for k, v := range extra {
+		sec[k] = v
+	}
+	is.DecryptedSecureJSONData = sec
+	is.ID += 100 + secureBump.Add(1) // a new instance each time
+	pc.DataSourceInstanceSettings = &is
+	return pc
+}
+
+// An approvals API that requires client certificates (approvals-serve --client-ca) is read by
+// the plugin binary, over gRPC, with the CA and client certificate from secureJsonData; without
+// the client certificate the handshake is refused and Grafana gets 502 with the reason; a plain
+// http:// URL with TLS settings is refused as a configuration error. If it failed, a SOC that
+// closes the approvals API to operators' certificates would lose the Grafana approvals list, or
+// the plugin would silently talk to it without TLS.
+func TestApprovalsOverMTLS(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := approval.NewKeyring(map[string]ed25519.PublicKey{"ann": pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := approval.NewStore(ring)
+	now := time.Now().UTC().Truncate(time.Second)
+	req := &approval.Request{ID: "apr-tls", Time: now, Tenant: "acme", Requester: "gateway:gw-1", Rule: "wire-transfer",
+		Call:      &approval.Call{Subject: "mallory", Server: "bank", Tool: "transfer", ArgsSHA256: strings.Repeat("cd", 32)},
+		Approvers: []string{"ann"}, Required: 1, Deadline: now.Add(10 * time.Minute), OnTimeout: approval.Deny}
+	key, value, err := approval.EncodeRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Apply([]byte(key), value); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca := testenv.NewCA(t, dir, "ops")
+	srvCert, srvKey := ca.Server(t, "approvals")
+	cliCert, cliKey := ca.Client(t, "grafana")
+	tc, err := approval.ServerTLSConfig(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Certificates = []tls.Certificate{pair}
+	api := httptest.NewUnstartedServer(approval.NewServer(store, ring, nil, nil, nil).Handler())
+	api.TLS = tc
+	api.StartTLS()
+	t.Cleanup(api.Close)
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Clean(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	db := chtest.New(t)
+	g := launch(t)
+	base := withJSON(t, pluginContext(t, db, "", "Viewer"), map[string]any{"approvalsUrl": api.URL})
+	get := func(pc backend.PluginContext) (int, string) {
+		t.Helper()
+		rreq := &backend.CallResourceRequest{PluginContext: pc, Path: "approvals", Method: "GET", URL: "approvals"}
+		stream, err := g.res.CallResource(context.Background(), backend.ToProto().CallResourceRequest(rreq))
+		if err != nil {
+			return 0, err.Error()
+		}
+		var status int
+		var out []byte
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				if err != io.EOF {
+					out = append(out, err.Error()...) // the instance could not be made
+				}
+				break
+			}
+			if m.Code != 0 {
+				status = int(m.Code)
+			}
+			out = append(out, m.Body...)
+		}
+		return status, string(out)
+	}
+	good := withSecure(base, map[string]string{"approvalsCaCert": read(ca.CertFile),
+		"approvalsClientCert": read(cliCert), "approvalsClientKey": read(cliKey)})
+	st, out := get(good)
+	var list []approval.Status
+	if st != 200 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].Request.ID != "apr-tls" {
+		t.Fatalf("GET /approvals with the client certificate: %d %s", st, out)
+	}
+	noCert := withSecure(base, map[string]string{"approvalsCaCert": read(ca.CertFile)})
+	if st, out := get(noCert); st != 502 || !strings.Contains(out, "certificate") {
+		t.Errorf("GET /approvals without a client certificate: %d %s; want 502 naming the certificate", st, out)
+	}
+	plain := withSecure(withJSON(t, base, map[string]any{"approvalsUrl": strings.Replace(api.URL, "https://", "http://", 1)}),
+		map[string]string{"approvalsCaCert": read(ca.CertFile)})
+	if st, out := get(plain); st == 200 || !strings.Contains(out, "must be https") {
+		t.Errorf("GET /approvals with TLS settings and an http URL: %d %s; want a settings error", st, out)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend/instancemgmt"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/resource/httpadapter"
 
+	"github.com/mcpwatch/mcpwatch/internal/approval"
 	"github.com/mcpwatch/mcpwatch/privacy"
 	"github.com/mcpwatch/mcpwatch/storage"
 )
@@ -37,6 +38,8 @@ type Datasource struct {
 	// conn (the aggregate, read-only) and dpConn (the ledger). Both nil when dpUser is unset.
 	dpConn driver.Conn
 	dp     *privacy.Engine
+	// approvalsAPI reaches the approvals API (one client, so its TLS connections are reused).
+	approvalsAPI *approval.Client
 	backend.CallResourceHandler
 }
 
@@ -68,7 +71,12 @@ func New(_ context.Context, is backend.DataSourceInstanceSettings) (instancemgmt
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
-	d := &Datasource{settings: s, conn: conn}
+	tc, err := s.approvalsTLS()
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	d := &Datasource{settings: s, conn: conn, approvalsAPI: &approval.Client{BaseURL: s.ApprovalsURL, TLS: tc}}
 	if s.DPUser != "" {
 		// No readonly setting here: this connection must INSERT ledger rows. What it may touch
 		// is the dp user's grants (dp_user.sql), or, on 18.16, everything the writer may.
@@ -98,6 +106,7 @@ func New(_ context.Context, is backend.DataSourceInstanceSettings) (instancemgmt
 // Dispose closes the connection when Grafana drops the instance (settings changed).
 func (d *Datasource) Dispose() {
 	_ = d.conn.Close()
+	d.approvalsAPI.CloseIdleConnections()
 	if d.dpConn != nil {
 		_ = d.dpConn.Close()
 	}

@@ -151,9 +151,7 @@ func (d *Datasource) approvalsOn(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-func (d *Datasource) approvalsClient() *approval.Client {
-	return &approval.Client{BaseURL: d.settings.ApprovalsURL}
-}
+func (d *Datasource) approvalsClient() *approval.Client { return d.approvalsAPI }
 
 // apiError relays an error of the approvals API: its own status and reason when it answered,
 // 502 when it could not be reached or its answer was wrong.

@@ -1,6 +1,8 @@
 package mcpwatchds
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +43,14 @@ type Settings struct {
 	// to its login, unless another login is mapped to that id. Each approver id may be mapped
 	// from at most one login.
 	ApproverLogins map[string]string `json:"approverLogins"`
+	// ApprovalsCACert, ApprovalsClientCert and ApprovalsClientKey (secureJsonData
+	// approvalsCaCert, approvalsClientCert, approvalsClientKey; PEM text) are the TLS settings
+	// towards an https approvals API: the CA that verifies it (empty: the system's roots) and the
+	// plugin's client certificate for an API that requires one (approvals-serve --client-ca).
+	// The connection is TLS 1.3.
+	ApprovalsCACert     string `json:"-"`
+	ApprovalsClientCert string `json:"-"`
+	ApprovalsClientKey  string `json:"-"`
 	// DPUser is the ClickHouse user the differential-privacy path writes the ε ledger
 	// (privacy_budget) as; its password is secureJsonData.dpPassword. Empty turns dp_aggregate
 	// off. It is never the read-only user: that one cannot INSERT. On servers with SQL access
@@ -65,6 +75,9 @@ func LoadSettings(is backend.DataSourceInstanceSettings) (Settings, error) {
 	}
 	s.Password = is.DecryptedSecureJSONData["password"]
 	s.DPPassword = is.DecryptedSecureJSONData["dpPassword"]
+	s.ApprovalsCACert = is.DecryptedSecureJSONData["approvalsCaCert"]
+	s.ApprovalsClientCert = is.DecryptedSecureJSONData["approvalsClientCert"]
+	s.ApprovalsClientKey = is.DecryptedSecureJSONData["approvalsClientKey"]
 	if s.DPBudget == 0 {
 		s.DPBudget = privacy.DefaultBudget
 	}
@@ -104,7 +117,12 @@ func (s Settings) Validate() error {
 	if s.ApprovalsURL != "" {
 		if u, err := url.Parse(s.ApprovalsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("approvalsUrl %q: want the approvals API's http(s)://host:port", s.ApprovalsURL))
+		} else if s.approvalsTLSSet() && u.Scheme != "https" {
+			errs = append(errs, fmt.Errorf("approvalsUrl %q: the approvals TLS certificates are set, so the URL must be https://", s.ApprovalsURL))
 		}
+	}
+	if _, err := s.approvalsTLS(); err != nil {
+		errs = append(errs, err)
 	}
 	byApprover := map[string]string{}
 	for login, id := range s.ApproverLogins {
@@ -159,4 +177,35 @@ func (s Settings) approverOf(login string) (id string, ok bool) {
 		}
 	}
 	return login, true
+}
+
+func (s Settings) approvalsTLSSet() bool {
+	return s.ApprovalsCACert != "" || s.ApprovalsClientCert != "" || s.ApprovalsClientKey != ""
+}
+
+// approvalsTLS builds the TLS configuration towards the approvals API from the PEM settings; nil
+// when none is set (plain HTTP, or HTTPS verified by the system's roots).
+func (s Settings) approvalsTLS() (*tls.Config, error) {
+	if !s.approvalsTLSSet() {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS13}
+	if s.ApprovalsCACert != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(s.ApprovalsCACert)) {
+			return nil, errors.New("approvalsCaCert: no PEM certificate in it")
+		}
+		tc.RootCAs = pool
+	}
+	if (s.ApprovalsClientCert == "") != (s.ApprovalsClientKey == "") {
+		return nil, errors.New("approvalsClientCert and approvalsClientKey: give both, or neither")
+	}
+	if s.ApprovalsClientCert != "" {
+		cert, err := tls.X509KeyPair([]byte(s.ApprovalsClientCert), []byte(s.ApprovalsClientKey))
+		if err != nil {
+			return nil, fmt.Errorf("approvalsClientCert with approvalsClientKey: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }

@@ -70,6 +70,11 @@ export interface MCPWatchSecureOptions {
   password?: string;
   /** The dp user's password. */
   dpPassword?: string;
+  /** PEM: the CA that verifies an https approvals API (empty: the system's roots). */
+  approvalsCaCert?: string;
+  /** PEM: the plugin's client certificate and key, for an approvals API that requires one (mTLS). */
+  approvalsClientCert?: string;
+  approvalsClientKey?: string;
 }
 
 /** Which fields a query type uses, so the editor shows only those. */

@@ -54,6 +54,7 @@ const ui = {
   InlineFieldRow: ({ children }) => React.createElement('div', null, children),
   Input: el('input', 'id'),
   SecretInput: el('input', 'id'),
+  SecretTextArea: el('textarea', 'id'),
   Select: el('select', 'inputId'),
 };
 
@@ -173,5 +174,16 @@ assert.equal(opts.secureJsonData.dpPassword, 'dp-s3cret');
 assert.ok(!JSON.stringify(opts.jsonData).includes('dp-s3cret'), 'the dp password leaked into jsonData');
 inputs.get('mcpwatch-dp-password').onReset();
 assert.equal(opts.secureJsonFields.dpPassword, false);
+
+// The approvals API's TLS material: PEM text only in secureJsonData.
+for (const [id, field] of [['mcpwatch-approvals-ca', 'approvalsCaCert'], ['mcpwatch-approvals-cert', 'approvalsClientCert'],
+  ['mcpwatch-approvals-key', 'approvalsClientKey']]) {
+  const text = `-----BEGIN ${field}-----`;
+  inputs.get(id).onChange({ currentTarget: { value: text } });
+  assert.equal(opts.secureJsonData[field], text);
+  assert.ok(!JSON.stringify(opts.jsonData).includes(text), `${field} leaked into jsonData`);
+  inputs.get(id).onReset();
+  assert.equal(opts.secureJsonFields[field], false);
+}
 
 console.log('module.js: plugin, datasource, query editor and config editor ok');

@@ -1,6 +1,6 @@
 import * as React from 'react';
 import type { DataSourcePluginOptionsEditorProps } from '@grafana/data';
-import { InlineField, Input, SecretInput, Select } from '@grafana/ui';
+import { InlineField, Input, SecretInput, SecretTextArea, Select } from '@grafana/ui';
 
 import type { MCPWatchOptions, MCPWatchSecureOptions } from '../types';
 
@@ -23,6 +23,27 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
   const j = options.jsonData;
   const setJSON = (patch: Partial<MCPWatchOptions>) =>
     onOptionsChange({ ...options, jsonData: { ...j, ...patch } });
+  // A PEM field of secureJsonData: write-only from the browser, shown as configured once stored.
+  const pem = (field: 'approvalsCaCert' | 'approvalsClientCert' | 'approvalsClientKey', id: string) => (
+    <SecretTextArea
+      id={id}
+      rows={4}
+      cols={40}
+      placeholder="-----BEGIN ..."
+      isConfigured={Boolean(options.secureJsonFields?.[field])}
+      value={options.secureJsonData?.[field] ?? ''}
+      onChange={(e) =>
+        onOptionsChange({ ...options, secureJsonData: { ...options.secureJsonData, [field]: e.currentTarget.value } })
+      }
+      onReset={() =>
+        onOptionsChange({
+          ...options,
+          secureJsonFields: { ...options.secureJsonFields, [field]: false },
+          secureJsonData: { ...options.secureJsonData, [field]: '' },
+        })
+      }
+    />
+  );
   const num = (s: string) => {
     const n = parseInt(s, 10);
     return Number.isFinite(n) && n > 0 ? n : undefined;
@@ -81,6 +102,15 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
       <InlineField label="Approvals API URL" labelWidth={lw} tooltip="mcpwatch response approvals-serve; lists requests and relays votes signed in the browser">
         <Input id="mcpwatch-approvals-url" width={w} placeholder="http://127.0.0.1:8390" value={j.approvalsUrl ?? ''}
           onChange={(e) => setJSON({ approvalsUrl: e.currentTarget.value })} />
+      </InlineField>
+      <InlineField label="Approvals API CA (PEM)" labelWidth={lw} tooltip="verifies an https approvals API; empty: the system's roots">
+        {pem('approvalsCaCert', 'mcpwatch-approvals-ca')}
+      </InlineField>
+      <InlineField label="Approvals client certificate (PEM)" labelWidth={lw} tooltip="for an approvals API run with --client-ca (mTLS)">
+        {pem('approvalsClientCert', 'mcpwatch-approvals-cert')}
+      </InlineField>
+      <InlineField label="Approvals client key (PEM)" labelWidth={lw}>
+        {pem('approvalsClientKey', 'mcpwatch-approvals-key')}
       </InlineField>
       <InlineField label="Role needed to lift controls" labelWidth={lw}>
         <Select inputId="mcpwatch-operator-role" width={w} options={roleOptions} value={j.operatorRole ?? 'Editor'}
