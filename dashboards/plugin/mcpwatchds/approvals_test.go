@@ -1,12 +1,10 @@
 package mcpwatchds
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
-	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -45,26 +43,7 @@ func withJSON(t *testing.T, pc backend.PluginContext, extra map[string]any) back
 // and a datasource without approvalsUrl answers 501. If it failed, the findings board could not
 // show what waits for a vote, or anonymous callers could read pending calls.
 func TestApprovalsOverGRPC(t *testing.T) {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := approval.NewKeyring(map[string]ed25519.PublicKey{"ann": pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := approval.NewStore(ring)
-	now := time.Now().UTC().Truncate(time.Second)
-	req := &approval.Request{ID: "apr-1", Time: now, Tenant: "acme", Requester: "gateway:gw-1", Rule: "wire-transfer",
-		Call:      &approval.Call{Subject: "mallory", Server: "bank", Tool: "transfer", ArgsSHA256: strings.Repeat("ab", 32)},
-		Approvers: []string{"ann"}, Required: 1, Deadline: now.Add(10 * time.Minute), OnTimeout: approval.Deny}
-	key, value, err := approval.EncodeRequest(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Apply([]byte(key), value); err != nil {
-		t.Fatal(err)
-	}
+	store, ring, value := pendingRequest(t, "apr-1")
 	api := httptest.NewServer(approval.NewServer(store, ring, nil, nil, nil).Handler())
 	t.Cleanup(api.Close)
 
@@ -74,24 +53,7 @@ func TestApprovalsOverGRPC(t *testing.T) {
 	pc := withJSON(t, base, map[string]any{"approvalsUrl": api.URL})
 	get := func(pc backend.PluginContext) (int, string) {
 		t.Helper()
-		rreq := &backend.CallResourceRequest{PluginContext: pc, Path: "approvals", Method: "GET", URL: "approvals"}
-		stream, err := g.res.CallResource(context.Background(), backend.ToProto().CallResourceRequest(rreq))
-		if err != nil {
-			t.Fatalf("CallResource: %v", err)
-		}
-		var status int
-		var out []byte
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				break
-			}
-			if m.Code != 0 {
-				status = int(m.Code)
-			}
-			out = append(out, m.Body...)
-		}
-		return status, string(out)
+		return g.resource(t, pc, "GET", "approvals", nil)
 	}
 	st, out := get(pc)
 	if st != 200 {
@@ -140,26 +102,7 @@ func withSecure(pc backend.PluginContext, extra map[string]string) backend.Plugi
 // closes the approvals API to operators' certificates would lose the Grafana approvals list, or
 // the plugin would silently talk to it without TLS.
 func TestApprovalsOverMTLS(t *testing.T) {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := approval.NewKeyring(map[string]ed25519.PublicKey{"ann": pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := approval.NewStore(ring)
-	now := time.Now().UTC().Truncate(time.Second)
-	req := &approval.Request{ID: "apr-tls", Time: now, Tenant: "acme", Requester: "gateway:gw-1", Rule: "wire-transfer",
-		Call:      &approval.Call{Subject: "mallory", Server: "bank", Tool: "transfer", ArgsSHA256: strings.Repeat("cd", 32)},
-		Approvers: []string{"ann"}, Required: 1, Deadline: now.Add(10 * time.Minute), OnTimeout: approval.Deny}
-	key, value, err := approval.EncodeRequest(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Apply([]byte(key), value); err != nil {
-		t.Fatal(err)
-	}
+	store, ring, _ := pendingRequest(t, "apr-tls")
 	dir := t.TempDir()
 	ca := testenv.NewCA(t, dir, "ops")
 	srvCert, srvKey := ca.Server(t, "approvals")
@@ -190,27 +133,7 @@ func TestApprovalsOverMTLS(t *testing.T) {
 	base := withJSON(t, pluginContext(t, db, "", "Viewer"), map[string]any{"approvalsUrl": api.URL})
 	get := func(pc backend.PluginContext) (int, string) {
 		t.Helper()
-		rreq := &backend.CallResourceRequest{PluginContext: pc, Path: "approvals", Method: "GET", URL: "approvals"}
-		stream, err := g.res.CallResource(context.Background(), backend.ToProto().CallResourceRequest(rreq))
-		if err != nil {
-			return 0, err.Error()
-		}
-		var status int
-		var out []byte
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				if err != io.EOF {
-					out = append(out, err.Error()...) // the instance could not be made
-				}
-				break
-			}
-			if m.Code != 0 {
-				status = int(m.Code)
-			}
-			out = append(out, m.Body...)
-		}
-		return status, string(out)
+		return g.resource(t, pc, "GET", "approvals", nil)
 	}
 	good := withSecure(base, map[string]string{"approvalsCaCert": read(ca.CertFile),
 		"approvalsClientCert": read(cliCert), "approvalsClientKey": read(cliKey)})
@@ -228,4 +151,31 @@ func TestApprovalsOverMTLS(t *testing.T) {
 	if st, out := get(plain); st == 200 || !strings.Contains(out, "must be https") {
 		t.Errorf("GET /approvals with TLS settings and an http URL: %d %s; want a settings error", st, out)
 	}
+}
+
+// pendingRequest returns an approvals store holding one pending 1-of-1 request with id, the
+// keyring of its approver ann, and the request's record value.
+func pendingRequest(t *testing.T, id string) (*approval.Store, *approval.Keyring, []byte) {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := approval.NewKeyring(map[string]ed25519.PublicKey{"ann": pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := approval.NewStore(ring)
+	now := time.Now().UTC().Truncate(time.Second)
+	req := &approval.Request{ID: id, Time: now, Tenant: "acme", Requester: "gateway:gw-1", Rule: "wire-transfer",
+		Call:      &approval.Call{Subject: "mallory", Server: "bank", Tool: "transfer", ArgsSHA256: strings.Repeat("ab", 32)},
+		Approvers: []string{"ann"}, Required: 1, Deadline: now.Add(10 * time.Minute), OnTimeout: approval.Deny}
+	key, value, err := approval.EncodeRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Apply([]byte(key), value); err != nil {
+		t.Fatal(err)
+	}
+	return store, ring, value
 }

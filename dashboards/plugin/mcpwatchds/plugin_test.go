@@ -167,25 +167,7 @@ func TestPluginOverGRPC(t *testing.T) {
 	}
 	call := func(role string, body string) (int, string) {
 		t.Helper()
-		rreq := &backend.CallResourceRequest{PluginContext: pluginContext(t, db, prefix, role), Path: "lift", Method: "POST",
-			URL: "lift", Body: []byte(body), Headers: map[string][]string{"Content-Type": {"application/json"}}}
-		stream, err := g.res.CallResource(ctx, backend.ToProto().CallResourceRequest(rreq))
-		if err != nil {
-			t.Fatalf("CallResource: %v", err)
-		}
-		var status int
-		var out []byte
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				break
-			}
-			if m.Code != 0 {
-				status = int(m.Code)
-			}
-			out = append(out, m.Body...)
-		}
-		return status, string(out)
+		return g.resource(t, pluginContext(t, db, prefix, role), "POST", "lift", []byte(body))
 	}
 	body := `{"key": "` + ctl.Key() + `", "reason": "false positive, checked with the owner"}`
 	if st, out := call("Viewer", body); st != 403 {

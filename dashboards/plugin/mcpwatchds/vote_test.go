@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"slices"
@@ -28,6 +29,14 @@ import (
 func (g *grafana) callResource(t *testing.T, pc backend.PluginContext, login, role, method, path string, body []byte) (int, string) {
 	t.Helper()
 	pc.User = &backend.User{Login: login, Role: role}
+	return g.resource(t, pc, method, path, body)
+}
+
+// resource calls the plugin's resource path with pc as it is (its user, or none) and returns
+// the status and body; an error ending the stream (the instance could not be made from the
+// settings) is appended to the body.
+func (g *grafana) resource(t *testing.T, pc backend.PluginContext, method, path string, body []byte) (int, string) {
+	t.Helper()
 	rreq := &backend.CallResourceRequest{PluginContext: pc, Path: path, Method: method, URL: path, Body: body,
 		Headers: map[string][]string{"Content-Type": {"application/json"}}}
 	stream, err := g.res.CallResource(context.Background(), backend.ToProto().CallResourceRequest(rreq))
@@ -39,6 +48,9 @@ func (g *grafana) callResource(t *testing.T, pc backend.PluginContext, login, ro
 	for {
 		m, err := stream.Recv()
 		if err != nil {
+			if err != io.EOF {
+				out = append(out, err.Error()...)
+			}
 			break
 		}
 		if m.Code != 0 {
