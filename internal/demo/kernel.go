@@ -74,6 +74,7 @@ func docsUpstreams(gwc *gateway.Config, dataURL string, server []string, home st
 // call on that session refused, and prints the forensic SQL (as the read-only user).
 func kernelAct(ctx context.Context, out io.Writer, gatewayURL string, u User, ro storage.Options, db, since string) error {
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+	began := time.Now()
 	endpoint := strings.TrimSuffix(gatewayURL, "/mcp") + docsRoute
 	say("\n== 6. Act 3: a compromised sandboxed server, seen in the kernel and quarantined")
 	say("%s converts a document with %s (stdio server in a cgroup v2 sandbox, eBPF-watched, egress allow-list empty);", u.Name, DocsServerName)
@@ -156,6 +157,7 @@ ORDER BY time_ms LIMIT 1 BY kind, status, actor`, db, Tenant, since, sb, sb),
 			return err
 		}
 	}
+	say("\nact 3 took %s", time.Since(began).Round(100*time.Millisecond))
 	return nil
 }
 

@@ -75,22 +75,24 @@ type Options struct {
 	Migrate func(ctx context.Context, out io.Writer) error
 	// ReadOnly is the account the forensic SQL runs as.
 	ReadOnly storage.Options
-	Users    []string      // well-behaved principals
-	Scraper  string        // the misbehaving one
+	Users    []string // well-behaved principals
+	Scraper  string   // the misbehaving one
 	// DocsUser calls acme-docs in the third act; DocsServer is the command line that serves
 	// acme-docs on stdio ([ServeDocsStdio]), launched by the gateway in a sandbox. Empty: no act 3.
 	DocsUser   string
 	DocsServer []string
-	Calls    int           // tool calls per well-behaved principal
-	Gap      time.Duration // pause between their calls
-	Timeout  time.Duration // give up after this long
+	Calls      int           // tool calls per well-behaved principal
+	Gap        time.Duration // pause between their calls
+	Timeout    time.Duration // give up after this long
 }
 
 // Run is `mcpwatch demo`: it migrates ClickHouse, starts every component in one process — the
 // gateway in front of a demo MCP server (official Go SDK), and a webhook receiver — drives
 // traffic through the gateway (principals working normally and one that starts scraping), waits
 // until mcpwatch has detected the scraper, sent a signed webhook, revoked it and refused its next
-// call, and prints the forensic SQL it runs as the read-only user with the results. It returns an
+// call, and prints the forensic SQL it runs as the read-only user with the results. As root with
+// cgroup v2 and eBPF it then runs a third act ([kernelAct]): a compromised sandboxed server seen
+// in the kernel and quarantined; without them it prints "act 3 skipped: <reason>". It returns an
 // error if any of that did not happen.
 func Run(ctx context.Context, o Options) error {
 	out := o.Out
