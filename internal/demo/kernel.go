@@ -92,9 +92,12 @@ func kernelAct(ctx context.Context, out io.Writer, gatewayURL string, u User, ro
 	say("%s's client got an ordinary answer: %q", u.Name, resultText(res))
 
 	// The call names the sandbox; the rest follows from it.
+	if s.ID() == "" {
+		return fmt.Errorf("%s: the gateway gave the session no id: its sandbox cannot be found", u.Name)
+	}
 	sb, err := waitForValue(ctx, ro, fmt.Sprintf(
-		"SELECT sandbox FROM %s.events FINAL WHERE tenant = '%s' AND session_id = '%s' AND sandbox != '' LIMIT 1",
-		db, Tenant, s.ID()))
+		"SELECT sandbox FROM %s.events FINAL WHERE tenant = '%s' AND subject = '%s' AND session_id = '%s' AND sandbox != '' AND time >= toDateTime('%s', 'UTC') LIMIT 1",
+		db, Tenant, u.Name, s.ID(), since))
 	if err != nil {
 		return err
 	}
@@ -145,11 +148,13 @@ FROM %s.findings FINAL
 WHERE tenant = '%s' AND subject = '%s' AND detector = 'sigma' AND time >= toDateTime('%s', 'UTC')
 ORDER BY time_ms LIMIT 1 BY summary`, db, Tenant, u.Name, since),
 		fmt.Sprintf(`-- the response: the playbook's quarantine and notification, the gateway's confirmed freeze
+-- (and a revocation of %s, had anything decided one: the server is compromised, not its caller)
 SELECT time, kind, status, target, actor, reason, round(latency_ms) AS latency_ms
 FROM %s.actions FINAL
 WHERE tenant = '%s' AND time >= toDateTime('%s', 'UTC') AND status != 'suppressed' AND (target = '%s'
-   OR target LIKE 'quarantine/sandbox/%%/%s' OR (kind = 'notify' AND actor = 'playbook:contain-compromised-server'))
-ORDER BY time_ms LIMIT 1 BY kind, status, actor`, db, Tenant, since, sb, sb),
+   OR target LIKE 'quarantine/sandbox/%%/%s' OR (kind = 'notify' AND actor = 'playbook:contain-compromised-server')
+   OR target = 'revoke/subject/%s/%s')
+ORDER BY time_ms LIMIT 1 BY kind, status, actor`, u.Name, db, Tenant, since, sb, sb, Tenant, u.Name),
 	}
 	for _, q := range queries {
 		say("\n%s;", q)
