@@ -3,17 +3,32 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcpwatch/mcpwatch/internal/demo"
 	"github.com/mcpwatch/mcpwatch/internal/testenv"
 )
 
+// The demo launches acme-docs as this binary (os.Executable) in a sandbox, with DocsServerEnv
+// set: the test binary serves it then, as `mcpwatch demo docs-server` does.
+func init() {
+	if os.Getenv(demo.DocsServerEnv) == "" {
+		return
+	}
+	if err := demo.ServeDocsStdio(context.Background()); err != nil {
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 // TestDemo runs `mcpwatch demo` — the README's main job — against the real Kafka and ClickHouse
 // and checks that it tells the story it promises: detection, a verified webhook, enforcement and
-// forensic SQL with results, with no audit event lost on the way.
+// forensic SQL with results, with no audit event lost on the way; and, as root with eBPF (always
+// under CI=true), its third act: a compromised sandboxed server seen in the kernel and quarantined.
 func TestDemo(t *testing.T) {
 	testenv.Kafka(t)
 	testenv.ClickHouse(t)
@@ -67,8 +82,17 @@ func TestDemo(t *testing.T) {
 	} else if d, err := time.ParseDuration(m[1]); err != nil || d > 5*time.Second {
 		t.Errorf("finding → refusal %s", m[1])
 	}
-	if n := len(regexp.MustCompile(`\(\d+ rows\)`).FindAllString(s, -1)); n != 8 {
-		t.Errorf("demo printed %d tables, want 7 query results and the metrics", n)
+	tables := 8 // 7 query results and the metrics
+	if m := regexp.MustCompile(`(?m)^act 3 skipped: (.*)$`).FindStringSubmatch(s); m != nil {
+		if os.Getenv("CI") == "true" {
+			t.Errorf("act 3 skipped under CI=true (the CI runs as root with eBPF): %s", m[1])
+		}
+	} else {
+		tables += 4
+		demoAct3(t, s)
+	}
+	if n := len(regexp.MustCompile(`\(\d+ rows\)`).FindAllString(s, -1)); n != tables {
+		t.Errorf("demo printed %d tables, want %d", n, tables)
 	}
 	if regexp.MustCompile(`\(0 rows\)`).MatchString(s) {
 		t.Error("a forensic query came back empty")
@@ -78,5 +102,39 @@ func TestDemo(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(s)
+	}
+}
+
+// demoAct3 checks the third act's story in the demo's output: dave's call to acme-docs answered
+// normally; the shell, the credential read and the refused connect in the kernel, attributed to
+// dave, on the sandbox's timeline beside the MCP call; the three shipped Sigma rules' findings with
+// the sandbox in their evidence; the playbook's quarantine, the gateway's confirmed freeze with
+// its latency; and dave's next call refused because of the quarantine. If it failed, the demo
+// would no longer show the kernel view or the quarantine it promises.
+func demoAct3(t *testing.T, s string) {
+	t.Helper()
+	for what, re := range map[string]string{
+		"an ordinary answer":      `dave's client got an ordinary answer: "Q3 BOARD SUMMARY`,
+		"the MCP call":            `(?m)^\S+ \S+\s+mcp\s+dave\s+tools/call\s+convert_document\s+allowed\s+analysts-acme-docs`,
+		"the shell":               `(?m)^\S+ \S+\s+kernel\s+dave\s+execve\s+sh\s+/bin/sh -c cat "\$HOME/\.ssh/id_ed25519"`,
+		"the credential read":     `(?m)^\S+ \S+\s+kernel\s+dave\s+openat\s+cat\s+\S+/home/\.ssh/id_ed25519`,
+		"the refused connect":     `(?m)^\S+ \S+\s+kernel\s+dave\s+connect\s+\S+\s+203\.0\.113\.7:443\s+denied\s+egress:not_allowed`,
+		"the shell finding":       `dave: Sigma rule "Shell or Interpreter Spawned by a Sandboxed MCP Server" matched \(high\) — .*sandbox = "acme-docs-`,
+		"the credential finding":  `dave: Sigma rule "Credential File Opened in a Sandboxed MCP Server" matched \(high\)`,
+		"the egress finding":      `dave: Sigma rule "Egress of a Sandboxed MCP Server Refused in the Kernel" matched \(high\)`,
+		"the playbook's decision": `quarantine\s+succeeded\s+quarantine/sandbox/acme/acme-docs-\w+\s+playbook:contain-compromised-server`,
+		"the freeze, confirmed":   `(?m)quarantine\s+succeeded\s+acme-docs-\w+\s+gateway:\S+\s+playbook contain-compromised-server: .*\s\d+$`,
+		"the freeze's latency":    `the gateway froze sandbox acme-docs-\w+ \d+ ms after the playbook's quarantine control \(confirmed from cgroup\.events\)`,
+		"the refused next call":   `dave's next call to acme-docs \(sandbox acme-docs-\w+\) was refused: .*playbook contain-compromised-server`,
+		"the SOC told":            `notify\s+succeeded\s+soc \S+\s+playbook:contain-compromised-server`,
+	} {
+		if !regexp.MustCompile(re).MatchString(s) {
+			t.Errorf("act 3: demo output lacks %s (%s)", what, re)
+		}
+	}
+	// The server is compromised, not its caller: dave is not revoked (the act's actions query
+	// would list the revocation).
+	if regexp.MustCompile(`(?m)^\S+ \S+\s+revoke\s+\S+\s+revoke/subject/acme/dave\s`).MatchString(s) {
+		t.Error("act 3 revoked dave, the caller, instead of only quarantining the server")
 	}
 }

@@ -241,6 +241,25 @@ func (d *Detector) CorrelatorStats() CorrelatorStats {
 	return d.corr.Stats()
 }
 
+// appendResources adds the server, tool and sandbox the event names as evidence (features
+// "server", "tool", "sandbox" with the name as ObservedText), after the matched fields: what a
+// playbook's server, tool and sandbox conditions and its quarantine actions act on, and what a
+// notification names. A rule on a kernel event of a sandbox can so quarantine that sandbox.
+func appendResources(ev []event.Evidence, e *event.Event, value float64, at time.Time) []event.Evidence {
+	for _, r := range [...]struct{ feature, name string }{
+		{"server", e.Target.Server}, {"tool", mcp(e).Tool}, {"sandbox", e.Target.Sandbox},
+	} {
+		if r.name == "" {
+			continue
+		}
+		ev = append(ev, event.Evidence{Detector: Name, Check: Name, Component: string(detect.Risk), Feature: r.feature,
+			Value: value, ObservedText: clip(r.name), BaselineSource: "rule",
+			Detail:      fmt.Sprintf("the event's %s", r.feature),
+			WindowStart: at, WindowEnd: at, EventIDs: []string{e.ID}})
+	}
+	return ev
+}
+
 func levelOf(level string) string {
 	if level == "" {
 		return "no level"
@@ -251,7 +270,7 @@ func levelOf(level string) string {
 func ruleFinding(r *Rule, m *Match, e *event.Event) *event.Finding {
 	sev := Severity(r.Level)
 	at := e.Time.UTC()
-	ev := make([]event.Evidence, 0, max(len(m.Fields), 1))
+	ev := make([]event.Evidence, 0, max(len(m.Fields), 1)+3)
 	for _, fm := range m.Fields {
 		obs, _ := strconv.ParseFloat(fm.Value, 64)
 		ev = append(ev, event.Evidence{Detector: Name, Check: Name, Component: string(detect.Risk), Feature: fm.Field,
@@ -264,6 +283,7 @@ func ruleFinding(r *Rule, m *Match, e *event.Event) *event.Finding {
 			Value: float64(sev * 10), BaselineSource: "rule", Detail: fmt.Sprintf("rule %s (%s) matched (condition %s)", r.Title, r.ID, r.Condition),
 			WindowStart: at, WindowEnd: at, EventIDs: []string{e.ID}})
 	}
+	ev = appendResources(ev, e, float64(sev*10), at)
 	return &event.Finding{
 		ID: detect.FindingID(Name+"/"+r.ID, e.ID), Time: at, Tenant: e.Tenant, Principal: e.Principal,
 		Detector: Name, Check: Name, Score: float64(sev * 10), Severity: sev,

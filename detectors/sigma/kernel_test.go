@@ -92,3 +92,28 @@ func TestKernelRuleFinding(t *testing.T) {
 		t.Fatalf("findings %+v", out.Findings)
 	}
 }
+
+// A finding names the server, tool and sandbox of its event as evidence (features "server",
+// "tool", "sandbox"), after the matched fields: a playbook quarantines the sandbox a kernel rule
+// fired on from that evidence. If this failed, `quarantine: sandbox` on a Sigma finding would
+// decide nothing, and notifications would not say which sandbox misbehaved.
+func TestFindingNamesItsSandbox(t *testing.T) {
+	rs := mustParse(t, kernelRule(CategoryProcessCreation, "  sel:\n    Image|endswith: /sh\n  condition: sel"))
+	d, err := NewWithRules(rs, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out detect.Output
+	d.Observe(kernelEvent("execve"), &out)
+	if len(out.Findings) != 1 {
+		t.Fatalf("findings %+v", out.Findings)
+	}
+	var got []string
+	for _, e := range out.Findings[0].Evidence {
+		got = append(got, e.Feature+"="+e.ObservedText)
+	}
+	// A kernel event names no tool: no tool evidence.
+	if want := "Image|endswith=/bin/sh,server=files,sandbox=files-1"; strings.Join(got, ",") != want {
+		t.Errorf("evidence %s, want %s", strings.Join(got, ","), want)
+	}
+}

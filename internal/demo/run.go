@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -74,18 +75,24 @@ type Options struct {
 	Migrate func(ctx context.Context, out io.Writer) error
 	// ReadOnly is the account the forensic SQL runs as.
 	ReadOnly storage.Options
-	Users    []string      // well-behaved principals
-	Scraper  string        // the misbehaving one
-	Calls    int           // tool calls per well-behaved principal
-	Gap      time.Duration // pause between their calls
-	Timeout  time.Duration // give up after this long
+	Users    []string // well-behaved principals
+	Scraper  string   // the misbehaving one
+	// DocsUser calls acme-docs in the third act; DocsServer is the command line that serves
+	// acme-docs on stdio ([ServeDocsStdio]), launched by the gateway in a sandbox. Empty: no act 3.
+	DocsUser   string
+	DocsServer []string
+	Calls      int           // tool calls per well-behaved principal
+	Gap        time.Duration // pause between their calls
+	Timeout    time.Duration // give up after this long
 }
 
 // Run is `mcpwatch demo`: it migrates ClickHouse, starts every component in one process — the
 // gateway in front of a demo MCP server (official Go SDK), and a webhook receiver — drives
 // traffic through the gateway (principals working normally and one that starts scraping), waits
 // until mcpwatch has detected the scraper, sent a signed webhook, revoked it and refused its next
-// call, and prints the forensic SQL it runs as the read-only user with the results. It returns an
+// call, and prints the forensic SQL it runs as the read-only user with the results. As root with
+// cgroup v2 and eBPF it then runs a third act ([kernelAct]): a compromised sandboxed server seen
+// in the kernel and quarantined; without them it prints "act 3 skipped: <reason>". It returns an
 // error if any of that did not happen.
 func Run(ctx context.Context, o Options) error {
 	out := o.Out
@@ -125,10 +132,19 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// Act 3 needs root, cgroup v2 and eBPF; without them the demo says why and skips it.
+	act3 := kernelActReady(o.DocsServer, o.Log)
+	if o.DocsUser == "" {
+		act3 = errors.New("no --docs-user")
+	}
+	principals := append(append([]string{}, o.Users...), o.Scraper)
+	if act3 == nil {
+		principals = append(principals, o.DocsUser)
+	}
 	// The gateway's principals: static bearer tokens from a tokens file, as in development.
 	users := map[string]User{}
 	var tokens strings.Builder
-	for _, name := range append(append([]string{}, o.Users...), o.Scraper) {
+	for _, name := range principals {
 		u := User{Name: name, Token: "demo_" + RandomHex(20)}
 		users[name] = u
 		fmt.Fprintf(&tokens, "- token: %s\n  sub: %s\n  client_id: demo-agent\n  roles: [analyst]\n", u.Token, name)
@@ -140,7 +156,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	if err := liftRevocations(ctx, o.Config, append(append([]string{}, o.Users...), o.Scraper)); err != nil {
+	if err := liftRevocations(ctx, o.Config, principals); err != nil {
 		return err
 	}
 
@@ -155,6 +171,11 @@ func Run(ctx context.Context, o Options) error {
 	rsp.Channels = []notify.Channel{{Name: "soc", Type: notify.TypeWebhook, URL: hookURL + "/webhook", Secret: component.SecretValue(secret)}}
 	gwc := cfg.Section(string(gateway.Type)).(*gateway.Config)
 	gwc.Listen, gwc.Upstream, gwc.ServerName, gwc.Tenant = "127.0.0.1:0", upstream+"/mcp", "acme-data", Tenant
+	if act3 == nil {
+		if err := docsUpstreams(gwc, upstream+"/mcp", o.DocsServer, filepath.Join(dir, "home")); err != nil {
+			return err
+		}
+	}
 	gwc.Auth.TokensFile = filepath.Join(dir, "tokens.yaml")
 	gwc.Policy.File = filepath.Join(dir, "demo-policy.yaml")
 	gwc.Spool.Dir = filepath.Join(dir, "spool")
@@ -190,6 +211,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	say("upstream MCP server  %s/mcp (official Go SDK)", upstream)
+	if act3 == nil {
+		say("sandboxed MCP server %s at %s: stdio, cgroup v2 sandbox per session, eBPF probes, egress allow-list empty", DocsServerName, docsRoute)
+	}
 	say("mcpwatch gateway     %s  (tenant %s, %d principals, policy deploy/local/demo-policy.yaml, masking on, audit spool)", gatewayURL, Tenant, len(users))
 	say("enrichment           catalog deploy/local/catalog.yaml, directory deploy/local/directory.yaml")
 	say("webhook receiver     %s/webhook (verifies Standard Webhooks signatures)", hookURL)
@@ -331,7 +355,16 @@ ORDER BY time_ms LIMIT 1`, db, Tenant, o.Scraper, since),
 			return err
 		}
 	}
-	say("\n== 6. Pipeline metrics (from /metrics)")
+	section := 6
+	if act3 == nil {
+		if err := kernelAct(ctx, out, gatewayURL, users[o.DocsUser], o.ReadOnly, db, time.Now().UTC().Truncate(time.Second).Format("2006-01-02 15:04:05")); err != nil {
+			return fmt.Errorf("act 3: %w", err)
+		}
+		section++
+	} else {
+		say("\nact 3 skipped: %v", act3)
+	}
+	say("\n== %d. Pipeline metrics (from /metrics)", section)
 	if err := printStageMetrics(out, o.Registry); err != nil {
 		return err
 	}
