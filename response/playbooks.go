@@ -71,9 +71,23 @@ func (d *decider) stateOf(p part) *playbook.State {
 	st := d.state[p]
 	if st == nil {
 		st = playbook.NewState(0)
+		if d.controls != nil {
+			st.WithLifted(d.lifted)
+		}
 		d.state[p] = st
 	}
 	return st
+}
+
+// lifted reports whether an operator lifted the control an action publishes after last and no
+// later than now (finding times), by the tombstone's time on the control topic.
+func (d *decider) lifted(tenant string, kind playbook.Kind, scope playbook.Scope, target string, last, now time.Time) bool {
+	k, ok := controlKinds[kind]
+	if !ok {
+		return false
+	}
+	at, ok := d.controls.LiftedAt(event.Control{Kind: k.control, Scope: event.ControlScope(scope), Tenant: tenant, Value: target}.Key())
+	return ok && at.After(last) && !at.After(now)
 }
 
 // controlKinds maps playbook action kinds to what they publish.
@@ -253,7 +267,7 @@ func (d *decider) stronger(c *event.Control, now time.Time) (id, why string) {
 	}
 	// A control with c's own id is this finding's, published before a redelivery: publishing it
 	// again changes nothing, and the redelivered finding must yield the same records.
-	if p, ok := d.published[c.Key()]; ok && p.id != c.ID && (p.expires == nil || now.Before(*p.expires)) && outlasts(p.expires) {
+	if p, ok := d.published[c.Key()]; ok && p.id != c.ID && (p.expires == nil || now.Before(*p.expires)) && outlasts(p.expires) && !d.liftedAfter(c.Key(), p.at) {
 		return p.id, "already in force at least as long: " + c.Key() + " " + until(p.expires)
 	}
 	if d.controls != nil {
@@ -262,6 +276,16 @@ func (d *decider) stronger(c *event.Control, now time.Time) (id, why string) {
 		}
 	}
 	return "", ""
+}
+
+// liftedAfter reports whether key's control was lifted (a tombstone on the control topic) after
+// at: a control this responder published and an operator then lifted is not in force.
+func (d *decider) liftedAfter(key string, at time.Time) bool {
+	if d.controls == nil {
+		return false
+	}
+	lt, ok := d.controls.LiftedAt(key)
+	return ok && lt.After(at)
 }
 
 // remember records a published control; with a control follower, entries older than

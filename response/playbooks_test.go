@@ -1,6 +1,7 @@
 package response
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -320,5 +321,91 @@ playbooks:
 	}
 	if ctls, acts := r.Decide(1, finding(99)); len(ctls)+len(acts) != 0 {
 		t.Fatal("a finding matched a playbook of source score")
+	}
+}
+
+// An operator's lift ends a playbook's deduplication, as the lift runbook says: within the
+// dedup window a finding after the lift revokes again (a new control, published), a finding before
+// it stays suppressed, and a consumer that rebuilds its memory from the same findings over the
+// same lift decides the next finding alike. If this failed, lifting a revocation would disarm the
+// playbook for that principal for the rest of its window.
+func TestDecideLiftEndsDedup(t *testing.T) {
+	// Permanent, so the responder's memory of its own control would outlast the new one if it
+	// ignored the lift.
+	const src = "playbooks:\n  - name: contain\n    match: {min_score: 80}\n    actions:\n      - revoke: subject\n        permanent: true\n        dedup_window: 10m\n"
+	path := filepath.Join(t.TempDir(), "playbooks.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	controls := control.NewStore()
+	clock := now
+	newResponder := func() *Responder {
+		store, err := playbook.NewStore(path, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := New(event.TopicNames("t"), DefaultConfig(), nil, nil, WithClock(func() time.Time { return clock }), WithPlaybooks(store, controls))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Close)
+		return r
+	}
+	r := newResponder()
+	const key = "revoke/subject/acme/mallory"
+	decide := func(r *Responder, at time.Time) (*event.Control, *event.Action) {
+		t.Helper()
+		clock = at.Add(time.Second) // decided a second after the finding
+		f := finding(90)
+		f.ID, f.Time = "f-"+at.Format("150405"), at
+		ctls, acts := r.Decide(0, f)
+		var c *event.Control
+		for _, x := range ctls {
+			if x.Key() == key {
+				c = x
+				b, _ := event.Encode(x)
+				if err := controls.ApplyAt([]byte(x.Key()), b, clock); err != nil { // read back by the follower
+					t.Fatal(err)
+				}
+			}
+		}
+		return c, byTarget(acts)[key]
+	}
+	t0 := now.Add(-30 * time.Minute)
+	c1, a1 := decide(r, t0)
+	if c1 == nil || a1.Status != StatusSucceeded {
+		t.Fatalf("first finding: %+v %+v", c1, a1)
+	}
+	if c, a := decide(r, t0.Add(time.Minute)); c != nil || a.Status != StatusSuppressed {
+		t.Fatalf("second finding within the window, before any lift: %+v %+v", c, a)
+	}
+	// The operator lifts the revocation (its tombstone on the control topic).
+	if err := controls.ApplyAt([]byte(key), nil, t0.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	c3, a3 := decide(r, t0.Add(4*time.Minute))
+	if c3 == nil || a3.Status != StatusSucceeded || c3.ID == c1.ID || a3.ControlID != c3.ID {
+		t.Fatalf("finding after the lift, within the window: control %+v action %+v; want a new revocation", c3, a3)
+	}
+	if c, a := decide(r, t0.Add(5*time.Minute)); c != nil || a.Status != StatusSuppressed {
+		t.Fatalf("finding after the re-revocation: %+v %+v; want suppressed", c, a)
+	}
+
+	// A consumer that takes the partition over replays the same findings over the same lift.
+	fresh := newResponder()
+	for i, at := range []time.Duration{0, time.Minute, 4 * time.Minute, 5 * time.Minute} {
+		f := finding(90)
+		f.ID, f.Time = fmt.Sprintf("replay-%d", i), t0.Add(at)
+		rec, err := kafkaio.RecordOf("findings", "acme/mallory", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh.dec.rebuild(part{fresh.names.Findings, 0}, rec)
+	}
+	next := t0.Add(13 * time.Minute) // outside the first decision's window, inside the re-revocation's
+	_, want := decide(r, next)
+	_, got := decide(fresh, next)
+	if want.Status != StatusSuppressed || got.Status != want.Status {
+		t.Fatalf("after the window of the first decision: live %s, rebuilt %s; want both suppressed", want.Status, got.Status)
 	}
 }

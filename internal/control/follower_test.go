@@ -157,11 +157,13 @@ func testCatchUp(t *testing.T, k kafka) {
 	revokeAlice := ctl(event.ControlRevoke, event.ScopeSubject, "acme", "alice")
 	revokeBob := ctl(event.ControlRevoke, event.ScopeSubject, "acme", "bob")
 	quarantine := ctl(event.ControlQuarantine, event.ScopeTool, "acme", "db/drop_table")
+	liftBob := tombstone(revokeBob)
+	liftBob.Timestamp = time.Now().Add(-time.Hour).Truncate(time.Millisecond) // when the operator lifted it
 	k.produce(t, p,
 		rec(t, revokeAlice),
 		rec(t, revokeBob),
 		&kgo.Record{Key: []byte("revoke/subject/acme/mallory"), Value: []byte("not json")},
-		tombstone(revokeBob),
+		liftBob,
 		rec(t, quarantine), // last: readiness must wait for it
 	)
 	s := NewStore()
@@ -178,6 +180,14 @@ func testCatchUp(t *testing.T, k kafka) {
 	}
 	if s.Len() != 2 {
 		t.Fatalf("store holds %d controls, want 2", s.Len())
+	}
+	// The lift is remembered with its time on the topic (the respond stage ends deduplication
+	// by it); a key never lifted has none.
+	if at, ok := s.LiftedAt(revokeBob.Key()); !ok || !at.Equal(liftBob.Timestamp) {
+		t.Fatalf("LiftedAt(%s) = %v, %v; want the tombstone's time %v", revokeBob.Key(), at, ok, liftBob.Timestamp)
+	}
+	if _, ok := s.LiftedAt(revokeAlice.Key()); ok {
+		t.Fatal("a lift reported for alice, whose revocation was never lifted")
 	}
 	if got := metric(t, r.reg, "mcpwatch_control_records_malformed_total"); got != 1 {
 		t.Fatalf("malformed counter = %v, want 1", got)

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -60,5 +61,26 @@ func TestOnChange(t *testing.T) {
 	}
 	if calls != 2 {
 		t.Fatalf("watchers called %d times, want 2", calls)
+	}
+}
+
+// The memory of lifts is bounded: past maxLifted keys the oldest lift is forgotten, the newest
+// kept. If this failed, a long-running respond stage would grow without bound under lifts.
+func TestLiftedBounded(t *testing.T) {
+	s := NewStore()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range maxLifted + 1 {
+		if err := s.ApplyAt([]byte(fmt.Sprintf("revoke/subject/acme/u%d", i)), nil, t0.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := s.LiftedAt("revoke/subject/acme/u0"); ok {
+		t.Error("the oldest lift was kept past the bound")
+	}
+	if at, ok := s.LiftedAt(fmt.Sprintf("revoke/subject/acme/u%d", maxLifted)); !ok || !at.Equal(t0.Add(maxLifted*time.Second)) {
+		t.Errorf("the newest lift: %v %v", at, ok)
+	}
+	if n := len(s.lifted); n != maxLifted {
+		t.Errorf("%d lifts held, want %d", n, maxLifted)
 	}
 }

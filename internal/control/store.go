@@ -30,11 +30,47 @@ type Store struct {
 	byTarget map[target][]event.Control
 	// watchers are called after every change; see [Store.OnChange].
 	watchers []func()
+	// lifted is when each key's last tombstone was written (see [Store.LiftedAt]), bounded by
+	// maxLifted.
+	lifted map[string]time.Time
 }
+
+// maxLifted bounds [Store.lifted]; beyond it, the oldest lifts are forgotten.
+const maxLifted = 10000
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{byKey: map[string]event.Control{}, byTarget: map[target][]event.Control{}}
+	return &Store{byKey: map[string]event.Control{}, byTarget: map[target][]event.Control{}, lifted: map[string]time.Time{}}
+}
+
+// LiftedAt returns when the last tombstone of key was written to the control topic (an operator's
+// lift), if the store has seen one. The respond stage uses it so that a lift ends a playbook's
+// deduplication of that control: the next finding acts again.
+func (s *Store) LiftedAt(key string) (time.Time, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.lifted[key]
+	return t, ok
+}
+
+// ApplyAt is [Store.Apply] for a record written at at: a tombstone's time is kept for
+// [Store.LiftedAt].
+func (s *Store) ApplyAt(key, value []byte, at time.Time) error {
+	if len(value) == 0 {
+		s.mu.Lock()
+		if _, ok := s.lifted[string(key)]; !ok && len(s.lifted) >= maxLifted {
+			var oldest string
+			for k, t := range s.lifted {
+				if oldest == "" || t.Before(s.lifted[oldest]) {
+					oldest = k
+				}
+			}
+			delete(s.lifted, oldest)
+		}
+		s.lifted[string(key)] = at
+		s.mu.Unlock()
+	}
+	return s.Apply(key, value)
 }
 
 // Apply applies one record of the control topic. An empty value is a tombstone and lifts the

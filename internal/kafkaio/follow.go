@@ -21,6 +21,13 @@ type Table interface {
 	Len() int
 }
 
+// TimedTable is a [Table] that wants each record's timestamp too (when it was written to the
+// topic); the [Follower] calls ApplyAt instead of Apply for it.
+type TimedTable interface {
+	Table
+	ApplyAt(key, value []byte, at time.Time) error
+}
+
 // Follower keeps a [Table] in step with a compacted topic (revocations, threat scores). It reads
 // every partition from the start with no consumer group, so every replica sees every record, and
 // closes [Follower.Ready] once it has applied everything that was committed to the topic when it
@@ -133,7 +140,13 @@ func (f *Follower) apply(r *kgo.Record) {
 	if r.Attrs.IsControl() {
 		return
 	}
-	if err := f.store.Apply(r.Key, r.Value); err != nil {
+	var err error
+	if tt, ok := f.store.(TimedTable); ok {
+		err = tt.ApplyAt(r.Key, r.Value, r.Timestamp)
+	} else {
+		err = f.store.Apply(r.Key, r.Value)
+	}
+	if err != nil {
 		f.m.malformed.Inc()
 		f.log.Warn("skipping malformed record", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return

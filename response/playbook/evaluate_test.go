@@ -136,7 +136,7 @@ func TestEvaluateDryRun(t *testing.T) {
 func TestStateBound(t *testing.T) {
 	st := NewState(2)
 	for i, k := range []string{"a", "b", "c"} {
-		st.dedup(k, t0.Add(time.Duration(i)*time.Second), time.Hour)
+		st.dedup(k, t0.Add(time.Duration(i)*time.Second), time.Hour, nil)
 	}
 	if n, _ := st.Len(); n != 2 {
 		t.Fatalf("dedup entries: %d", n)
@@ -219,5 +219,47 @@ func TestNotifyDedupPerPrincipal(t *testing.T) {
 		if len(d) != 1 || d[0].Suppressed != c.suppressed {
 			t.Fatalf("finding %d about %s: %+v, want suppressed=%v", i, c.sub, d, c.suppressed)
 		}
+	}
+}
+
+// A lift ends deduplication: within the dedup window, a finding before the operator's lift is
+// suppressed, the first one after it acts again and is remembered (the next is suppressed), and a
+// notification is never affected by lifts. If this failed, a principal whose revocation was lifted
+// by mistake could misbehave again for the rest of the window without being revoked.
+func TestLiftEndsDedup(t *testing.T) {
+	s, err := Load("t.yaml", []byte("playbooks:\n  - name: p\n    actions:\n      - revoke: subject\n        dedup_window: 10m\n      - notify: soc\n        dedup_window: 10m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lift := t0.Add(3 * time.Minute)
+	var asked []string
+	st := NewState(0).WithLifted(func(tenant string, kind Kind, scope Scope, target string, last, now time.Time) bool {
+		asked = append(asked, string(kind)+"/"+string(scope)+"/"+tenant+"/"+target)
+		return lift.After(last) && !lift.After(now)
+	})
+	f := finding()
+	suppressed := func(at time.Duration) (revoke, notify bool) {
+		t.Helper()
+		ds := s.Evaluate(f, st, t0.Add(at))
+		if len(ds) != 2 {
+			t.Fatalf("decisions at +%s: %+v", at, ds)
+		}
+		return ds[0].Suppressed, ds[1].Suppressed
+	}
+	for _, c := range []struct {
+		at             time.Duration
+		revoke, notify bool
+	}{
+		{0, false, false},              // first decision
+		{2 * time.Minute, true, true},  // within the window, before the lift
+		{4 * time.Minute, false, true}, // after the lift: revoked again; notify still deduplicated
+		{5 * time.Minute, true, true},  // the new decision is remembered
+	} {
+		if r, n := suppressed(c.at); r != c.revoke || n != c.notify {
+			t.Errorf("+%s: revoke suppressed %v, notify suppressed %v; want %v, %v", c.at, r, n, c.revoke, c.notify)
+		}
+	}
+	if len(asked) == 0 || asked[0] != "revoke/subject/"+f.Tenant+"/"+f.Principal.Subject {
+		t.Errorf("lifts asked about %v", asked)
 	}
 }

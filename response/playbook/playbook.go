@@ -377,10 +377,18 @@ func decide(spec *ApprovalSpec, p *Playbook, a *Action, f *event.Finding, state 
 			// the notifications about another.
 			key += "\x00" + event.PrincipalID(f.Principal)
 		}
-		d.Suppressed = state.dedup(key, now, a.DedupWindow)
+		var lifted func(last time.Time) bool
+		if a.Kind != KindNotify && state.lifted != nil {
+			lifted = func(last time.Time) bool { return state.lifted(f.Tenant, a.Kind, a.Scope, t, last, now) }
+		}
+		d.Suppressed = state.dedup(key, now, a.DedupWindow, lifted)
 	}
 	return d, true
 }
+
+// LiftedFunc reports whether the control that an action of kind and scope on target (of tenant)
+// publishes was lifted by an operator after last and no later than now.
+type LiftedFunc func(tenant string, kind Kind, scope Scope, target string, last, now time.Time) bool
 
 // DefaultStateSize is the number of entries a [State] from [NewState] holds of each kind.
 const DefaultStateSize = 10000
@@ -396,6 +404,16 @@ type State struct {
 	max      int
 	lastSeen map[string]time.Time   // dedup key → last decision
 	findings map[string][]time.Time // escalation key → finding times, oldest first
+	lifted   LiftedFunc
+}
+
+// WithLifted makes a lift end deduplication: an action whose control an operator lifted after the
+// decision that would suppress it is decided again (and remembered from then on), as the lift
+// runbook promises. Lifts are judged by their time against finding times, so replaying the same
+// findings over the same lifts rebuilds the same memory. It returns s.
+func (s *State) WithLifted(fn LiftedFunc) *State {
+	s.lifted = fn
+	return s
 }
 
 // NewState returns an empty state holding at most max entries of each kind (max < 1: the
@@ -410,10 +428,14 @@ func NewState(max int) *State {
 // Len returns the number of dedup and escalation entries held.
 func (s *State) Len() (dedup, escalation int) { return len(s.lastSeen), len(s.findings) }
 
-// dedup reports whether key was decided within window before now, and records now.
-func (s *State) dedup(key string, now time.Time, window time.Duration) bool {
+// dedup reports whether key was decided within window before now, unless liftedSince (if not
+// nil) says its control was lifted after that decision; it records now when not suppressed.
+func (s *State) dedup(key string, now time.Time, window time.Duration, liftedSince func(last time.Time) bool) bool {
 	last, ok := s.lastSeen[key]
 	suppressed := ok && window > 0 && now.Sub(last) < window && !now.Before(last)
+	if suppressed && liftedSince != nil && liftedSince(last) {
+		suppressed = false
+	}
 	if !suppressed {
 		if !ok && len(s.lastSeen) >= s.max {
 			evict(s.lastSeen, func(t time.Time) time.Time { return t })
