@@ -173,9 +173,18 @@ func notifyPlaybookStage(set component.Settings, cfg *Config, tune func(*kafkaio
 		chans.Close()
 		return nil, component.Fieldf("channels", "playbooks notify channels that are not configured: %v", missing)
 	}
-	r, err := New(set.Topics, *cfg, set.Registerer, set.Logger, WithPlaybooks(store, nil), WithChannels(chans))
+	// The control topic is followed here too, so that a lift ends deduplication for this stage's
+	// decisions as it does for the enforcing stage's, and a message shows what that stage does.
+	controls := control.NewStore()
+	fol, err := control.NewFollower(set.KafkaClient("control"), set.Topics.Control, controls, nil, set.Logger)
 	if err != nil {
 		chans.Close()
+		return nil, err
+	}
+	r, err := New(set.Topics, *cfg, set.Registerer, set.Logger, WithPlaybooks(store, controls), WithChannels(chans))
+	if err != nil {
+		chans.Close()
+		fol.Close()
 		return nil, err
 	}
 	group := set.Group(StageNotify)
@@ -189,13 +198,21 @@ func notifyPlaybookStage(set component.Settings, cfg *Config, tune func(*kafkaio
 	st, err := kafkaio.NewStage(set.KafkaClient(""), sc, r.NotifyHandler(), set.Registerer, set.Logger)
 	if err != nil {
 		r.Close()
+		fol.Close()
 		return nil, fmt.Errorf("%s stage: %w", StageNotify, err)
 	}
 	p := &component.Parts{}
+	p.Go(fol.Run)
 	p.Go(func(ctx context.Context) error { return store.Run(ctx, cfg.PlaybookReload) })
-	p.Go(st.Run)
+	p.Go(func(ctx context.Context) error {
+		if err := fol.WaitReady(ctx); err != nil {
+			return nil // shutting down
+		}
+		return st.Run(ctx)
+	})
 	p.OnClose(func() error { r.Close(); return nil })
 	p.OnClose(st.Close)
+	p.OnClose(func() error { fol.Close(); return nil })
 	return p, nil
 }
 
