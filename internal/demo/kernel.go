@@ -24,7 +24,8 @@ import (
 const docsRoute = "/docs/mcp"
 
 // kernelActReady says why the third act cannot run here, or nil: it launches acme-docs in a
-// cgroup v2 sandbox (root) watched by eBPF probes, which it loads once to find out.
+// cgroup v2 sandbox (root) watched by eBPF probes, with its egress refused by the egress
+// programs; it loads and attaches both once to find out.
 func kernelActReady(server []string, log *slog.Logger) error {
 	if len(server) == 0 {
 		return errors.New("no command to launch acme-docs with")
@@ -32,14 +33,27 @@ func kernelActReady(server []string, log *slog.Logger) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (a cgroup v2 sandbox and eBPF probes)")
 	}
-	if _, err := sandbox.FindCgroup2(); err != nil {
+	root, err := sandbox.FindCgroup2()
+	if err != nil {
 		return err
 	}
 	p, err := ebpf.Load(ebpf.Config{Registerer: prometheus.NewRegistry(), Log: log})
 	if err != nil {
 		return err
 	}
-	return p.Close()
+	defer p.Close()
+	// acme-docs runs with no egress allowed, which the gateway refuses to start without the
+	// egress programs: attach them once to a throw-away cgroup to find out.
+	cg := filepath.Join(root, "mcpwatch-demo-check-"+RandomHex(4))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		return fmt.Errorf("make a cgroup to check the egress programs: %w", err)
+	}
+	defer os.Remove(cg)
+	eg, err := ebpf.NewEgress(p, ebpf.EgressConfig{Cgroup: cg, Log: log})
+	if err != nil {
+		return err
+	}
+	return eg.Close()
 }
 
 // docsUpstreams puts acme-data (by URL, at the route the first acts use) and acme-docs (a stdio
